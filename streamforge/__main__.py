@@ -1,0 +1,3 @@
+from streamforge.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""``streamforge``: the single command-line entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from streamforge import __version__
+from streamforge.cli import schemas as schemas_cli
+from streamforge.cli import simulate as simulate_cli
+from streamforge.config import CONFIG_ENV_VAR, ConfigError, load_config
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="streamforge",
+    help=(
+        "StreamForge: real-time e-commerce analytics on Google Cloud.\n\n"
+        "Generate shop traffic, inspect the event schemas, and (as the project grows) run the "
+        "Beam pipelines, CDC, functions and the daily batch, locally or on GCP."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        envvar=CONFIG_ENV_VAR,
+        help="TOML file overriding the embedded defaults (topics, session gap, fraud rules, simulator).",
+        show_default=False,
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    try:
+        ctx.obj = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+app.command("simulate")(simulate_cli.simulate)
+app.add_typer(schemas_cli.app, name="schemas")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,235 @@
+"""Typed configuration with one source of values: ``defaults.toml`` in this package.
+
+The dataclasses below declare the shape and the types; the TOML file declares the values.
+A user file (``--config`` or ``STREAMFORGE_CONFIG``) overrides any subset of keys. Unknown
+keys and values of the wrong type are rejected with the file, key and reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import typing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from streamforge.timeutil import parse_duration, parse_timestamp
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "FraudRules",
+    "SessionConfig",
+    "SimulatorConfig",
+    "TopicsConfig",
+    "embedded_defaults",
+    "load_config",
+]
+
+CONFIG_ENV_VAR = "STREAMFORGE_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the file and key.
+
+    ``key`` is the offending field's name when a dataclass check raised it.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    clickstream: str
+    orders: str
+    fraud_alerts: str
+    dead_letter: str
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    gap: timedelta
+    allowed_lateness: timedelta
+
+
+@dataclass(frozen=True)
+class FraudRules:
+    rapid_orders_count: int
+    rapid_orders_window: timedelta
+    high_value_first_order: Decimal
+    max_travel_speed_kmh: float
+    min_travel_distance_km: float
+    card_testing_failed_payments: int
+    card_testing_distinct_cards: int
+    card_testing_window: timedelta
+
+    def __post_init__(self) -> None:
+        # Two orders in a row are no pattern (and a LOCATION_ANOMALY pair would match too).
+        minimums = {"rapid_orders_count": 3, "card_testing_failed_payments": 2, "card_testing_distinct_cards": 2}
+        for name, least in minimums.items():
+            if getattr(self, name) < least:
+                raise ConfigError(f"fraud.{name} must be at least {least}, got {getattr(self, name)}")
+        for name in ("rapid_orders_window", "card_testing_window"):
+            if getattr(self, name).total_seconds() <= 0:
+                raise ConfigError(f"fraud.{name} must be positive")
+        if self.high_value_first_order <= 0:
+            raise ConfigError(f"fraud.high_value_first_order must be positive, got {self.high_value_first_order}")
+        if self.max_travel_speed_kmh <= 0:
+            raise ConfigError(f"fraud.max_travel_speed_kmh must be positive, got {self.max_travel_speed_kmh}")
+        if self.min_travel_distance_km < 0:
+            raise ConfigError(f"fraud.min_travel_distance_km must not be negative, got {self.min_travel_distance_km}")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    seed: int
+    start: str
+    duration: timedelta
+    sessions_per_second: float
+    users: int
+    currency: str
+    fraud_rate: float
+    malformed_fraction: float
+    duplicate_fraction: float
+
+    def __post_init__(self) -> None:
+        if self.start.strip().lower() != "now":
+            try:
+                parse_timestamp(self.start)
+            except ValueError as exc:
+                raise ConfigError(f"simulator.start must be 'now' or an RFC 3339 time: {exc}", "start") from None
+        if self.sessions_per_second <= 0:
+            raise ConfigError(f"simulator.sessions_per_second must be positive, got {self.sessions_per_second}", "sessions_per_second")
+        if self.users < 1:
+            raise ConfigError(f"simulator.users must be at least 1, got {self.users}", "users")
+        if len(self.currency) != 3 or not self.currency.isascii() or not self.currency.isupper():
+            raise ConfigError(f"simulator.currency must be an ISO 4217 code like USD, got {self.currency!r}", "currency")
+        for name in ("fraud_rate", "malformed_fraction", "duplicate_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"simulator.{name} must be between 0 and 1, got {getattr(self, name)}", name)
+
+    def start_time(self) -> datetime | None:
+        """The simulated start as an aware datetime; None for 'now' (the wall clock)."""
+        return None if self.start.strip().lower() == "now" else parse_timestamp(self.start)
+
+
+@dataclass(frozen=True)
+class Config:
+    topics: TopicsConfig
+    sessions: SessionConfig
+    fraud: FraudRules
+    simulator: SimulatorConfig
+
+
+def embedded_defaults() -> Config:
+    """The values shipped in defaults.toml, ignoring $STREAMFORGE_CONFIG (for help texts)."""
+    return _build(Config, _read_toml(resources.files(__package__).joinpath("defaults.toml"), "defaults.toml"), "defaults.toml", "")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Embedded defaults, overlaid by ``path`` (or $STREAMFORGE_CONFIG when ``path`` is None)."""
+    raw = _read_toml(resources.files(__package__).joinpath("defaults.toml"), "defaults.toml")
+    source = "defaults.toml"
+    if path is None and os.environ.get(CONFIG_ENV_VAR):
+        path = os.environ[CONFIG_ENV_VAR]
+    if path is not None:
+        user = _read_toml(Path(path), str(path))
+        _overlay(raw, user, str(path), prefix="")
+        source = str(path)
+    return _build(Config, raw, source, prefix="")
+
+
+def _read_toml(file: Any, name: str) -> dict[str, Any]:
+    try:
+        with file.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+
+
+def _overlay(base: dict[str, Any], user: Mapping[str, Any], source: str, prefix: str) -> None:
+    for key, value in user.items():
+        where = f"{prefix}{key}"
+        if key not in base:
+            raise ConfigError(f"{source}: unknown key '{where}'{_suggest(key, base)}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{where}' must be a table ([{where}]), got {value!r}")
+            _overlay(base[key], value, source, prefix=f"{where}.")
+        else:
+            base[key] = value
+
+
+def _suggest(key: str, known: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{hint}; known keys: {', '.join(sorted(known))}"
+
+
+def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        where = f"{prefix}{f.name}"
+        if f.name not in raw:
+            raise ConfigError(f"{source}: missing key '{where}'")
+        kwargs[f.name] = _coerce(hints[f.name], raw[f.name], source, where)
+    extra = set(raw) - {f.name for f in dataclasses.fields(cls)}
+    if extra:
+        name = sorted(extra)[0]
+        raise ConfigError(f"{source}: unknown key '{prefix}{name}'")
+    return cls(**kwargs)
+
+
+def _coerce(kind: Any, value: Any, source: str, where: str) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: '{where}' must be {expected}, got {value!r}")
+
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise bad(f"a table [{where}]")
+        return _build(kind, value, source, prefix=f"{where}.")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if kind is Decimal:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise bad('a decimal string such as "5000.00" (or an integer)')
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise bad("a decimal number") from None
+    if kind is timedelta:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise bad(f"a duration ({exc})") from None
+    if kind is datetime:
+        try:
+            return parse_timestamp(value)
+        except ValueError as exc:
+            raise bad(f"a timestamp ({exc})") from None
+    raise TypeError(f"unsupported config type {kind} for {where}")

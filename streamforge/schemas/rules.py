@@ -1,0 +1,75 @@
+"""Cross-field rules: what a schema cannot say field by field.
+
+Each rule takes a record that already passed type validation (Python form) and returns the
+problems it finds. Rules are keyed by schema subject and apply to every version of it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from streamforge.schemas.errors import MISSING, FieldError
+
+__all__ = ["RULES", "Rule"]
+
+Rule = Callable[[Mapping[str, Any]], list[FieldError]]
+
+# Fields a clickstream event of a given type must carry.
+_CLICKSTREAM_REQUIRED: dict[str, tuple[str, ...]] = {
+    "page_view": ("page_url",),
+    "product_view": ("product_id", "category", "price"),
+    "add_to_cart": ("product_id", "category", "price", "quantity"),
+    "remove_from_cart": ("product_id", "category", "price", "quantity"),
+    "checkout_start": ("price", "quantity"),
+    "purchase": ("order_id", "price", "quantity"),
+}
+
+
+def clickstream_fields_for_type(record: Mapping[str, Any]) -> list[FieldError]:
+    needed = _CLICKSTREAM_REQUIRED.get(record["event_type"], ())
+    return [
+        FieldError(name, record.get(name, MISSING), f"required for event_type {record['event_type']}")
+        for name in needed
+        if record.get(name) is None
+    ]
+
+
+def order_amounts_add_up(record: Mapping[str, Any]) -> list[FieldError]:
+    errors = []
+    lines = sum((item["unit_price"] * item["quantity"] for item in record["items"]), Decimal(0))
+    if record["subtotal"] != lines:
+        errors.append(FieldError("subtotal", record["subtotal"], f"must equal the sum of the item lines ({lines})"))
+    if record["discount"] > record["subtotal"]:
+        errors.append(FieldError("discount", record["discount"], "must not exceed the subtotal"))
+    expected = record["subtotal"] - record["discount"] + record["shipping"]
+    if record["total_amount"] != expected:
+        errors.append(
+            FieldError("total_amount", record["total_amount"], f"must equal subtotal - discount + shipping ({expected})")
+        )
+    return errors
+
+
+def card_payments_have_fingerprint(record: Mapping[str, Any]) -> list[FieldError]:
+    if record["payment_method"] == "card" and record.get("card_fingerprint") is None:
+        return [FieldError("card_fingerprint", record.get("card_fingerprint"), "required when payment_method is card")]
+    return []
+
+
+def ends_after_start(start: str, end: str) -> Rule:
+    def rule(record: Mapping[str, Any]) -> list[FieldError]:
+        if record[end] < record[start]:
+            return [FieldError(end, record[end], f"must not be before {start}")]
+        return []
+
+    rule.__name__ = f"{end}_not_before_{start}"
+    return rule
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "clickstream_event": (clickstream_fields_for_type,),
+    "order_event": (order_amounts_add_up, card_payments_have_fingerprint),
+    "session_aggregate": (ends_after_start("session_start", "session_end"),),
+    "revenue_per_minute": (ends_after_start("window_start", "window_end"),),
+    "revenue_by_category_region": (ends_after_start("window_start", "window_end"),),
+}
