@@ -26,14 +26,17 @@ def list_schemas() -> None:
     """Every subject and version, with its Confluent schema id and BigQuery table."""
     table = Table(show_edge=False)
     for column in ("subject", "version", "schema id", "fields", "BigQuery table", "partitioned by", "clustered by"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for schema in registry():
         bq = schema.bigquery
         table.add_row(
             schema.subject, str(schema.version), str(schema.schema_id), str(len(schema.field_names())),
             bq.table if bq else "-", (bq.partition_field or "-") if bq else "-", ", ".join(bq.clustering) if bq else "-",
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: never cut names to fit 80 columns
+        console = Console(width=200)
+    console.print(table)
 
 
 @app.command("show")

@@ -188,7 +188,10 @@ def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str) -> Any:
     if extra:
         name = sorted(extra)[0]
         raise ConfigError(f"{source}: unknown key '{prefix}{name}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a value check in the dataclass: say which file it came from
+        raise ConfigError(f"{source}: {exc}", exc.key) from None
 
 
 def _coerce(kind: Any, value: Any, source: str, where: str) -> Any:

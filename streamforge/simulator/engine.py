@@ -418,10 +418,6 @@ class Simulation:
             self._ts_prefix = format_millis(now - now % 1000)[:-4]
         return f"{self._ts_prefix}{now % 1000:03d}Z"
 
-    def think_ms(self) -> int:
-        """Time until the shopper's next action: log-normal, capped below the session gap."""
-        return self.think_table[int(self.rng.random() * _QUANTILES)]
-
     def uniform_ms(self, bounds: tuple[float, float]) -> int:
         return int(1000 * self.rng.uniform(*bounds))
 

@@ -42,22 +42,17 @@ def _missing_field(rng: random.Random, stream: str, event: dict[str, Any]) -> di
     return broken
 
 
-def _wrong_type(rng: random.Random, stream: str, event: dict[str, Any]) -> dict[str, Any]:
-    broken = dict(event)
-    if stream == "clickstream":
-        broken["quantity"] = "two"
-    else:
-        broken["total_amount"] = "lots"
-    return broken
+def _override(clickstream: dict[str, Any], orders: dict[str, Any]) -> Mutation:
+    """A mutation that sets these fields (by stream) to values the schema rejects."""
+
+    def mutate(_rng: random.Random, stream: str, event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, **(clickstream if stream == "clickstream" else orders)}
+
+    return mutate
 
 
-def _unknown_enum(rng: random.Random, stream: str, event: dict[str, Any]) -> dict[str, Any]:
-    broken = dict(event)
-    if stream == "clickstream":
-        broken["event_type"] = "hover"
-    else:
-        broken["status"] = "LOST_IN_TRANSIT"
-    return broken
+_wrong_type = _override({"quantity": "two"}, {"total_amount": "lots"})
+_unknown_enum = _override({"event_type": "hover"}, {"status": "LOST_IN_TRANSIT"})
 
 
 def _bad_timestamp(rng: random.Random, _stream: str, event: dict[str, Any]) -> dict[str, Any]:

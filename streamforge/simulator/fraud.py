@@ -59,15 +59,23 @@ def _affordable(sim: Simulation, limit_cents: int) -> Product:
 
 
 def _fill_cart(sim: Simulation, t: int, session: Session, lines: list[Line], step_ms: int) -> int:
-    """Plan viewing and adding each line, then checkout; returns when the shopper can pay."""
+    """Plan viewing and adding each line after ``t``, then checkout; returns when the shopper can pay.
+
+    Each step takes between half and all of ``step_ms``.
+    """
     click, rng = sim.emit_click, sim.rng
+
+    def step() -> int:
+        return t + max(1, int(step_ms * rng.uniform(0.5, 1.0)))
+
     for product, quantity in lines:
+        t = step()
         sim.at(t, click, (session, EventType.PRODUCT_VIEW, product.url, product))
-        t += int(step_ms * rng.uniform(0.5, 1.0))
+        t = step()
         sim.at(t, click, (session, EventType.ADD_TO_CART, product.url, product, quantity))
-        t += int(step_ms * rng.uniform(0.5, 1.0))
+    t = step()
     sim.at(t, click, (session, EventType.CHECKOUT_START, CHECKOUT_URL, None, cart_units(lines), cart_cents(lines)))
-    return t + int(step_ms * rng.uniform(0.5, 1.0))
+    return step()
 
 
 def _pay_soon(sim: Simulation, t: int, order: Order, card: str) -> None:
@@ -89,8 +97,8 @@ def rapid_orders(sim: Simulation) -> None:
     session = open_session(sim, user)
     t = sim.now
     sim.at(t, sim.emit_click, (session, EventType.PAGE_VIEW, HOME_URL))
-    # Three steps per order, spread over at most 75% of the window: every order is inside it.
-    step_ms = max(1, int(window_ms * 0.75) // (count * 3))
+    # Four cart steps per order, all orders within 75% of the window: every order is inside it.
+    step_ms = max(1, int(window_ms * 0.75) // (count * 4))
     limit = int(rules.high_value_first_order * 100) // 4
     for _ in range(count):
         lines = [[_affordable(sim, limit), 1]]
@@ -192,10 +200,10 @@ def location_anomaly(sim: Simulation) -> None:
     away_at = home_at + max(1, min(int(rng.uniform(2, 20) * 60_000), travel_ms // 2))
     step_ms = max(1, min(sim.uniform_ms((5.0, 20.0)), (away_at - home_at) // 5))
     session = open_session(sim, user, device=away_device, region=far_region)
-    browse_at = away_at - 4 * step_ms
+    browse_at = away_at - 4 * step_ms  # landing, then four steps of at most step_ms
     sim.at(browse_at, sim.emit_click, (session, EventType.PAGE_VIEW, HOME_URL))
     lines = [[_affordable(sim, limit), 1]]
-    _fill_cart(sim, browse_at + step_ms, session, lines, step_ms)
+    _fill_cart(sim, browse_at, session, lines, step_ms)
     order = build_order(sim, session, lines, payment_method="card", discount=False, ip_country=far)
     place_order(sim, away_at, session, order, card=card, case=case)
     _pay_soon(sim, away_at, order, card)

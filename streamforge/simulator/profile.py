@@ -77,7 +77,6 @@ class TrafficProfile:
     # Users: share of sessions from brand-new visitors, and of registered users who ordered before.
     new_visitor_share: float = 0.12
     returning_customer_share: float = 0.55
-    second_card_share: float = 0.25
     home_device_share: float = 0.8  # sessions on the user's usual device
     # Orders: payment, discounts, shipping, lifecycle.
     payment_methods: dict[str, float] = field(

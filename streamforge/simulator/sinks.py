@@ -218,9 +218,9 @@ class PubSubSink(_Sink):
                     )
                 ),
             )
-        except DefaultCredentialsError:
+        except DefaultCredentialsError as exc:
             raise SinkError(
-                "no Google Cloud credentials: run `gcloud auth application-default login`, "
+                f"no usable Google Cloud credentials ({exc}): run `gcloud auth application-default login`, "
                 "or set PUBSUB_EMULATOR_HOST to use a Pub/Sub emulator"
             ) from None
         self._topics = {
@@ -281,7 +281,7 @@ class KafkaSink(_Sink):
 
     PARTITIONS = 3
 
-    def __init__(self, bootstrap: str, topics: TopicsConfig, fmt: str = "json", *, timeout: float = 30.0):
+    def __init__(self, bootstrap: str, topics: TopicsConfig, fmt: str = "json", *, timeout: float = 10.0):
         super().__init__(fmt)
         try:
             from confluent_kafka import KafkaException, Producer

