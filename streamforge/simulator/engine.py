@@ -18,12 +18,14 @@ in their JSON form, and hot methods bind what they use to locals.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import math
 import random
 import time
 from bisect import bisect, bisect_left
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Callable, Iterator, Protocol
@@ -46,6 +48,23 @@ _COOLDOWN_MARGIN_MS = 5 * 60_000  # covers payment retries after a session's las
 
 def _entry_time(entry: tuple[Any, ...]) -> int:
     return entry[0]
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the garbage collector's young generation less often while simulating.
+
+    The calendar and the user population keep many small containers alive, and the
+    default threshold (700) makes the collector walk them again and again: about a
+    quarter of the run time with a large population. Events themselves are freed by
+    reference counting, so collecting less often costs no memory.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(50_000, previous[1], previous[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def _discard(_stream: str, _event: dict[str, Any]) -> None:
@@ -262,26 +281,34 @@ class Simulation:
         on_progress: Callable[[SimulationStats, int], None] | None = None,
         progress_every: int = 8192,
     ) -> SimulationStats:
-        """Emit everything planned before the next arrival, then let ``arrivals`` plan it.
+        """Run simulated time one second at a time: plan that second's arrivals, then emit it.
 
         ``arrivals`` yields the time of each arrival and, when resumed at that time, plans
-        what starts then. Stops at ``until_ms`` or when ``should_stop()`` turns true.
+        what starts then. Anything planned starts at or after its arrival, so once every
+        arrival of a second is planned, the second is final and can be emitted in time
+        order. Stops at ``until_ms`` or when ``should_stop()`` turns true.
         """
+        with _fewer_collections():
+            return self._run(until_ms, arrivals, clock, should_stop, on_progress, progress_every)
+
+    def _run(
+        self, until_ms: float, arrivals: Iterator[int], clock: RealTimeClock | None, should_stop: Callable[[], bool],
+        on_progress: Callable[[SimulationStats, int], None] | None, progress_every: int,
+    ) -> SimulationStats:
         wall_start = time.perf_counter()
-        next_arrival = self._warm_up(arrivals) if self.settings.warmup_ms > 0 else next(arrivals)
+        next_arrival = next(arrivals)
+        if self.settings.warmup_ms > 0:
+            next_arrival = self._warm_up(arrivals, next_arrival)
         stats = self.stats
         report_every = progress_every if clock is None else 1
         next_report = 0
-        stopped = False
         while True:
-            stopped = self._emit_until(min(next_arrival, until_ms), clock, should_stop)
+            next_arrival, horizon, stopped = self._step(arrivals, next_arrival, until_ms, clock, should_stop)
             if on_progress is not None and stats.messages >= next_report:
                 next_report = stats.messages + report_every
                 on_progress(stats, self.now)
-            if stopped or next_arrival >= until_ms or should_stop():
+            if stopped or horizon >= until_ms or should_stop():
                 break
-            self.now = next_arrival
-            next_arrival = next(arrivals)
         self._finish()
         stats.wall_seconds = time.perf_counter() - wall_start
         stats.sim_start_ms = self.settings.start_ms
@@ -291,17 +318,28 @@ class Simulation:
             on_progress(stats, stats.sim_end_ms)
         return stats
 
-    def _warm_up(self, arrivals: Iterator[int]) -> int:
+    def _step(
+        self, arrivals: Iterator[int], next_arrival: int, limit: float, clock: RealTimeClock | None,
+        should_stop: Callable[[], bool],
+    ) -> tuple[int, float, bool]:
+        """Plan the arrivals in ``next_arrival``'s second (before ``limit``), then emit up to its end.
+
+        Returns the next unplanned arrival, the time emitted up to, and whether a stop was asked.
+        """
+        horizon = min((next_arrival // 1000 + 1) * 1000, limit)
+        while next_arrival < horizon:
+            self.now = next_arrival
+            next_arrival = next(arrivals)
+        return next_arrival, horizon, self._emit_until(horizon, clock, should_stop)
+
+    def _warm_up(self, arrivals: Iterator[int], next_arrival: int) -> int:
         """Simulate from ``start_ms - warmup_ms`` to ``start_ms`` writing nothing; returns the next arrival."""
         start = self.settings.start_ms
         sink_emit, after_emit = self._sink_emit, self._after_emit
         self._sink_emit, self._after_emit = _discard, None
-        next_arrival = next(arrivals)
-        while next_arrival < start:
-            self._emit_until(next_arrival, None, _never)
-            self.now = next_arrival
-            next_arrival = next(arrivals)
-        self._emit_until(start, None, _never)
+        horizon = -math.inf
+        while horizon < start:
+            next_arrival, horizon, _ = self._step(arrivals, next_arrival, start, None, _never)
         self._sink_emit, self._after_emit = sink_emit, after_emit
         self.now = start
         self.stats = SimulationStats()  # count only what is written

@@ -88,6 +88,10 @@ class _Sink:
 class NullSink(_Sink):
     """Encodes and counts, writes nothing (rate calibration, benchmarks)."""
 
+    def emit(self, stream: str, event: dict[str, Any]) -> None:
+        self._encode(stream, event)
+        self.written += 1
+
     def write(self, stream: str, payload: bytes, **_: Any) -> None:
         self.written += 1
 
