@@ -19,7 +19,7 @@ from streamforge.simulator.engine import RealTimeClock, Settings
 from streamforge.simulator.fraud import check_injectable
 from streamforge.simulator.report import SimulationProgress, render_summary
 from streamforge.simulator.sinks import LABELS_FILE, SUMMARY_FILE, FileSink, LabelWriter, SinkError, open_sink
-from streamforge.simulator.traffic import WARMUP_MS, calibrate_sessions_per_second, simulate as run_simulation
+from streamforge.simulator.traffic import calibrate_sessions_per_second, simulate as run_simulation, warmup_ms
 from streamforge.timeutil import format_duration, parse_duration, to_millis
 
 __all__ = ["simulate"]
@@ -148,7 +148,7 @@ def simulate(
     )
     if realtime:
         settings = dataclasses.replace(
-            settings, sessions_per_second=calibrate_sessions_per_second(settings, rate, fmt.value), warmup_ms=WARMUP_MS
+            settings, sessions_per_second=calibrate_sessions_per_second(settings, rate, fmt.value), warmup_ms=warmup_ms(rate)
         )
     duration_ms = None if span is None else span.total_seconds() * 1000
     until_ms = float("inf") if duration_ms is None else settings.start_ms + duration_ms

@@ -67,12 +67,6 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
-def _discard(_stream: str, _event: dict[str, Any]) -> None:
-    pass
-
-
-def _never() -> bool:
-    return False
 
 
 class Sink(Protocol):
@@ -234,6 +228,7 @@ class Simulation:
         self._faults = Faults(self, settings.malformed_fraction, settings.duplicate_fraction, settings.seed)
         self._after_emit = self._faults.after if self._faults.enabled else None
         self._sink_emit = sink.emit
+        self._silent = False  # during a warm-up: events happen but are not built or written
         self.choose_device = Chooser(profile.devices)
         self.choose_region = Chooser(profile.regions)
         self.choose_referrer = Chooser(profile.referrers)
@@ -295,10 +290,10 @@ class Simulation:
         self, until_ms: float, arrivals: Iterator[int], clock: RealTimeClock | None, should_stop: Callable[[], bool],
         on_progress: Callable[[SimulationStats, int], None] | None, progress_every: int,
     ) -> SimulationStats:
-        wall_start = time.perf_counter()
         next_arrival = next(arrivals)
         if self.settings.warmup_ms > 0:
-            next_arrival = self._warm_up(arrivals, next_arrival)
+            next_arrival = self._warm_up(arrivals, next_arrival, should_stop)
+        wall_start = time.perf_counter()
         stats = self.stats
         report_every = progress_every if clock is None else 1
         next_report = 0
@@ -332,16 +327,17 @@ class Simulation:
             next_arrival = next(arrivals)
         return next_arrival, horizon, self._emit_until(horizon, clock, should_stop)
 
-    def _warm_up(self, arrivals: Iterator[int], next_arrival: int) -> int:
+    def _warm_up(self, arrivals: Iterator[int], next_arrival: int, should_stop: Callable[[], bool]) -> int:
         """Simulate from ``start_ms - warmup_ms`` to ``start_ms`` writing nothing; returns the next arrival."""
         start = self.settings.start_ms
-        sink_emit, after_emit = self._sink_emit, self._after_emit
-        self._sink_emit, self._after_emit = _discard, None
+        self._silent = True
         horizon = -math.inf
         while horizon < start:
-            next_arrival, horizon, _ = self._step(arrivals, next_arrival, start, None, _never)
-        self._sink_emit, self._after_emit = sink_emit, after_emit
-        self.now = start
+            next_arrival, horizon, stopped = self._step(arrivals, next_arrival, start, None, should_stop)
+            if stopped:
+                break
+        self._silent = False
+        self.now = max(self.now, start)
         self.stats = SimulationStats()  # count only what is written
         return next_arrival
 
@@ -473,6 +469,9 @@ class Simulation:
         category: str | None = None,
     ) -> None:
         """A clickstream event now. Product events take id, category and price from ``product``."""
+        if self._silent:
+            session.referrer = page_url
+            return
         if product is not None:
             category = product.category
             if price_cents is None:
@@ -504,6 +503,8 @@ class Simulation:
 
     def emit_order(self, order: Order, status: str, card: str | None, case: Case | None = None) -> None:
         """An order event now: a snapshot of ``order`` at ``status``."""
+        if self._silent:
+            return
         event = {
             "event_id": self.event_id(),
             "order_id": order.order_id,
