@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 import pytest
 
@@ -29,21 +29,22 @@ def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulate_to(tmp_path_factory.mktemp("faulty-run"), "--duration", "1h", "--malformed", "0.02", "--duplicates", "0.02")
 
 
+def _started(server: Callable[[], ContextManager[str]], what: str) -> Iterator[str]:
+    """The address of ``server`` while the test session runs; a skip, saying why, if it is not installed."""
+    try:
+        with server() as address:
+            yield address
+    except ServerUnavailable as exc:
+        pytest.skip(f"no {what}: {exc}")
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """HOST:PORT of a Kafka-compatible broker started for this test session."""
-    try:
-        with kafka_broker() as bootstrap:
-            yield bootstrap
-    except ServerUnavailable as exc:
-        pytest.skip(f"no Kafka-compatible broker: {exc}")
+    yield from _started(kafka_broker, "Kafka-compatible broker")
 
 
 @pytest.fixture(scope="session")
 def pubsub() -> Iterator[str]:
     """HOST:PORT of a Pub/Sub emulator: PUBSUB_EMULATOR_HOST's, or one started for this session."""
-    try:
-        with pubsub_emulator() as host:
-            yield host
-    except ServerUnavailable as exc:
-        pytest.skip(f"no Pub/Sub emulator: {exc}")
+    yield from _started(pubsub_emulator, "Pub/Sub emulator")
