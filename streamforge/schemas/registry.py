@@ -125,10 +125,6 @@ class EventSchema:
 
     # -- JSON -----------------------------------------------------------------------------
 
-    def to_json_obj(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """The JSON form of a record: RFC 3339 timestamps, decimals as numbers."""
-        return orjson.loads(self.to_json(record, validate=False))
-
     def to_json(self, record: Mapping[str, Any], *, validate: bool = True) -> bytes:
         if validate:
             record = self.validate(record)
