@@ -344,12 +344,11 @@ class Simulation:
     def _emit_until(self, horizon: float, clock: RealTimeClock | None, should_stop: Callable[[], bool]) -> bool:
         """Emit, in time order, every planned event before ``horizon``; True if stopped."""
         seconds, buckets = self._seconds, self._buckets
-        last_second = horizon // 1000
-        while seconds and seconds[0] <= last_second:
+        while seconds and seconds[0] * 1000 < horizon:
             second = heapq.heappop(seconds)
             entries = buckets.pop(second)
             entries.sort()
-            partial = second == last_second
+            partial = (second + 1) * 1000 > horizon
             if partial:  # only the part of this second before the horizon is final yet
                 cut = bisect_left(entries, horizon, key=_entry_time)
                 if cut < len(entries):
