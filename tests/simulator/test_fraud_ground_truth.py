@@ -13,19 +13,8 @@ import pytest
 
 from streamforge.config import FraudRules, load_config
 from tests.support.cli import simulate_to
+from tests.support.samples import UNUSUAL_RULES
 from tests.support.reference import fraud_matches, load
-
-UNUSUAL_RULES = """
-[fraud]
-rapid_orders_count = 4
-rapid_orders_window = "45m"         # longer than the 30-minute session gap
-high_value_first_order = "1500.00"
-max_travel_speed_kmh = 400.0
-min_travel_distance_km = 8000.0
-card_testing_failed_payments = 2
-card_testing_distinct_cards = 2     # a normal retry with a second card would match this
-card_testing_window = "20m"
-"""
 
 
 def _rules(rules: FraudRules) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""One valid record per schema subject, in JSON form, written out by hand."""
+"""Hand-written test inputs: one valid record per schema subject, and an unusual fraud rule set."""
 
 from __future__ import annotations
 
@@ -60,3 +60,17 @@ def sample(subject: str, **changes: Any) -> dict[str, Any]:
     record = copy.deepcopy(SAMPLES[subject])
     record.update(changes)
     return record
+
+
+#: A [fraud] section far from the defaults, for checking the simulator and the rules agree anyway.
+UNUSUAL_RULES = """
+[fraud]
+rapid_orders_count = 4
+rapid_orders_window = "45m"         # longer than the 30-minute session gap
+high_value_first_order = "1500.00"
+max_travel_speed_kmh = 400.0
+min_travel_distance_km = 8000.0
+card_testing_failed_payments = 2
+card_testing_distinct_cards = 2     # a normal retry with a second card would match this
+card_testing_window = "20m"
+"""

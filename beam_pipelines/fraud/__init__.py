@@ -1,0 +1,1 @@
+"""Fraud detection: per-user rules over order events."""
