@@ -18,6 +18,7 @@ ORDER_COLUMNS = {
     "user_id": "VARCHAR",
     "session_id": "VARCHAR",
     "status": "VARCHAR",
+    "items": "STRUCT(product_id VARCHAR, category VARCHAR, quantity INTEGER, unit_price DECIMAL(15,2))[]",
     "subtotal": "DECIMAL(15,2)",
     "discount": "DECIMAL(15,2)",
     "shipping": "DECIMAL(15,2)",
@@ -65,6 +66,7 @@ def load(directory: Path) -> duckdb.DuckDBPyConnection:
             f"columns = {_columns(spec)})",
             [str(directory / name)],
         )
+    con.execute("CREATE TABLE order_items AS SELECT event_id, order_id, unnest(items, recursive := true) FROM orders")
     con.execute("CREATE TABLE countries (code VARCHAR, lat DOUBLE, lon DOUBLE)")
     con.executemany("INSERT INTO countries VALUES (?, ?, ?)", [(c, *p) for c, p in COUNTRY_POINTS.items()])
     return con
@@ -124,19 +126,89 @@ def fraud_matches(con: duckdb.DuckDBPyConnection, rules: dict[str, Any]) -> set[
     return found
 
 
+def _numbered_clicks(gap_ms: int) -> str:
+    """Clicks with ``n``: the number of the user's session window (gap ``gap_ms``) holding each.
+
+    As in Beam's Sessions: each event opens [t, t + gap) and overlapping windows merge, so
+    the next event continues a session when it comes less than a gap later.
+    """
+    return f"""
+        WITH marked AS (
+            SELECT *, CASE WHEN epoch_ms(event_time) - epoch_ms(lag(event_time) OVER w) < {gap_ms}
+                           THEN 0 ELSE 1 END AS starts
+            FROM clicks WINDOW w AS (PARTITION BY user_id ORDER BY event_time, event_id))
+        SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY event_time, event_id ROWS UNBOUNDED PRECEDING) AS n
+        FROM marked"""
+
+
 def sessionize(con: duckdb.DuckDBPyConnection, gap_ms: int) -> duckdb.DuckDBPyRelation:
     """Session windows of the clickstream by user with an inactivity gap: one row per window."""
     return con.sql(
         f"""
-        WITH marked AS (
-            SELECT user_id, session_id, event_time,
-                   CASE WHEN epoch_ms(event_time) - epoch_ms(lag(event_time) OVER w) <= {gap_ms}
-                        THEN 0 ELSE 1 END AS starts
-            FROM clicks WINDOW w AS (PARTITION BY user_id ORDER BY event_time)),
-        numbered AS (
-            SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY event_time ROWS UNBOUNDED PRECEDING) AS n
-            FROM marked)
         SELECT user_id, n, count(DISTINCT session_id) AS client_sessions, count(*) AS events
-        FROM numbered GROUP BY user_id, n
+        FROM ({_numbered_clicks(gap_ms)}) GROUP BY user_id, n
+        """
+    )
+
+
+def session_windows(con: duckdb.DuckDBPyConnection, gap_ms: int) -> duckdb.DuckDBPyRelation:
+    """The user_sessions columns of every session window, computed in SQL."""
+    return con.sql(
+        f"""
+        WITH numbered AS ({_numbered_clicks(gap_ms)}),
+        viewed AS (
+            SELECT user_id, n, category, count(*) AS views FROM numbered
+            WHERE event_type = 'product_view' GROUP BY ALL),
+        favourite AS (
+            SELECT user_id, n, first(category ORDER BY views DESC, category) AS primary_category
+            FROM viewed GROUP BY ALL)
+        SELECT user_id, n, min(event_time) AS session_start, max(event_time) AS session_end,
+               count(*) AS event_count,
+               count(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+               count(*) FILTER (WHERE event_type = 'product_view') AS product_views,
+               count(*) FILTER (WHERE event_type = 'add_to_cart') AS add_to_cart_count,
+               count(*) FILTER (WHERE event_type = 'remove_from_cart') AS remove_from_cart_count,
+               count(*) FILTER (WHERE event_type = 'checkout_start') AS checkout_count,
+               count(*) FILTER (WHERE event_type = 'purchase') AS purchase_count,
+               coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS total_revenue,
+               first(device_type ORDER BY event_time, event_id) AS device_type,
+               first(geo_region ORDER BY event_time, event_id) AS geo_region,
+               any_value(f.primary_category) AS primary_category,
+               list(event_id) AS event_ids
+        FROM numbered LEFT JOIN favourite f USING (user_id, n)
+        GROUP BY user_id, n
+        """
+    )
+
+
+def revenue_per_minute(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """revenue_per_minute in SQL: windows with a PAID or CANCELLED event."""
+    return con.sql(
+        """
+        WITH units AS (SELECT event_id, sum(quantity) AS units FROM order_items GROUP BY 1)
+        SELECT time_bucket(INTERVAL 1 MINUTE, event_time) AS window_start,
+               coalesce(sum(total_amount) FILTER (WHERE status = 'PAID'), 0) AS gmv,
+               count(*) FILTER (WHERE status = 'PAID') AS order_count,
+               coalesce(sum(units) FILTER (WHERE status = 'PAID'), 0) AS units,
+               count(DISTINCT user_id) FILTER (WHERE status = 'PAID') AS unique_users,
+               count(*) FILTER (WHERE status = 'PAID' AND is_first_order) AS first_time_orders,
+               coalesce(sum(total_amount) FILTER (WHERE status = 'CANCELLED'), 0) AS cancelled_gmv
+        FROM orders LEFT JOIN units USING (event_id)
+        WHERE status IN ('PAID', 'CANCELLED')
+        GROUP BY 1
+        """
+    )
+
+
+def revenue_by_category_region(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """revenue_by_category_region in SQL, over PAID order lines."""
+    return con.sql(
+        """
+        SELECT time_bucket(INTERVAL 1 MINUTE, o.event_time) AS window_start, o.shipping_region AS region,
+               i.category, sum(i.quantity * i.unit_price) AS gmv, sum(i.quantity) AS units,
+               count(DISTINCT o.order_id) AS order_count
+        FROM orders o JOIN order_items i USING (event_id)
+        WHERE o.status = 'PAID'
+        GROUP BY ALL
         """
     )

@@ -1,0 +1,1 @@
+"""Real-time revenue: PAID orders in one-minute event-time windows."""

@@ -1,0 +1,1 @@
+"""User sessions: clickstream events per user in session windows, aggregated."""

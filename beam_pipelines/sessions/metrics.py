@@ -1,0 +1,115 @@
+"""Session metrics as a mergeable aggregate: plain Python, no Beam.
+
+Session windows merge as events arrive, so the sessions job combines events with a
+CombineFn whose accumulator is a ``SessionAggregate``: it adds events one by one, merges
+with another aggregate of the same user in any order, and yields the ``user_sessions`` row.
+Merging is associative and commutative, so the result does not depend on how the runner
+splits or merges the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from streamforge.events import EventType
+from streamforge.timeutil import millis_to_datetime, to_millis
+
+__all__ = ["SessionAggregate", "session_id"]
+
+_COUNTED = {
+    EventType.PAGE_VIEW: "page_views",
+    EventType.PRODUCT_VIEW: "product_views",
+    EventType.ADD_TO_CART: "add_to_cart_count",
+    EventType.REMOVE_FROM_CART: "remove_from_cart_count",
+    EventType.CHECKOUT_START: "checkout_count",
+    EventType.PURCHASE: "purchase_count",
+}
+
+
+def session_id(user_id: str, start_ms: int) -> str:
+    """Deterministic from user and start, so a recomputed session keeps its id."""
+    return "s_" + hashlib.sha256(f"{user_id}|{start_ms}".encode()).hexdigest()[:30]
+
+
+@dataclass(slots=True)
+class SessionAggregate:
+    """Everything a session row needs, from any subset of the session's events."""
+
+    user_id: str = ""
+    event_count: int = 0
+    start_ms: int = 0
+    end_ms: int = 0
+    first_key: tuple[int, str] = (0, "")  # (event time, event id) of the earliest event
+    device_type: str = ""
+    geo_region: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    revenue: Decimal = Decimal("0.00")
+    category_views: dict[str, int] = field(default_factory=dict)
+
+    def add(self, event: Mapping[str, Any]) -> SessionAggregate:
+        """Add one validated clickstream event (Python form)."""
+        at_ms = to_millis(event["event_time"])
+        key = (at_ms, event["event_id"])
+        if self.event_count == 0:
+            self.user_id, self.start_ms, self.end_ms = event["user_id"], at_ms, at_ms
+        if self.event_count == 0 or key < self.first_key:
+            self.first_key, self.device_type, self.geo_region = key, event["device_type"], event["geo_region"]
+        self.start_ms = min(self.start_ms, at_ms)
+        self.end_ms = max(self.end_ms, at_ms)
+        self.event_count += 1
+        kind = event["event_type"]
+        name = _COUNTED[kind]
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if kind == EventType.PURCHASE:
+            self.revenue += event["price"]
+        elif kind == EventType.PRODUCT_VIEW:
+            self.category_views[event["category"]] = self.category_views.get(event["category"], 0) + 1
+        return self
+
+    def merge(self, other: SessionAggregate) -> SessionAggregate:
+        """Fold ``other`` (the same user's) into this aggregate."""
+        if other.event_count == 0:
+            return self
+        if self.event_count == 0:
+            self.user_id, self.start_ms, self.end_ms = other.user_id, other.start_ms, other.end_ms
+        if self.event_count == 0 or other.first_key < self.first_key:
+            self.first_key, self.device_type, self.geo_region = other.first_key, other.device_type, other.geo_region
+        self.start_ms = min(self.start_ms, other.start_ms)
+        self.end_ms = max(self.end_ms, other.end_ms)
+        self.event_count += other.event_count
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        self.revenue += other.revenue
+        for category, n in other.category_views.items():
+            self.category_views[category] = self.category_views.get(category, 0) + n
+        return self
+
+    @property
+    def primary_category(self) -> str | None:
+        """The most viewed category (alphabetically first on a tie); None without product views."""
+        if not self.category_views:
+            return None
+        return min(self.category_views, key=lambda c: (-self.category_views[c], c))
+
+    def record(self, pane_timing: str = "ON_TIME") -> dict[str, Any]:
+        """The ``user_sessions`` row (session_aggregate schema, Python form)."""
+        counts = {name: self.counts.get(name, 0) for name in _COUNTED.values()}
+        return {
+            "user_id": self.user_id,
+            "session_id": session_id(self.user_id, self.start_ms),
+            "session_start": millis_to_datetime(self.start_ms),
+            "session_end": millis_to_datetime(self.end_ms),
+            "duration_seconds": (self.end_ms - self.start_ms) / 1000,
+            "event_count": self.event_count,
+            **counts,
+            "total_revenue": self.revenue,
+            "device_type": self.device_type,
+            "geo_region": self.geo_region,
+            "primary_category": self.primary_category,
+            "converted": counts["purchase_count"] > 0,
+            "cart_abandoned": counts["add_to_cart_count"] > 0 and counts["purchase_count"] == 0,
+            "pane_timing": pane_timing,
+        }
