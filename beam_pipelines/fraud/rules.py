@@ -30,7 +30,6 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Mapping
 
 from streamforge.config import FraudRules
@@ -116,7 +115,7 @@ class FraudDetector:
         self.rules = rules
         self._rapid_ms = int(rules.rapid_orders_window.total_seconds() * 1000)
         self._card_ms = int(rules.card_testing_window.total_seconds() * 1000)
-        self._high_value = Decimal(rules.high_value_first_order)
+        self._high_value = rules.high_value_first_order
         # After this long, no journey between known countries is too fast any more.
         self._travel_ms = math.ceil(_farthest_km() / rules.max_travel_speed_kmh * 3_600_000)
 

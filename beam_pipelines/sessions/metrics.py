@@ -52,14 +52,7 @@ class SessionAggregate:
     def add(self, event: Mapping[str, Any]) -> SessionAggregate:
         """Add one validated clickstream event (Python form)."""
         at_ms = to_millis(event["event_time"])
-        key = (at_ms, event["event_id"])
-        if self.event_count == 0:
-            self.user_id, self.start_ms, self.end_ms = event["user_id"], at_ms, at_ms
-        if self.event_count == 0 or key < self.first_key:
-            self.first_key, self.device_type, self.geo_region = key, event["device_type"], event["geo_region"]
-        self.start_ms = min(self.start_ms, at_ms)
-        self.end_ms = max(self.end_ms, at_ms)
-        self.event_count += 1
+        self._span(event["user_id"], at_ms, at_ms, (at_ms, event["event_id"]), event["device_type"], event["geo_region"], 1)
         kind = event["event_type"]
         name = _COUNTED[kind]
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -73,19 +66,25 @@ class SessionAggregate:
         """Fold ``other`` (the same user's) into this aggregate."""
         if other.event_count == 0:
             return self
-        if self.event_count == 0:
-            self.user_id, self.start_ms, self.end_ms = other.user_id, other.start_ms, other.end_ms
-        if self.event_count == 0 or other.first_key < self.first_key:
-            self.first_key, self.device_type, self.geo_region = other.first_key, other.device_type, other.geo_region
-        self.start_ms = min(self.start_ms, other.start_ms)
-        self.end_ms = max(self.end_ms, other.end_ms)
-        self.event_count += other.event_count
+        self._span(other.user_id, other.start_ms, other.end_ms, other.first_key, other.device_type, other.geo_region,
+                   other.event_count)
         for name, n in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + n
         self.revenue += other.revenue
         for category, n in other.category_views.items():
             self.category_views[category] = self.category_views.get(category, 0) + n
         return self
+
+    def _span(self, user_id: str, start_ms: int, end_ms: int, first_key: tuple[int, str], device_type: str,
+              geo_region: str, events: int) -> None:
+        """Extend the time span and event count; the earliest event decides device and region."""
+        if self.event_count == 0:
+            self.user_id, self.start_ms, self.end_ms = user_id, start_ms, end_ms
+        if self.event_count == 0 or first_key < self.first_key:
+            self.first_key, self.device_type, self.geo_region = first_key, device_type, geo_region
+        self.start_ms = min(self.start_ms, start_ms)
+        self.end_ms = max(self.end_ms, end_ms)
+        self.event_count += events
 
     @property
     def primary_category(self) -> str | None:
