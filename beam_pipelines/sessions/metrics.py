@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from streamforge.events import EventType
 from streamforge.timeutil import millis_to_datetime, to_millis
 
-__all__ = ["SessionAggregate", "session_id"]
+__all__ = ["SessionAggregate", "UserSessions", "session_id"]
 
 _COUNTED = {
     EventType.PAGE_VIEW: "page_views",
@@ -112,3 +112,57 @@ class SessionAggregate:
             "cart_abandoned": counts["add_to_cart_count"] > 0 and counts["purchase_count"] == 0,
             "pane_timing": pane_timing,
         }
+
+
+@dataclass(slots=True)
+class UserSessions:
+    """One user's sessions, as disjoint aggregates sorted by start: sessionization as a mergeable value.
+
+    Two spans of event times belong to one session exactly when Beam's session windows
+    would merge them: [a1, b1 + gap) and [a2, b2 + gap) overlap. Adding events and merging
+    partial ``UserSessions`` in any order and grouping gives the same sessions, so a
+    CombineFn can build them in parallel (the batch form of the sessions job).
+    """
+
+    gap_ms: int
+    sessions: list[SessionAggregate] = field(default_factory=list)
+
+    def add(self, event: Mapping[str, Any]) -> UserSessions:
+        at_ms = to_millis(event["event_time"])
+        gap = self.gap_ms
+        for i, session in enumerate(self.sessions):
+            if session.start_ms - gap < at_ms < session.end_ms + gap:
+                session.add(event)
+                self._join_neighbours(i)
+                return self
+        return self._insert(SessionAggregate().add(event))
+
+    def merge(self, other: UserSessions) -> UserSessions:
+        for session in other.sessions:
+            self._insert(session)
+        return self
+
+    def _insert(self, incoming: SessionAggregate) -> UserSessions:
+        """Add a session span, merging every session it overlaps (the list stays disjoint and sorted)."""
+        gap = self.gap_ms
+        kept: list[SessionAggregate] = []
+        for session in self.sessions:
+            if session.start_ms < incoming.end_ms + gap and incoming.start_ms < session.end_ms + gap:
+                incoming.merge(session)
+            else:
+                kept.append(session)
+        kept.append(incoming)
+        kept.sort(key=lambda s: s.start_ms)
+        self.sessions = kept
+        return self
+
+    def _join_neighbours(self, i: int) -> None:
+        """Session ``i`` grew: merge it with the neighbours it now reaches."""
+        gap, sessions = self.gap_ms, self.sessions
+        grown = sessions[i]
+        while i + 1 < len(sessions) and sessions[i + 1].start_ms < grown.end_ms + gap:
+            grown.merge(sessions.pop(i + 1))
+        while i > 0 and grown.start_ms < sessions[i - 1].end_ms + gap:
+            grown = sessions[i - 1].merge(grown)
+            sessions.pop(i)
+            i -= 1

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from streamforge import __version__
+from streamforge.cli import run as run_cli
 from streamforge.cli import schemas as schemas_cli
 from streamforge.cli import simulate as simulate_cli
 from streamforge.config import CONFIG_ENV_VAR, ConfigError, load_config
@@ -18,8 +19,8 @@ app = typer.Typer(
     name="streamforge",
     help=(
         "StreamForge: real-time e-commerce analytics on Google Cloud.\n\n"
-        "Generate shop traffic, inspect the event schemas, and (as the project grows) run the "
-        "Beam pipelines, CDC, functions and the daily batch, locally or on GCP."
+        "Generate shop traffic, inspect the event schemas, and run the Beam analytics jobs "
+        "(sessions, revenue, fraud) locally or on Dataflow."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -54,6 +55,7 @@ def root(
 
 
 app.command("simulate")(simulate_cli.simulate)
+app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run_cli.run)
 app.add_typer(schemas_cli.app, name="schemas")
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "FraudRules",
+    "PipelineConfig",
+    "RevenueConfig",
     "SessionConfig",
     "SimulatorConfig",
     "TopicsConfig",
@@ -58,6 +60,23 @@ class TopicsConfig:
 class SessionConfig:
     gap: timedelta
     allowed_lateness: timedelta
+
+
+@dataclass(frozen=True)
+class RevenueConfig:
+    allowed_lateness: timedelta
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    dedup_ttl: timedelta
+    max_clock_skew: timedelta
+    lateness_margin: timedelta
+
+    def __post_init__(self) -> None:
+        for name in ("dedup_ttl", "max_clock_skew", "lateness_margin"):
+            if getattr(self, name).total_seconds() < 0:
+                raise ConfigError(f"pipelines.{name} must not be negative", name)
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,8 @@ class SimulatorConfig:
 class Config:
     topics: TopicsConfig
     sessions: SessionConfig
+    revenue: RevenueConfig
+    pipelines: PipelineConfig
     fraud: FraudRules
     simulator: SimulatorConfig
 
