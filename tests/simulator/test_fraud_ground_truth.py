@@ -14,20 +14,7 @@ import pytest
 from streamforge.config import FraudRules, load_config
 from tests.support.cli import simulate_to
 from tests.support.samples import UNUSUAL_RULES
-from tests.support.reference import fraud_matches, load
-
-
-def _rules(rules: FraudRules) -> dict[str, Any]:
-    return {
-        "rapid_orders_count": rules.rapid_orders_count,
-        "rapid_orders_window_ms": int(rules.rapid_orders_window.total_seconds() * 1000),
-        "high_value_first_order": float(rules.high_value_first_order),
-        "max_travel_speed_kmh": rules.max_travel_speed_kmh,
-        "min_travel_distance_km": rules.min_travel_distance_km,
-        "card_testing_failed_payments": rules.card_testing_failed_payments,
-        "card_testing_distinct_cards": rules.card_testing_distinct_cards,
-        "card_testing_window_ms": int(rules.card_testing_window.total_seconds() * 1000),
-    }
+from tests.support.reference import fraud_matches, load, sql_rules as _rules
 
 
 def _labels(directory: Path) -> list[dict[str, Any]]:

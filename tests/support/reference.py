@@ -56,20 +56,40 @@ def _columns(spec: dict[str, str]) -> str:
     return "{" + ", ".join(f"{name}: '{kind}'" for name, kind in spec.items()) + "}"
 
 
-def load(directory: Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB database with ``clicks`` and ``orders`` (valid events, one row per event_id)."""
+def load(directory: Path, *, skip_malformed: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB database with ``clicks`` and ``orders`` (valid events, one row per event_id).
+
+    ``skip_malformed``: the files hold injected malformed messages; DuckDB skips what it
+    cannot read, and the rest is recognised by the simulator's convention for them (an
+    event_id starting with ``bad-``), not by StreamForge's validator.
+    """
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    lenient = ", ignore_errors = true" if skip_malformed else ""
     for table, name, spec in (("clicks", "clickstream.jsonl", CLICK_COLUMNS), ("orders", "orders.jsonl", ORDER_COLUMNS)):
         con.execute(
             f"CREATE TABLE {table} AS SELECT DISTINCT * FROM read_json(?, format = 'newline_delimited', "
-            f"columns = {_columns(spec)})",
+            f"columns = {_columns(spec)}{lenient}) WHERE event_id IS NOT NULL AND event_id NOT LIKE 'bad-%'",
             [str(directory / name)],
         )
     con.execute("CREATE TABLE order_items AS SELECT event_id, order_id, unnest(items, recursive := true) FROM orders")
     con.execute("CREATE TABLE countries (code VARCHAR, lat DOUBLE, lon DOUBLE)")
     con.executemany("INSERT INTO countries VALUES (?, ?, ?)", [(c, *p) for c, p in COUNTRY_POINTS.items()])
     return con
+
+
+def sql_rules(rules: Any) -> dict[str, Any]:
+    """The parameters ``fraud_matches`` takes, from a ``FraudRules``."""
+    return {
+        "rapid_orders_count": rules.rapid_orders_count,
+        "rapid_orders_window_ms": int(rules.rapid_orders_window.total_seconds() * 1000),
+        "high_value_first_order": float(rules.high_value_first_order),
+        "max_travel_speed_kmh": rules.max_travel_speed_kmh,
+        "min_travel_distance_km": rules.min_travel_distance_km,
+        "card_testing_failed_payments": rules.card_testing_failed_payments,
+        "card_testing_distinct_cards": rules.card_testing_distinct_cards,
+        "card_testing_window_ms": int(rules.card_testing_window.total_seconds() * 1000),
+    }
 
 
 def fraud_matches(con: duckdb.DuckDBPyConnection, rules: dict[str, Any]) -> set[tuple[str, str]]:
