@@ -149,7 +149,7 @@ def collect_counters(result: Any) -> dict[str, dict[str, int]]:
     totals: dict[str, dict[str, int]] = {}
     for counter in result.metrics().query()["counters"]:
         name = counter.key.metric
-        value = counter.committed if counter.committed is not None else counter.attempted
+        value = max(counter.committed or 0, counter.attempted or 0)
         totals.setdefault(name.namespace, {})
         totals[name.namespace][name.name] = totals[name.namespace].get(name.name, 0) + int(value or 0)
     return totals

@@ -3,14 +3,18 @@
 A Beam window silently drops an element that arrives after the watermark has passed the
 window's end plus its allowed lateness; a DoFn cannot read the watermark to see that
 coming. The gate learns it from event-time timers instead: each of a few shards (keyed by
-a hash of event_id) keeps a timer just ahead of the events it has seen, and when the timer
-fires the watermark has reached that time. An event whose window would have closed before
+a hash of event_id) arms a timer at its first event and then every ``lateness_margin`` of
+event time, for as long as an event it has seen could still be on time; when the timer
+fires, the watermark has reached that time. An event whose window would have closed before
 that known watermark (``deadline + allowed_lateness < known watermark``) is dead-lettered
 with reason ``late``; everything else passes.
 
-What the gate knows lags the real watermark a little, so the windows after it keep their
-state ``pipelines.lateness_margin`` longer than the allowed lateness: whatever the gate lets
-through, the window still accepts. Only streaming jobs need the gate: on a bounded input the
+What the gate knows lags the real watermark by about one step, so the windows after it keep
+their state ``pipelines.lateness_margin`` longer than the allowed lateness: whatever the
+gate lets through, the window still accepts. A shard that has seen no event for longer than
+the gap plus the lateness stops looking; the first event after that passes, and only if it
+is later than the margin too does the window drop it (Beam counts those as
+``droppedDueToLateness``). With steady traffic every shard keeps looking. Only streaming jobs need the gate: on a bounded input the
 watermark stays at the start until everything is read, so nothing is late.
 """
 
@@ -46,10 +50,12 @@ class _Gate(beam.DoFn):
     LATEST = ReadModifyWriteStateSpec("latest_event_ms", VarIntCoder())
     WATCH = TimerSpec("watch", TimeDomain.WATERMARK)
 
-    def __init__(self, job: str, step: str, subject: str, deadline_ms: Callable[[int], int], allowed_lateness: timedelta):
+    def __init__(self, job: str, step: str, subject: str, deadline_ms: Callable[[int], int], allowed_lateness: timedelta,
+                 resolution: timedelta):
         self.job, self.step, self.subject = job, step, subject
         self.deadline_ms = deadline_ms
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
+        self.step_ms = max(1, int(resolution.total_seconds() * 1000))
 
     def setup(self) -> None:
         self.schema = get_schema(self.subject)
@@ -82,12 +88,15 @@ class _Gate(beam.DoFn):
     def _watermark_passed(self, fired=beam.DoFn.TimestampParam, known=beam.DoFn.StateParam(KNOWN),
                           armed=beam.DoFn.StateParam(ARMED), latest=beam.DoFn.StateParam(LATEST),
                           watch=beam.DoFn.TimerParam(WATCH)) -> None:
+        """The watermark has reached ``fired``: remember it and look again one step later, for as
+        long as an event this shard has seen could still be on time."""
         fired_ms = _ms(fired)
         known.write(max(known.read() or _MIN_MS, fired_ms))
         newest = latest.read()
-        if newest is not None and newest > fired_ms:
-            watch.set(newest / 1000)
-            armed.write(newest)
+        horizon_ms = self.deadline_ms(newest) + self.lateness_ms + self.step_ms if newest is not None else fired_ms
+        if fired_ms < horizon_ms:
+            watch.set((fired_ms + self.step_ms) / 1000)
+            armed.write(fired_ms + self.step_ms)
         else:
             armed.clear()
 
@@ -100,10 +109,10 @@ class LateGate(beam.PTransform):
     """
 
     def __init__(self, job: str, subject: str, deadline_ms: Callable[[int], int], allowed_lateness: timedelta,
-                 shards: int = 16):
+                 resolution: timedelta, shards: int = 16):
         super().__init__()
         self.job, self.subject, self.shards = job, subject, shards
-        self.deadline_ms, self.allowed_lateness = deadline_ms, allowed_lateness
+        self.deadline_ms, self.allowed_lateness, self.resolution = deadline_ms, allowed_lateness, resolution
 
     def expand(self, events: beam.PCollection):
         shards = self.shards
@@ -111,7 +120,7 @@ class LateGate(beam.PTransform):
             events
             | "Shard by event_id" >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode()) % shards, e))
             | "Dead-letter late events" >> beam.ParDo(
-                _Gate(self.job, self.label, self.subject, self.deadline_ms, self.allowed_lateness))
+                _Gate(self.job, self.label, self.subject, self.deadline_ms, self.allowed_lateness, self.resolution))
             .with_outputs(DEAD_LETTER, main="events")
         )
 

@@ -105,7 +105,7 @@ class RevenueWindows(beam.PTransform):
         window_lateness = self.allowed_lateness
         if self.streaming:
             gated = orders | LateGate("revenue", "order_event", lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
-                                      self.allowed_lateness)
+                                      self.allowed_lateness, self.margin)
             orders, dead_letters = gated.events, [gated.dead_letter]
             window_lateness += self.margin
         windowed = (

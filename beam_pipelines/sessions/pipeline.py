@@ -126,7 +126,8 @@ class SessionWindows(beam.PTransform):
             )
             return rows, []
         gap_ms = int(self.gap.total_seconds() * 1000)
-        gated = events | LateGate("sessions", "clickstream_event", lambda at_ms: at_ms + gap_ms, self.allowed_lateness)
+        gated = events | LateGate("sessions", "clickstream_event", lambda at_ms: at_ms + gap_ms, self.allowed_lateness,
+                                  self.margin)
         rows = (
             gated.events
             | "Key by user" >> beam.ParDo(_Count())
