@@ -11,8 +11,14 @@ BIN    := $(VENV)/bin
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
-demo: $(VENV)/.core  ## simulate two hours of shop traffic into out/demo and print the summary
-	$(BIN)/streamforge simulate --output file://out/demo
+demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs into DuckDB, print the summary
+	@echo "== 1/3 simulate two hours of shop traffic (fraud cases, 0.5% malformed, 0.5% duplicates) -> out/demo"
+	$(BIN)/streamforge simulate --output file://out/demo --malformed 0.005 --duplicates 0.005
+	@echo "== 2/3 run sessions, revenue and fraud in one Beam pipeline (DirectRunner, batch) -> out/demo/warehouse.duckdb"
+	rm -f out/demo/warehouse.duckdb
+	$(BIN)/streamforge run all --input file://out/demo --warehouse duckdb://out/demo/warehouse.duckdb
+	@echo "== 3/3 what the warehouse holds, and the alerts against the injected ground truth"
+	$(BIN)/streamforge report --warehouse out/demo/warehouse.duckdb --labels out/demo/fraud_labels.jsonl
 
 test: $(VENV)/.dev  ## run the whole test suite
 	$(BIN)/pytest
@@ -33,6 +39,10 @@ $(VENV)/.core: pyproject.toml $(VENV)/.python  # the core package: simulator, sc
 	$(BIN)/pip install --quiet --editable .
 	touch $@
 
+$(VENV)/.pipelines: pyproject.toml $(VENV)/.python  # the core plus the Beam pipelines and their sinks
+	$(BIN)/pip install --quiet --editable '.[pipelines]'
+	touch $@ $(VENV)/.core
+
 $(VENV)/.dev: pyproject.toml $(VENV)/.python  # everything, plus the test tools
 	$(BIN)/pip install --quiet --editable '.[dev]'
-	touch $@ $(VENV)/.core
+	touch $@ $(VENV)/.core $(VENV)/.pipelines

@@ -118,7 +118,8 @@ class LateGate(beam.PTransform):
         shards = self.shards
         return (
             events
-            | "Shard by event_id" >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode()) % shards, e))
+            | "Shard by event_id" >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode()) % shards, e)).with_output_types(
+                beam.typehints.Tuple[int, beam.typehints.Dict[str, Any]])
             | "Dead-letter late events" >> beam.ParDo(
                 _Gate(self.job, self.label, self.subject, self.deadline_ms, self.allowed_lateness, self.resolution))
             .with_outputs(DEAD_LETTER, main="events")

@@ -218,7 +218,8 @@ class ParseEvents(beam.PTransform):
         if self.dedup == DedupMode.STATE:
             events = (
                 events
-                | "Key by event_id" >> beam.Map(lambda event: (event["event_id"], event))
+                | "Key by event_id" >> beam.Map(lambda event: (event["event_id"], event)).with_output_types(
+                    beam.typehints.Tuple[str, beam.typehints.Dict[str, Any]])
                 | "Drop duplicates" >> beam.ParDo(_DedupWithState(self.stream, self.dedup_ttl))
             )
         return Parsed(events, validated[DEAD_LETTER])

@@ -141,7 +141,8 @@ class FraudAlerts(beam.PTransform):
     def expand(self, orders: beam.PCollection):
         detected = (
             orders
-            | "Key by user" >> beam.Map(lambda event: (event["user_id"], event))
+            | "Key by user" >> beam.Map(lambda event: (event["user_id"], event)).with_output_types(
+                beam.typehints.Tuple[str, beam.typehints.Dict[str, Any]])
             | "Detect fraud patterns" >> beam.ParDo(DetectFraud(self.rules, bounded=self.bounded))
             .with_outputs(DEAD_LETTER, main="alerts")
         )

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from streamforge import __version__
+from streamforge.cli import report as report_cli
 from streamforge.cli import run as run_cli
 from streamforge.cli import schemas as schemas_cli
 from streamforge.cli import simulate as simulate_cli
@@ -56,6 +57,7 @@ def root(
 
 app.command("simulate")(simulate_cli.simulate)
 app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run_cli.run)
+app.command("report")(report_cli.report)
 app.add_typer(schemas_cli.app, name="schemas")
 
 

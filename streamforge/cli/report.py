@@ -1,0 +1,70 @@
+"""``streamforge report``: what the jobs wrote to a DuckDB warehouse, and the fraud alerts
+measured against the simulator's ground truth (the end of `make demo`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["report"]
+
+
+def _table(console: Console, title: str, columns: list[str], rows: list[tuple]) -> None:
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+def report(
+    warehouse: Path = typer.Option(Path("out/warehouse.duckdb"), metavar="PATH", help="The DuckDB warehouse file."),
+    labels: Optional[Path] = typer.Option(None, metavar="PATH",
+                                          help="fraud_labels.jsonl of the simulation, to score the alerts."),
+) -> None:
+    """Summarise a local warehouse: sessions and conversion, revenue by region and category,
+    fraud alerts (precision and recall against --labels), dead letters by reason."""
+    import duckdb
+
+    if not warehouse.is_file():
+        typer.echo(f"error: --warehouse {warehouse}: no such file (run `streamforge run ... --warehouse duckdb:///PATH` first)", err=True)
+        raise typer.Exit(2)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    console = Console()
+    _table(console, "Sessions", ["sessions", "users", "avg events", "avg minutes", "conversion %", "cart abandonment %"],
+           con.execute("""
+               SELECT count(*)::INT, count(DISTINCT user_id)::INT, avg(event_count)::DOUBLE, avg(duration_seconds) / 60,
+                      100 * avg(converted::INT), 100 * avg(cart_abandoned::INT) FROM user_sessions""").fetchall())
+    _table(console, "Revenue by region (PAID order lines)", ["region", "gmv", "units", "orders"], con.execute("""
+        SELECT region, sum(gmv)::DOUBLE, sum(units)::INT, sum(order_count)::INT FROM revenue_by_category_region
+        GROUP BY 1 ORDER BY 2 DESC""").fetchall())
+    _table(console, "Revenue by category", ["category", "gmv", "units", "orders"], con.execute("""
+        SELECT category, sum(gmv)::DOUBLE, sum(units)::INT, sum(order_count)::INT FROM revenue_by_category_region
+        GROUP BY 1 ORDER BY 2 DESC""").fetchall())
+    _table(console, "Revenue per minute", ["minutes", "gmv", "orders", "avg order value", "cancelled gmv"], con.execute("""
+        SELECT count(*)::INT, sum(gmv)::DOUBLE, sum(order_count)::INT, (sum(gmv) / nullif(sum(order_count), 0))::DOUBLE,
+               sum(cancelled_gmv)::DOUBLE FROM revenue_per_minute""").fetchall())
+    alerts = con.execute("SELECT alert_type, user_id FROM fraud_alerts").fetchall()
+    if labels is not None:
+        with labels.open() as fh:
+            truth = {(case["pattern"], case["user_id"]) for case in map(json.loads, fh)}
+        found = set(alerts)
+        rows = []
+        for pattern in sorted({p for p, _ in truth | found}):
+            f = {a for a in found if a[0] == pattern}
+            t = {a for a in truth if a[0] == pattern}
+            rows.append((pattern, len(f), len(t), len(f & t) / len(f) if f else 1.0, len(f & t) / len(t) if t else 1.0))
+        hit = len(found & truth)
+        rows.append(("all", len(found), len(truth), hit / len(found) if found else 1.0, hit / len(truth) if truth else 1.0))
+        _table(console, "Fraud alerts against the injected ground truth", ["pattern", "alerts", "injected", "precision", "recall"], rows)
+    else:
+        _table(console, "Fraud alerts", ["pattern", "alerts"], con.execute(
+            "SELECT alert_type, count(*)::INT FROM fraud_alerts GROUP BY 1 ORDER BY 1").fetchall())
+    _table(console, "Dead letters", ["reason", "pipeline step", "count"], con.execute(
+        "SELECT reason, step, count(*)::INT FROM dead_letter GROUP BY 1, 2 ORDER BY 3 DESC").fetchall() or [("(none)", "", 0)])

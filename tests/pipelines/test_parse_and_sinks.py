@@ -1,0 +1,140 @@
+"""The parse step under malformed input (property-based, through Beam), the clock-skew rule,
+UserSessions without Beam, and the warehouse sinks' table definitions and row semantics."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import apache_beam as beam
+import duckdb
+import orjson
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beam_pipelines.common.io import SpecError, WarehouseSpec, parse_input, parse_warehouse
+from beam_pipelines.common.parse import DedupMode, EventParser, ParseEvents
+from beam_pipelines.common.warehouse import WriteTable, bigquery_row, create_table_sql
+from beam_pipelines.jobs import tune_local_runner
+from beam_pipelines.sessions.metrics import UserSessions
+from streamforge.schemas import get_schema
+from streamforge.timeutil import to_millis
+from tests.support.reference import load, session_windows
+from tests.support.samples import sample
+
+VALID = get_schema("clickstream_event").to_json(sample("clickstream_event"))
+payloads = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=100).map(str.encode),
+    st.dictionaries(st.sampled_from(["event_id", "user_id", "event_type", "event_time", "price"]),
+                    st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.text(max_size=20), st.floats(allow_nan=False)),
+                    max_size=5).map(orjson.dumps),
+    st.integers(0, len(VALID)).map(lambda n: VALID[:n]),  # truncated
+    st.just(VALID),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(payloads, min_size=1, max_size=40))
+def test_any_payloads_are_parsed_or_dead_lettered_never_lost(batch: list[bytes]) -> None:
+    tune_local_runner()
+    valid_ids = set()
+    for payload in batch:
+        try:
+            valid_ids.add(get_schema("clickstream_event").from_json(payload)["event_id"])
+        except Exception:
+            pass
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        parsed = pipeline | beam.Create(batch) | ParseEvents(
+            "clickstream", "test", DedupMode.GROUP, dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(days=3650))
+        assert_that(parsed.events | beam.Map(lambda e: e["event_id"]), equal_to(sorted(valid_ids)), label="events")
+        dead = sum(1 for p in batch if not _valid(p))
+        assert_that(parsed.dead_letters | beam.combiners.Count.Globally(), equal_to([dead]), label="dead letters")
+
+
+def _valid(payload: bytes) -> bool:
+    try:
+        get_schema("clickstream_event").from_json(payload)
+        return True
+    except Exception:
+        return False
+
+
+def test_event_times_far_ahead_of_the_clock_are_dead_lettered() -> None:
+    parser = EventParser("clickstream", "sessions", "Parse clickstream", timedelta(minutes=5))
+    clock = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    ahead = get_schema("clickstream_event").to_json(sample("clickstream_event", event_time=clock + timedelta(minutes=6)))
+    near = get_schema("clickstream_event").to_json(sample("clickstream_event", event_time=clock + timedelta(minutes=4)))
+    event, rejected = parser.parse(ahead, to_millis(clock))
+    assert event is None and rejected["reason"] == "future"
+    assert "6m ahead of the pipeline clock" in rejected["error"] and rejected["event_id"]
+    assert parser.parse(near, to_millis(clock))[1] is None
+
+
+def test_user_sessions_merge_in_any_order_to_the_sql_sessions(default_run: Path) -> None:
+    con = load(default_run)
+    gap_ms = 30 * 60_000
+    expected = {(u, s, n) for u, s, n in con.execute(
+        f"SELECT user_id, epoch_ms(session_start), event_count FROM ({session_windows(con, gap_ms).sql_query()})").fetchall()}
+    schema = get_schema("clickstream_event")
+    events = [schema.from_json(line) for line in (default_run / "clickstream.jsonl").read_bytes().splitlines()]
+    rng = random.Random(7)
+    rng.shuffle(events)
+    by_user: dict[str, list[UserSessions]] = {}
+    for event in events:  # each user's events in 1-3 partial accumulators, merged in random order
+        parts = by_user.setdefault(event["user_id"], [UserSessions(gap_ms) for _ in range(rng.randint(1, 3))])
+        rng.choice(parts).add(event)
+    found = set()
+    for user, parts in by_user.items():
+        rng.shuffle(parts)
+        total = UserSessions(gap_ms)
+        for part in parts:
+            total.merge(part)
+        found |= {(user, s.start_ms, s.event_count) for s in total.sessions}
+    assert found == expected and len(found) > 10_000
+
+
+def test_specs_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "c.jsonl").write_text("")
+    assert parse_input(f"file://{tmp_path}/c.jsonl").bounded
+    spec = parse_input("pubsub://projects/my-shop/subscriptions/clickstream-beam")
+    assert (spec.kind, spec.is_subscription, spec.bounded) == ("pubsub", True, False)
+    assert parse_warehouse("bigquery://my-shop.analytics") == WarehouseSpec("bigquery", "my-shop", "analytics")
+    for bad in ("file:///nowhere.jsonl", f"file://{tmp_path}", "pubsub://clickstream", "kafka://x:1"):
+        with pytest.raises(SpecError, match="--input"):
+            parse_input(bad)
+    for bad in ("duckdb://", "bigquery://nodataset", "sqlite:///x"):
+        with pytest.raises(SpecError, match="--warehouse"):
+            parse_warehouse(bad)
+
+
+def test_duckdb_tables_follow_the_schemas_and_keys(tmp_path: Path) -> None:
+    sql = create_table_sql(get_schema("fraud_alert"))
+    assert '"related_event_ids" VARCHAR[] NOT NULL' in sql and 'PRIMARY KEY ("alert_id")' in sql
+    assert '"total_revenue" DECIMAL(15,2) NOT NULL' in create_table_sql(get_schema("session_aggregate"))
+    path = str(tmp_path / "w.duckdb")
+    first = sample("session_aggregate")
+    later = {**first, "event_count": first["event_count"] + 1, "pane_timing": "LATE"}
+    tune_local_runner()
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        pipeline | beam.Create([first, later]) | WriteTable(WarehouseSpec("duckdb", path=path), "session_aggregate",
+                                                           streaming=False)
+    rows = duckdb.connect(path).execute("SELECT event_count, pane_timing FROM user_sessions").fetchall()
+    assert rows == [(first["event_count"] + 1, "LATE")]  # one row per session: the newer pane replaced it
+
+
+def test_bigquery_rows_and_table_options() -> None:
+    row = bigquery_row(sample("fraud_alert"))
+    assert isinstance(row["event_time"], str) and row["event_time"].endswith("Z")
+    pipeline = beam.Pipeline()
+    pipeline | beam.Create([sample("fraud_alert")]) | WriteTable(
+        WarehouseSpec("bigquery", "my-shop", "analytics"), "fraud_alert", streaming=True)
+    (write,) = [t for t in pipeline.transforms_stack[0].parts[-1].parts if "Write to BigQuery" in t.full_label]
+    transform = write.transform
+    assert transform.table_reference.tableId == "fraud_alerts"
+    assert transform.additional_bq_parameters == {"timePartitioning": {"type": "DAY", "field": "event_time"},
+                                                  "clustering": {"fields": ["alert_type", "user_id"]}}
+    assert transform.method == beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
