@@ -13,35 +13,41 @@ Deduplication has three expansions with the same result:
   before the pipeline sees them (io.ReadMessages).
 - Other streaming runners: a stateful DoFn keyed by event_id remembers each id for
   ``pipelines.dedup_ttl`` of event time, then an event-time timer clears it.
-- Bounded input (batch): a GroupByKey on event_id. On a bounded input the watermark stays
-  at the start until all of it is read, so a TTL cannot expire anything and grouping is the
-  same computation; on the local runner it costs about 10 us per event where per-key user
-  state costs about 100 us (docs/pipelines.md, "Performance").
+- Bounded input (batch): batches of payloads are split by a hash of the event_id into a
+  fixed number of shards and grouped; each shard then sees every copy of its events. On a
+  bounded input the watermark stays at the start until all of it is read, so a TTL could not
+  expire anything and grouping is the same computation. Grouping batches instead of single
+  events matters on the local runner, where each element through a GroupByKey costs about
+  10 us and per-key user state about 100 us (docs/pipelines.md, "Performance").
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
+import zlib
 from datetime import timedelta
 from typing import Any, Iterable, NamedTuple
 
 import apache_beam as beam
 import orjson
 from apache_beam.coders import BooleanCoder
+from apache_beam.coders.coder_impl import CallbackCoderImpl
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.common.dead_letters import dead_letter, from_invalid_event
+from beam_pipelines.common.packing import Packed, pack, unpack
 from streamforge.schemas import InvalidEvent, get_schema
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
 
 __all__ = ["DEAD_LETTER", "DedupMode", "EventParser", "ParseEvents", "Parsed", "now_ms"]
 
 DEAD_LETTER = "dead_letter"
-_NO_ID = "\x00no-event-id:"
+_NO_ID = b"\x00no-event-id:"
 STREAM_SUBJECTS = {"clickstream": "clickstream_event", "orders": "order_event"}
 
 
@@ -51,9 +57,51 @@ class DedupMode:
     ID_LABEL = "id_label"  # Dataflow: Pub/Sub drops redeliveries
 
 
+class EventBatch(list):
+    """Validated events travelling as one element (batch mode; see ``Parsed``)."""
+
+
+class EventBatchCoder(beam.coders.Coder):
+    """Pickles a batch, and estimates its size from its length without encoding it.
+
+    Beam samples element sizes for its metrics by encoding elements (always the first ten
+    of each step): for batches of thousands of events that cost more than the job's own
+    work. A batch is only encoded if a runner materialises it; the local runner fuses the
+    steps that read it."""
+
+    def encode(self, batch: EventBatch) -> bytes:
+        return pickle.dumps(list(batch), pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> EventBatch:
+        return EventBatch(pickle.loads(encoded))
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self) -> type:
+        return EventBatch
+
+    def _create_impl(self) -> CallbackCoderImpl:
+        return CallbackCoderImpl(self.encode, self.decode, lambda batch: _EVENT_BYTES * len(batch))
+
+
+_EVENT_BYTES = 600  # about what an event takes pickled
+beam.coders.registry.register_coder(EventBatch, EventBatchCoder)
+
+
 class Parsed(NamedTuple):
-    events: beam.PCollection  # validated events (schema's Python form), timestamped by event_time
-    dead_letters: beam.PCollection  # dead_letter records
+    """``events``: validated events (the schema's Python form).
+
+    - Streaming: one event per element, timestamped with its event_time.
+    - Batch: lists of events (one per dedup shard), without timestamps. The batch forms of
+      the jobs combine a whole list at a time (common/combine.py) and read event_time from
+      the events: on the local runner each element costs a few microseconds per step, and
+      stamping one about 8 (docs/pipelines.md, "Performance").
+
+    ``dead_letters``: dead_letter records, one per element."""
+
+    events: beam.PCollection
+    dead_letters: beam.PCollection
 
 
 class EventParser:
@@ -66,18 +114,19 @@ class EventParser:
 
     def parse(self, payload: bytes, clock_ms: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``clock_ms`` is the pipeline's clock (the dead letter's received_at)."""
-        received_at = millis_to_datetime(clock_ms)
         try:
             event = self.schema.from_json(payload)
         except InvalidEvent as exc:
-            return None, from_invalid_event(self.pipeline, self.step, exc, payload, received_at=received_at)
+            return None, from_invalid_event(self.pipeline, self.step, exc, payload,
+                                            received_at=millis_to_datetime(clock_ms))
         ahead_ms = to_millis(event["event_time"]) - clock_ms
         if ahead_ms > self.max_skew_ms:
             error = (f"event_time {format_millis(to_millis(event['event_time']))} is "
                      f"{format_duration(timedelta(milliseconds=ahead_ms))} ahead of the pipeline clock "
                      f"(pipelines.max_clock_skew is {format_duration(timedelta(milliseconds=self.max_skew_ms))})")
-            return None, dead_letter(self.pipeline, self.step, "future", error, payload, received_at=received_at,
-                                     event_id=event["event_id"], event_time=event["event_time"])
+            return None, dead_letter(self.pipeline, self.step, "future", error, payload,
+                                     received_at=millis_to_datetime(clock_ms), event_id=event["event_id"],
+                                     event_time=event["event_time"])
         return event, None
 
 
@@ -117,22 +166,64 @@ class _Validate(beam.DoFn):
             yield _stamped(event)
 
 
-class _KeyByEventId(beam.DoFn):
-    """(event_id, payload). A payload without a readable event_id cannot be valid; it is keyed
-    by its own hash so that it still takes the one path (and becomes a precise dead letter)."""
+_FIRST_KEY = b'{"event_id":"'
 
-    def process(self, payload: bytes) -> Iterable[tuple[str, bytes]]:
-        try:
-            document = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            document = None
-        event_id = document.get("event_id") if isinstance(document, dict) else None
-        yield (event_id if isinstance(event_id, str) else _NO_ID + hashlib.sha1(payload).hexdigest()), payload
+
+def event_id_key(payload: bytes) -> bytes:
+    """The event_id of a JSON payload as UTF-8 bytes: where its copies meet.
+
+    Only a valid payload's id matters (an invalid one is dead-lettered wherever it lands).
+    Producers write event_id first, so when the payload starts with it, holds no other
+    "event_id" and no backslash (no escaped key or value), the bytes up to the next quote
+    are the id the validator will read; otherwise the payload is decoded. A payload without
+    a readable id is keyed by its hash."""
+    if payload.startswith(_FIRST_KEY) and b"\\" not in payload and payload.count(b'"event_id"') == 1:
+        end = payload.find(b'"', len(_FIRST_KEY))
+        if end > 0:
+            return payload[len(_FIRST_KEY):end]
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        document = None
+    event_id = document.get("event_id") if type(document) is dict else None
+    if type(event_id) is str:
+        return event_id.encode("utf-8", "surrogatepass")  # JSON may carry a lone surrogate
+    return _NO_ID + hashlib.sha1(payload).digest()
+
+
+class _ShardByEventId(beam.DoFn):
+    """A batch of payloads -> ``(shard, packed payloads)`` for each shard it touches.
+
+    The shard is a hash of the event_id, so the copies of an event meet in one shard
+    whichever batches they came in (packing.py says why the payloads travel packed)."""
+
+    def __init__(self, stream: str, shards: int):
+        self.stream, self.shards = stream, shards
+
+    def setup(self) -> None:
+        self.read = Metrics.counter(self.stream, "read")
+
+    def process(self, batch: list[bytes]) -> Iterable[tuple[int, Packed]]:
+        self.read.inc(len(batch))
+        shards = self.shards
+        by_shard: dict[int, list[bytes]] = {}
+        for payload in batch:
+            shard = zlib.crc32(event_id_key(payload)) % shards
+            part = by_shard.get(shard)
+            if part is None:
+                by_shard[shard] = [payload]
+            else:
+                part.append(payload)
+        for shard, payloads in by_shard.items():
+            yield shard, pack(payloads)
 
 
 class _FirstValidOfEachId(beam.DoFn):
-    """Validates the payloads sharing an event_id: the first valid one (in byte order, so the
-    choice is deterministic) is the event, other valid ones are duplicates, invalid ones dead letters."""
+    """One shard's payloads -> the shard's events, as one list.
+
+    Every payload is validated; invalid ones become dead letters, valid ones are grouped by
+    event_id and the first of each id in byte order (so the choice is deterministic) is the
+    event, the others are duplicates."""
 
     def __init__(self, stream: str, parser: EventParser):
         self.stream, self.parser = stream, parser
@@ -140,29 +231,32 @@ class _FirstValidOfEachId(beam.DoFn):
     def setup(self) -> None:
         self.counters = _Counters(self.stream)
 
-    def process(self, element: tuple[str, Iterable[bytes]]) -> Iterable[Any]:
-        payloads = list(element[1])
-        if len(payloads) > 1:
-            payloads.sort()
+    def process(self, element: tuple[int, Iterable[Packed]]) -> Iterable[Any]:
         clock_ms = now_ms()
-        accepted: bytes | None = None
-        for payload in payloads:
-            self.counters.read.inc()
-            if payload == accepted:  # an exact redelivery: no need to validate it again
-                self.counters.parsed.inc()
-                self.counters.duplicates.inc()
-                continue
-            event, rejected = self.parser.parse(payload, clock_ms)
-            if rejected is not None:
-                self.counters.dead_lettered.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, rejected)
-                continue
-            self.counters.parsed.inc()
-            if accepted is None:
-                accepted = payload
-                yield _stamped(event)
-            else:
-                self.counters.duplicates.inc()
+        parse = self.parser.parse
+        chosen: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        parsed = dead = duplicates = 0
+        for packed in element[1]:
+            for payload in unpack(packed):
+                event, rejected = parse(payload, clock_ms)
+                if rejected is not None:
+                    dead += 1
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, rejected)
+                    continue
+                parsed += 1
+                event_id = event["event_id"]
+                earlier = chosen.get(event_id)
+                if earlier is None:
+                    chosen[event_id] = (payload, event)
+                    continue
+                duplicates += 1
+                if payload < earlier[0]:
+                    chosen[event_id] = (payload, event)
+        if chosen:
+            yield EventBatch(event for _, event in chosen.values())
+        self.counters.parsed.inc(parsed)
+        self.counters.dead_lettered.inc(dead)
+        self.counters.duplicates.inc(duplicates)
 
 
 class _DedupWithState(beam.DoFn):
@@ -193,23 +287,28 @@ class _DedupWithState(beam.DoFn):
 
 
 class ParseEvents(beam.PTransform):
-    """Payloads of one stream -> ``Parsed(events, dead_letters)``."""
+    """Payloads of one stream -> ``Parsed(events, dead_letters)``.
 
-    def __init__(self, stream: str, pipeline: str, dedup: str, *, dedup_ttl: timedelta, max_clock_skew: timedelta):
+    With ``DedupMode.GROUP`` (bounded input) the elements are batches (lists) of payloads, as
+    io.ReadLineBatches reads them; otherwise one payload each."""
+
+    def __init__(self, stream: str, pipeline: str, dedup: str, *, dedup_ttl: timedelta, max_clock_skew: timedelta,
+                 shards: int = 64):
         super().__init__()
         if stream not in STREAM_SUBJECTS:
             raise ValueError(f"unknown stream {stream!r}; expected one of {', '.join(STREAM_SUBJECTS)}")
-        self.stream, self.dedup, self.dedup_ttl = stream, dedup, dedup_ttl
+        self.stream, self.dedup, self.dedup_ttl, self.shards = stream, dedup, dedup_ttl, shards
         self.parser = EventParser(stream, pipeline, f"Parse {stream}", max_clock_skew)
 
     def expand(self, payloads: beam.PCollection) -> Parsed:
         if self.dedup == DedupMode.GROUP:
             grouped = (
                 payloads
-                | "Key by event_id" >> beam.ParDo(_KeyByEventId()).with_output_types(beam.typehints.Tuple[str, bytes])
-                | "Group by event_id" >> beam.GroupByKey()
+                | "Shard by event_id" >> beam.ParDo(_ShardByEventId(self.stream, self.shards)).with_output_types(
+                    beam.typehints.Tuple[int, beam.typehints.Tuple[bytes, bytes]])
+                | "Group shards" >> beam.GroupByKey()
                 | "Validate, drop duplicates" >> beam.ParDo(_FirstValidOfEachId(self.stream, self.parser))
-                .with_outputs(DEAD_LETTER, main="events")
+                .with_output_types(EventBatch).with_outputs(DEAD_LETTER, main="events")
             )
             return Parsed(grouped.events, grouped[DEAD_LETTER])
         validated = payloads | "Validate" >> beam.ParDo(_Validate(self.stream, self.parser)).with_outputs(

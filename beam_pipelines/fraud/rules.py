@@ -1,7 +1,8 @@
 """The fraud rules over one user's order events: plain Python, no Beam.
 
-The fraud job keys order events by user, hands them over in event-time order, and keeps
-one ``UserFraudState`` per user. The state holds only what a rule can still use — the
+The fraud job keys order events by user, turns each into an ``OrderSignal`` (the fields
+the rules read), hands them over in event-time order, and keeps one ``UserFraudState`` per
+user. The state holds only what a rule can still use — the
 orders inside the rapid-orders window, the latest order per country while an impossible
 journey from it is still possible, the payment attempts inside the card-testing window — and
 ``FraudDetector.expiry_ms`` says when all of it has aged out, so the job can clear it with a
@@ -30,14 +31,41 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from decimal import Decimal
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from streamforge.config import FraudRules
 from streamforge.events import FraudPattern, OrderStatus
 from streamforge.geo import COUNTRIES, distance_km
 from streamforge.timeutil import format_duration, millis_to_datetime, to_millis
 
-__all__ = ["Alert", "FraudDetector", "UserFraudState"]
+__all__ = ["Alert", "FraudDetector", "OrderSignal", "UserFraudState"]
+
+#: The order statuses some rule reads; the others (CANCELLED, SHIPPED, DELIVERED) change nothing.
+OBSERVED_STATUSES = frozenset({OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.PAYMENT_FAILED})
+
+
+class OrderSignal(NamedTuple):
+    """An order event as the rules see it: only the fields they read, so a user's pending
+    events are cheap to keep in state and to send through a shuffle."""
+
+    event_id: str
+    order_id: str
+    user_id: str
+    status: str
+    at_ms: int
+    total_amount: Decimal
+    currency: str
+    is_first_order: bool
+    ip_country: str
+    card_fingerprint: str | None
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> OrderSignal:
+        """From a validated order event (Python form)."""
+        return cls(event["event_id"], event["order_id"], event["user_id"], str(event["status"]),
+                   to_millis(event["event_time"]), event["total_amount"], event["currency"], event["is_first_order"],
+                   event["ip_country"], event.get("card_fingerprint"))
 
 
 @dataclass(slots=True)
@@ -119,22 +147,28 @@ class FraudDetector:
         # After this long, no journey between known countries is too fast any more.
         self._travel_ms = math.ceil(_farthest_km() / rules.max_travel_speed_kmh * 3_600_000)
 
-    def observe(self, state: UserFraudState, event: Mapping[str, Any]) -> list[Alert]:
-        """Update ``state`` with one validated order event (Python form); the alerts it completes.
+    def observe(self, state: UserFraudState, event: OrderSignal) -> list[Alert]:
+        """Update ``state`` with one order event; the alerts it completes.
 
         Events must come in event-time order for each user.
         """
-        status = event["status"]
-        at_ms = to_millis(event["event_time"])
+        status = event.status
         if status == OrderStatus.CREATED:
-            order = _Order(event["event_id"], event["order_id"], at_ms, event["ip_country"])
+            order = _Order(event.event_id, event.order_id, event.at_ms, event.ip_country)
             alerts = [*self._rapid_orders(state, event, order), *self._high_value_first_order(event, order)]
             alerts += self._location_anomaly(state, event, order)
             return alerts
         if status in (OrderStatus.PAID, OrderStatus.PAYMENT_FAILED):
-            attempt = _Attempt(event["event_id"], at_ms, status == OrderStatus.PAYMENT_FAILED, event.get("card_fingerprint"))
+            attempt = _Attempt(event.event_id, event.at_ms, status == OrderStatus.PAYMENT_FAILED, event.card_fingerprint)
             return self._card_testing(state, event, attempt)
         return []
+
+    def evaluate(self, state: UserFraudState, events: Iterable[OrderSignal]) -> Iterator[Alert]:
+        """Observe ``events`` of one user in event-time order (sorted here, ties by event id),
+        first forgetting what has aged out by each event's time."""
+        for event in sorted(events, key=lambda e: (e.at_ms, e.event_id)):
+            self.expire(state, event.at_ms)
+            yield from self.observe(state, event)
 
     def expiry_ms(self, state: UserFraudState) -> int | None:
         """When everything in ``state`` will have aged out (None when it is empty)."""
@@ -155,7 +189,7 @@ class FraudDetector:
 
     # -- the rules -------------------------------------------------------------------------
 
-    def _rapid_orders(self, state: UserFraudState, event: Mapping[str, Any], order: _Order) -> list[Alert]:
+    def _rapid_orders(self, state: UserFraudState, event: OrderSignal, order: _Order) -> list[Alert]:
         window = [o for o in state.recent_orders if order.at_ms - o.at_ms <= self._rapid_ms]
         window.append(order)
         state.recent_orders = window
@@ -168,8 +202,8 @@ class FraudDetector:
         state.burst_anchor = window[0].event_id
         span_s = (order.at_ms - window[0].at_ms) / 1000
         return [Alert(
-            alert_id=alert_id(FraudPattern.RAPID_ORDERS, event["user_id"], state.burst_anchor),
-            user_id=event["user_id"],
+            alert_id=alert_id(FraudPattern.RAPID_ORDERS, event.user_id, state.burst_anchor),
+            user_id=event.user_id,
             order_id=order.order_id,
             alert_type=FraudPattern.RAPID_ORDERS,
             risk_score=min(0.95, 0.6 + 0.1 * (len(window) - count)),
@@ -178,23 +212,23 @@ class FraudDetector:
             related_event_ids=tuple(o.event_id for o in window),
         )]
 
-    def _high_value_first_order(self, event: Mapping[str, Any], order: _Order) -> list[Alert]:
-        total = event["total_amount"]
-        if not event["is_first_order"] or total <= self._high_value:
+    def _high_value_first_order(self, event: OrderSignal, order: _Order) -> list[Alert]:
+        total = event.total_amount
+        if not event.is_first_order or total <= self._high_value:
             return []
         ratio = float(total / self._high_value)
         return [Alert(
-            alert_id=alert_id(FraudPattern.HIGH_VALUE_FIRST_ORDER, event["user_id"], order.event_id),
-            user_id=event["user_id"],
+            alert_id=alert_id(FraudPattern.HIGH_VALUE_FIRST_ORDER, event.user_id, order.event_id),
+            user_id=event.user_id,
             order_id=order.order_id,
             alert_type=FraudPattern.HIGH_VALUE_FIRST_ORDER,
             risk_score=round(min(0.95, 0.5 + 0.25 * (ratio - 1)), 4),
-            description=f"first order of {total:,.2f} {event['currency']} above {self._high_value:,.2f}",
+            description=f"first order of {total:,.2f} {event.currency} above {self._high_value:,.2f}",
             event_time_ms=order.at_ms,
             related_event_ids=(order.event_id,),
         )]
 
-    def _location_anomaly(self, state: UserFraudState, event: Mapping[str, Any], order: _Order) -> list[Alert]:
+    def _location_anomaly(self, state: UserFraudState, event: OrderSignal, order: _Order) -> list[Alert]:
         if order.country not in COUNTRIES:
             return []  # no location to compare
         worst: tuple[float, _Order, float] | None = None
@@ -212,8 +246,8 @@ class FraudDetector:
         speed, earlier, km = worst
         minutes = (order.at_ms - earlier.at_ms) / 60_000
         return [Alert(
-            alert_id=alert_id(FraudPattern.LOCATION_ANOMALY, event["user_id"], order.event_id),
-            user_id=event["user_id"],
+            alert_id=alert_id(FraudPattern.LOCATION_ANOMALY, event.user_id, order.event_id),
+            user_id=event.user_id,
             order_id=order.order_id,
             alert_type=FraudPattern.LOCATION_ANOMALY,
             risk_score=round(min(0.99, 0.7 + 0.05 * math.log2(speed / self.rules.max_travel_speed_kmh)), 4),
@@ -223,7 +257,7 @@ class FraudDetector:
             related_event_ids=(earlier.event_id, order.event_id),
         )]
 
-    def _card_testing(self, state: UserFraudState, event: Mapping[str, Any], attempt: _Attempt) -> list[Alert]:
+    def _card_testing(self, state: UserFraudState, event: OrderSignal, attempt: _Attempt) -> list[Alert]:
         window = [a for a in state.attempts if attempt.at_ms - a.at_ms <= self._card_ms]
         window.append(attempt)
         state.attempts = window
@@ -237,9 +271,9 @@ class FraudDetector:
         state.attempts = []  # these attempts are this instance's
         excess = max(failures - rules.card_testing_failed_payments, cards - rules.card_testing_distinct_cards, 0)
         return [Alert(
-            alert_id=alert_id(FraudPattern.CARD_TESTING, event["user_id"], attempt.event_id),
-            user_id=event["user_id"],
-            order_id=event["order_id"],
+            alert_id=alert_id(FraudPattern.CARD_TESTING, event.user_id, attempt.event_id),
+            user_id=event.user_id,
+            order_id=event.order_id,
             alert_type=FraudPattern.CARD_TESTING,
             risk_score=min(0.99, 0.7 + 0.05 * excess),
             description=f"{failures} failed payments with {cards} card(s) before a successful payment",

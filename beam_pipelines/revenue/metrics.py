@@ -35,66 +35,84 @@ def _window(start_ms: int, size_ms: int) -> dict[str, Any]:
     return {"window_start": millis_to_datetime(start_ms), "window_end": millis_to_datetime(start_ms + size_ms)}
 
 
+def _cents(amount: Decimal) -> int:
+    """Money in integer cents: exact (amounts have the schema's two decimal places), and
+    cheap to add and to pickle when accumulators cross a shuffle."""
+    return int(amount * 100)
+
+
+def _amount(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(_CENT)
+
+
 @dataclass(slots=True)
 class MinuteRevenue:
-    gmv: Decimal = Decimal("0.00")
+    gmv_cents: int = 0
     order_count: int = 0
     units: int = 0
     buyers: set[str] = field(default_factory=set)
     first_time_orders: int = 0
-    cancelled_gmv: Decimal = Decimal("0.00")
+    cancelled_cents: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MinuteRevenue, (self.gmv_cents, self.order_count, self.units, self.buyers, self.first_time_orders,
+                               self.cancelled_cents)
 
     def add(self, event: Mapping[str, Any]) -> MinuteRevenue:
         """Add one validated order event; statuses other than PAID and CANCELLED do not count."""
         status = event["status"]
         if status == OrderStatus.PAID:
-            self.gmv += event["total_amount"]
+            self.gmv_cents += _cents(event["total_amount"])
             self.order_count += 1
             self.units += sum(item["quantity"] for item in event["items"])
             self.buyers.add(event["user_id"])
             self.first_time_orders += event["is_first_order"]
         elif status == OrderStatus.CANCELLED:
-            self.cancelled_gmv += event["total_amount"]
+            self.cancelled_cents += _cents(event["total_amount"])
         return self
 
     def merge(self, other: MinuteRevenue) -> MinuteRevenue:
-        self.gmv += other.gmv
+        self.gmv_cents += other.gmv_cents
         self.order_count += other.order_count
         self.units += other.units
         self.buyers |= other.buyers
         self.first_time_orders += other.first_time_orders
-        self.cancelled_gmv += other.cancelled_gmv
+        self.cancelled_cents += other.cancelled_cents
         return self
 
     def record(self, start_ms: int, size_ms: int = WINDOW_MS) -> dict[str, Any]:
         """The ``revenue_per_minute`` row for the window starting at ``start_ms``."""
-        average = (self.gmv / self.order_count).quantize(_CENT, ROUND_HALF_UP) if self.order_count else Decimal("0.00")
+        gmv = _amount(self.gmv_cents)
+        average = (gmv / self.order_count).quantize(_CENT, ROUND_HALF_UP) if self.order_count else Decimal("0.00")
         return {
             **_window(start_ms, size_ms),
-            "gmv": self.gmv,
+            "gmv": gmv,
             "order_count": self.order_count,
             "units": self.units,
             "avg_order_value": average,
             "unique_users": len(self.buyers),
             "first_time_orders": self.first_time_orders,
-            "cancelled_gmv": self.cancelled_gmv,
+            "cancelled_gmv": _amount(self.cancelled_cents),
         }
 
 
 @dataclass(slots=True)
 class LineRevenue:
-    gmv: Decimal = Decimal("0.00")
+    gmv_cents: int = 0
     units: int = 0
     orders: set[str] = field(default_factory=set)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return LineRevenue, (self.gmv_cents, self.units, self.orders)
+
     def add(self, order_id: str, item: Mapping[str, Any]) -> LineRevenue:
-        self.gmv += item["unit_price"] * item["quantity"]
+        self.gmv_cents += _cents(item["unit_price"]) * item["quantity"]
         self.units += item["quantity"]
         self.orders.add(order_id)
         return self
 
     def merge(self, other: LineRevenue) -> LineRevenue:
-        self.gmv += other.gmv
+        self.gmv_cents += other.gmv_cents
         self.units += other.units
         self.orders |= other.orders
         return self
@@ -102,7 +120,7 @@ class LineRevenue:
     def record(self, start_ms: int, region: str, category: str, size_ms: int = WINDOW_MS) -> dict[str, Any]:
         """The ``revenue_by_category_region`` row."""
         return {**_window(start_ms, size_ms), "region": region, "category": category,
-                "gmv": self.gmv, "units": self.units, "order_count": len(self.orders)}
+                "gmv": _amount(self.gmv_cents), "units": self.units, "order_count": len(self.orders)}
 
 
 def paid_lines(event: Mapping[str, Any]) -> Iterator[tuple[tuple[str, str], str, Mapping[str, Any]]]:

@@ -1,13 +1,24 @@
 """The revenue job: order events -> one-minute tumbling event-time windows -> two tables.
 
-    orders -> [Dead-letter late events] -> Minute windows -> Revenue per minute
-                                                          -> Paid lines by region and category
-                                                             -> Revenue by region and category
+Streaming (Pub/Sub):
+
+    orders -> Dead-letter late events -> Minute windows
+           -> Key by minute -> Combine revenue per minute -> rows
+           -> Paid lines by minute, region and category -> Combine revenue by region and category -> rows
+
+Batch (files):
+
+    order batches -> Revenue per minute (combine each batch, merge per minute) -> rows
+                  -> Revenue by minute, region and category (the same) -> rows
 
 Both aggregations are CombineFns over the mergeable aggregates of revenue/metrics.py, so
 Beam combines partial results per bundle and per key in parallel and merges them; nothing
-waits for a single global window (the old RevenueCalculator's bottleneck). Late order
-events within the allowed lateness re-fire the minute with everything so far.
+waits for a single global window (the old RevenueCalculator's bottleneck). In streaming, late
+order events within the allowed lateness re-fire the minute with everything so far (one-minute
+windows keyed by their minute). On a bounded input every minute is complete when the input
+ends, so the batch form only keys by the minute: the same rows, without the local runner's
+per-window trigger machinery (about 0.5 ms per order there; docs/pipelines.md, "Performance"),
+and combining whole batches of events at a time (common/combine.py).
 """
 
 from __future__ import annotations
@@ -19,9 +30,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
+from beam_pipelines.common.combine import CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating
-from beam_pipelines.revenue.metrics import WINDOW_MS, LineRevenue, MinuteRevenue, paid_lines
+from beam_pipelines.revenue.metrics import WINDOW_MS, LineRevenue, MinuteRevenue, paid_lines, window_start_ms
 
 __all__ = ["LineRevenueFn", "MinuteRevenueFn", "RevenueWindows"]
 
@@ -60,28 +72,25 @@ class LineRevenueFn(beam.CombineFn):
         return accumulator
 
 
-def _start_ms(window_param: window.IntervalWindow) -> int:
-    return window_param.start.micros // 1000
-
-
 class _MinuteRow(beam.DoFn):
     def setup(self) -> None:
         self.rows = Metrics.counter("revenue", "emitted")
 
-    def process(self, revenue: MinuteRevenue, w=beam.DoFn.WindowParam) -> Iterable[dict[str, Any]]:
+    def process(self, element: tuple[int, MinuteRevenue]) -> Iterable[dict[str, Any]]:
+        start_ms, revenue = element
         if revenue.order_count or revenue.cancelled_gmv:  # a minute of only CREATED/SHIPPED events has no row
             self.rows.inc()
-            yield revenue.record(_start_ms(w))
+            yield revenue.record(start_ms)
 
 
 class _LineRow(beam.DoFn):
     def setup(self) -> None:
         self.rows = Metrics.counter("revenue", "emitted")
 
-    def process(self, element: tuple[tuple[str, str], LineRevenue], w=beam.DoFn.WindowParam) -> Iterable[dict[str, Any]]:
-        (region, category), revenue = element
+    def process(self, element: tuple[tuple[int, str, str], LineRevenue]) -> Iterable[dict[str, Any]]:
+        (start_ms, region, category), revenue = element
         self.rows.inc()
-        yield revenue.record(_start_ms(w), region, category)
+        yield revenue.record(start_ms, region, category)
 
 
 class _CountOrders(beam.DoFn):
@@ -93,36 +102,50 @@ class _CountOrders(beam.DoFn):
         yield event
 
 
+def _by_minute(event: dict[str, Any]) -> tuple[tuple[int, dict[str, Any]]]:
+    return ((window_start_ms(event), event),)
+
+
+def _lines_by_minute_region_category(event: dict[str, Any]) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
+    start_ms = window_start_ms(event)
+    for (region, category), order_id, item in paid_lines(event):
+        yield (start_ms, region, category), (order_id, item)
+
+
 class RevenueWindows(beam.PTransform):
-    """Validated order events (timestamped) -> ``(per_minute_rows, by_category_region_rows, dead_letters)``."""
+    """Validated order events -> ``(per_minute_rows, by_category_region_rows, dead_letters)``.
+
+    Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
     def __init__(self, allowed_lateness: timedelta, *, streaming: bool, lateness_margin: timedelta = timedelta(0)):
         super().__init__()
         self.allowed_lateness, self.streaming, self.margin = allowed_lateness, streaming, lateness_margin
 
     def expand(self, orders: beam.PCollection):
-        dead_letters = []
-        window_lateness = self.allowed_lateness
-        if self.streaming:
-            gated = orders | LateGate("revenue", "order_event", lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
-                                      self.allowed_lateness, self.margin)
-            orders, dead_letters = gated.events, [gated.dead_letter]
-            window_lateness += self.margin
-        windowed = (
-            orders
+        if not self.streaming:
+            per_minute = orders | "Revenue per minute" >> CombineBatchesPerKey(
+                _by_minute, MinuteRevenueFn(), counter=("revenue", "events"))
+            by_category_region = orders | "Revenue by minute, region and category" >> CombineBatchesPerKey(
+                _lines_by_minute_region_category, LineRevenueFn())
+            return (per_minute | "Revenue per minute rows" >> beam.ParDo(_MinuteRow()),
+                    by_category_region | "Revenue by region and category rows" >> beam.ParDo(_LineRow()), [])
+        gated = orders | LateGate("revenue", "order_event", lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
+                                  self.allowed_lateness, self.margin)
+        counted = (
+            gated.events
+            | "Minute windows" >> accumulating(window.FixedWindows(WINDOW_MS / 1000), self.allowed_lateness + self.margin)
             | "Count order events" >> beam.ParDo(_CountOrders())
-            | "Minute windows" >> accumulating(window.FixedWindows(WINDOW_MS / 1000), window_lateness)
         )
         per_minute = (
-            windowed
-            | "Combine revenue per minute" >> beam.CombineGlobally(MinuteRevenueFn()).without_defaults()
+            counted
+            | "Key by minute" >> beam.FlatMap(_by_minute)
+            | "Combine revenue per minute" >> beam.CombinePerKey(MinuteRevenueFn())
             | "Revenue per minute rows" >> beam.ParDo(_MinuteRow())
         )
         by_category_region = (
-            windowed
-            | "Paid lines by region and category" >> beam.FlatMap(
-                lambda event: ((key, (order_id, item)) for key, order_id, item in paid_lines(event)))
+            counted
+            | "Paid lines by minute, region and category" >> beam.FlatMap(_lines_by_minute_region_category)
             | "Combine revenue by region and category" >> beam.CombinePerKey(LineRevenueFn())
             | "Revenue by region and category rows" >> beam.ParDo(_LineRow())
         )
-        return per_minute, by_category_region, dead_letters
+        return per_minute, by_category_region, [gated.dead_letter]

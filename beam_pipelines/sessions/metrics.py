@@ -29,6 +29,9 @@ _COUNTED = {
 }
 
 
+_CENT = Decimal("0.01")
+
+
 def session_id(user_id: str, start_ms: int) -> str:
     """Deterministic from user and start, so a recomputed session keeps its id."""
     return "s_" + hashlib.sha256(f"{user_id}|{start_ms}".encode()).hexdigest()[:30]
@@ -46,18 +49,25 @@ class SessionAggregate:
     device_type: str = ""
     geo_region: str = ""
     counts: dict[str, int] = field(default_factory=dict)
-    revenue: Decimal = Decimal("0.00")
+    revenue_cents: int = 0  # integer cents: cheap to add and to pickle (accumulators cross the shuffle)
     category_views: dict[str, int] = field(default_factory=dict)
 
-    def add(self, event: Mapping[str, Any]) -> SessionAggregate:
-        """Add one validated clickstream event (Python form)."""
-        at_ms = to_millis(event["event_time"])
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the constructor's arguments: a third of the default's cost (accumulators
+        cross the shuffle pickled)."""
+        return SessionAggregate, (self.user_id, self.event_count, self.start_ms, self.end_ms, self.first_key,
+                                  self.device_type, self.geo_region, self.counts, self.revenue_cents, self.category_views)
+
+    def add(self, event: Mapping[str, Any], at_ms: int | None = None) -> SessionAggregate:
+        """Add one validated clickstream event (Python form); ``at_ms``: its event time, if known."""
+        if at_ms is None:
+            at_ms = to_millis(event["event_time"])
         self._span(event["user_id"], at_ms, at_ms, (at_ms, event["event_id"]), event["device_type"], event["geo_region"], 1)
         kind = event["event_type"]
         name = _COUNTED[kind]
         self.counts[name] = self.counts.get(name, 0) + 1
         if kind == EventType.PURCHASE:
-            self.revenue += event["price"]
+            self.revenue_cents += int(event["price"] * 100)  # exact: the schema allows two decimal places
         elif kind == EventType.PRODUCT_VIEW:
             self.category_views[event["category"]] = self.category_views.get(event["category"], 0) + 1
         return self
@@ -70,7 +80,7 @@ class SessionAggregate:
                    other.event_count)
         for name, n in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + n
-        self.revenue += other.revenue
+        self.revenue_cents += other.revenue_cents
         for category, n in other.category_views.items():
             self.category_views[category] = self.category_views.get(category, 0) + n
         return self
@@ -80,10 +90,14 @@ class SessionAggregate:
         """Extend the time span and event count; the earliest event decides device and region."""
         if self.event_count == 0:
             self.user_id, self.start_ms, self.end_ms = user_id, start_ms, end_ms
-        if self.event_count == 0 or first_key < self.first_key:
             self.first_key, self.device_type, self.geo_region = first_key, device_type, geo_region
-        self.start_ms = min(self.start_ms, start_ms)
-        self.end_ms = max(self.end_ms, end_ms)
+        else:
+            if first_key < self.first_key:
+                self.first_key, self.device_type, self.geo_region = first_key, device_type, geo_region
+            if start_ms < self.start_ms:
+                self.start_ms = start_ms
+            if end_ms > self.end_ms:
+                self.end_ms = end_ms
         self.event_count += events
 
     @property
@@ -104,7 +118,7 @@ class SessionAggregate:
             "duration_seconds": (self.end_ms - self.start_ms) / 1000,
             "event_count": self.event_count,
             **counts,
-            "total_revenue": self.revenue,
+            "total_revenue": (Decimal(self.revenue_cents) / 100).quantize(_CENT),
             "device_type": self.device_type,
             "geo_region": self.geo_region,
             "primary_category": self.primary_category,
@@ -127,15 +141,18 @@ class UserSessions:
     gap_ms: int
     sessions: list[SessionAggregate] = field(default_factory=list)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return UserSessions, (self.gap_ms, self.sessions)
+
     def add(self, event: Mapping[str, Any]) -> UserSessions:
         at_ms = to_millis(event["event_time"])
         gap = self.gap_ms
         for i, session in enumerate(self.sessions):
             if session.start_ms - gap < at_ms < session.end_ms + gap:
-                session.add(event)
+                session.add(event, at_ms)
                 self._join_neighbours(i)
                 return self
-        return self._insert(SessionAggregate().add(event))
+        return self._insert(SessionAggregate().add(event, at_ms))
 
     def merge(self, other: UserSessions) -> UserSessions:
         for session in other.sessions:
@@ -144,6 +161,9 @@ class UserSessions:
 
     def _insert(self, incoming: SessionAggregate) -> UserSessions:
         """Add a session span, merging every session it overlaps (the list stays disjoint and sorted)."""
+        if not self.sessions:
+            self.sessions = [incoming]
+            return self
         gap = self.gap_ms
         kept: list[SessionAggregate] = []
         for session in self.sessions:

@@ -10,15 +10,16 @@ far; the row records ON_TIME or LATE) and the mergeable ``SessionAggregate`` as 
 
 Batch (files):
 
-    events -> Key by user -> Combine sessions per user -> Session rows
+    event batches -> Sessions per user (combine each batch, merge per user) -> Session rows
 
 On a bounded input every session is final when the input ends, so the job folds each user's
 events into ``UserSessions`` (sessions/metrics.py): a mergeable value that splits and
-merges sessions by exactly the rule of session windows. Beam lifts that CombineFn into
-partial combines per bundle, so the shuffle carries a few partial session lists per user
-instead of every event, and the rows equal the streaming job's (tests/pipelines compare
-both with SQL). It exists because the local runner's merging-window machinery costs about
-0.4 ms per user key (docs/pipelines.md, "Performance").
+merges sessions by exactly the rule of session windows. Each batch of events is combined
+per user in one call and Beam merges the partial session lists per user, so the shuffle
+carries a few partial lists per user instead of every event, and the rows equal the
+streaming job's (tests/pipelines compare both with SQL). It exists because the local
+runner's merging-window machinery costs about 0.4 ms per user key (docs/pipelines.md,
+"Performance").
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
+from beam_pipelines.common.combine import CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating, pane_timing
 from beam_pipelines.sessions.metrics import SessionAggregate, UserSessions
@@ -79,6 +81,10 @@ class UserSessionsFn(beam.CombineFn):
         return accumulator.sessions
 
 
+def _by_user(event: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]]]:
+    return ((event["user_id"], event),)
+
+
 class _Count(beam.DoFn):
     def setup(self) -> None:
         self.events = Metrics.counter("sessions", "events")
@@ -108,7 +114,9 @@ class _FinalRows(beam.DoFn):
 
 
 class SessionWindows(beam.PTransform):
-    """Validated clickstream events (timestamped) -> ``(user_sessions rows, [late dead letters])``."""
+    """Validated clickstream events -> ``(user_sessions rows, [late dead letters])``.
+
+    Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
     def __init__(self, gap: timedelta, allowed_lateness: timedelta, *, streaming: bool,
                  lateness_margin: timedelta = timedelta(0)):
@@ -120,8 +128,8 @@ class SessionWindows(beam.PTransform):
         if not self.streaming:
             rows = (
                 events
-                | "Key by user" >> beam.ParDo(_Count())
-                | f"Combine sessions per user ({format_duration(self.gap)} gap)" >> beam.CombinePerKey(UserSessionsFn(self.gap))
+                | f"Sessions per user ({format_duration(self.gap)} gap)" >> CombineBatchesPerKey(
+                    _by_user, UserSessionsFn(self.gap), counter=("sessions", "events"))
                 | "Session rows" >> beam.ParDo(_FinalRows())
             )
             return rows, []

@@ -70,6 +70,7 @@ class RevenueConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
     dedup_ttl: timedelta
+    dedup_shards: int
     max_clock_skew: timedelta
     lateness_margin: timedelta
 
@@ -77,6 +78,8 @@ class PipelineConfig:
         for name in ("dedup_ttl", "max_clock_skew", "lateness_margin"):
             if getattr(self, name).total_seconds() < 0:
                 raise ConfigError(f"pipelines.{name} must not be negative", name)
+        if self.dedup_shards < 1:
+            raise ConfigError("pipelines.dedup_shards must be at least 1", "dedup_shards")
 
 
 @dataclass(frozen=True)

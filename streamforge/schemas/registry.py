@@ -28,6 +28,7 @@ import orjson
 
 from streamforge.schemas.bigquery import BigQueryTable, bigquery_table
 from streamforge.schemas.errors import FieldError, InvalidEvent, SchemaDefinitionError, UnknownSchema
+from streamforge.schemas.fastpath import FastRecord, compile_fast_record
 from streamforge.schemas.rules import RULES, Rule
 from streamforge.schemas.validation import INVALID, compile_record
 from streamforge.timeutil import format_timestamp
@@ -74,6 +75,10 @@ class EventSchema:
         return compile_record(self.definition)
 
     @cached_property
+    def _fast(self) -> FastRecord:
+        return compile_fast_record(self.definition)
+
+    @cached_property
     def schema_id(self) -> int:
         """The 31-bit id written in the Confluent wire format.
 
@@ -114,9 +119,11 @@ class EventSchema:
         Raises InvalidEvent listing every problem (field, value, reason).
         """
         errors: list[FieldError] = []
-        record = self._convert(obj, "", errors)
-        if errors or record is INVALID:
-            raise InvalidEvent(self.label, errors or [FieldError("", obj, "invalid")])
+        record = self._fast(obj)  # the common valid record, quickly; None: ask the converters
+        if record is None:
+            record = self._convert(obj, "", errors)
+            if errors or record is INVALID:
+                raise InvalidEvent(self.label, errors or [FieldError("", obj, "invalid")])
         for rule in self.rules:
             errors.extend(rule(record))
         if errors:
@@ -208,7 +215,7 @@ class SchemaRegistry:
             subject = match["subject"]
             schema = EventSchema(subject, int(match["version"]), definition, rules.get(subject, ()))
             try:
-                schema.parsed, schema._convert, schema.bigquery  # noqa: B018 - fail fast on a bad file
+                schema.parsed, schema._convert, schema._fast, schema.bigquery  # noqa: B018 - fail fast on a bad file
             except (SchemaDefinitionError, fastavro.schema.SchemaParseException, KeyError, TypeError) as exc:
                 raise SchemaDefinitionError(f"{path.name}: {exc}") from None
             schemas.append(schema)

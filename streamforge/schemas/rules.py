@@ -37,7 +37,9 @@ def clickstream_fields_for_type(record: Mapping[str, Any]) -> list[FieldError]:
 
 def order_amounts_add_up(record: Mapping[str, Any]) -> list[FieldError]:
     errors = []
-    lines = sum((item["unit_price"] * item["quantity"] for item in record["items"]), Decimal(0))
+    lines = Decimal(0)
+    for item in record["items"]:
+        lines += item["unit_price"] * item["quantity"]
     if record["subtotal"] != lines:
         errors.append(FieldError("subtotal", record["subtotal"], f"must equal the sum of the item lines ({lines})"))
     if record["discount"] > record["subtotal"]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from streamforge.schemas.errors import MISSING, FieldError, SchemaDefinitionError
@@ -337,14 +337,14 @@ def _decimal(definition: Mapping[str, Any], constraints: Mapping[str, Any]) -> C
         else:
             errors.append(FieldError(path, value, "expected a number"))
             return INVALID
-        if abs(number) >= limit:
+        if not -limit < number < limit:
             errors.append(FieldError(path, value, f"out of range for decimal({precision},{scale})"))
             return INVALID
-        if number.as_tuple().exponent < -scale and number != number.quantize(quantum):
+        rounded = number.quantize(quantum)
+        if rounded != number:
             errors.append(FieldError(path, value, f"has more than {scale} decimal places"))
             return INVALID
-        number = number.quantize(quantum)
-        return number if _check_bounds(number, low, high, path, errors) else INVALID
+        return rounded if _check_bounds(rounded, low, high, path, errors) else INVALID
 
     return convert_decimal
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import orjson
 import pytest
 
-from beam_pipelines.fraud.rules import Alert, FraudDetector, UserFraudState
+from beam_pipelines.fraud.rules import Alert, FraudDetector, OrderSignal, UserFraudState
 from streamforge.config import load_config
 from streamforge.schemas import get_schema
 from tests.support.cli import simulate_to
@@ -38,7 +38,7 @@ def order(status: str = "CREATED", *, minutes: float = 0, user: str = "U1", orde
 def run(events: list[dict[str, Any]], detector: FraudDetector | None = None) -> list[Alert]:
     detector = detector or FraudDetector(load_config().fraud)
     state = UserFraudState()
-    return [alert for event in events for alert in detector.observe(state, event)]
+    return [alert for event in events for alert in detector.observe(state, OrderSignal.of(event))]
 
 
 def patterns(alerts: list[Alert]) -> list[str]:
@@ -126,7 +126,7 @@ def test_state_is_bounded_and_expires() -> None:
     assert detector.expiry_ms(state) is None
     for minute in range(0, 600, 7):  # ten hours of orders and payments
         for event in (order(minutes=minute, country="GB"), order("PAID", minutes=minute + 1)):
-            detector.observe(state, event)
+            detector.observe(state, OrderSignal.of(event))
     assert len(state.recent_orders) <= 1 and len(state.attempts) <= 2 and len(state.last_order_by_country) == 1
     expiry = detector.expiry_ms(state)
     detector.expire(state, expiry - 1)

@@ -38,8 +38,8 @@ payloads = st.one_of(
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(payloads, min_size=1, max_size=40))
-def test_any_payloads_are_parsed_or_dead_lettered_never_lost(batch: list[bytes]) -> None:
+@given(st.lists(payloads, min_size=1, max_size=40), st.integers(1, 7), st.integers(1, 5))
+def test_any_payloads_are_parsed_or_dead_lettered_never_lost(batch: list[bytes], batch_size: int, shards: int) -> None:
     tune_local_runner()
     valid_ids = set()
     for payload in batch:
@@ -48,9 +48,12 @@ def test_any_payloads_are_parsed_or_dead_lettered_never_lost(batch: list[bytes])
         except Exception:
             pass
     with beam.Pipeline(runner="FnApiRunner") as pipeline:
-        parsed = pipeline | beam.Create(batch) | ParseEvents(
-            "clickstream", "test", DedupMode.GROUP, dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(days=3650))
-        assert_that(parsed.events | beam.Map(lambda e: e["event_id"]), equal_to(sorted(valid_ids)), label="events")
+        batches = [batch[i:i + batch_size] for i in range(0, len(batch), batch_size)]
+        parsed = pipeline | beam.Create(batches) | ParseEvents(
+            "clickstream", "test", DedupMode.GROUP, dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(days=3650),
+            shards=shards)
+        events = parsed.events | beam.FlatMap(lambda batch: batch)  # batch mode: lists of events
+        assert_that(events | beam.Map(lambda e: e["event_id"]), equal_to(sorted(valid_ids)), label="events")
         dead = sum(1 for p in batch if not _valid(p))
         assert_that(parsed.dead_letters | beam.combiners.Count.Globally(), equal_to([dead]), label="dead letters")
 
