@@ -106,17 +106,16 @@ def main() -> None:
         directory, streams = inputs[job]
         events = sum(lines(directory / f"{s}.jsonl") for s in streams)
         results = [run(job, directory, workdir) for _ in range(args.runs)]
-        seconds = statistics.median(r[0] for r in results)
+        rates = sorted(events / r[0] for r in results)
         wall = statistics.median(r[1] for r in results)
         peak = max(r[2] for r in results)
-        print(f"{job}: {events:,} events, {seconds:.1f} s, {results[0][3]}", file=sys.stderr)
-        rows.append((job, events, seconds, events / seconds, wall, events / wall, peak))
-    print(f"{'job':<9} {'events':>10} {'pipeline s':>10} {'events/s':>9} {'wall s':>7} "
-          f"{'events/s (wall)':>15} {'peak RSS MiB':>12}")
-    for job, events, seconds, rate, wall, wall_rate, peak in rows:
-        print(f"{job:<9} {events:>10,} {seconds:>10.1f} {rate:>9,.0f} {wall:>7.1f} {wall_rate:>15,.0f} {peak:>12,.0f}")
-    print(f"(one core via taskset; pipeline s = construction and run, wall s adds interpreter start and imports;"
-          f" median of {args.runs} run(s))")
+        print(f"{job}: {events:,} events, {[round(r[0], 1) for r in results]} s, {results[0][3]}", file=sys.stderr)
+        rows.append((job, events, statistics.median(rates), f"{rates[0]:,.0f}-{rates[-1]:,.0f}", wall, events / wall, peak))
+    print(f"{'job':<9} {'events':>10} {'events/s':>9} {'range':>15} {'wall s':>7} {'events/s (wall)':>15} {'peak RSS MiB':>12}")
+    for job, events, rate, spread, wall, wall_rate, peak in rows:
+        print(f"{job:<9} {events:>10,} {rate:>9,.0f} {spread:>15} {wall:>7.1f} {wall_rate:>15,.0f} {peak:>12,.0f}")
+    print(f"(one core via taskset; events/s over the pipeline's construction and run, median and range of {args.runs}"
+          f" run(s); wall s adds interpreter start and imports)")
     if args.keep is None:
         shutil.rmtree(workdir)
 

@@ -17,10 +17,37 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
-__all__ = ["CombineBatchesPerKey"]
+__all__ = ["AggregateFn", "CombineBatchesPerKey"]
 
 #: event -> the (key, value) pairs it contributes (none, one or several).
 Keyed = Callable[[Any], Iterable[tuple[Any, Any]]]
+
+
+class AggregateFn(beam.CombineFn):
+    """The CombineFn of a mergeable aggregate (sessions/metrics.py, revenue/metrics.py).
+
+    ``factory()`` makes an empty aggregate; ``aggregate.add(value)`` adds one input and
+    ``aggregate.merge(other)`` folds in another partial aggregate, both returning the
+    aggregate. The output is the aggregate itself: the job's row step turns it into rows.
+    """
+
+    def __init__(self, factory: Callable[[], Any]):
+        self.factory = factory
+
+    def create_accumulator(self) -> Any:
+        return self.factory()
+
+    def add_input(self, accumulator: Any, value: Any) -> Any:
+        return accumulator.add(value)
+
+    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
+        merged = self.factory()
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: Any) -> Any:
+        return accumulator
 
 
 class _CombineInBundle(beam.DoFn):

@@ -132,7 +132,7 @@ class _ReadLines(beam.DoFn):
                 f.seek(start - 1)
                 position += len(f.readline()) - 1  # the rest of the line that byte start - 1 is in
             batch: list[bytes] = []
-            for line in f:
+            for line in iter(f.readline, b""):  # (a compressed file reads lines but cannot be iterated)
                 if 0 <= end <= position:
                     break
                 position += len(line)
@@ -164,7 +164,7 @@ class ReadLineBatches(beam.PTransform):
 
 
 class ReadMessages(beam.PTransform):
-    """The raw payloads (bytes) of one input: lists of lines for a file, messages for Pub/Sub."""
+    """The raw payloads of one input: lists of lines (bytes) for a file, PubsubMessages for Pub/Sub."""
 
     def __init__(self, spec: InputSpec, *, use_id_label: bool = False):
         super().__init__()
@@ -177,6 +177,7 @@ class ReadMessages(beam.PTransform):
         where = {"subscription": self.spec.location} if self.spec.is_subscription else {"topic": self.spec.location}
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(
             **where,
+            with_attributes=True,  # the "encoding" attribute says how to decode the data
             timestamp_attribute="event_time",
             # Dataflow drops redeliveries by this attribute; elsewhere the parse step deduplicates.
             id_label="event_id" if self.use_id_label else None,

@@ -74,15 +74,14 @@ class _Gate(beam.DoFn):
                      f"(allowed lateness {format_duration(timedelta(milliseconds=self.lateness_ms))}; "
                      f"watermark at least {format_millis(watermark_ms)})")
             payload = self.schema.to_json(event, validate=False)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+            return [beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 self.job, self.step, "late", error, payload, received_at=millis_to_datetime(now_ms()),
-                event_id=event["event_id"], event_time=event["event_time"]))
-            return
-        yield event
+                event_id=event["event_id"], event_time=event["event_time"]))]
         latest.write(max(latest.read() or _MIN_MS, at_ms))
         if armed.read() is None:
             watch.set(timestamp)
             armed.write(at_ms)
+        return (event,)
 
     @on_timer(WATCH)
     def _watermark_passed(self, fired=beam.DoFn.TimestampParam, known=beam.DoFn.StateParam(KNOWN),

@@ -1,10 +1,11 @@
 """Decode, validate and deduplicate: the first step of every job.
 
-Every message is decoded and validated with the foundation's schema. A message that fails
-(bad JSON, missing or invalid fields, unknown enum values, an event time too far ahead of
-the clock) becomes a dead letter with the reason; a valid event is stamped with its
-event time and, if its event_id was seen before, counted as a duplicate and dropped. So
-for every input: ``read = parsed + dead_lettered`` and ``parsed = unique + duplicates``,
+Every message is decoded and validated with the foundation's schema: JSON lines from files;
+from Pub/Sub, JSON, Avro or the Confluent wire format as the message's ``encoding`` attribute
+says. A message that fails (bad JSON or Avro, missing or invalid fields, unknown enum values,
+an unknown encoding, an event time too far ahead of the clock) becomes a dead letter with the
+reason; a valid event whose event_id was seen before is counted as a duplicate and dropped.
+So for every input: ``read = parsed + dead_lettered`` and ``parsed = unique + duplicates``,
 and the Beam counters of namespace ``<stream>`` say so.
 
 Deduplication has three expansions with the same result:
@@ -34,6 +35,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.coders import BooleanCoder
 from apache_beam.coders.coder_impl import CallbackCoderImpl
+from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -41,12 +43,14 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.common.dead_letters import dead_letter, from_invalid_event
 from beam_pipelines.common.packing import Packed, pack, unpack
-from streamforge.schemas import InvalidEvent, get_schema
+from streamforge.schemas import InvalidEvent, get_schema, registry
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
 
 __all__ = ["DEAD_LETTER", "DedupMode", "EventParser", "ParseEvents", "Parsed", "now_ms"]
 
 DEAD_LETTER = "dead_letter"
+#: Message encodings the parse step decodes (the ``encoding`` attribute of a Pub/Sub message).
+ENCODINGS = ("json", "avro", "confluent")
 _NO_ID = b"\x00no-event-id:"
 STREAM_SUBJECTS = {"clickstream": "clickstream_event", "orders": "order_event"}
 
@@ -112,10 +116,21 @@ class EventParser:
         self.pipeline, self.step = pipeline, step
         self.max_skew_ms = int(max_clock_skew.total_seconds() * 1000)
 
-    def parse(self, payload: bytes, clock_ms: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """``clock_ms`` is the pipeline's clock (the dead letter's received_at)."""
+    def parse(self, payload: bytes, clock_ms: int,
+              encoding: str = "json") -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``clock_ms`` is the pipeline's clock (the dead letter's received_at); ``encoding`` one
+        of ENCODINGS (JSON, plain Avro binary of this schema, or the Confluent wire format)."""
         try:
-            event = self.schema.from_json(payload)
+            if encoding == "json":
+                event = self.schema.from_json(payload)
+            elif encoding == "avro":
+                event = self.schema.from_avro(payload)
+            elif encoding == "confluent":
+                event = registry().from_confluent(payload, self.schema.subject)
+            else:
+                error = f"encoding attribute {encoding!r} is not one of {', '.join(ENCODINGS)}"
+                return None, dead_letter(self.pipeline, self.step, "invalid_encoding", error, payload,
+                                         received_at=millis_to_datetime(clock_ms))
         except InvalidEvent as exc:
             return None, from_invalid_event(self.pipeline, self.step, exc, payload,
                                             received_at=millis_to_datetime(clock_ms))
@@ -146,8 +161,16 @@ class _Counters:
         self.duplicates = Metrics.counter(stream, "duplicates")
 
 
+def payload_and_encoding(message: bytes | PubsubMessage) -> tuple[bytes, str]:
+    """A raw payload is JSON; a Pub/Sub message says its encoding in the ``encoding``
+    attribute, as StreamForge's producers set it (JSON when absent)."""
+    if isinstance(message, PubsubMessage):
+        return message.data, (message.attributes or {}).get("encoding", "json")
+    return message, "json"
+
+
 class _Validate(beam.DoFn):
-    """Payload -> timestamped event, or a dead letter on the DEAD_LETTER output."""
+    """Payload or Pub/Sub message -> timestamped event, or a dead letter on the DEAD_LETTER output."""
 
     def __init__(self, stream: str, parser: EventParser):
         self.stream, self.parser = stream, parser
@@ -155,9 +178,10 @@ class _Validate(beam.DoFn):
     def setup(self) -> None:
         self.counters = _Counters(self.stream)
 
-    def process(self, payload: bytes) -> Iterable[Any]:
+    def process(self, message: bytes | PubsubMessage) -> Iterable[Any]:
         self.counters.read.inc()
-        event, rejected = self.parser.parse(payload, now_ms())
+        payload, encoding = payload_and_encoding(message)
+        event, rejected = self.parser.parse(payload, now_ms(), encoding)
         if rejected is not None:
             self.counters.dead_lettered.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, rejected)
@@ -276,10 +300,10 @@ class _DedupWithState(beam.DoFn):
                 seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)) -> Iterable[Any]:
         if seen.read():
             self.duplicates.inc()
-            return
+            return ()
         seen.write(True)
         forget.set(timestamp + self.ttl_s)
-        yield element[1]
+        return (element[1],)
 
     @on_timer(FORGET)
     def _forget(self, seen=beam.DoFn.StateParam(SEEN)) -> None:

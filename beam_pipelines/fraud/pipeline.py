@@ -79,22 +79,22 @@ class DetectFraud(beam.DoFn):
         event = element[1]
         self.events.inc()
         if event["status"] not in OBSERVED_STATUSES:
-            return  # no rule reads it
+            return ()  # no rule reads it
         at_ms = to_millis(event["event_time"])
         through_ms = evaluated.read()
         if through_ms is not None and at_ms <= through_ms:
             self.late.inc()
             error = (f"order event at {format_millis(at_ms)} arrived after user {event['user_id']}'s events "
                      f"up to {format_millis(through_ms)} were evaluated (the watermark had passed it)")
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+            return [beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 "fraud", "Detect fraud patterns", "late", error, self.schema.to_json(event, validate=False),
-                received_at=millis_to_datetime(now_ms()), event_id=event["event_id"], event_time=event["event_time"]))
-            return
+                received_at=millis_to_datetime(now_ms()), event_id=event["event_id"], event_time=event["event_time"]))]
         waiting.add(OrderSignal.of(event))
         scheduled = timer_at.read()
         if scheduled is None or at_ms < scheduled:
             due.set(timestamp)
             timer_at.write(at_ms)
+        return ()
 
     @on_timer(DUE)
     def _evaluate(self, fired=beam.DoFn.TimestampParam, waiting=beam.DoFn.StateParam(WAITING),

@@ -105,7 +105,9 @@ class LineRevenue:
     def __reduce__(self) -> tuple[Any, ...]:
         return LineRevenue, (self.gmv_cents, self.units, self.orders)
 
-    def add(self, order_id: str, item: Mapping[str, Any]) -> LineRevenue:
+    def add(self, line: tuple[str, Mapping[str, Any]]) -> LineRevenue:
+        """Add one PAID order line: ``(order_id, item)``."""
+        order_id, item = line
         self.gmv_cents += _cents(item["unit_price"]) * item["quantity"]
         self.units += item["quantity"]
         self.orders.add(order_id)

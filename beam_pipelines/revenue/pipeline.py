@@ -30,46 +30,12 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
-from beam_pipelines.common.combine import CombineBatchesPerKey
+from beam_pipelines.common.combine import AggregateFn, CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating
 from beam_pipelines.revenue.metrics import WINDOW_MS, LineRevenue, MinuteRevenue, paid_lines, window_start_ms
 
-__all__ = ["LineRevenueFn", "MinuteRevenueFn", "RevenueWindows"]
-
-
-class MinuteRevenueFn(beam.CombineFn):
-    def create_accumulator(self) -> MinuteRevenue:
-        return MinuteRevenue()
-
-    def add_input(self, accumulator: MinuteRevenue, event: dict[str, Any]) -> MinuteRevenue:
-        return accumulator.add(event)
-
-    def merge_accumulators(self, accumulators: Iterable[MinuteRevenue]) -> MinuteRevenue:
-        merged = MinuteRevenue()
-        for accumulator in accumulators:
-            merged.merge(accumulator)
-        return merged
-
-    def extract_output(self, accumulator: MinuteRevenue) -> MinuteRevenue:
-        return accumulator
-
-
-class LineRevenueFn(beam.CombineFn):
-    def create_accumulator(self) -> LineRevenue:
-        return LineRevenue()
-
-    def add_input(self, accumulator: LineRevenue, line: tuple[str, dict[str, Any]]) -> LineRevenue:
-        return accumulator.add(*line)
-
-    def merge_accumulators(self, accumulators: Iterable[LineRevenue]) -> LineRevenue:
-        merged = LineRevenue()
-        for accumulator in accumulators:
-            merged.merge(accumulator)
-        return merged
-
-    def extract_output(self, accumulator: LineRevenue) -> LineRevenue:
-        return accumulator
+__all__ = ["RevenueWindows"]
 
 
 class _MinuteRow(beam.DoFn):
@@ -124,9 +90,9 @@ class RevenueWindows(beam.PTransform):
     def expand(self, orders: beam.PCollection):
         if not self.streaming:
             per_minute = orders | "Revenue per minute" >> CombineBatchesPerKey(
-                _by_minute, MinuteRevenueFn(), counter=("revenue", "events"))
+                _by_minute, AggregateFn(MinuteRevenue), counter=("revenue", "events"))
             by_category_region = orders | "Revenue by minute, region and category" >> CombineBatchesPerKey(
-                _lines_by_minute_region_category, LineRevenueFn())
+                _lines_by_minute_region_category, AggregateFn(LineRevenue))
             return (per_minute | "Revenue per minute rows" >> beam.ParDo(_MinuteRow()),
                     by_category_region | "Revenue by region and category rows" >> beam.ParDo(_LineRow()), [])
         gated = orders | LateGate("revenue", "order_event", lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
@@ -139,13 +105,13 @@ class RevenueWindows(beam.PTransform):
         per_minute = (
             counted
             | "Key by minute" >> beam.FlatMap(_by_minute)
-            | "Combine revenue per minute" >> beam.CombinePerKey(MinuteRevenueFn())
+            | "Combine revenue per minute" >> beam.CombinePerKey(AggregateFn(MinuteRevenue))
             | "Revenue per minute rows" >> beam.ParDo(_MinuteRow())
         )
         by_category_region = (
             counted
             | "Paid lines by minute, region and category" >> beam.FlatMap(_lines_by_minute_region_category)
-            | "Combine revenue by region and category" >> beam.CombinePerKey(LineRevenueFn())
+            | "Combine revenue by region and category" >> beam.CombinePerKey(AggregateFn(LineRevenue))
             | "Revenue by region and category rows" >> beam.ParDo(_LineRow())
         )
         return per_minute, by_category_region, [gated.dead_letter]

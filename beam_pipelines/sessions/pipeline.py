@@ -14,9 +14,9 @@ Batch (files):
 
 On a bounded input every session is final when the input ends, so the job folds each user's
 events into ``UserSessions`` (sessions/metrics.py): a mergeable value that splits and
-merges sessions by exactly the rule of session windows. Each batch of events is combined
-per user in one call and Beam merges the partial session lists per user, so the shuffle
-carries a few partial lists per user instead of every event, and the rows equal the
+merges sessions by exactly the rule of session windows. The events of a bundle's batches are
+combined per user in plain Python and Beam merges the partial session lists per user
+(common/combine.py), so the shuffle carries a few partial lists per user instead of every event, and the rows equal the
 streaming job's (tests/pipelines compare both with SQL). It exists because the local
 runner's merging-window machinery costs about 0.4 ms per user key (docs/pipelines.md,
 "Performance").
@@ -25,60 +25,20 @@ runner's merging-window machinery costs about 0.4 ms per user key (docs/pipeline
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any, Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
-from beam_pipelines.common.combine import CombineBatchesPerKey
+from beam_pipelines.common.combine import AggregateFn, CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating, pane_timing
 from beam_pipelines.sessions.metrics import SessionAggregate, UserSessions
 from streamforge.timeutil import format_duration
 
-__all__ = ["SessionMetrics", "SessionWindows", "UserSessionsFn"]
-
-
-class SessionMetrics(beam.CombineFn):
-    """Clickstream events of one session window -> its SessionAggregate."""
-
-    def create_accumulator(self) -> SessionAggregate:
-        return SessionAggregate()
-
-    def add_input(self, accumulator: SessionAggregate, event: dict[str, Any]) -> SessionAggregate:
-        return accumulator.add(event)
-
-    def merge_accumulators(self, accumulators: Iterable[SessionAggregate]) -> SessionAggregate:
-        merged = SessionAggregate()
-        for accumulator in accumulators:
-            merged.merge(accumulator)
-        return merged
-
-    def extract_output(self, accumulator: SessionAggregate) -> SessionAggregate:
-        return accumulator
-
-
-class UserSessionsFn(beam.CombineFn):
-    """All clickstream events of one user (bounded input) -> the user's sessions."""
-
-    def __init__(self, gap: timedelta):
-        self.gap_ms = int(gap.total_seconds() * 1000)
-
-    def create_accumulator(self) -> UserSessions:
-        return UserSessions(self.gap_ms)
-
-    def add_input(self, accumulator: UserSessions, event: dict[str, Any]) -> UserSessions:
-        return accumulator.add(event)
-
-    def merge_accumulators(self, accumulators: Iterable[UserSessions]) -> UserSessions:
-        merged = UserSessions(self.gap_ms)
-        for accumulator in accumulators:
-            merged.merge(accumulator)
-        return merged
-
-    def extract_output(self, accumulator: UserSessions) -> list[SessionAggregate]:
-        return accumulator.sessions
+__all__ = ["SessionWindows"]
 
 
 def _by_user(event: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]]]:
@@ -107,8 +67,8 @@ class _FinalRows(beam.DoFn):
     def setup(self) -> None:
         self.rows = Metrics.counter("sessions", "emitted")
 
-    def process(self, element: tuple[str, list[SessionAggregate]]) -> Iterable[dict[str, Any]]:
-        for session in element[1]:
+    def process(self, element: tuple[str, UserSessions]) -> Iterable[dict[str, Any]]:
+        for session in element[1].sessions:
             self.rows.inc()
             yield session.record("ON_TIME")  # the one pane a session window fires in batch
 
@@ -129,7 +89,8 @@ class SessionWindows(beam.PTransform):
             rows = (
                 events
                 | f"Sessions per user ({format_duration(self.gap)} gap)" >> CombineBatchesPerKey(
-                    _by_user, UserSessionsFn(self.gap), counter=("sessions", "events"))
+                    _by_user, AggregateFn(partial(UserSessions, int(self.gap.total_seconds() * 1000))),
+                    counter=("sessions", "events"))
                 | "Session rows" >> beam.ParDo(_FinalRows())
             )
             return rows, []
@@ -141,7 +102,7 @@ class SessionWindows(beam.PTransform):
             | "Key by user" >> beam.ParDo(_Count())
             | f"Session windows ({format_duration(self.gap)} gap)" >> accumulating(
                 window.Sessions(self.gap.total_seconds()), self.allowed_lateness + self.margin)
-            | "Combine session metrics" >> beam.CombinePerKey(SessionMetrics())
+            | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate))
             | "Session rows" >> beam.ParDo(_WindowedRow())
         )
         return rows, [gated.dead_letter]

@@ -11,6 +11,7 @@ import apache_beam as beam
 import duckdb
 import orjson
 import pytest
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -141,3 +142,64 @@ def test_bigquery_rows_and_table_options() -> None:
     assert transform.additional_bq_parameters == {"timePartitioning": {"type": "DAY", "field": "event_time"},
                                                   "clustering": {"fields": ["alert_type", "user_id"]}}
     assert transform.method == beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
+
+
+def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+
+    from beam_pipelines.common.parse import payload_and_encoding
+
+    parser = EventParser("clickstream", "sessions", "Parse clickstream", timedelta(minutes=5))
+    clicks, orders = get_schema("clickstream_event"), get_schema("order_event")
+    record = clicks.validate(sample("clickstream_event"))
+    now = to_millis(record["event_time"])
+    for encoding, data in (("json", clicks.to_json(record)), ("avro", clicks.to_avro(record)),
+                           ("confluent", clicks.to_confluent(record))):
+        payload, found = payload_and_encoding(PubsubMessage(data, {"encoding": encoding}))
+        assert (payload, found) == (data, encoding)
+        assert parser.parse(payload, now, found) == (record, None)
+    assert payload_and_encoding(PubsubMessage(b"{}", None)) == (b"{}", "json")
+    assert payload_and_encoding(b"{}") == (b"{}", "json")
+    # an order in the Confluent format on the clickstream: the schema id says it is not a click
+    _, rejected = parser.parse(orders.to_confluent(sample("order_event")), now, "confluent")
+    assert rejected["reason"] == "invalid_avro" and "expected clickstream_event" in rejected["error"]
+    assert rejected["payload_encoding"] == "base64"
+    _, rejected = parser.parse(b"<xml/>", now, "xml")
+    assert rejected["reason"] == "invalid_encoding" and "'xml' is not one of json, avro, confluent" in rejected["error"]
+
+
+def test_on_dataflow_pubsub_drops_redeliveries_by_id_label() -> None:
+    """Dataflow streaming reads with id_label=event_id (no dedup step); elsewhere the parse step
+    keeps per-id state. Checked on the built pipeline (nothing runs)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.common.io import InputSpec
+    from beam_pipelines.jobs import JobRequest, build, pipeline_options
+    from streamforge.config import load_config
+
+    request = JobRequest("sessions", {"clickstream": InputSpec("pubsub", "projects/my-shop/subscriptions/clicks", True)},
+                         WarehouseSpec("bigquery", "my-shop", "analytics"), load_config())
+    for args, id_label, dedup_step in ((["--runner", "DataflowRunner", "--project", "my-shop"], "event_id", False),
+                                       ([], None, True)):
+        pipeline = beam.Pipeline(options=pipeline_options(request, args), runner="DirectRunner")
+        build(pipeline, request)
+        labels = [t.full_label for t in _transforms(pipeline)]
+        (read,) = [t.transform for t in _transforms(pipeline) if t.full_label == "Read clickstream/Read from Pub/Sub"]
+        source = read._source
+        assert source.id_label == id_label and source.with_attributes and source.timestamp_attribute == "event_time"
+        assert any("Drop duplicates" in label for label in labels) == dedup_step
+        assert isinstance(pipeline.options, PipelineOptions) and pipeline.options.view_as(StandardOptions).streaming
+
+
+def _transforms(pipeline: beam.Pipeline) -> list:
+    found: list = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node) -> None:
+            found.append(node)
+
+        def enter_composite_transform(self, node) -> None:
+            found.append(node)
+
+    pipeline.visit(Visitor())
+    return found

@@ -65,7 +65,7 @@ def test_revenue_by_category_region_matches_sql(default_run: Path) -> None:
         for (region, category), order_id, line in paid_lines(event):
             groups[(window_start_ms(event), region, category)].append((order_id, line))
     rng = random.Random(4)
-    got = {key: _combine(lines, LineRevenue, lambda acc, pair: acc.add(*pair), rng).record(*key) for key, lines in groups.items()}
+    got = {key: _combine(lines, LineRevenue, lambda acc, pair: acc.add(pair), rng).record(*key) for key, lines in groups.items()}
     want = {(to_millis(r["window_start"]), r["region"], r["category"]): r
             for r in revenue_by_category_region(load(default_run)).to_arrow_table().to_pylist()}
     assert got.keys() == want.keys() and len(got) > 500

@@ -4,7 +4,6 @@ type; when it does not, the converters decide."""
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from streamforge.schemas import get_schema
 from streamforge.schemas.validation import INVALID
-from tests.schemas.test_validation_properties import _paths, json_values
+from tests.schemas.test_validation_properties import json_values, mutated_events
 from tests.support.samples import SAMPLES
 
 SUBJECTS = sorted(SAMPLES)
@@ -89,25 +88,8 @@ def test_decimals(price: Any) -> None:
         check("clickstream_event", document)
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> tuple[str, Any]:
-    subject = draw(st.sampled_from(SUBJECTS))
-    document = orjson.loads(orjson.dumps(SAMPLES[subject]))
-    for _ in range(draw(st.integers(0, 3))):
-        paths = _paths(document)
-        path = draw(st.sampled_from(paths))
-        parent = document
-        for step in path[:-1]:
-            parent = parent[step]
-        if isinstance(parent, dict) and draw(st.booleans()):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = draw(json_values | st.sampled_from(
-                ["2026-11-01T08:00:00.000Z", 0.5, 10_000, 10_001, -1, "é", "x" * 65, "USD", "GB", "usd"]))
-    return subject, copy.deepcopy(document)
-
-
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
+@given(mutated_events(json_form=True, least=0, values=json_values | st.sampled_from(
+    ["2026-11-01T08:00:00.000Z", 0.5, 10_000, 10_001, -1, "é", "x" * 65, "USD", "GB", "usd"])))
 def test_fast_path_agrees_with_the_converters(case: tuple[str, Any]) -> None:
     check(*case)

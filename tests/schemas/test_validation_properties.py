@@ -37,10 +37,13 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated_events(draw: st.DrawFn) -> tuple[str, Any]:
+def mutated_events(draw: st.DrawFn, json_form: bool = False, values: st.SearchStrategy = json_values,
+                   least: int = 1) -> tuple[str, Any]:
+    """A sample record with ``least``..3 mutations: fields deleted or replaced by ``values``
+    (in its JSON form with ``json_form``, as decoding JSON gives it)."""
     subject = draw(st.sampled_from(SUBJECTS))
-    record = copy.deepcopy(SAMPLES[subject])
-    for _ in range(draw(st.integers(1, 3))):
+    record = orjson.loads(orjson.dumps(SAMPLES[subject])) if json_form else copy.deepcopy(SAMPLES[subject])
+    for _ in range(draw(st.integers(least, 3))):
         paths = _paths(record)
         if not paths:
             break
@@ -51,7 +54,7 @@ def mutated_events(draw: st.DrawFn) -> tuple[str, Any]:
         if isinstance(parent, dict) and draw(st.booleans()):
             del parent[path[-1]]
         else:
-            parent[path[-1]] = draw(json_values)
+            parent[path[-1]] = draw(values)
     return subject, record
 
 
