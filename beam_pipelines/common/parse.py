@@ -46,7 +46,8 @@ from beam_pipelines.common.packing import Packed, pack, unpack
 from streamforge.schemas import InvalidEvent, get_schema, registry
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
 
-__all__ = ["DEAD_LETTER", "DedupMode", "EventParser", "ParseEvents", "Parsed", "now_ms"]
+__all__ = ["DEAD_LETTER", "ENCODINGS", "DedupMode", "EventBatch", "EventParser", "ParseEvents", "Parsed", "event_id_key", "now_ms",
+           "payload_and_encoding"]
 
 DEAD_LETTER = "dead_letter"
 #: Message encodings the parse step decodes (the ``encoding`` attribute of a Pub/Sub message).
