@@ -23,9 +23,10 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 test: $(VENV)/.dev  ## run the whole test suite
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 15 minutes)
+bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 17 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
+	$(BIN)/python benchmarks/cdc_latency.py
 
 clean:  ## remove the virtual environment and generated data
 	rm -rf $(VENV) out .pytest_cache .hypothesis

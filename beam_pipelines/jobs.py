@@ -2,6 +2,7 @@
 
     Read clickstream -> Parse clickstream -> Sessions -> Write user_sessions
     Read orders      -> Parse orders      -> Revenue  -> Write revenue_per_minute, revenue_by_category_region
+    (Product catalogue: products changes from CDC -> Revenue, with --catalog)
                                           -> Fraud    -> Write fraud_alerts (+ Publish fraud alerts)
     every dead letter                     -> Write dead letters (+ Publish dead letters)
 
@@ -12,7 +13,7 @@ Bounded (file) inputs run in batch mode, Pub/Sub inputs in streaming mode.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -22,11 +23,12 @@ from beam_pipelines.common.parse import DedupMode, ParseEvents
 from beam_pipelines.common.publish import PublishJson
 from beam_pipelines.common.warehouse import WriteTable
 from beam_pipelines.fraud.pipeline import FraudAlerts
-from beam_pipelines.revenue.pipeline import RevenueWindows
+from beam_pipelines.cdc.pipeline import CdcInput
+from beam_pipelines.revenue.pipeline import ProductCatalog, RevenueWindows
 from beam_pipelines.sessions.pipeline import SessionWindows
 from streamforge.config import Config
 
-__all__ = ["JOBS", "JobReport", "JobRequest", "build", "collect_counters", "pipeline_options", "run_job", "tune_local_runner"]
+__all__ = ["JOBS", "JobReport", "JobRequest", "build", "collect_counters", "pipeline_options", "run_job", "run_pipeline", "tune_local_runner"]
 
 JOBS = ("sessions", "revenue", "fraud", "all")
 #: The streams each job reads.
@@ -43,6 +45,7 @@ class JobRequest:
     config: Config
     alerts_topic: str | None = None  # projects/P/topics/T
     dead_letter_topic: str | None = None
+    catalog: CdcInput | None = None  # the products change stream: revenue by category from the database
 
     def __post_init__(self) -> None:
         if self.job not in JOBS:
@@ -50,8 +53,11 @@ class JobRequest:
         missing = [s for s in STREAMS[self.job] if s not in self.inputs]
         if missing:
             raise SpecError(f"job {self.job} needs the {' and '.join(missing)} input")
-        if len({spec.bounded for spec in self.inputs.values()}) > 1:
+        bounded = {spec.bounded for spec in self.inputs.values()} | ({self.catalog.bounded} if self.catalog else set())
+        if len(bounded) > 1:
             raise SpecError("inputs must all be files (batch) or all Pub/Sub (streaming), not a mix")
+        if self.catalog is not None and self.job not in ("revenue", "all"):
+            raise SpecError(f"--catalog is for the revenue job (and all), not {self.job}")
 
     @property
     def streaming(self) -> bool:
@@ -78,14 +84,14 @@ def tune_local_runner() -> None:
     gc.set_threshold(200_000, 20, 100)
 
 
-def pipeline_options(request: JobRequest, beam_args: Sequence[str] = ()) -> PipelineOptions:
+def pipeline_options(streaming: bool, beam_args: Sequence[str] = ()) -> PipelineOptions:
     """Beam options from the command line, with the runner and streaming mode filled in when not given."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
-    if request.streaming:
+    if streaming:
         standard.streaming = True
     if standard.runner is None:
-        standard.runner = LOCAL_STREAMING_RUNNER if request.streaming else LOCAL_BATCH_RUNNER
+        standard.runner = LOCAL_STREAMING_RUNNER if streaming else LOCAL_BATCH_RUNNER
     return options
 
 
@@ -121,8 +127,12 @@ def build(pipeline: beam.Pipeline, request: JobRequest) -> None:
         rows | "Write user_sessions" >> WriteTable(subject="session_aggregate", **sink)
         dead_letters += late
     if job in ("revenue", "all"):
+        catalog = None
+        if request.catalog is not None:
+            catalog, catalog_dead = pipeline | "Product catalogue" >> ProductCatalog(request.catalog)
+            dead_letters.append(catalog_dead)
         per_minute, by_category_region, late = events["orders"] | "Revenue" >> RevenueWindows(
-            config.revenue.allowed_lateness, streaming=streaming, lateness_margin=margin)
+            config.revenue.allowed_lateness, streaming=streaming, lateness_margin=margin, catalog=catalog)
         per_minute | "Write revenue_per_minute" >> WriteTable(subject="revenue_per_minute", **sink)
         by_category_region | "Write revenue_by_category_region" >> WriteTable(subject="revenue_by_category_region", **sink)
         dead_letters += late
@@ -165,16 +175,22 @@ def collect_counters(result: Any) -> dict[str, dict[str, int]]:
 
 def run_job(request: JobRequest, beam_args: Sequence[str] = (), should_stop: Any = None, poll_s: float = 0.5) -> JobReport:
     """Build and run ``request``; a streaming run lasts until ``should_stop()`` is true (then it is cancelled)."""
+    return run_pipeline(lambda pipeline: build(pipeline, request), request.streaming, beam_args, should_stop, poll_s)
+
+
+def run_pipeline(builder: Callable[[beam.Pipeline], None], streaming: bool, beam_args: Sequence[str] = (),
+                 should_stop: Any = None, poll_s: float = 0.5) -> JobReport:
+    """Run the pipeline ``builder`` builds, on the runner the options name (the local runners by default)."""
     import time
 
-    options = pipeline_options(request, beam_args)
+    options = pipeline_options(streaming, beam_args)
     runner = str(options.view_as(StandardOptions).runner)
     if runner in (LOCAL_BATCH_RUNNER, LOCAL_STREAMING_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectRunner"):
         tune_local_runner()
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, request)
+    builder(pipeline)
     result = pipeline.run()
-    if request.streaming and should_stop is not None:
+    if streaming and should_stop is not None:
         from apache_beam.runners.runner import PipelineState
 
         while not PipelineState.is_terminal(result.state):

@@ -64,12 +64,12 @@ class _CombineInBundle(beam.DoFn):
     def start_bundle(self) -> None:
         self.table: dict[Any, Any] = {}
 
-    def process(self, batch: list[Any]) -> Iterable[tuple[Any, Any]]:
+    def process(self, batch, *side):  # (no hints: Beam would check the side input against them)
         if self.events is not None:
             self.events.inc(len(batch))
         create, add, table = self.combine_fn.create_accumulator, self.combine_fn.add_input, self.table
         for event in batch:
-            for key, value in self.keyed(event):
+            for key, value in self.keyed(event, *side):
                 accumulator = table.get(key)
                 table[key] = add(create() if accumulator is None else accumulator, value)
         if len(table) > self.max_keys:
@@ -109,17 +109,20 @@ class CombineBatchesPerKey(beam.PTransform):
     every key ``keyed`` gives.
 
     ``counter`` (namespace, name), if given, counts the events that come in. ``max_keys``
-    bounds the accumulators held per bundle, as Beam's own partial combine does.
+    bounds the accumulators held per bundle, as Beam's own partial combine does. With a
+    ``side_input`` (e.g. ``beam.pvalue.AsDict``), ``keyed`` is called as ``keyed(event, side)``.
     """
 
     def __init__(self, keyed: Keyed, combine_fn: beam.CombineFn, *, counter: tuple[str, str] | None = None,
-                 max_keys: int = 100_000):
+                 max_keys: int = 100_000, side_input: Any = None):
         super().__init__()
         self.keyed, self.combine_fn, self.counter, self.max_keys = keyed, combine_fn, counter, max_keys
+        self.side_inputs = () if side_input is None else (side_input,)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return (
             batches
-            | "Combine batches" >> beam.ParDo(_CombineInBundle(self.keyed, self.combine_fn, self.counter, self.max_keys))
+            | "Combine batches" >> beam.ParDo(_CombineInBundle(self.keyed, self.combine_fn, self.counter, self.max_keys),
+                                              *self.side_inputs)
             | "Merge per key" >> beam.CombinePerKey(_MergeAccumulators(self.combine_fn))
         )

@@ -35,6 +35,11 @@ TABLE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "revenue_by_category_region": (("window_start", "region", "category"), "replace"),
     "fraud_alert": (("alert_id",), "ignore"),
     "dead_letter": ((), "append"),
+    # CDC (beam_pipelines/cdc): a redelivered change repeats its key and LSN; the first row stays.
+    "cdc_change": (("primary_key", "lsn"), "ignore"),  # one <source table>_changelog per source table
+    "price_change": (("product_id", "lsn"), "ignore"),
+    "stock_alert": (("product_id", "lsn"), "ignore"),
+    "order_status_transition": (("order_id", "lsn"), "ignore"),
 }
 
 _PRIMITIVE = {"string": "VARCHAR", "int": "INTEGER", "long": "BIGINT", "float": "FLOAT", "double": "DOUBLE",
@@ -74,7 +79,8 @@ def duckdb_type(avro_type: Any) -> str:
     return duckdb_type(kind)
 
 
-def create_table_sql(schema: EventSchema) -> str:
+def create_table_sql(schema: EventSchema, table: str | None = None) -> str:
+    """DuckDB DDL of the schema's table (or of ``table``, a table of the same shape)."""
     columns = []
     for f in schema.definition["fields"]:
         nullable = isinstance(f["type"], list) and "null" in f["type"]
@@ -82,29 +88,28 @@ def create_table_sql(schema: EventSchema) -> str:
     key, _ = TABLE_KEYS.get(schema.subject, ((), "append"))
     if key:
         columns.append("PRIMARY KEY (" + ", ".join(f'"{k}"' for k in key) + ")")
-    return f'CREATE TABLE IF NOT EXISTS "{schema.bigquery.table}" (\n  ' + ",\n  ".join(columns) + "\n)"
+    return f'CREATE TABLE IF NOT EXISTS "{table or schema.bigquery.table}" (\n  ' + ",\n  ".join(columns) + "\n)"
 
 
-def open_duckdb(path: str, subjects: Iterable[str] = TABLE_KEYS):
-    """A connection to the warehouse file, with the tables created if missing."""
+def open_duckdb(path: str, subjects: Iterable[str] = TABLE_KEYS, table: str | None = None):
+    """A connection to the warehouse file, with the tables created if missing (``table``: the
+    name of the one subject's table, when not the schema's own)."""
     import duckdb
 
     con = duckdb.connect(path)
     for subject in subjects:
-        con.execute(create_table_sql(get_schema(subject)))
+        con.execute(create_table_sql(get_schema(subject), table))
     return con
 
 
 class _WriteDuckDB(beam.DoFn):
     """Writes a bundle's rows in one statement (through Arrow), at most ``batch`` rows at a time."""
 
-    def __init__(self, path: str, subject: str, batch: int = 50_000):
-        self.path, self.subject, self.batch = path, subject, batch
+    def __init__(self, path: str, subject: str, table: str, batch: int = 50_000):
+        self.path, self.subject, self.table, self.batch = path, subject, table, batch
 
     def setup(self) -> None:
-        self.con = open_duckdb(self.path, [self.subject])
-        schema = get_schema(self.subject)
-        self.table = schema.bigquery.table
+        self.con = open_duckdb(self.path, [self.subject], self.table)
         self.key, self.mode = TABLE_KEYS[self.subject]
         self.written = Metrics.counter("warehouse", f"{self.table}_rows")
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "append": "INSERT"}[self.mode]
@@ -164,15 +169,17 @@ def _bigquery_value(value: Any) -> Any:
 
 
 class WriteTable(beam.PTransform):
-    """Rows of one schema (its Python form) -> that schema's warehouse table."""
+    """Rows of one schema (its Python form) -> that schema's warehouse table, or ``table``
+    (several tables of one shape: the CDC changelogs)."""
 
-    def __init__(self, warehouse: WarehouseSpec, subject: str, *, streaming: bool):
+    def __init__(self, warehouse: WarehouseSpec, subject: str, *, streaming: bool, table: str | None = None):
         super().__init__()
         self.warehouse, self.subject, self.streaming = warehouse, subject, streaming
+        self.table_name = table or table_name(subject)
 
     def expand(self, rows: beam.PCollection):
         if self.warehouse.kind == "duckdb":
-            return rows | "Write to DuckDB" >> beam.ParDo(_WriteDuckDB(self.warehouse.path, self.subject))
+            return rows | "Write to DuckDB" >> beam.ParDo(_WriteDuckDB(self.warehouse.path, self.subject, self.table_name))
         table = get_schema(self.subject).bigquery
         extra: dict[str, Any] = {}
         if table.partition_field:
@@ -185,7 +192,7 @@ class WriteTable(beam.PTransform):
             rows
             | "BigQuery JSON rows" >> beam.Map(bigquery_row)
             | "Write to BigQuery" >> beam.io.WriteToBigQuery(
-                table=f"{self.warehouse.project}:{self.warehouse.dataset}.{table.table}",
+                table=f"{self.warehouse.project}:{self.warehouse.dataset}.{self.table_name}",
                 schema={"fields": table.schema_json()},
                 additional_bq_parameters=extra,
                 create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,

@@ -19,23 +19,32 @@ windows keyed by their minute). On a bounded input every minute is complete when
 ends, so the batch form only keys by the minute: the same rows, without the local runner's
 per-window trigger machinery (about 0.5 ms per order there; docs/pipelines.md, "Performance"),
 and combining whole batches of events at a time (common/combine.py).
+
+With the product catalogue from CDC (``catalog``: the products change stream), revenue by
+category takes each product's category from the database (catalog.py): in batch the latest
+category per product is a side input; in streaming a stateful join keyed by product holds
+each product's latest catalogue entry and labels the paid lines as they pass (a category
+change applies to orders that arrive after it).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from beam_pipelines.common.combine import AggregateFn, CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating
+from beam_pipelines.cdc.pipeline import CdcInput, ParseChanges, ReadChanges
+from beam_pipelines.revenue.catalog import CatalogEntry, LatestEntryFn, catalog_entry, category_of
 from beam_pipelines.revenue.metrics import WINDOW_MS, LineRevenue, MinuteRevenue, paid_lines, window_start_ms
 
-__all__ = ["RevenueWindows"]
+__all__ = ["ProductCatalog", "RevenueWindows"]
 
 
 class _MinuteRow(beam.DoFn):
@@ -72,10 +81,69 @@ def _by_minute(event: dict[str, Any]) -> tuple[tuple[int, dict[str, Any]]]:
     return ((window_start_ms(event), event),)
 
 
-def _lines_by_minute_region_category(event: dict[str, Any]) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
+def _lines_by_minute_region_category(event: dict[str, Any], catalog: Mapping[str, str] | None = None
+                                     ) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
     start_ms = window_start_ms(event)
-    for (region, category), order_id, item in paid_lines(event):
+    for (region, _category), order_id, item in paid_lines(event):
+        yield (start_ms, region, category_of(item, catalog)), (order_id, item)
+
+
+def _paid_lines_by_product(event: dict[str, Any]) -> Iterable[tuple[str, tuple[str, Any]]]:
+    start_ms = window_start_ms(event)
+    for (region, _category), order_id, item in paid_lines(event):
+        yield item["product_id"], ("line", (start_ms, region, order_id, item))
+
+
+def _latest_categories(entry: tuple[str, CatalogEntry | None]) -> Iterable[tuple[str, str]]:
+    sku, latest = entry
+    if latest is not None and latest.category is not None:
+        yield sku, latest.category
+
+
+class _JoinCatalog(beam.DoFn):
+    """Streaming: per product, the latest catalogue entry in state; each paid line takes its
+    category from it (the event's own category until the catalogue has the product)."""
+
+    LATEST = ReadModifyWriteStateSpec("latest", beam.coders.PickleCoder())
+
+    def setup(self) -> None:
+        self.hits, self.misses = Metrics.counter("revenue", "catalog_hits"), Metrics.counter("revenue", "catalog_misses")
+
+    def process(self, element: tuple[str, tuple[str, Any]], latest=beam.DoFn.StateParam(LATEST)
+                ) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
+        sku, (kind, value) = element
+        held: CatalogEntry | None = latest.read()
+        if kind == "catalog":
+            if held is None or value.lsn > held.lsn:
+                latest.write(value)
+            return
+        start_ms, region, order_id, item = value
+        if held is not None and held.category is not None:
+            self.hits.inc()
+            category = held.category
+        else:
+            self.misses.inc()
+            category = item["category"]
         yield (start_ms, region, category), (order_id, item)
+
+
+class ProductCatalog(beam.PTransform):
+    """The products change stream (``cdc run``'s output) -> ``((sku, CatalogEntry), dead_letters)``."""
+
+    def __init__(self, source: CdcInput):
+        super().__init__()
+        self.source = source
+
+    def expand(self, pbegin):
+        from beam_pipelines.cdc.tables import load_source_tables
+
+        products = {"products": load_source_tables()["products"]}
+        reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location)
+                 for n, (_, location) in enumerate(self.source.sources)]
+        payloads = reads | "All product changes" >> beam.Flatten() if len(reads) > 1 else reads[0]
+        source = ", ".join(location for _, location in self.source.sources)
+        changes, dead = payloads | "Parse product changes" >> ParseChanges(products, source)
+        return changes | "Catalogue entries" >> beam.Map(catalog_entry), dead
 
 
 class RevenueWindows(beam.PTransform):
@@ -83,16 +151,24 @@ class RevenueWindows(beam.PTransform):
 
     Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
-    def __init__(self, allowed_lateness: timedelta, *, streaming: bool, lateness_margin: timedelta = timedelta(0)):
+    def __init__(self, allowed_lateness: timedelta, *, streaming: bool, lateness_margin: timedelta = timedelta(0),
+                 catalog: beam.PCollection | None = None):
         super().__init__()
         self.allowed_lateness, self.streaming, self.margin = allowed_lateness, streaming, lateness_margin
+        self.catalog = catalog  # (sku, CatalogEntry) from the products change stream, or None
 
     def expand(self, orders: beam.PCollection):
         if not self.streaming:
             per_minute = orders | "Revenue per minute" >> CombineBatchesPerKey(
                 _by_minute, AggregateFn(MinuteRevenue), counter=("revenue", "events"))
+            categories = None
+            if self.catalog is not None:
+                categories = beam.pvalue.AsDict(
+                    self.catalog
+                    | "Latest catalogue entry per product" >> beam.CombinePerKey(LatestEntryFn())
+                    | "Current categories" >> beam.FlatMap(_latest_categories))
             by_category_region = orders | "Revenue by minute, region and category" >> CombineBatchesPerKey(
-                _lines_by_minute_region_category, AggregateFn(LineRevenue))
+                _lines_by_minute_region_category, AggregateFn(LineRevenue), side_input=categories)
             return (per_minute | "Revenue per minute rows" >> beam.ParDo(_MinuteRow()),
                     by_category_region | "Revenue by region and category rows" >> beam.ParDo(_LineRow()), [])
         gated = orders | LateGate("revenue", "order_event", lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
@@ -108,9 +184,20 @@ class RevenueWindows(beam.PTransform):
             | "Combine revenue per minute" >> beam.CombinePerKey(AggregateFn(MinuteRevenue))
             | "Revenue per minute rows" >> beam.ParDo(_MinuteRow())
         )
+        if self.catalog is None:
+            lines = counted | "Paid lines by minute, region and category" >> beam.FlatMap(_lines_by_minute_region_category)
+        else:  # join in the global window, then back into the minute windows
+            paid = gated.events | "Paid lines by product" >> beam.FlatMap(_paid_lines_by_product)
+            updates = self.catalog | "Catalogue updates by product" >> beam.Map(lambda kv: (kv[0], ("catalog", kv[1])))
+            lines = (
+                (paid, updates)
+                | "Lines and catalogue" >> beam.Flatten()
+                | "Join the product catalogue" >> beam.ParDo(_JoinCatalog())
+                | "Minute windows for lines" >> accumulating(window.FixedWindows(WINDOW_MS / 1000),
+                                                             self.allowed_lateness + self.margin)
+            )
         by_category_region = (
-            counted
-            | "Paid lines by minute, region and category" >> beam.FlatMap(_lines_by_minute_region_category)
+            lines
             | "Combine revenue by region and category" >> beam.CombinePerKey(AggregateFn(LineRevenue))
             | "Revenue by region and category rows" >> beam.ParDo(_LineRow())
         )

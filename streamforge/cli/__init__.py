@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from streamforge import __version__
+from streamforge.cli import cdc as cdc_cli
 from streamforge.cli import report as report_cli
 from streamforge.cli import run as run_cli
 from streamforge.cli import schemas as schemas_cli
@@ -20,8 +21,8 @@ app = typer.Typer(
     name="streamforge",
     help=(
         "StreamForge: real-time e-commerce analytics on Google Cloud.\n\n"
-        "Generate shop traffic, inspect the event schemas, and run the Beam analytics jobs "
-        "(sessions, revenue, fraud) locally or on Dataflow."
+        "Generate shop traffic, inspect the event schemas, capture the shop database's changes "
+        "(CDC), and run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -59,6 +60,7 @@ app.command("simulate")(simulate_cli.simulate)
 app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run_cli.run)
 app.command("report")(report_cli.report)
 app.add_typer(schemas_cli.app, name="schemas")
+app.add_typer(cdc_cli.app, name="cdc")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ class Job(str, Enum):
     revenue = "revenue"
     fraud = "fraud"
     all = "all"
+    cdc = "cdc"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -57,11 +58,12 @@ def resolve_inputs(job: str, input_url: Optional[str], clickstream: Optional[str
 
 def run(
     ctx: typer.Context,
-    job: Job = typer.Argument(..., help="sessions, revenue, fraud, or all (the three in one pipeline)."),
+    job: Job = typer.Argument(..., help="sessions, revenue, fraud, all (the three in one pipeline), or cdc."),
     input_url: Optional[str] = typer.Option(
         None, "--input", "-i", metavar="URL",
         help="file://PATH (batch), pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T (streaming). "
-             "For `all`: file://DIR holding clickstream.jsonl and orders.jsonl."),
+             "For `all`: file://DIR holding clickstream.jsonl and orders.jsonl. For `cdc`: file://DIR of "
+             "`cdc run`'s files, or pubsub://projects/P/subscriptions/NAME with {table} in NAME."),
     clickstream: Optional[str] = typer.Option(None, metavar="URL", help="Clickstream input (sessions, all)."),
     orders: Optional[str] = typer.Option(None, metavar="URL", help="Orders input (revenue, fraud, all)."),
     warehouse: str = typer.Option("duckdb://out/warehouse.duckdb", metavar="URL",
@@ -70,6 +72,10 @@ def run(
                                                help="Also publish fraud alerts (JSON) to this Pub/Sub topic."),
     dead_letter_topic: Optional[str] = typer.Option(None, metavar="projects/P/topics/T",
                                                     help="Also publish dead letters (JSON) to this Pub/Sub topic."),
+    catalog: Optional[str] = typer.Option(
+        None, metavar="URL", help="revenue, all: the products change stream from CDC (file://DIR of `cdc run` files, "
+                                  "or pubsub://projects/P/subscriptions/S); revenue by category then uses the "
+                                  "database's categories."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ) -> None:
     """Run an analytics job. Options after the job that StreamForge does not know go to Beam
@@ -77,11 +83,15 @@ def run(
 
     File inputs run in batch mode on the local runner; Pub/Sub inputs stream until Ctrl-C.
     """
-    from beam_pipelines.common.io import SpecError, parse_input, parse_warehouse
+    from beam_pipelines.common.io import parse_input, parse_warehouse
     from beam_pipelines.jobs import JobRequest, run_job
     from streamforge.shutdown import stop_on_signals
 
     config: Config = ctx.obj
+    if job is Job.cdc:
+        if catalog is not None:
+            raise _fail("--catalog is for the revenue job (and all)")
+        return run_cdc(ctx, input_url, warehouse, quiet)
     urls = resolve_inputs(job.value, input_url, clickstream, orders)
     for name, topic in (("--alerts-topic", alerts_topic), ("--dead-letter-topic", dead_letter_topic)):
         if topic is not None and not (topic.startswith("projects/") and "/topics/" in topic):
@@ -89,8 +99,9 @@ def run(
     try:
         inputs = {stream: parse_input(url, f"--{stream}" if job.value == "all" else "--input") for stream, url in urls.items()}
         spec = parse_warehouse(warehouse)
-        request = JobRequest(job.value, inputs, spec, config, alerts_topic, dead_letter_topic)
-    except SpecError as exc:
+        request = JobRequest(job.value, inputs, spec, config, alerts_topic, dead_letter_topic,
+                             _catalog_input(catalog) if catalog else None)
+    except ValueError as exc:  # SpecError, or the Debezium config (--catalog)
         raise _fail(str(exc)) from None
     if spec.kind == "duckdb":
         Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +113,55 @@ def run(
         report = run_job(request, ctx.args, should_stop=stop)
     if not quiet:
         print_report(report, Console())
+
+
+def _catalog_input(url: str):
+    from beam_pipelines.cdc.pipeline import parse_cdc_input
+    from streamforge.cdc.config import DebeziumServerConfig
+
+    return parse_cdc_input(url, {"products": DebeziumServerConfig.load().topic("public.products")})
+
+
+def run_cdc(ctx: typer.Context, input_url: Optional[str], warehouse: str, quiet: bool) -> None:
+    """``run cdc``: change events -> changelogs, replicas and business events (beam_pipelines/cdc)."""
+    from beam_pipelines.cdc.pipeline import CdcJob, parse_cdc_input
+    from beam_pipelines.cdc.tables import load_source_tables
+    from beam_pipelines.common.io import SpecError, parse_warehouse
+    from beam_pipelines.jobs import run_pipeline
+    from streamforge.cdc.config import ConfigError, DebeziumServerConfig
+    from streamforge.shutdown import stop_on_signals
+
+    config: Config = ctx.obj
+    if input_url is None:
+        raise _fail("`run cdc` needs --input (file://DIR of `cdc run` files, or pubsub://.../subscriptions/...{table})")
+    try:
+        debezium = DebeziumServerConfig.load()
+        tables = load_source_tables()
+        captured = {qualified.split(".", 1)[-1]: debezium.topic(qualified) for qualified in debezium.tables}
+        unknown = sorted(set(captured) - set(tables))
+        if unknown:
+            raise SpecError(f"{debezium.path} captures {', '.join(unknown)}, which cdc/schema.sql does not define")
+        source = parse_cdc_input(input_url, captured)
+        spec = parse_warehouse(warehouse)
+    except (SpecError, ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if spec.kind == "duckdb":
+        Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+    job = CdcJob(source, spec, {t: tables[t] for t in captured}, config.cdc.replicas, config.cdc.low_stock_threshold)
+    console = Console(stderr=True)
+    if not quiet:
+        mode = "batch" if source.bounded else "streaming until Ctrl-C"
+        console.print(f"running cdc ({mode}) over {', '.join(t for t, _ in source.sources)} -> {spec}")
+    with stop_on_signals() as stop:
+        report = run_pipeline(lambda pipeline: pipeline | "CDC" >> job, not source.bounded, ctx.args, should_stop=stop)
+    if not quiet:
+        c = report.counters.get("cdc", {})
+        table = Table(title=f"CDC run {report.state.lower().replace('pipelinestate.', '')}")
+        for column in ("read", "changes", "tombstones", "heartbeats", "dead-lettered", "applied", "stale (replays)"):
+            table.add_column(column, justify="right")
+        table.add_row(*(f"{c.get(k, 0):,}" for k in ("read", "changes", "tombstones", "heartbeats", "dead_lettered",
+                                                    "replica_applied", "replica_stale")))
+        Console().print(table)
 
 
 def print_report(report, console: Console) -> None:

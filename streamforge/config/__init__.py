@@ -27,6 +27,7 @@ __all__ = [
     "FraudRules",
     "PipelineConfig",
     "RevenueConfig",
+    "CdcConfig",
     "SessionConfig",
     "SimulatorConfig",
     "TopicsConfig",
@@ -144,6 +145,19 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class CdcConfig:
+    replicas: tuple[str, ...]
+    low_stock_threshold: int
+
+    def __post_init__(self) -> None:
+        if self.low_stock_threshold < 1:
+            raise ConfigError(f"cdc.low_stock_threshold must be at least 1, got {self.low_stock_threshold}",
+                              "low_stock_threshold")
+        if not self.replicas or len(set(self.replicas)) != len(self.replicas):
+            raise ConfigError(f"cdc.replicas must name distinct tables, got {list(self.replicas)}", "replicas")
+
+
+@dataclass(frozen=True)
 class Config:
     topics: TopicsConfig
     sessions: SessionConfig
@@ -151,6 +165,7 @@ class Config:
     pipelines: PipelineConfig
     fraud: FraudRules
     simulator: SimulatorConfig
+    cdc: CdcConfig
 
 
 def embedded_defaults() -> Config:
@@ -242,6 +257,10 @@ def _coerce(kind: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, str):
             raise bad("a string")
         return value
+    if kind == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        return tuple(value)
     if kind is Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise bad('a decimal string such as "5000.00" (or an integer)')

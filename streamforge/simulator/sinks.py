@@ -8,9 +8,7 @@ decode. ``close()`` waits for every delivery and raises SinkError if any failed.
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 from pathlib import Path
 from typing import IO, Any, Callable
 from urllib.parse import urlparse
@@ -19,6 +17,8 @@ import orjson
 
 from streamforge.config import TopicsConfig
 from streamforge.schemas import get_schema
+from streamforge.transport import (DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics, pubsub_module,
+                                   pubsub_publisher)
 
 __all__ = [
     "FORMATS",
@@ -157,42 +157,6 @@ class StdoutSink(_Sink):
         return "stdout"
 
 
-class _DeliveryTracker:
-    """Counts asynchronous deliveries from client threads; keeps the first error."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._all_done = threading.Condition(self._lock)
-        self.sent = 0
-        self.delivered = 0
-        self.failed = 0
-        self.first_error: str | None = None
-
-    def sending(self) -> None:
-        with self._lock:
-            self.sent += 1
-
-    def done(self, error: str | None) -> None:
-        with self._lock:
-            if error is None:
-                self.delivered += 1
-            else:
-                self.failed += 1
-                self.first_error = self.first_error or error
-            if self.delivered + self.failed >= self.sent:
-                self._all_done.notify_all()
-
-    def wait(self, timeout: float) -> bool:
-        with self._lock:
-            return self._all_done.wait_for(lambda: self.delivered + self.failed >= self.sent, timeout)
-
-    def check(self, what: str) -> None:
-        if self.failed:
-            raise SinkError(f"{self.failed} of {self.sent} messages could not be delivered to {what}: {self.first_error}")
-        if self.delivered < self.sent:
-            raise SinkError(f"{self.sent - self.delivered} of {self.sent} messages to {what} were not confirmed in time")
-
-
 class PubSubSink(_Sink):
     """Publishes to the clickstream and orders topics with batching and flow control.
 
@@ -202,54 +166,25 @@ class PubSubSink(_Sink):
 
     def __init__(self, project: str, topics: TopicsConfig, fmt: str = "json"):
         super().__init__(fmt)
-        try:
-            from google.api_core import exceptions
-            from google.auth.exceptions import DefaultCredentialsError
-            from google.cloud import pubsub_v1
-        except ImportError:
-            raise SinkError("pubsub:// needs google-cloud-pubsub: pip install 'streamforge[pubsub]'") from None
-
+        pubsub_v1 = pubsub_module(SinkError)
         self.project = project
-        self._exceptions = exceptions
-        try:
-            self._publisher = pubsub_v1.PublisherClient(
-                batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_bytes=1_000_000, max_latency=0.05),
-                publisher_options=pubsub_v1.types.PublisherOptions(
-                    flow_control=pubsub_v1.types.PublishFlowControl(
-                        message_limit=20_000,
-                        byte_limit=64 * 1024 * 1024,
-                        limit_exceeded_behavior=pubsub_v1.types.LimitExceededBehavior.BLOCK,
-                    )
-                ),
-            )
-        except DefaultCredentialsError as exc:
-            raise SinkError(
-                f"no usable Google Cloud credentials ({exc}): run `gcloud auth application-default login`, "
-                "or set PUBSUB_EMULATOR_HOST to use a Pub/Sub emulator"
-            ) from None
+        self._publisher = pubsub_publisher(
+            SinkError,
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_bytes=1_000_000, max_latency=0.05),
+            publisher_options=pubsub_v1.types.PublisherOptions(
+                flow_control=pubsub_v1.types.PublishFlowControl(
+                    message_limit=20_000,
+                    byte_limit=64 * 1024 * 1024,
+                    limit_exceeded_behavior=pubsub_v1.types.LimitExceededBehavior.BLOCK,
+                )
+            ),
+        )
         self._topics = {
             "clickstream": self._publisher.topic_path(project, topics.clickstream),
             "orders": self._publisher.topic_path(project, topics.orders),
         }
-        self._tracker = _DeliveryTracker()
-        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-        for path in self._topics.values():
-            self._ensure_topic(path, create=bool(emulator))
-
-    def _ensure_topic(self, path: str, *, create: bool) -> None:
-        errors = self._exceptions
-        try:
-            if create:
-                try:
-                    self._publisher.create_topic(name=path, timeout=30)
-                except errors.AlreadyExists:
-                    pass
-            else:
-                self._publisher.get_topic(topic=path, timeout=30)
-        except errors.NotFound:
-            raise SinkError(f"Pub/Sub topic {path} does not exist: deploy the infra (pulumi up) or set PUBSUB_EMULATOR_HOST") from None
-        except errors.GoogleAPICallError as exc:
-            raise SinkError(f"Pub/Sub topic {path}: {exc.message}") from None
+        self._tracker = DeliveryTracker()
+        ensure_pubsub_topics(self._publisher, list(self._topics.values()), SinkError)
 
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
         self._tracker.sending()
@@ -271,7 +206,7 @@ class PubSubSink(_Sink):
     def close(self) -> None:
         self._publisher.stop()  # publishes every pending batch
         self._tracker.wait(timeout=120)
-        self._tracker.check(f"Pub/Sub project {self.project}")
+        self._tracker.check(f"Pub/Sub project {self.project}", SinkError)
 
     def describe(self) -> str:
         return ", ".join(self._topics.values())
@@ -287,37 +222,15 @@ class KafkaSink(_Sink):
 
     def __init__(self, bootstrap: str, topics: TopicsConfig, fmt: str = "json", *, timeout: float = 10.0):
         super().__init__(fmt)
-        try:
-            from confluent_kafka import KafkaException, Producer
-            from confluent_kafka.admin import AdminClient, NewTopic
-        except ImportError:
-            raise SinkError("kafka:// needs confluent-kafka: pip install 'streamforge[kafka]'") from None
-
         self.bootstrap = bootstrap
         self._topics = {"clickstream": topics.clickstream, "orders": topics.orders}
-        self._tracker = _DeliveryTracker()
-        self._errors: list[str] = []
-        common = {"bootstrap.servers": bootstrap, "error_cb": self._on_client_error}
-        admin = AdminClient(common)
-        try:
-            existing = admin.list_topics(timeout=timeout).topics
-            missing = [t for t in self._topics.values() if t not in existing]
-            if missing:
-                futures = admin.create_topics([NewTopic(t, num_partitions=self.PARTITIONS, replication_factor=1) for t in missing])
-                for topic, future in futures.items():
-                    try:
-                        future.result(timeout=timeout)
-                    except KafkaException as exc:
-                        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                            raise
-        except KafkaException as exc:
-            detail = "; ".join(self._errors) or str(exc)
-            raise SinkError(f"Kafka at {bootstrap}: {detail}") from None
+        self._tracker = DeliveryTracker()
+        common = ensure_kafka_topics(bootstrap, list(self._topics.values()), SinkError, partitions=self.PARTITIONS,
+                                     timeout=timeout)
+        from confluent_kafka import Producer
+
         self._producer = Producer({**common, "linger.ms": 20, "acks": "all", "queue.buffering.max.messages": 200_000})
         self._since_poll = 0
-
-    def _on_client_error(self, error: Any) -> None:
-        self._errors.append(str(error))
 
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
         headers = [
@@ -346,7 +259,7 @@ class KafkaSink(_Sink):
 
     def close(self) -> None:
         remaining = self._producer.flush(120)
-        self._tracker.check(f"Kafka at {self.bootstrap}" + (f" ({remaining} still queued)" if remaining else ""))
+        self._tracker.check(f"Kafka at {self.bootstrap}" + (f" ({remaining} still queued)" if remaining else ""), SinkError)
 
     def describe(self) -> str:
         return f"kafka {self.bootstrap} topics {', '.join(self._topics.values())}"

@@ -181,7 +181,7 @@ def test_on_dataflow_pubsub_drops_redeliveries_by_id_label() -> None:
                          WarehouseSpec("bigquery", "my-shop", "analytics"), load_config())
     for args, id_label, dedup_step in ((["--runner", "DataflowRunner", "--project", "my-shop"], "event_id", False),
                                        ([], None, True)):
-        pipeline = beam.Pipeline(options=pipeline_options(request, args), runner="DirectRunner")
+        pipeline = beam.Pipeline(options=pipeline_options(request.streaming, args), runner="DirectRunner")
         build(pipeline, request)
         labels = [t.full_label for t in _transforms(pipeline)]
         (read,) = [t.transform for t in _transforms(pipeline) if t.full_label == "Read clickstream/Read from Pub/Sub"]

@@ -49,9 +49,29 @@ DEAD_LETTER = {
     "source": "file://x", "payload": "e30=", "payload_encoding": "base64", "event_id": None, "event_time": None,
     "received_at": "2026-11-01T08:06:00.000Z",
 }
+CDC_CHANGE = {
+    "source_table": "products", "op": "u", "primary_key": '{"id":7}', "lsn": 28528464, "tx_id": 912,
+    "source_ts": "2026-11-23T10:00:00.500Z", "snapshot": False, "before": '{"id":7,"price":"40.00"}',
+    "after": '{"id":7,"price":"30.00"}', "ingested_at": "2026-11-23T10:00:00.700Z",
+}
+PRICE_CHANGE = {
+    "product_id": 7, "sku": "P000007", "category": "home_garden", "old_price": 40.0, "new_price": 30.0,
+    "change_pct": -25.0, "original_price": 40.0, "changed_at": "2026-11-23T10:00:00.500Z", "lsn": 28528464,
+}
+STOCK_ALERT = {
+    "product_id": 7, "sku": "P000007", "alert_type": "LOW_STOCK", "stock_quantity": 4, "previous_quantity": 12,
+    "threshold": 10, "changed_at": "2026-11-23T10:00:00.500Z", "lsn": 28528464,
+}
+ORDER_TRANSITION = {
+    "order_id": 3, "order_number": "SO-00000003", "customer_id": 11, "from_status": "DELIVERED",
+    "to_status": "PENDING", "is_valid": False, "anomaly": "DELIVERED -> PENDING is not allowed (only REFUNDED)",
+    "total_amount": 99.9, "changed_at": "2026-11-23T10:00:00.500Z", "lsn": 28528464,
+}
 SAMPLES: dict[str, dict[str, Any]] = {
     "clickstream_event": CLICK, "order_event": ORDER, "fraud_alert": ALERT, "session_aggregate": SESSION,
     "revenue_per_minute": REVENUE, "revenue_by_category_region": REVENUE_CATEGORY, "dead_letter": DEAD_LETTER,
+    "cdc_change": CDC_CHANGE, "price_change": PRICE_CHANGE, "stock_alert": STOCK_ALERT,
+    "order_status_transition": ORDER_TRANSITION,
 }
 
 

@@ -1,0 +1,196 @@
+"""The Debezium Server configuration file, read for the local engine (one source of truth).
+
+``DebeziumServerConfig.load`` parses ``cdc/debezium/application.properties``; the local
+engine takes its ``debezium.source.*`` connector properties as they are, replacing only what
+differs on a laptop: the database connection (``--database``) and where offsets are kept (a
+file instead of a table in the source database). The sink settings (ordering key, null key)
+and the message format come from the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["ConfigError", "DatabaseURL", "DebeziumServerConfig", "cdc_file", "parse_properties"]
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^}]*))?\}")
+_SOURCE, _PUBSUB, _FORMAT = "debezium.source.", "debezium.sink.pubsub.", "debezium.format."
+#: Replaced locally: the connection comes from --database, offsets go to a file.
+_LOCAL_KEYS = ("database.hostname", "database.port", "database.user", "database.password", "database.dbname")
+PROPERTIES = "debezium/application.properties"
+SCHEMA = "schema.sql"
+
+
+class ConfigError(ValueError):
+    """The properties file or a value for it is unusable; the message says which and why."""
+
+
+def cdc_file(name: str) -> Path:
+    """``cdc/NAME`` of the working directory, else of the StreamForge checkout this runs from."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / "cdc" / name).is_file():
+            return root / "cdc" / name
+    raise ConfigError(f"no cdc/{name} in the working directory or the StreamForge checkout; run from the repository")
+
+
+def parse_properties(text: str, source: str = "<properties>") -> dict[str, str]:
+    """Java .properties: ``key=value`` or ``key: value``, ``#``/``!`` comments, ``\\`` continuations."""
+    properties: dict[str, str] = {}
+    pending = ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = pending + raw.strip() if pending else raw.strip()
+        pending = ""
+        if not line or line[0] in "#!":
+            continue
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            pending = line[:-1]
+            continue
+        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+        if match is None:
+            raise ConfigError(f"{source}:{number}: expected key=value, got {raw.strip()!r}")
+        properties[match.group(1)] = match.group(2)
+    if pending:
+        raise ConfigError(f"{source}: the last line ends with a continuation backslash")
+    return properties
+
+
+def _expand(value: str, env: Mapping[str, str], key: str, source: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{source}: {key} needs the environment variable {name}")
+
+    return _PLACEHOLDER.sub(replace, value)
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """``postgresql://user[:password]@host[:port]/dbname``; the password may come from PGPASSWORD."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def parse(cls, url: str, env: Mapping[str, str] = os.environ) -> DatabaseURL:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+            raise ConfigError(f"--database {url}: expected postgresql://USER@HOST:PORT/DBNAME")
+        return cls(parts.hostname, parts.port or 5432, unquote(parts.username or "postgres"),
+                   unquote(parts.password) if parts.password else env.get("PGPASSWORD", ""), parts.path.strip("/"))
+
+    def __str__(self) -> str:  # never shows the password
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def connect(self, **options: Any) -> Any:
+        """A psycopg connection."""
+        import psycopg
+
+        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
+                               dbname=self.dbname, **options)
+
+
+@dataclass(frozen=True)
+class DebeziumServerConfig:
+    path: Path
+    properties: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> DebeziumServerConfig:
+        path = path or cdc_file(PROPERTIES)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+        properties = parse_properties(text, str(path))
+        config = cls(path, properties)
+        if properties.get("debezium.sink.type") != "pubsub":
+            raise ConfigError(f"{path}: debezium.sink.type must be pubsub (the sink this local runner mirrors)")
+        if "debezium.source.connector.class" not in properties:
+            raise ConfigError(f"{path}: debezium.source.connector.class is missing")
+        return config
+
+    # -- what the local runner needs to know ----------------------------------------------
+
+    def _raw(self, key: str, default: str | None = None) -> str:
+        value = self.properties.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.path}: {key} is missing")
+        return value
+
+    @property
+    def topic_prefix(self) -> str:
+        return self._raw(_SOURCE + "topic.prefix")
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The captured tables, as schema.table."""
+        listed = self._raw(_SOURCE + "table.include.list")
+        return tuple(t.strip() for t in listed.split(",") if t.strip())
+
+    def topic(self, table: str) -> str:
+        """The topic (and Pub/Sub topic id) of a captured schema.table: prefix.schema.table."""
+        return f"{self.topic_prefix}.{table}"
+
+    @property
+    def heartbeat_topic(self) -> str:
+        return f"{self._raw(_SOURCE + 'topic.heartbeat.prefix', '__debezium-heartbeat')}.{self.topic_prefix}"
+
+    @property
+    def slot_name(self) -> str:
+        return self._raw(_SOURCE + "slot.name", "debezium")
+
+    @property
+    def publication_name(self) -> str:
+        return self._raw(_SOURCE + "publication.name", "dbz_publication")
+
+    @property
+    def ordering_enabled(self) -> bool:
+        return self._raw(_PUBSUB + "ordering.enabled", "true").lower() == "true"
+
+    @property
+    def null_key(self) -> str:
+        return self._raw(_PUBSUB + "null.key", "default")
+
+    # -- the embedded engine's properties -------------------------------------------------
+
+    def embedded_properties(self, database: DatabaseURL, offsets_file: Path, *, name: str = "streamforge-cdc",
+                            env: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """The connector properties of the file, with the local database and a file for offsets."""
+        schemas = {self.properties.get(_FORMAT + part + ".schemas.enable", "true").lower() for part in ("key", "value")}
+        if len(schemas) != 1:
+            raise ConfigError(f"{self.path}: key and value schemas.enable must agree (the local engine has one setting)")
+        for part in ("key", "value"):
+            if self.properties.get(_FORMAT + part, "json") != "json":
+                raise ConfigError(f"{self.path}: {_FORMAT}{part} must be json")
+        local = {"database.hostname": database.host, "database.port": str(database.port),
+                 "database.user": database.user, "database.password": database.password,
+                 "database.dbname": database.dbname}
+        properties: dict[str, str] = {}
+        for key, value in self.properties.items():
+            if not key.startswith(_SOURCE):
+                continue
+            short = key[len(_SOURCE):]
+            if short in _LOCAL_KEYS or short.startswith("offset.storage"):
+                continue
+            properties[short] = _expand(value, env, key, str(self.path))
+        properties.update(local)
+        properties.update({
+            "name": name,
+            "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+            "offset.storage.file.filename": str(offsets_file),
+            "offset.flush.interval.ms": _expand(self.properties.get(_SOURCE + "offset.flush.interval.ms", "1000"),
+                                                env, "offset.flush.interval.ms", str(self.path)),
+            "converter.schemas.enable": schemas.pop(),
+        })
+        return properties
