@@ -4,9 +4,9 @@
       -> Parse change events  (tombstones and heartbeats counted; the rest -> dead letters)
       -> Changes by table -> Write <table>_changelog                    (every change)
                           -> Apply to <table>_current                    (the replicated tables)
-      -> Price changes            -> Write price_changes
-      -> Stock alerts             -> Write stock_alerts
-      -> Order status transitions -> Write order_status_transitions
+         products         -> Price changes            -> Write price_changes
+                          -> Stock alerts             -> Write stock_alerts
+         orders           -> Order status transitions -> Write order_status_transitions
     dead letters -> Write dead letters
 
 Inputs: ``file://DIR`` reads ``DIR/<topic>.jsonl`` of each captured table (what
@@ -22,7 +22,8 @@ import glob
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from functools import partial
+from typing import Any, Callable, Iterable, Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -33,7 +34,7 @@ from beam_pipelines.cdc.replicas import DuckDBReplicas, bigquery_cdc_element, bi
 from beam_pipelines.cdc.tables import SourceTable
 from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec
-from beam_pipelines.common.warehouse import WriteTable
+from beam_pipelines.common.warehouse import WriteTable, table_name
 
 __all__ = ["ApplyReplica", "CdcInput", "CdcJob", "ParseChanges", "ReadChanges", "parse_cdc_input"]
 
@@ -198,6 +199,12 @@ class ApplyReplica(beam.PTransform):
         )
 
 
+def _present(change: Change, derive: Callable[[Change], dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The event ``derive`` makes of the change, if it makes one."""
+    event = derive(change)
+    return [] if event is None else [event]
+
+
 def _now_changelog_row(change: Change) -> dict[str, Any]:
     return changelog_row(change, datetime.now(timezone.utc))
 
@@ -222,20 +229,21 @@ class CdcJob(beam.PTransform):
         changes, dead = all_payloads | "Parse change events" >> ParseChanges(self.tables, source)
 
         names = sorted(self.tables)
-        by_table = changes | "Changes by table" >> beam.Partition(lambda change, _n: names.index(change.table), len(names))
-        for index, name in enumerate(names):
-            (by_table[index] | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
+        by_table = dict(zip(names, changes | "Changes by table" >> beam.Partition(
+            lambda change, _n: names.index(change.table), len(names))))
+        for name in names:
+            (by_table[name] | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
              | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=f"{name}_changelog", **sink))
             if name in self.replicas:
-                by_table[index] | f"Apply to {replica_name(name)}" >> ApplyReplica(self.warehouse, self.tables[name])
+                by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(self.warehouse, self.tables[name])
 
-        threshold = self.threshold
-        (changes | "Price changes" >> beam.FlatMap(lambda c: [e for e in (price_change(c),) if e is not None])
-         | "Write price_changes" >> WriteTable(subject="price_change", **sink))
-        (changes | "Stock alerts" >> beam.FlatMap(lambda c: [e for e in (stock_alert(c, threshold),) if e is not None])
-         | "Write stock_alerts" >> WriteTable(subject="stock_alert", **sink))
-        (changes | "Order status transitions" >> beam.FlatMap(
-            lambda c: [e for e in (order_status_transition(c),) if e is not None])
-         | "Write order_status_transitions" >> WriteTable(subject="order_status_transition", **sink))
+        # business events, each from the one table it is about
+        derived = (("products", "Price changes", "price_change", price_change),
+                   ("products", "Stock alerts", "stock_alert", partial(stock_alert, threshold=self.threshold)),
+                   ("orders", "Order status transitions", "order_status_transition", order_status_transition))
+        for table, label, subject, derive in derived:
+            if table in by_table:
+                (by_table[table] | label >> beam.FlatMap(_present, derive)
+                 | f"Write {table_name(subject)}" >> WriteTable(subject=subject, **sink))
         dead | "Write dead letters" >> WriteTable(subject="dead_letter", **sink)
         return changes, dead

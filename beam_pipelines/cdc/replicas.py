@@ -83,6 +83,11 @@ class DuckDBReplicas:
         with self._lock:
             for table in self.tables.values():
                 con.execute(self.create_sql(table))
+        self._columns = {name: self._read_columns(name) for name in self.tables}  # kept up to date by _add_new_columns
+
+    def _read_columns(self, name: str) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                                               [replica_name(name)]).fetchall()}
 
     @staticmethod
     def create_sql(table: SourceTable) -> str:
@@ -115,6 +120,7 @@ class DuckDBReplicas:
                     self.con.execute("COMMIT")
                 except BaseException:
                     self.con.execute("ROLLBACK")
+                    self._columns[name] = self._read_columns(name)  # an ALTER TABLE may have been rolled back
                     raise
                 finally:
                     self.con.unregister("replica_batch")
@@ -124,9 +130,7 @@ class DuckDBReplicas:
 
     def _add_new_columns(self, table: SourceTable, rows: list[dict[str, Any]]) -> int:
         """Add the columns the rows carry that the replica lacks (a column added upstream)."""
-        replica = replica_name(table.name)
-        existing = {r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [replica]).fetchall()}
+        replica, existing = replica_name(table.name), self._columns[table.name]
         added = 0
         for row in rows:
             for column, value in row.items():

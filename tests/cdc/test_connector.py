@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -16,7 +15,8 @@ import pytest
 
 from streamforge.cdc.config import ConfigError, DatabaseURL, DebeziumServerConfig, parse_properties
 from streamforge.cdc.lifecycle import ORDER_TRANSITIONS
-from tests.support.cli import STREAMFORGE, entry_point_env, run_cli, run_entry_point
+from tests.support.capture import start_capture, stop_capture
+from tests.support.cli import run_cli, run_entry_point
 
 
 def test_the_local_engine_uses_the_production_connector_properties(tmp_path: Path) -> None:
@@ -53,20 +53,9 @@ def test_properties_parsing_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "expected pubsub://PROJECT, kafka://HOST:PORT or file://DIR" in result.output
 
 
-def _capture(url: str, output: str, tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([str(STREAMFORGE), "cdc", "run", "-d", url, "-o", output, "--offsets",
-                             str(tmp_path / "offsets.dat"), "-q"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=entry_point_env(**env))
-
-
 def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        assert process.wait(timeout=60) == 0, process.stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    code = stop_capture(process)
+    assert code == 0, process.stderr.read()
 
 
 def _changes(url: str) -> None:
@@ -92,7 +81,7 @@ def test_pubsub_output_publishes_what_debezium_server_publishes(shop_db: str, pu
         topic = publisher.create_topic(name=publisher.topic_path(project, "cdc.public.customers")).name
         subscription = subscriber.create_subscription(request={
             "name": subscriber.subscription_path(project, "customers"), "topic": topic, "enable_message_ordering": True}).name
-        capture = _capture(shop_db, f"pubsub://{project}", tmp_path, {"PUBSUB_EMULATOR_HOST": pubsub})
+        capture = start_capture(shop_db, f"pubsub://{project}", tmp_path / "offsets.dat", PUBSUB_EMULATOR_HOST=pubsub)
         try:
             messages: list[Any] = []
             deadline = time.monotonic() + 90
@@ -127,7 +116,7 @@ def test_kafka_output_keeps_keys_and_tombstones(shop_db: str, kafka: str, tmp_pa
     from confluent_kafka import Consumer
 
     run_entry_point("cdc", "workload", "-d", shop_db, "--operations", "0")
-    capture = _capture(shop_db, f"kafka://{kafka}", tmp_path, {})
+    capture = start_capture(shop_db, f"kafka://{kafka}", tmp_path / "offsets.dat")
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"t-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
     try:

@@ -23,18 +23,12 @@ import psycopg
 import pytest
 
 from streamforge.cdc.lifecycle import ORDER_TRANSITIONS
-from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
+from tests.support.capture import start_capture, stop_capture
+from tests.support.cli import run_entry_point
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 REPLICAS = ("products", "orders", "order_items", "customers")
-
-
-def _start_capture(url: str, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(STREAMFORGE), "cdc", "run", "--database", url, "--output", f"file://{out / 'changes'}",
-                             "--offsets", str(out / "offsets.dat"), "--quiet"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=entry_point_env())
 
 
 def _lines(out: Path, table: str) -> list[bytes]:
@@ -59,16 +53,6 @@ def _mark(url: str, out: Path, process: subprocess.Popen, marker: str) -> None:
     _wait_for(lambda: any(marker.encode() in line for line in _lines(out, "customers")[-50:]), marker, process)
 
 
-def _stop(process: subprocess.Popen, sig: int) -> int:
-    process.send_signal(sig)
-    try:
-        return process.wait(timeout=60)
-    except subprocess.TimeoutExpired:  # a hang is a failure, but never leave the JVM behind
-        process.kill()
-        process.wait()
-        raise AssertionError(f"cdc run did not stop within 60 s of {signal.Signals(sig).name}") from None
-
-
 def _identities(out: Path) -> Counter[tuple[str, str, int]]:
     """(table, key, lsn) of every change event in the files, with how many times it was written."""
     seen: Counter[tuple[str, str, int]] = Counter()
@@ -90,7 +74,7 @@ def _columns(con: psycopg.Connection, table: str) -> list[str]:
 def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_db: str, tmp_path: Path) -> None:
     url = shop_db
     run_entry_point("cdc", "workload", "--database", url, "--operations", "150", "--rate", "0", "--seed", "1")
-    capture = _start_capture(url, tmp_path)
+    capture = start_capture(url, f"file://{tmp_path / 'changes'}", tmp_path / "offsets.dat")
     stats: dict[str, int] = {}
     try:
         # the snapshot: every product and customer written before capture started
@@ -105,7 +89,7 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
         capture.kill()  # SIGKILL: no offsets flushed since the last periodic flush
         capture.wait()
         _wait_until_slot_released(url)
-        capture = _start_capture(url, tmp_path)
+        capture = start_capture(url, f"file://{tmp_path / 'changes'}", tmp_path / "offsets.dat")
         workload.join()
         _mark(url, tmp_path, capture, "marker-after-crash")
 
@@ -114,14 +98,14 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
             con.execute("ALTER TABLE products ADD COLUMN weight_kg double precision")
             con.execute("UPDATE products SET weight_kg = id / 10.0 WHERE id <= 25")
         _mark(url, tmp_path, capture, "marker-after-alter")
-        assert _stop(capture, signal.SIGTERM) == 0
+        assert stop_capture(capture, signal.SIGTERM) == 0
 
         # a clean stop: the restart resumes exactly where it stopped
         before_restart = _identities(tmp_path)
-        capture = _start_capture(url, tmp_path)
+        capture = start_capture(url, f"file://{tmp_path / 'changes'}", tmp_path / "offsets.dat")
         stats_after = _workload(url, 100, seed=3)
         _mark(url, tmp_path, capture, "marker-final")
-        assert _stop(capture, signal.SIGINT) == 0
+        assert stop_capture(capture, signal.SIGINT) == 0
     finally:
         if capture.poll() is None:
             capture.kill()

@@ -1,0 +1,30 @@
+"""`streamforge cdc run` as a process, started and stopped the way an operator would."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.support.cli import STREAMFORGE, entry_point_env
+
+__all__ = ["start_capture", "stop_capture"]
+
+
+def start_capture(url: str, output: str, offsets: Path, **env: str) -> subprocess.Popen:
+    """The connector on database ``url`` publishing to ``output``, offsets in ``offsets``."""
+    return subprocess.Popen([str(STREAMFORGE), "cdc", "run", "--database", url, "--output", output,
+                             "--offsets", str(offsets), "--quiet"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=entry_point_env(**env))
+
+
+def stop_capture(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` and return the exit code; a stop that hangs fails (the JVM is killed, never left behind)."""
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"cdc run did not stop within 60 s of {signal.Signals(sig).name}") from None
