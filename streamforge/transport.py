@@ -1,6 +1,8 @@
-"""Connecting to Pub/Sub and Kafka, shared by every producer (the simulator, the CDC runner).
+"""Connecting to Pub/Sub and Kafka, shared by every producer (the simulator, the CDC runner,
+the ingest function).
 
-The helpers turn a missing client library, missing credentials or a missing topic into one
+``message_attributes`` is the one definition of what an event message carries beside its
+payload (Pub/Sub attributes, Kafka headers). The helpers turn a missing client library, missing credentials or a missing topic into one
 clear error of the caller's type, create topics where that is the local convention (on a
 Pub/Sub emulator, on a Kafka broker), and count asynchronous deliveries.
 """
@@ -11,7 +13,18 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["DeliveryTracker", "ensure_kafka_topics", "ensure_pubsub_topics", "pubsub_module", "pubsub_publisher"]
+__all__ = ["STREAM_SCHEMAS", "DeliveryTracker", "ensure_kafka_topics", "ensure_pubsub_topics", "message_attributes",
+           "pubsub_module", "pubsub_publisher"]
+
+#: Event stream (the topic's role in config.topics) -> schema subject of its events.
+STREAM_SCHEMAS = {"clickstream": "clickstream_event", "orders": "order_event"}
+
+
+def message_attributes(stream: str, event_id: str, event_time: str, encoding: str, **extra: str) -> dict[str, str]:
+    """What an event message carries beside its payload: ``event_id`` (for dedup), ``event_time``
+    (RFC 3339), ``schema`` and ``encoding`` (how to decode it), plus ``extra`` (e.g. received_at)."""
+    return {"event_id": event_id, "event_time": event_time, "schema": STREAM_SCHEMAS[stream], "encoding": encoding,
+            **extra}
 
 
 def pubsub_module(error: type[Exception]) -> Any:

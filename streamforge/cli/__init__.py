@@ -9,6 +9,7 @@ import typer
 
 from streamforge import __version__
 from streamforge.cli import cdc as cdc_cli
+from streamforge.cli import functions as functions_cli
 from streamforge.cli import report as report_cli
 from streamforge.cli import run as run_cli
 from streamforge.cli import schemas as schemas_cli
@@ -22,7 +23,8 @@ app = typer.Typer(
     help=(
         "StreamForge: real-time e-commerce analytics on Google Cloud.\n\n"
         "Generate shop traffic, inspect the event schemas, capture the shop database's changes "
-        "(CDC), and run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow."
+        "(CDC), run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow, and serve "
+        "or package the Cloud Functions (alert dispatcher, ingest)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -61,6 +63,8 @@ app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_o
 app.command("report")(report_cli.report)
 app.add_typer(schemas_cli.app, name="schemas")
 app.add_typer(cdc_cli.app, name="cdc")
+app.add_typer(functions_cli.app, name="functions")
+app.command("webhook-sink")(functions_cli.webhook_sink)
 
 
 def main() -> None:

@@ -27,7 +27,9 @@ __all__ = [
     "FraudRules",
     "PipelineConfig",
     "RevenueConfig",
+    "AlertDispatcherConfig",
     "CdcConfig",
+    "IngestConfig",
     "SessionConfig",
     "SimulatorConfig",
     "TopicsConfig",
@@ -158,6 +160,38 @@ class CdcConfig:
 
 
 @dataclass(frozen=True)
+class AlertDispatcherConfig:
+    webhook_timeout: timedelta
+    ledger_ttl: timedelta
+
+    def __post_init__(self) -> None:
+        for name in ("webhook_timeout", "ledger_ttl"):
+            if getattr(self, name).total_seconds() <= 0:
+                raise ConfigError(f"alert_dispatcher.{name} must be positive", name)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    max_body_bytes: int
+    max_batch_events: int
+    api_key_header: str
+    allowed_origins: tuple[str, ...]
+    publish_timeout: timedelta
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigError(f"ingest.max_body_bytes must be at least 1024, got {self.max_body_bytes}", "max_body_bytes")
+        if self.max_batch_events < 1:
+            raise ConfigError(f"ingest.max_batch_events must be at least 1, got {self.max_batch_events}",
+                              "max_batch_events")
+        if not self.api_key_header or not self.api_key_header.isascii() or " " in self.api_key_header:
+            raise ConfigError(f"ingest.api_key_header must be an HTTP header name, got {self.api_key_header!r}",
+                              "api_key_header")
+        if self.publish_timeout.total_seconds() <= 0:
+            raise ConfigError("ingest.publish_timeout must be positive", "publish_timeout")
+
+
+@dataclass(frozen=True)
 class Config:
     topics: TopicsConfig
     sessions: SessionConfig
@@ -166,6 +200,8 @@ class Config:
     fraud: FraudRules
     simulator: SimulatorConfig
     cdc: CdcConfig
+    alert_dispatcher: AlertDispatcherConfig
+    ingest: IngestConfig
 
 
 def embedded_defaults() -> Config:

@@ -17,8 +17,8 @@ import orjson
 
 from streamforge.config import TopicsConfig
 from streamforge.schemas import get_schema
-from streamforge.transport import (DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics, pubsub_module,
-                                   pubsub_publisher)
+from streamforge.transport import (STREAM_SCHEMAS, DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics,
+                                   message_attributes, pubsub_module, pubsub_publisher)
 
 __all__ = [
     "FORMATS",
@@ -32,8 +32,6 @@ __all__ = [
     "open_sink",
 ]
 
-#: Stream name -> schema subject of its events.
-STREAM_SCHEMAS = {"clickstream": "clickstream_event", "orders": "order_event"}
 FORMATS = ("json", "avro", "confluent")
 CLICKSTREAM_FILE, ORDERS_FILE, LABELS_FILE, SUMMARY_FILE = (
     "clickstream.jsonl",
@@ -188,14 +186,8 @@ class PubSubSink(_Sink):
 
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
         self._tracker.sending()
-        future = self._publisher.publish(
-            self._topics[stream],
-            payload,
-            event_id=event_id,
-            event_time=event_time,
-            schema=STREAM_SCHEMAS[stream],
-            encoding=self.format,
-        )
+        future = self._publisher.publish(self._topics[stream], payload,
+                                         **message_attributes(stream, event_id, event_time, self.format))
         future.add_done_callback(self._on_done)
         self.written += 1
 
@@ -233,12 +225,8 @@ class KafkaSink(_Sink):
         self._since_poll = 0
 
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
-        headers = [
-            ("event_id", event_id.encode()),
-            ("event_time", event_time.encode()),
-            ("schema", STREAM_SCHEMAS[stream].encode()),
-            ("encoding", self.format.encode()),
-        ]
+        headers = [(name, value.encode()) for name, value in message_attributes(stream, event_id, event_time,
+                                                                                  self.format).items()]
         self._tracker.sending()
         while True:
             try:

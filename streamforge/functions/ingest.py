@@ -1,0 +1,242 @@
+"""The event-ingest endpoint: batches of clickstream and order events from web and mobile clients.
+
+A request is ``POST`` with ``Content-Type: application/json``, the API key in the
+``X-API-Key`` header (``ingest.api_key_header``), and a body::
+
+    {"clickstream": [<clickstream_event>, ...], "orders": [<order_event>, ...]}
+
+Each event is validated with its schema; the valid ones are published with their
+``event_id``, ``event_time`` and ``received_at``; the answer lists every event as accepted or
+rejected with the reason, so one bad event never costs the good ones. Statuses:
+
+- 200 all accepted; 207 some accepted, some rejected; 422 none accepted;
+- 503 (with Retry-After) when the output did not confirm some events: they are marked
+  ``failed`` and may be sent again (the pipelines deduplicate by event_id);
+- 400 malformed body, 401 missing or wrong key, 403 origin not allowed, 405 not POST,
+  413 body or batch too large, 415 not JSON.
+
+Browsers get CORS headers for the allowed origins, and preflight requests are answered.
+Framework-free: ``handle`` takes the method, headers and body stream, so it is tested
+without a server and wired to Flask by the function's main.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any, Mapping
+
+import orjson
+
+from streamforge.config import Config, IngestConfig, load_config
+from streamforge.functions.logs import log
+from streamforge.functions.outputs import OUTPUT_ENV, EventOutput, Message, OutputError, open_output
+from streamforge.schemas import InvalidEvent, get_schema
+from streamforge.timeutil import format_duration, format_timestamp
+from streamforge.transport import STREAM_SCHEMAS, message_attributes
+
+__all__ = ["API_KEYS_ENV", "IngestAnswer", "IngestConfigError", "IngestService", "parse_api_keys"]
+
+API_KEYS_ENV = "STREAMFORGE_INGEST_API_KEYS"
+_MIN_KEY_LENGTH = 16
+_RETRY_AFTER_SECONDS = "5"
+
+
+class IngestConfigError(ValueError):
+    """The function's environment is incomplete or invalid (the message names the variable)."""
+
+
+@dataclass
+class IngestAnswer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+def parse_api_keys(text: str | None) -> tuple[str, ...]:
+    """Comma-separated keys (several while rotating), each at least 16 characters."""
+    keys = tuple(k.strip() for k in (text or "").split(",") if k.strip())
+    if not keys:
+        raise IngestConfigError(f"{API_KEYS_ENV} is not set: give the API keys clients may use, comma-separated")
+    short = [i for i, k in enumerate(keys) if len(k) < _MIN_KEY_LENGTH]
+    if short:
+        raise IngestConfigError(f"{API_KEYS_ENV}: key #{short[0] + 1} is shorter than {_MIN_KEY_LENGTH} characters")
+    return keys
+
+
+def _key_id(key: str) -> str:
+    """A short, non-reversible name for a key in logs."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class IngestService:
+    def __init__(self, settings: IngestConfig, api_keys: tuple[str, ...], output: EventOutput,
+                 max_clock_skew: timedelta):
+        self.settings, self.output = settings, output
+        self._keys = [k.encode() for k in api_keys]
+        self._max_skew = max_clock_skew  # as for the pipelines: later is a clock problem
+        self._schemas = {stream: get_schema(subject) for stream, subject in STREAM_SCHEMAS.items()}
+        self._allow_any_origin = "*" in settings.allowed_origins
+        self._preflight = {
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": f"Content-Type, {settings.api_key_header}",
+            "Access-Control-Max-Age": "3600",
+        }
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, config: Config | None = None) -> IngestService:
+        environ = os.environ if environ is None else environ
+        config = config or load_config()
+        keys = parse_api_keys(environ.get(API_KEYS_ENV))
+        url = environ.get(OUTPUT_ENV) or (f"pubsub://{environ['GOOGLE_CLOUD_PROJECT']}"
+                                          if environ.get("GOOGLE_CLOUD_PROJECT") else None)
+        if not url:
+            raise IngestConfigError(f"set {OUTPUT_ENV} (pubsub://PROJECT or file://DIR) or GOOGLE_CLOUD_PROJECT")
+        try:
+            output = open_output(url, config.topics)
+        except OutputError as exc:
+            raise IngestConfigError(str(exc)) from None
+        service = cls(config.ingest, keys, output, config.pipelines.max_clock_skew)
+        log("INFO", "ingest ready", output=output.describe(), api_keys=[_key_id(k) for k in keys],
+            max_body_bytes=config.ingest.max_body_bytes, max_batch_events=config.ingest.max_batch_events)
+        return service
+
+    # -- the request ---------------------------------------------------------------------------
+
+    def handle(self, method: str, headers: Mapping[str, str], body: IO[bytes], content_length: int | None,
+               now: datetime | None = None) -> IngestAnswer:
+        cors = self._cors(headers.get("Origin"))
+        if cors is None:
+            return IngestAnswer(403, {"error": f"origin {headers.get('Origin')!r} is not allowed"})
+        if method == "OPTIONS":
+            return IngestAnswer(204, {}, {**cors, **self._preflight})
+        answer = self._post(method, headers, body, content_length, now or datetime.now(timezone.utc))
+        answer.headers.update(cors)
+        return answer
+
+    def _cors(self, origin: str | None) -> dict[str, str] | None:
+        if origin is None:
+            return {}
+        if self._allow_any_origin:
+            return {"Access-Control-Allow-Origin": "*"}
+        if origin in self.settings.allowed_origins:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return None
+
+    def _post(self, method: str, headers: Mapping[str, str], body: IO[bytes], content_length: int | None,
+              now: datetime) -> IngestAnswer:
+        settings = self.settings
+        if method != "POST":
+            return IngestAnswer(405, {"error": f"method {method} is not allowed: POST a JSON batch"},
+                                {"Allow": "POST, OPTIONS"})
+        key_id = self._authenticate(headers.get(settings.api_key_header))
+        if key_id is None:
+            reason = "invalid API key" if headers.get(settings.api_key_header) else f"missing {settings.api_key_header} header"
+            return IngestAnswer(401, {"error": reason})
+        content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return IngestAnswer(415, {"error": f"Content-Type must be application/json, got {content_type or 'none'!r}"})
+        encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            return IngestAnswer(415, {"error": f"Content-Encoding {encoding!r} is not supported: send the body uncompressed"})
+        limit = settings.max_body_bytes
+        if content_length is not None and content_length > limit:
+            return IngestAnswer(413, {"error": f"body of {content_length:,} bytes is over the limit of {limit:,} bytes"})
+        data = body.read(limit + 1)
+        if len(data) > limit:
+            return IngestAnswer(413, {"error": f"body is over the limit of {limit:,} bytes"})
+        try:
+            batch = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return IngestAnswer(400, {"error": f"body is not valid JSON: {exc}"})
+        problem = self._check_shape(batch)
+        if problem:
+            return IngestAnswer(400, {"error": problem})
+        total = sum(len(events) for events in batch.values())
+        if total == 0:
+            return IngestAnswer(400, {"error": "the batch holds no events"})
+        if total > settings.max_batch_events:
+            return IngestAnswer(413, {"error": f"{total:,} events in one request; the limit is "
+                                               f"{settings.max_batch_events:,}: split the batch"})
+        return self._ingest(batch, now, key_id)
+
+    def _authenticate(self, presented: str | None) -> str | None:
+        """The matching key's log id; every key is compared, in constant time, whatever matches."""
+        if not presented:
+            return None
+        candidate = presented.encode()
+        match = None
+        for key in self._keys:
+            if hmac.compare_digest(candidate, key):
+                match = key
+        return None if match is None else _key_id(match.decode())
+
+    @staticmethod
+    def _check_shape(batch: Any) -> str | None:
+        streams = ", ".join(STREAM_SCHEMAS)
+        if not isinstance(batch, dict):
+            return f"body must be a JSON object with the lists {streams}, got {type(batch).__name__}"
+        unknown = [k for k in batch if k not in STREAM_SCHEMAS]
+        if unknown:
+            return f"unknown key {unknown[0]!r}: the body holds the lists {streams}"
+        if not batch:
+            return f"body holds none of the lists {streams}"
+        for stream, events in batch.items():
+            if not isinstance(events, list):
+                return f"{stream!r} must be a list of events, got {type(events).__name__}"
+        return None
+
+    def _ingest(self, batch: dict[str, list[Any]], now: datetime, key_id: str) -> IngestAnswer:
+        received_at = format_timestamp(now)
+        horizon = now + self._max_skew
+        results: dict[str, list[dict[str, Any]]] = {}
+        messages: list[Message] = []
+        slots: list[dict[str, Any]] = []  # the result entry of each message
+        seen: dict[str, str] = {}
+        for stream, events in batch.items():
+            schema, answers = self._schemas[stream], results.setdefault(stream, [])
+            for index, event in enumerate(events):
+                event_id = event.get("event_id") if isinstance(event, dict) else None
+                entry: dict[str, Any] = {"index": index, "event_id": event_id if isinstance(event_id, str) else None}
+                answers.append(entry)
+                if not isinstance(event, dict):
+                    entry.update(status="rejected", reason=f"{stream}[{index}] is not a JSON object")
+                    continue
+                try:
+                    record = schema.validate(event)
+                except InvalidEvent as exc:
+                    entry.update(status="rejected", reason=str(exc))
+                    continue
+                event_id = record["event_id"]
+                if event_id in seen:
+                    entry.update(status="rejected", reason=f"duplicate event_id: same as {seen[event_id]}")
+                    continue
+                seen[event_id] = f"{stream}[{index}]"
+                if record["event_time"] > horizon:
+                    ahead = record["event_time"] - now
+                    entry.update(status="rejected", reason=(
+                        f"event_time {format_timestamp(record['event_time'])} is {format_duration(ahead)} ahead of the "
+                        f"server clock (at most {format_duration(self._max_skew)}): fix the client's clock"))
+                    continue
+                messages.append(Message(stream, schema.to_json(record, validate=False), message_attributes(
+                    stream, event_id, format_timestamp(record["event_time"]), "json", received_at=received_at)))
+                slots.append(entry)
+        errors = self.output.publish(messages, self.settings.publish_timeout.total_seconds()) if messages else []
+        for entry, error in zip(slots, errors):
+            entry.update(status="accepted") if error is None else entry.update(status="failed", reason=error)
+        counts = {status: sum(1 for answers in results.values() for e in answers if e["status"] == status)
+                  for status in ("accepted", "rejected", "failed")}
+        body = {"received_at": received_at, **counts, "results": results}
+        log("WARNING" if counts["rejected"] or counts["failed"] else "INFO", "ingest batch", api_key=key_id, **counts,
+            first_problem=next((e["reason"] for answers in results.values() for e in answers if "reason" in e), None))
+        if counts["failed"]:
+            return IngestAnswer(503, body, {"Retry-After": _RETRY_AFTER_SECONDS})
+        if counts["rejected"] == 0:
+            return IngestAnswer(200, body)
+        return IngestAnswer(207 if counts["accepted"] else 422, body)

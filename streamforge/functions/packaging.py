@@ -1,0 +1,94 @@
+"""Building a function's deployable folder: its main.py and requirements.txt plus the wheel.
+
+Cloud Functions installs a function's requirements.txt from the uploaded folder alone, so the
+folder must carry the shared code. ``package`` builds the streamforge wheel, copies the
+function's folder next to it (``DIR/<name>/wheels/streamforge-<version>-py3-none-any.whl``),
+checks that requirements.txt names exactly that wheel, and zips the folder
+(``DIR/<name>.zip``) for an upload to Cloud Storage (what the infra program deploys).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamforge import __version__
+
+__all__ = ["FUNCTIONS", "FunctionSpec", "PackagingError", "build_wheel", "function_source", "package"]
+
+#: The checkout this package was installed from (editable install); functions/ lives there.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WHEEL_NAME = f"streamforge-{__version__}-py3-none-any.whl"
+
+
+class PackagingError(RuntimeError):
+    """A function cannot be served or packaged (the message says why)."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str  # its folder under functions/
+    target: str  # the entry point in its main.py
+    signature_type: str  # functions-framework's: http or cloudevent
+    trigger: str  # for the deploy hint
+
+
+FUNCTIONS = {
+    "alert_dispatcher": FunctionSpec("alert_dispatcher", "dispatch_alert", "cloudevent",
+                                     "--trigger-topic=fraud-alerts"),
+    "ingest": FunctionSpec("ingest", "ingest", "http", "--trigger-http --allow-unauthenticated"),
+}
+
+
+def function_source(name: str, functions_dir: Path | None = None) -> Path:
+    """The folder of function ``name`` (functions/<name> of the checkout by default)."""
+    if name not in FUNCTIONS:
+        raise PackagingError(f"unknown function {name!r}: choose from {', '.join(FUNCTIONS)}")
+    folder = (functions_dir or REPO_ROOT / "functions") / name
+    if not (folder / "main.py").is_file():
+        raise PackagingError(f"{folder}/main.py not found: run from a StreamForge checkout (or pass --functions-dir)")
+    return folder
+
+
+def build_wheel(directory: Path) -> Path:
+    """``pip wheel`` of this checkout (no dependencies) into ``directory``."""
+    if not (REPO_ROOT / "pyproject.toml").is_file():
+        raise PackagingError(f"no pyproject.toml in {REPO_ROOT}: packaging needs the StreamForge checkout")
+    directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
+                              str(directory), str(REPO_ROOT)], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL)
+    wheel = directory / WHEEL_NAME
+    if process.returncode != 0 or not wheel.is_file():
+        raise PackagingError(f"building {WHEEL_NAME} failed:\n{process.stderr[-2000:]}")
+    return wheel
+
+
+def package(name: str, output: Path, wheel: Path | None = None, functions_dir: Path | None = None) -> Path:
+    """Builds ``output/<name>/`` and ``output/<name>.zip``; returns the zip. ``wheel``: reuse one."""
+    source = function_source(name, functions_dir)
+    requirements = (source / "requirements.txt").read_text(encoding="utf-8")
+    if f"./wheels/{WHEEL_NAME}[functions]" not in requirements.splitlines():
+        raise PackagingError(f"{source}/requirements.txt must install ./wheels/{WHEEL_NAME}[functions] "
+                             "(the version in pyproject.toml changed? update the line)")
+    folder = output / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "wheels"))
+    (folder / "wheels").mkdir()
+    if wheel is None:
+        with tempfile.TemporaryDirectory(prefix="sf-wheel-") as tmp:
+            shutil.copy2(build_wheel(Path(tmp)), folder / "wheels" / WHEEL_NAME)
+    else:
+        shutil.copy2(wheel, folder / "wheels" / WHEEL_NAME)
+    archive = output / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return archive
