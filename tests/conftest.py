@@ -8,7 +8,7 @@ from typing import Callable, ContextManager, Iterator
 import pytest
 
 from tests.support.cli import simulate_to
-from tests.support.servers import ServerUnavailable, kafka_broker, pubsub_emulator
+from tests.support.servers import ServerUnavailable, firestore_emulator, kafka_broker, pubsub_emulator
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +48,9 @@ def kafka() -> Iterator[str]:
 def pubsub() -> Iterator[str]:
     """HOST:PORT of a Pub/Sub emulator: PUBSUB_EMULATOR_HOST's, or one started for this session."""
     yield from _started(pubsub_emulator, "Pub/Sub emulator")
+
+
+@pytest.fixture(scope="session")
+def firestore() -> Iterator[str]:
+    """HOST:PORT of a Firestore emulator: FIRESTORE_EMULATOR_HOST's, or one started for this session."""
+    yield from _started(firestore_emulator, "Firestore emulator")

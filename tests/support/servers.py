@@ -1,4 +1,5 @@
-"""Local servers the tests start for real: a Kafka-compatible broker and the Pub/Sub emulator.
+"""Local servers the tests start for real: a Kafka-compatible broker, the Pub/Sub and Firestore
+emulators, PostgreSQL.
 
 Each binds 127.0.0.1 on a free port, is waited for until it answers, and is stopped (and
 its log shown on failure) when the test session ends.
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 LOOPBACK = "127.0.0.1"
-#: Where the Google Cloud CLI's Debian package puts the Pub/Sub emulator.
-GCLOUD_PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+#: Where the Google Cloud CLI's Debian package puts its components (the emulators).
+GCLOUD_SDK = Path("/usr/lib/google-cloud-sdk")
 
 
 class ServerUnavailable(RuntimeError):
@@ -88,18 +89,22 @@ def kafka_broker() -> Iterator[str]:
         yield f"{LOOPBACK}:{port}"
 
 
-def pubsub_emulator_command() -> list[str]:
-    if GCLOUD_PUBSUB_EMULATOR.exists():
-        return [str(GCLOUD_PUBSUB_EMULATOR)]
+def _gcloud_component(relative: str, what: str) -> Path:
+    """A program of the Google Cloud CLI's Debian package (or of the gcloud on PATH)."""
+    candidates = [GCLOUD_SDK / relative]
     gcloud = shutil.which("gcloud")
     if gcloud:
-        candidate = Path(os.path.realpath(gcloud)).parent.parent / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+        candidates.append(Path(os.path.realpath(gcloud)).parent.parent / relative)
+    for candidate in candidates:
         if candidate.exists():
-            return [str(candidate)]
-    raise ServerUnavailable(
-        "no Pub/Sub emulator: PUBSUB_EMULATOR_HOST is unset and the Google Cloud CLI's "
-        "pubsub-emulator component (Debian package google-cloud-cli-pubsub-emulator) is not installed"
-    )
+            return candidate
+    raise ServerUnavailable(f"no {what}: the Google Cloud CLI component is not installed")
+
+
+def pubsub_emulator_command() -> list[str]:
+    return [str(_gcloud_component("platform/pubsub-emulator/bin/cloud-pubsub-emulator",
+                                  "Pub/Sub emulator: PUBSUB_EMULATOR_HOST is unset and the pubsub-emulator "
+                                  "(Debian package google-cloud-cli-pubsub-emulator)"))]
 
 
 @contextmanager
@@ -111,6 +116,19 @@ def pubsub_emulator() -> Iterator[str]:
     command = pubsub_emulator_command()
     port = free_port()
     with _serve([*command, f"--host={LOOPBACK}", f"--port={port}"], port, "pubsub-emulator"):
+        yield f"{LOOPBACK}:{port}"
+
+
+@contextmanager
+def firestore_emulator() -> Iterator[str]:
+    """The emulator named by FIRESTORE_EMULATOR_HOST, or one started on loopback; yields HOST:PORT."""
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        yield os.environ["FIRESTORE_EMULATOR_HOST"]
+        return
+    script = _gcloud_component("platform/cloud-firestore-emulator/cloud_firestore_emulator",
+                               "Firestore emulator (Debian package google-cloud-cli-firestore-emulator)")
+    port = free_port()
+    with _serve([str(script), "start", f"--host={LOOPBACK}", f"--port={port}"], port, "firestore-emulator"):
         yield f"{LOOPBACK}:{port}"
 
 
