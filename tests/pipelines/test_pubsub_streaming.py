@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 import pytest
 
 from streamforge.schemas import get_schema
 from streamforge.timeutil import format_timestamp
 from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.pubsub import pull_messages
 from tests.support.samples import sample
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.slow]
@@ -82,8 +82,8 @@ def test_streaming_job_reads_pubsub_writes_duckdb_and_publishes_alerts(pubsub: s
             for future in futures:
                 future.result(timeout=30)
 
-            alerts = _pull(subscriber, subscriptions["fraud-alerts"], count=1, timeout=120)
-            dead = _pull(subscriber, subscriptions["dead-letter"], count=2, timeout=60)
+            alerts = pull_messages(subscriber, subscriptions["fraud-alerts"], count=1, timeout=120)
+            dead = pull_messages(subscriber, subscriptions["dead-letter"], count=2, timeout=60)
             time.sleep(8)  # the session (3 s gap after the last click) closes on the wall-clock watermark
         finally:
             live.set()
@@ -124,14 +124,3 @@ def _keep_alive(publisher: Any, topics: dict[str, str], stop: threading.Event) -
         n += 1
 
 
-def _pull(subscriber: Any, subscription: str, *, count: int, timeout: float) -> list[dict[str, Any]]:
-    received: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(received) < count and time.monotonic() < deadline:
-        response = subscriber.pull(subscription=subscription, max_messages=10, timeout=5)
-        for item in response.received_messages:
-            received.append({"data": orjson.loads(item.message.data), "attributes": dict(item.message.attributes)})
-        if response.received_messages:
-            subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
-    assert len(received) >= count, f"{len(received)} of {count} messages on {subscription} within {timeout:.0f} s"
-    return received

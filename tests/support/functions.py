@@ -1,0 +1,72 @@
+"""Running a Cloud Function as a real functions-framework process on 127.0.0.1, for tests and
+benchmarks: from the checkout (``streamforge functions serve``) or from a packaged folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from streamforge.functions.packaging import FUNCTIONS
+from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.servers import LOOPBACK, free_port, wait_for_port
+
+
+@dataclass
+class RunningFunction:
+    url: str
+    log: Path
+
+    def log_lines(self) -> list[dict]:
+        """The function's structured log lines so far."""
+        lines = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    lines.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return lines
+
+
+def install_wheel(wheel: Path, target: Path) -> Path:
+    """The wheel unpacked into ``target`` (no dependencies: those come from this environment)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    return target
+
+
+@contextmanager
+def running_function(name: str, env: dict[str, str], *, bundle: Path | None = None,
+                     site: Path | None = None) -> Iterator[RunningFunction]:
+    """``streamforge functions serve NAME``, or with ``bundle`` (a packaged folder) and ``site``
+    (its installed wheel) functions-framework on that folder alone, as Cloud Functions runs it."""
+    port = free_port()
+    spec = FUNCTIONS[name]
+    with tempfile.TemporaryDirectory(prefix=f"sf-fn-{name}-") as tmp:
+        log = Path(tmp) / "function.log"
+        if bundle is None:
+            command = [str(STREAMFORGE), "functions", "serve", name, "--port", str(port)]
+            cwd, extra = tmp, {}
+        else:
+            command = [sys.executable, "-m", "functions_framework", "--target", spec.target, "--source", "main.py",
+                       "--signature-type", spec.signature_type, "--host", LOOPBACK, "--port", str(port)]
+            cwd, extra = str(bundle), {"PYTHONPATH": str(site)}
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                                       env=entry_point_env(**extra, **env), start_new_session=True)
+        try:
+            wait_for_port(port, process, log, timeout=60)
+            yield RunningFunction(f"http://{LOOPBACK}:{port}/", log)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
