@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo test bench clean
+.PHONY: help demo test bench functions clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -23,10 +23,14 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 test: $(VENV)/.dev  ## run the whole test suite
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 17 minutes)
+bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 18 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
 	$(BIN)/python benchmarks/cdc_latency.py
+	$(BIN)/python benchmarks/functions_latency.py
+
+functions: $(VENV)/.core  ## package the Cloud Functions for deployment into dist/functions/
+	$(BIN)/streamforge functions package --output dist/functions
 
 clean:  ## remove the virtual environment and generated data
 	rm -rf $(VENV) out .pytest_cache .hypothesis

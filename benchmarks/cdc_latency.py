@@ -39,6 +39,7 @@ from streamforge.cdc.config import DatabaseURL, DebeziumServerConfig  # noqa: E4
 from streamforge.cdc.engine import run_engine  # noqa: E402
 from streamforge.cdc.outputs import ChangeMessage, FileOutput  # noqa: E402
 from tests.support.servers import ServerUnavailable, postgres_server, pubsub_emulator  # noqa: E402
+from measure import percentile, print_table  # noqa: E402
 
 STREAMFORGE = Path(sys.executable).parent / "streamforge"
 # The streaming CDC job on the products subscription only: on the DirectRunner a pull from an
@@ -56,11 +57,6 @@ job = CdcJob(CdcInput("pubsub", (("products", sys.argv[1]),)), parse_warehouse("
              ["products"], 10)
 run_pipeline(lambda pipeline: pipeline | "CDC" >> job, True, [], should_stop=stop.is_set)
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class TimedFileOutput(FileOutput):
@@ -218,11 +214,7 @@ def main() -> None:
             rows += replica_benchmark(url, Path(tmp), args.replica_updates)
             with psycopg.connect(url, autocommit=True) as con:
                 con.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
-    width = max(len(name) for name, _ in rows)
-    print(f"\n{'measure':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

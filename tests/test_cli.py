@@ -85,3 +85,11 @@ def test_schemas_commands() -> None:
     assert "published and compatible" in run_entry_point("schemas", "check").stdout
     missing = run_entry_point("schemas", "show", "orders", check=False)
     assert missing.returncode == 2 and "unknown schema 'orders'" in missing.stderr
+
+
+def test_functions_commands_refuse_unknown_functions_and_a_missing_secret(monkeypatch) -> None:
+    result = run_cli("functions", "serve", "payments")
+    assert result.exit_code == 2 and "unknown function 'payments': choose from alert_dispatcher, ingest" in result.output
+    monkeypatch.delenv("STREAMFORGE_WEBHOOK_SECRET", raising=False)
+    result = run_cli("webhook-sink")
+    assert result.exit_code == 2 and "$STREAMFORGE_WEBHOOK_SECRET is not set" in result.output

@@ -60,18 +60,6 @@ def dispatcher_env(webhooks: list[dict[str, Any]], **extra: str) -> dict[str, st
     return {"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), "TEST_WEBHOOK_SECRET": SECRET, **extra}
 
 
-def log_lines(text: str) -> list[dict[str, Any]]:
-    """The structured log lines in captured stdout."""
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return lines
-
-
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

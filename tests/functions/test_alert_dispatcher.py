@@ -12,7 +12,8 @@ import time
 import pytest
 
 from streamforge.functions.webhooks import WebhookConfigError
-from tests.functions.conftest import SECRET, dispatcher_env, json_webhook, log_lines, pubsub_event, write_config
+from tests.functions.conftest import SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
+from tests.support.functions import parse_log_lines as log_lines
 from tests.support.receivers import ScriptedReceiver
 from tests.support.samples import ALERT, sample
 

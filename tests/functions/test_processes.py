@@ -198,3 +198,12 @@ def test_packaged_ingest_rejects_bad_keys_bodies_and_events_and_publishes_the_go
         attributes = {m["data"]["event_id"]: m["attributes"] for m in clicks}
         assert attributes["c-0"] == {"event_id": "c-0", "event_time": CLICK["event_time"], "schema": "clickstream_event",
                                      "encoding": "json", "received_at": body["received_at"]}
+
+
+def test_the_package_command_builds_both_folders_and_says_how_to_deploy(tmp_path) -> None:
+    result = subprocess.run([str(STREAMFORGE), "functions", "package", "--output", str(tmp_path)], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, env=entry_point_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name, entry in (("alert_dispatcher", "dispatch_alert"), ("ingest", "ingest")):
+        assert (tmp_path / f"{name}.zip").is_file() and (tmp_path / name / "wheels" / WHEEL_NAME).is_file()
+        assert f"--source={tmp_path / name} --entry-point={entry}" in result.stdout

@@ -14,7 +14,19 @@ from typing import Iterator
 
 from streamforge.functions.packaging import FUNCTIONS
 from tests.support.cli import STREAMFORGE, entry_point_env
-from tests.support.servers import LOOPBACK, free_port, wait_for_port
+from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for_port
+
+
+def parse_log_lines(text: str) -> list[dict]:
+    """The structured (JSON) log lines in a function's output, in order."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return lines
 
 
 @dataclass
@@ -24,14 +36,7 @@ class RunningFunction:
 
     def log_lines(self) -> list[dict]:
         """The function's structured log lines so far."""
-        lines = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    lines.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-        return lines
+        return parse_log_lines(self.log.read_text(errors="replace"))
 
 
 def install_wheel(wheel: Path, target: Path) -> Path:
@@ -64,9 +69,4 @@ def running_function(name: str, env: dict[str, str], *, bundle: Path | None = No
             wait_for_port(port, process, log, timeout=60)
             yield RunningFunction(f"http://{LOOPBACK}:{port}/", log)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
