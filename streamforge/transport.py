@@ -2,9 +2,10 @@
 the ingest function).
 
 ``message_attributes`` is the one definition of what an event message carries beside its
-payload (Pub/Sub attributes, Kafka headers). The helpers turn a missing client library, missing credentials or a missing topic into one
-clear error of the caller's type, create topics where that is the local convention (on a
-Pub/Sub emulator, on a Kafka broker), and count asynchronous deliveries.
+payload (Pub/Sub attributes, Kafka headers). The helpers turn a missing client library,
+missing credentials or a missing topic into one clear error of the caller's type, create
+topics where that is the local convention (on a Pub/Sub emulator, on a Kafka broker), and
+count asynchronous deliveries.
 """
 
 from __future__ import annotations

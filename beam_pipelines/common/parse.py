@@ -45,6 +45,7 @@ from beam_pipelines.common.dead_letters import dead_letter, from_invalid_event
 from beam_pipelines.common.packing import Packed, pack, unpack
 from streamforge.schemas import InvalidEvent, get_schema, registry
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
+from streamforge.transport import STREAM_SCHEMAS as STREAM_SUBJECTS
 
 __all__ = ["DEAD_LETTER", "ENCODINGS", "DedupMode", "EventBatch", "EventParser", "ParseEvents", "Parsed", "event_id_key", "now_ms",
            "payload_and_encoding"]
@@ -53,7 +54,6 @@ DEAD_LETTER = "dead_letter"
 #: Message encodings the parse step decodes (the ``encoding`` attribute of a Pub/Sub message).
 ENCODINGS = ("json", "avro", "confluent")
 _NO_ID = b"\x00no-event-id:"
-STREAM_SUBJECTS = {"clickstream": "clickstream_event", "orders": "order_event"}
 
 
 class DedupMode:
