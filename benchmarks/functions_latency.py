@@ -41,7 +41,8 @@ from tests.functions.conftest import API_KEY, SECRET, dispatcher_env, json_webho
 from tests.support.cli import STREAMFORGE, entry_point_env  # noqa: E402
 from tests.support.functions import running_function  # noqa: E402
 from tests.support.samples import ALERT  # noqa: E402
-from tests.support.servers import ServerUnavailable, firestore_emulator, free_port, pubsub_emulator, wait_for_port  # noqa: E402
+from tests.support.servers import (ServerUnavailable, firestore_emulator, free_port, pubsub_emulator,  # noqa: E402
+                                   stop_process, wait_for_port)
 
 BATCH = 500
 
@@ -53,7 +54,7 @@ def _sink(work: Path) -> tuple[subprocess.Popen, str, dict[str, float], threadin
     with open(log, "wb") as err:
         process = subprocess.Popen([str(STREAMFORGE), "webhook-sink", "--port", str(port), "--jsonl"],
                                    stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
-                                   env=entry_point_env(STREAMFORGE_WEBHOOK_SECRET=SECRET))
+                                   env=entry_point_env(STREAMFORGE_WEBHOOK_SECRET=SECRET), start_new_session=True)
     wait_for_port(port, process, log)
     receipts: dict[str, float] = {}
     bad = threading.Event()
@@ -92,8 +93,7 @@ def dispatch_latency(work: Path, alerts: int, ledger: str, extra_env: dict[str, 
             while len([a for a in sent if a in receipts]) < len(sent) and time.monotonic() < deadline:
                 time.sleep(0.05)
     finally:
-        sink.terminate()
-        sink.wait(timeout=15)
+        stop_process(sink)
     if bad.is_set():
         raise SystemExit("the sink refused a request (bad signature or body)")
     missing = [a for a in sent if a not in receipts]

@@ -23,7 +23,7 @@ from tests.support.functions import install_wheel, running_function
 from tests.support.pubsub import pull_messages
 from tests.support.receivers import ScriptedReceiver
 from tests.support.samples import ALERT, CLICK, ORDER, sample
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, stop_process, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +69,7 @@ def sink(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}", process
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop_process(process)
 
 
 def _sink_lines(process: subprocess.Popen, count: int) -> list[dict]:

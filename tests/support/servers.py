@@ -63,13 +63,25 @@ def _serve(command: list[str], port: int, name: str, env: dict[str, str] | None 
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
-    process.terminate()
+    """SIGTERM to the process's group, then SIGKILL if it has not exited within ``timeout`` s.
+
+    The group, because a launcher script may run its server as a child rather than exec it
+    (the Firestore emulator's does): signalling the script alone would orphan the server.
+    Processes are started with ``start_new_session=True``, so each leads its own group.
+    """
+    def signal_group(signum: int) -> None:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    signal_group(signal.SIGTERM)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        signal_group(signal.SIGKILL)
         process.wait()
+    signal_group(signal.SIGKILL)  # whatever of the group outlived its leader
 
 
 def tansu_binary() -> Path:
