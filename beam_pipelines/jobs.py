@@ -1,7 +1,9 @@
 """The analytics jobs as one pipeline builder: sessions, revenue, fraud, or all three.
 
     Read clickstream -> Parse clickstream -> Sessions -> Write user_sessions
+                                          (-> Write clickstream_events, with raw_events)
     Read orders      -> Parse orders      -> Revenue  -> Write revenue_per_minute, revenue_by_category_region
+                                          (-> Write order_events, with raw_events)
     (Product catalogue: products changes from CDC -> Revenue, with --catalog)
                                           -> Fraud    -> Write fraud_alerts (+ Publish fraud alerts)
     every dead letter                     -> Write dead letters (+ Publish dead letters)
@@ -21,12 +23,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines.common.io import InputSpec, ReadMessages, SpecError, WarehouseSpec
 from beam_pipelines.common.parse import DedupMode, ParseEvents
 from beam_pipelines.common.publish import PublishJson
-from beam_pipelines.common.warehouse import WriteTable
+from beam_pipelines.common.warehouse import WriteTable, table_name
 from beam_pipelines.fraud.pipeline import FraudAlerts
 from beam_pipelines.cdc.pipeline import CdcInput
 from beam_pipelines.revenue.pipeline import ProductCatalog, RevenueWindows
 from beam_pipelines.sessions.pipeline import SessionWindows
 from streamforge.config import Config
+from streamforge.transport import STREAM_SCHEMAS
 
 __all__ = ["JOBS", "JobReport", "JobRequest", "build", "collect_counters", "pipeline_options", "run_job", "run_pipeline", "tune_local_runner"]
 
@@ -46,6 +49,7 @@ class JobRequest:
     alerts_topic: str | None = None  # projects/P/topics/T
     dead_letter_topic: str | None = None
     catalog: CdcInput | None = None  # the products change stream: revenue by category from the database
+    raw_events: bool = False  # also write the valid, deduplicated events (what the daily batch reads)
 
     def __post_init__(self) -> None:
         if self.job not in JOBS:
@@ -119,6 +123,11 @@ def build(pipeline: beam.Pipeline, request: JobRequest) -> None:
         )
         events[stream] = parsed.events
         dead_letters.append(parsed.dead_letters)
+        if request.raw_events:
+            # Before any window or late-data gate: the batch recomputes the day from every valid event.
+            rows = parsed.events if streaming else parsed.events | f"Unbatch {stream}" >> beam.FlatMap(iter)
+            subject = STREAM_SCHEMAS[stream]
+            rows | f"Write {table_name(subject)}" >> WriteTable(subject=subject, **sink)
 
     margin = config.pipelines.lateness_margin
     if job in ("sessions", "all"):

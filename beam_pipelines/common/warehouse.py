@@ -35,6 +35,9 @@ TABLE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "revenue_by_category_region": (("window_start", "region", "category"), "replace"),
     "fraud_alert": (("alert_id",), "ignore"),
     "dead_letter": ((), "append"),
+    # The valid, deduplicated events themselves (run --raw-events): what the daily batch reads.
+    "clickstream_event": (("event_id",), "ignore"),
+    "order_event": (("event_id",), "ignore"),
     # CDC (beam_pipelines/cdc): a redelivered change repeats its key and LSN; the first row stays.
     "cdc_change": (("primary_key", "lsn"), "ignore"),  # one <source table>_changelog per source table
     "price_change": (("product_id", "lsn"), "ignore"),

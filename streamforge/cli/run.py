@@ -76,6 +76,9 @@ def run(
         None, metavar="URL", help="revenue, all: the products change stream from CDC (file://DIR of `cdc run` files, "
                                   "or pubsub://projects/P/subscriptions/S); revenue by category then uses the "
                                   "database's categories."),
+    raw_events: bool = typer.Option(False, "--raw-events",
+                                    help="Also write every valid, deduplicated event to clickstream_events and "
+                                         "order_events (what the daily batch reads)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ) -> None:
     """Run an analytics job. Options after the job that StreamForge does not know go to Beam
@@ -100,7 +103,7 @@ def run(
         inputs = {stream: parse_input(url, f"--{stream}" if job.value == "all" else "--input") for stream, url in urls.items()}
         spec = parse_warehouse(warehouse)
         request = JobRequest(job.value, inputs, spec, config, alerts_topic, dead_letter_topic,
-                             _catalog_input(catalog) if catalog else None)
+                             _catalog_input(catalog) if catalog else None, raw_events)
     except ValueError as exc:  # SpecError, or the Debezium config (--catalog)
         raise _fail(str(exc)) from None
     if spec.kind == "duckdb":

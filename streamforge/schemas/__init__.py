@@ -4,6 +4,10 @@
 >>> clicks = get_schema("clickstream_event")          # latest version
 >>> record = clicks.from_json(line)                   # validated, or InvalidEvent
 >>> clicks.to_confluent(record)                       # Avro with the Confluent header
+
+The codecs (fastavro) load on first use, so the standard-library parts — the errors, the
+cross-field rules, the .avsc files — also serve where fastavro is not installed (the
+daily Spark batch on Dataproc Serverless).
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from streamforge.schemas.errors import FieldError, InvalidEvent, SchemaDefinitionError, UnknownSchema
-from streamforge.schemas.registry import EventSchema, SchemaRegistry
+
+if TYPE_CHECKING:
+    from streamforge.schemas.versioned import EventSchema, SchemaRegistry
 
 __all__ = [
     "EventSchema",
@@ -30,9 +37,19 @@ __all__ = [
 SCHEMA_DIR = Path(str(resources.files(__package__).joinpath("avro")))
 
 
+def __getattr__(name: str) -> Any:
+    if name in ("EventSchema", "SchemaRegistry"):
+        from streamforge.schemas import versioned
+
+        return getattr(versioned, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @lru_cache(maxsize=1)
 def registry() -> SchemaRegistry:
     """The schemas shipped with StreamForge."""
+    from streamforge.schemas.versioned import SchemaRegistry
+
     return SchemaRegistry.from_directory(SCHEMA_DIR)
 
 

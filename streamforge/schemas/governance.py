@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from streamforge.schemas.compatibility import full_transitive_problems
-from streamforge.schemas.registry import SchemaRegistry
+from streamforge.schemas.versioned import SchemaRegistry
 
 __all__ = ["PUBLISHED_FILE", "SchemaGovernanceError", "check", "publish"]
 

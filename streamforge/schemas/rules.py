@@ -11,12 +11,12 @@ from typing import Any, Callable, Mapping
 
 from streamforge.schemas.errors import MISSING, FieldError
 
-__all__ = ["RULES", "Rule"]
+__all__ = ["CLICKSTREAM_REQUIRED", "RULES", "Rule"]
 
 Rule = Callable[[Mapping[str, Any]], list[FieldError]]
 
-# Fields a clickstream event of a given type must carry.
-_CLICKSTREAM_REQUIRED: dict[str, tuple[str, ...]] = {
+# Fields a clickstream event of a given type must carry (the daily batch checks the same table in Spark).
+CLICKSTREAM_REQUIRED: dict[str, tuple[str, ...]] = {
     "page_view": ("page_url",),
     "product_view": ("product_id", "category", "price"),
     "add_to_cart": ("product_id", "category", "price", "quantity"),
@@ -27,7 +27,7 @@ _CLICKSTREAM_REQUIRED: dict[str, tuple[str, ...]] = {
 
 
 def clickstream_fields_for_type(record: Mapping[str, Any]) -> list[FieldError]:
-    needed = _CLICKSTREAM_REQUIRED.get(record["event_type"], ())
+    needed = CLICKSTREAM_REQUIRED.get(record["event_type"], ())
     return [
         FieldError(name, record.get(name, MISSING), f"required for event_type {record['event_type']}")
         for name in needed

@@ -10,7 +10,7 @@ import pytest
 
 from streamforge.schemas import InvalidEvent, get_schema
 from streamforge.schemas.errors import MISSING
-from streamforge.schemas.registry import MAX_MESSAGE_BYTES
+from streamforge.schemas.versioned import MAX_MESSAGE_BYTES
 from tests.support.samples import ORDER, sample
 
 
