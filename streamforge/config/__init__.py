@@ -28,6 +28,7 @@ __all__ = [
     "PipelineConfig",
     "RevenueConfig",
     "AlertDispatcherConfig",
+    "BatchConfig",
     "CdcConfig",
     "IngestConfig",
     "SessionConfig",
@@ -192,6 +193,15 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class BatchConfig:
+    top_regions: int
+
+    def __post_init__(self) -> None:
+        if self.top_regions < 1:
+            raise ConfigError(f"batch.top_regions must be at least 1, got {self.top_regions}", "top_regions")
+
+
+@dataclass(frozen=True)
 class Config:
     topics: TopicsConfig
     sessions: SessionConfig
@@ -202,6 +212,7 @@ class Config:
     cdc: CdcConfig
     alert_dispatcher: AlertDispatcherConfig
     ingest: IngestConfig
+    batch: BatchConfig
 
 
 def embedded_defaults() -> Config:

@@ -1,0 +1,198 @@
+"""The daily batch job: business metrics for one date or a range, from the events the pipelines keep.
+
+    daily_metrics.py --date 2026-11-01[..2026-11-07] --input URL --output URL
+                     [--reconcile-with WAREHOUSE] [--temporary-gcs-bucket B] [--config TOML]
+
+Reads the clickstream and order events of the dates (batch/inputs.py), checks them like the
+pipelines do (batch/validation.py), computes daily_revenue, daily_revenue_by_category,
+daily_top_regions, daily_conversion_funnel and daily_order_status (batch/metrics.py), keeps
+the rows it could not use in batch_rejects, and replaces those dates in the output
+(batch/outputs.py). With ``--reconcile-with`` it also compares the day's revenue with the
+streaming revenue_per_minute windows of that warehouse (batch/reconcile.py) and exits 3 when
+they disagree beyond what late events explain.
+
+On Dataproc Serverless (the runtime provides PySpark and the BigQuery connector):
+
+    gcloud dataproc batches submit pyspark batch/daily_metrics.py --region=REGION --version=2.3 \\
+        --py-files=dist/batch/streamforge_batch.zip -- --date 2026-11-01 \\
+        --input bigquery://PROJECT.analytics --output bigquery://PROJECT.analytics \\
+        --reconcile-with bigquery://PROJECT.analytics --temporary-gcs-bucket BUCKET
+
+Locally: ``streamforge batch daily ...`` runs this on local Spark bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["DailyRun", "JobError", "main", "parse_dates", "run"]
+
+MISMATCH_EXIT = 3
+
+
+class JobError(ValueError):
+    """A wrong argument or input (the message says which)."""
+
+
+def parse_dates(text: str) -> list[date]:
+    """``YYYY-MM-DD`` or ``YYYY-MM-DD..YYYY-MM-DD`` (inclusive) -> the dates."""
+    first, _, last = text.partition("..")
+    try:
+        start = date.fromisoformat(first)
+        end = date.fromisoformat(last) if last else start
+    except ValueError:
+        raise JobError(f"--date {text!r}: expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+    if end < start:
+        raise JobError(f"--date {text!r}: the range ends before it starts")
+    if (end - start).days >= 366:
+        raise JobError(f"--date {text!r}: more than a year at once; run it in parts")
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+@dataclass
+class DailyRun:
+    """What a run did: per stream, input rows (of the dates) = valid + rejected + duplicates."""
+
+    dates: list[date]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    rows_written: dict[str, int] = field(default_factory=dict)
+    reconciliation: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
+
+    def timed(self, step: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[step] = round(self.timings.get(step, 0.0) + now - since, 2)
+        return now
+
+    @property
+    def mismatched(self) -> bool:
+        return any(r["status"] == "MISMATCH" for r in self.reconciliation)
+
+    def summary(self) -> dict:
+        return {"dates": [d.isoformat() for d in self.dates], "counts": self.counts, "rows_written": self.rows_written,
+                "reconciliation": self.reconciliation, "seconds": round(self.seconds, 2), "timings": self.timings}
+
+
+def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_with: str | None = None,
+        temporary_bucket: str | None = None, config=None, now: datetime | None = None) -> DailyRun:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from batch import metrics
+    from batch.inputs import SourceError, parse_source, read_events, read_table
+    from batch.outputs import SinkError, parse_sink, write_table
+    from batch.reconcile import reconcile
+    from batch.tables import conform
+    from streamforge.config import load_config
+
+    started = time.perf_counter()
+    config = config or load_config()
+    try:
+        source, sink = parse_source(input_url), parse_sink(output_url, temporary_bucket)
+        warehouse = parse_source(reconcile_with) if reconcile_with else None
+    except (SourceError, SinkError) as exc:
+        raise JobError(str(exc)) from None
+    if warehouse is not None and warehouse.kind not in ("duckdb", "bigquery"):
+        raise JobError(f"--reconcile-with {reconcile_with!r}: expected the pipelines' warehouse, duckdb://FILE "
+                       "or bigquery://PROJECT.DATASET")
+    now = now or datetime.now(timezone.utc)
+    report = DailyRun(dates)
+    with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
+        checked = {}
+        try:
+            for stream in ("clickstream", "orders"):
+                rows = read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew, Path(scratch))
+                rows.rows.persist(StorageLevel.MEMORY_AND_DISK)
+                checked[stream] = rows
+        except SourceError as exc:
+            raise JobError(str(exc)) from None
+        try:
+            step = time.perf_counter()
+            for stream, rows in checked.items():
+                valid = F.col("_reason").isNull()
+                counts = rows.rows.agg(F.count(F.lit(1)).alias("input"), F.count(F.when(valid, True)).alias("candidates"),
+                                       F.countDistinct(F.when(valid, F.col("event_id"))).alias("valid")).first()
+                report.counts[stream] = {"input": counts["input"], "valid": counts["valid"],
+                                         "rejected": counts["input"] - counts["candidates"],
+                                         "duplicates": counts["candidates"] - counts["valid"]}
+            step = report.timed("read, check and count the events", step)
+            orders = metrics.with_date(checked["orders"].valid)
+            clicks = metrics.with_date(checked["clickstream"].valid)
+            first_date = F.lit(min(dates))
+            rejects = None
+            for stream, rows in checked.items():
+                part = rows.rejected.select(F.coalesce(F.to_date("event_time"), first_date).alias("date"),
+                                            F.lit(stream).alias("stream"), "event_id", "reason", "payload",
+                                            "payload_encoding")
+                rejects = part if rejects is None else rejects.unionByName(part)
+            tables = {
+                "daily_revenue": metrics.daily_revenue(orders),
+                "daily_revenue_by_category": metrics.revenue_by_category(orders),
+                "daily_top_regions": metrics.top_regions(orders, config.batch.top_regions),
+                "daily_conversion_funnel": metrics.conversion_funnel(clicks),
+                "daily_order_status": metrics.order_status(orders),
+                "batch_rejects": conform(rejects, "batch_rejects"),
+            }
+            for name, frame in tables.items():
+                report.rows_written[name] = write_table(sink, name, frame, dates)
+                step = report.timed(f"write {name}", step)
+            if warehouse is not None:
+                try:
+                    per_minute = read_table(spark, warehouse, "revenue_per_minute", ("window_start",), dates,
+                                            Path(scratch))
+                    dead = read_table(spark, warehouse, "dead_letter", ("event_time", "received_at"), dates,
+                                      Path(scratch))
+                except SourceError as exc:
+                    raise JobError(f"--reconcile-with: {exc}") from None
+                result = reconcile(tables["daily_revenue"], per_minute, dead, dates).persist()
+                report.reconciliation = [_plain(row.asDict()) for row in result.orderBy("date").collect()]
+                report.rows_written["daily_reconciliation"] = write_table(sink, "daily_reconciliation", result, dates)
+                report.timed("reconcile", step)
+        finally:
+            for rows in checked.values():
+                rows.rows.unpersist()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _plain(row: dict) -> dict:
+    return {k: (v.isoformat() if isinstance(v, date) else str(v) if not isinstance(v, (int, float, str, type(None)))
+                else v) for k, v in row.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="daily_metrics.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--date", required=True, help="YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (UTC days)")
+    parser.add_argument("--input", required=True, help="file://DIR, parquet://DIR, duckdb://FILE or bigquery://P.D")
+    parser.add_argument("--output", required=True, help="file://DIR or bigquery://PROJECT.DATASET")
+    parser.add_argument("--reconcile-with", help="the pipelines' warehouse: duckdb://FILE or bigquery://P.D")
+    parser.add_argument("--temporary-gcs-bucket", help="staging bucket for BigQuery writes")
+    parser.add_argument("--config", help="a StreamForge TOML overriding the embedded defaults")
+    args = parser.parse_args(argv)
+    from batch.spark import session
+    from streamforge.config import ConfigError, load_config
+
+    try:
+        dates = parse_dates(args.date)
+        config = load_config(args.config)
+        spark = session()
+        report = run(spark, dates, args.input, args.output, reconcile_with=args.reconcile_with,
+                     temporary_bucket=args.temporary_gcs_bucket, config=config)
+    except (JobError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.summary(), indent=2))
+    return MISMATCH_EXIT if report.mismatched else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
