@@ -85,6 +85,7 @@ class DailyRun:
 def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_with: str | None = None,
         temporary_bucket: str | None = None, config=None, now: datetime | None = None) -> DailyRun:
     from pyspark import StorageLevel
+    from pyspark.sql import DataFrame, Observation
     from pyspark.sql import functions as F
 
     from batch import metrics
@@ -92,6 +93,7 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     from batch.outputs import SinkError, parse_sink, write_table
     from batch.reconcile import reconcile
     from batch.tables import conform
+    from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
     from streamforge.config import load_config
 
     started = time.perf_counter()
@@ -107,40 +109,62 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     now = now or datetime.now(timezone.utc)
     report = DailyRun(dates)
     with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
-        checked = {}
+        cached: list[DataFrame] = []
+        partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+        step = time.perf_counter()
         try:
-            for stream in ("clickstream", "orders"):
-                rows = read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew, Path(scratch))
-                rows.rows.persist(StorageLevel.MEMORY_AND_DISK)
-                checked[stream] = rows
+            checked = {stream: read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew,
+                                           Path(scratch)) for stream in ("orders", "clickstream")}
         except SourceError as exc:
             raise JobError(str(exc)) from None
         try:
-            step = time.perf_counter()
-            for stream, rows in checked.items():
-                valid = F.col("_reason").isNull()
-                counts = rows.rows.agg(F.count(F.lit(1)).alias("input"), F.count(F.when(valid, True)).alias("candidates"),
-                                       F.countDistinct(F.when(valid, F.col("event_id"))).alias("valid")).first()
-                report.counts[stream] = {"input": counts["input"], "valid": counts["valid"],
-                                         "rejected": counts["input"] - counts["candidates"],
-                                         "duplicates": counts["candidates"] - counts["valid"]}
-            step = report.timed("read, check and count the events", step)
-            orders = metrics.with_date(checked["orders"].valid)
-            clicks = metrics.with_date(checked["clickstream"].valid)
+            # Orders: four metrics read them, so every checked row is kept (in memory, spilling to
+            # disk), the rejected ones with their payload; the rejects and the duplicate check read
+            # the kept rows. Clicks: only the funnel reads them, through their sessions, which are
+            # what is kept; the rejects take a pass over the input of their own.
+            marked = metrics.partitioned(checked["orders"].marked(), "orders", partitions,
+                                         keep=(REASON, PAYLOAD)).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(marked)
             first_date = F.lit(min(dates))
-            rejects = None
-            for stream, rows in checked.items():
-                part = rows.rejected.select(F.coalesce(F.to_date("event_time"), first_date).alias("date"),
-                                            F.lit(stream).alias("stream"), "event_id", "reason", "payload",
-                                            "payload_encoding")
-                rejects = part if rejects is None else rejects.unionByName(part)
+            order_rejects = marked.where(F.col(REASON).isNotNull()).select(
+                "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
+                payload_encoding(F.col(PAYLOAD)).alias("payload_encoding"))
+            rejected_rows = None
+            for stream, rows in (("orders", order_rejects), ("clickstream", checked["clickstream"].rejected)):
+                part = rows.select(F.coalesce(F.to_date("event_time"), first_date).alias("date"),
+                                   F.lit(stream).alias("stream"), "event_id", "reason", "payload", "payload_encoding")
+                rejected_rows = part if rejected_rows is None else rejected_rows.unionByName(part)
+            # Counted while they are written: no second pass.
+            counted = Observation("rejected")
+            rejected_rows = rejected_rows.observe(
+                counted, *[F.count_if(F.col("stream") == s).alias(s) for s in ("orders", "clickstream")])
+            report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", conform(rejected_rows, "batch_rejects"),
+                                                               dates)
+            rejected = counted.get
+            step = report.timed("check every event, keep the orders, write batch_rejects", step)
+            orders = marked.where(F.col(REASON).isNull()).drop(REASON, PAYLOAD)
+            if metrics.has_duplicates(orders):  # rare in the pipelines' tables: then drop them exactly
+                orders = metrics.deduplicated(orders, "orders").persist(StorageLevel.MEMORY_AND_DISK)
+                cached.append(orders)
+            else:
+                orders = orders.withColumn("_copies", F.lit(1))
+            step = report.timed("one order event per event_id", step)
+            sessions = metrics.session_funnel(metrics.partitioned(checked["clickstream"].candidates, "clickstream",
+                                                                  partitions)).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(sessions)
+            for stream, frame, valid, copies in (("orders", orders, F.count(F.lit(1)), F.sum("_copies")),
+                                                  ("clickstream", sessions, F.sum("events"), F.sum("copies"))):
+                totals = frame.agg(valid.alias("valid"), copies.alias("candidates")).first()
+                valid_count, candidates = totals["valid"] or 0, totals["candidates"] or 0
+                report.counts[stream] = {"input": candidates + rejected.get(stream, 0), "valid": valid_count,
+                                         "rejected": rejected.get(stream, 0), "duplicates": candidates - valid_count}
+            step = report.timed("clicks into sessions, one event per event_id; counts", step)
             tables = {
                 "daily_revenue": metrics.daily_revenue(orders),
                 "daily_revenue_by_category": metrics.revenue_by_category(orders),
                 "daily_top_regions": metrics.top_regions(orders, config.batch.top_regions),
-                "daily_conversion_funnel": metrics.conversion_funnel(clicks),
+                "daily_conversion_funnel": metrics.conversion_funnel(sessions),
                 "daily_order_status": metrics.order_status(orders),
-                "batch_rejects": conform(rejects, "batch_rejects"),
             }
             for name, frame in tables.items():
                 report.rows_written[name] = write_table(sink, name, frame, dates)
@@ -158,8 +182,8 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
                 report.rows_written["daily_reconciliation"] = write_table(sink, "daily_reconciliation", result, dates)
                 report.timed("reconcile", step)
         finally:
-            for rows in checked.values():
-                rows.rows.unpersist()
+            for frame in cached:
+                frame.unpersist()
     report.seconds = time.perf_counter() - started
     return report
 

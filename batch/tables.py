@@ -72,7 +72,7 @@ TABLES = {t.name: t for t in (
     )),
     Table("daily_order_status", "Orders created that day, by their status at the end of the day.", (
         ("date", _DATE, "UTC day of the CREATED event"),
-        ("status", _S, "the order's latest status that day"),
+        ("status", _S, "the status of its latest event that day (same millisecond: the later OrderStatus symbol)"),
         ("order_count", _L, "orders"),
         ("gmv", MONEY, "sum of total_amount of their latest events"),
         ("share", _D, "order_count / orders created that day"),

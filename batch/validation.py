@@ -69,6 +69,12 @@ class Checked:
             "event_time", F.col("event_id").cast("string").alias("event_id"), F.col(REASON).alias("reason"),
             payload_text(self.payload).alias("payload"), payload_encoding(self.payload).alias("payload_encoding"))
 
+    def marked(self) -> DataFrame:
+        """Every row: its columns, REASON, and PAYLOAD (the payload of a rejected row; null for
+        the valid ones, so that keeping the rows costs little more than keeping the valid ones)."""
+        payload = F.when(F.col(REASON).isNotNull(), self.payload)
+        return self.rows.select(*self.names, REASON, payload.alias(PAYLOAD))
+
     def where(self, condition: Column) -> Checked:
         return Checked(self.stream, self.rows.where(condition), self.payload)
 
@@ -82,9 +88,9 @@ def _value_problems(value: Column, field: Field, path: str, raw: bool) -> list[t
     problems: list[tuple[Column, str]] = []
     if kind == "string":
         if "minLength" in limits:
-            problems.append((F.length(value) < limits["minLength"], f"{path}: shorter than {limits['minLength']} characters"))
+            problems.append((_shorter(value, limits["minLength"]), f"{path}: shorter than {limits['minLength']} characters"))
         if "maxLength" in limits:
-            problems.append((F.length(value) > limits["maxLength"], f"{path}: longer than {limits['maxLength']} characters"))
+            problems.append((_longer(value, limits["maxLength"]), f"{path}: longer than {limits['maxLength']} characters"))
         if "pattern" in limits:
             problems.append((~value.rlike(limits["pattern"]), f"{path}: does not match {limits['pattern']}"))
     elif kind == "enum":
@@ -120,6 +126,19 @@ def _value_problems(value: Column, field: Field, path: str, raw: bool) -> list[t
     return problems
 
 
+def _shorter(value: Column, least: int) -> Column:
+    """Fewer than ``least`` characters. The byte length is known without reading the string,
+    and a string has at most as many characters as bytes: counting is needed only near the limit."""
+    if least <= 1:
+        return F.octet_length(value) < least
+    return F.when(F.octet_length(value) < least, F.lit(True)).otherwise(F.length(value) < least)
+
+
+def _longer(value: Column, most: int) -> Column:
+    """More than ``most`` characters (counted only for strings of more than ``most`` bytes)."""
+    return F.when(F.octet_length(value) <= most, F.lit(False)).otherwise(F.length(value) > most)
+
+
 def _item_check(child: Field, where: str, raw: bool, k: int | None):
     """The lambda Spark's exists() applies to each array item: is ``child`` missing (k None), or
     does it fail its k-th check. (A factory, because PySpark reads a lambda's arity from its
@@ -138,14 +157,49 @@ def _bounds(value: Column, limits: dict, path: str) -> list[tuple[Column, str]]:
     return out
 
 
-def _field_checks(stream: str, raw: bool) -> list[tuple[Column, str]]:
-    checks = []
+def _field_checks(stream: str, raw: bool) -> tuple[list[Column], list[tuple[Column, str]]]:
+    """(quick, detailed): ``quick`` is true for a row with any problem, at the cost of one pass
+    over each array (Spark evaluates lambdas without code generation, so a dozen exists() per
+    row would dominate the job); ``detailed`` names the first problem, for the failing rows."""
+    quick: list[Column] = []
+    detailed: list[tuple[Column, str]] = []
     for field in fields(stream):
         column = F.col(field.name)
-        if not field.nullable:
-            checks.append((column.isNull(), f"{field.name}: required"))
-        checks += _value_problems(column, field, field.name, raw)
-    return checks
+        checks = ([(column.isNull(), f"{field.name}: required")] if not field.nullable else []) \
+            + _value_problems(column, field, field.name, raw)
+        detailed += checks
+        if field.kind == "array":
+            quick.append(column.isNull() if not field.nullable else F.lit(False))
+            quick += [bad for bad, reason in checks if "[]." not in reason]  # the array's own checks
+            quick.append(F.exists(column, _any_item_problem(field, raw)))
+        else:
+            quick += [bad for bad, _ in checks]
+    return quick, detailed
+
+
+def _any_item_problem(field: Field, raw: bool):
+    """exists()'s lambda: does an item of the array ``field`` fail any of its checks."""
+    def bad(item: Column) -> Column:
+        conditions = []
+        for child in field.children():
+            if not child.nullable:
+                conditions.append(item[child.name].isNull())
+            conditions += [check for check, _ in _value_problems(item[child.name], child, "", raw)]
+        return _any(conditions)
+
+    return bad
+
+
+def _any(conditions: list[Column]) -> Column:
+    """OR of the conditions, where a null (an absent value) counts as false."""
+    combined = F.lit(False)
+    for condition in conditions:
+        combined = combined | F.coalesce(condition, F.lit(False))
+    return combined
+
+
+def _reason(quick: list[Column], detailed: list[tuple[Column, str]]) -> Column:
+    return F.when(_any(quick), _first_reason(detailed))
 
 
 # -- conversion to the typed schema ------------------------------------------------------------
@@ -203,7 +257,8 @@ def check_json_lines(stream: str, lines: DataFrame, now: datetime, max_clock_ske
         (F.col(CORRUPT).isNotNull(), "invalid JSON, not an object, or a value of the wrong type"),
         (~F.is_valid_utf8(F.col(PAYLOAD)), "invalid JSON: not valid UTF-8"),
     ]
-    checked = flat.withColumn(REASON, _first_reason(framing + _field_checks(stream, raw=True)))
+    quick, detailed = _field_checks(stream, raw=True)
+    checked = flat.withColumn(REASON, _reason([bad for bad, _ in framing] + quick, framing + detailed))
     typed = checked.select(*[_typed(F.col(f.name), f).alias(f.name) for f in fields(stream)], REASON, PAYLOAD)
     return _finish(stream, typed, F.col(PAYLOAD), now, max_clock_skew)
 
@@ -224,6 +279,6 @@ def check_typed(stream: str, table: DataFrame, now: datetime, max_clock_skew: ti
     if missing:
         raise ValueError(f"{stream} input has no column {', '.join(missing)} (columns: {', '.join(table.columns)})")
     cast = table.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
-    checked = cast.withColumn(REASON, _first_reason(_field_checks(stream, raw=False)))
+    checked = cast.withColumn(REASON, _reason(*_field_checks(stream, raw=False)))
     payload = F.to_json(F.struct(*[F.col(f.name) for f in schema.fields]))  # built for rejected rows only
     return _finish(stream, checked, payload, now, max_clock_skew)
