@@ -13,7 +13,7 @@ they disagree beyond what late events explain.
 
 On Dataproc Serverless (the runtime provides PySpark and the BigQuery connector):
 
-    gcloud dataproc batches submit pyspark batch/daily_metrics.py --region=REGION --version=2.3 \\
+    gcloud dataproc batches submit pyspark batch/daily_metrics.py --region=REGION --version=3.0 \\
         --py-files=dist/batch/streamforge_batch.zip -- --date 2026-11-01 \\
         --input bigquery://PROJECT.analytics --output bigquery://PROJECT.analytics \\
         --reconcile-with bigquery://PROJECT.analytics --temporary-gcs-bucket BUCKET
@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DailyRun", "JobError", "main", "parse_dates", "run"]
+__all__ = ["DailyRun", "JobError", "main", "parse_dates", "reconcile_written", "run"]
 
 MISMATCH_EXIT = 3
 
@@ -89,9 +89,8 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     from pyspark.sql import functions as F
 
     from batch import metrics
-    from batch.inputs import SourceError, parse_source, read_events, read_table
+    from batch.inputs import SourceError, parse_source, read_events
     from batch.outputs import SinkError, parse_sink, write_table
-    from batch.reconcile import reconcile
     from batch.tables import conform
     from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
     from streamforge.config import load_config
@@ -170,20 +169,53 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
                 report.rows_written[name] = write_table(sink, name, frame, dates)
                 step = report.timed(f"write {name}", step)
             if warehouse is not None:
-                try:
-                    per_minute = read_table(spark, warehouse, "revenue_per_minute", ("window_start",), dates,
-                                            Path(scratch))
-                    dead = read_table(spark, warehouse, "dead_letter", ("event_time", "received_at"), dates,
-                                      Path(scratch))
-                except SourceError as exc:
-                    raise JobError(f"--reconcile-with: {exc}") from None
-                result = reconcile(tables["daily_revenue"], per_minute, dead, dates).persist()
-                report.reconciliation = [_plain(row.asDict()) for row in result.orderBy("date").collect()]
-                report.rows_written["daily_reconciliation"] = write_table(sink, "daily_reconciliation", result, dates)
+                report.reconciliation = _reconcile(spark, sink, tables["daily_revenue"], warehouse, dates, Path(scratch))
+                report.rows_written["daily_reconciliation"] = len(report.reconciliation)
                 report.timed("reconcile", step)
         finally:
             for frame in cached:
                 frame.unpersist()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _reconcile(spark, sink, daily_revenue, warehouse, dates: list[date], scratch: Path) -> list[dict]:
+    """Compares, writes daily_reconciliation, returns its rows."""
+    from batch.inputs import SourceError, read_table
+    from batch.outputs import write_table
+    from batch.reconcile import reconcile
+
+    try:
+        per_minute = read_table(spark, warehouse, "revenue_per_minute", ("window_start",), dates, scratch)
+        dead = read_table(spark, warehouse, "dead_letter", ("event_time", "received_at"), dates, scratch)
+    except SourceError as exc:
+        raise JobError(f"--reconcile-with: {exc}") from None
+    result = reconcile(daily_revenue, per_minute, dead, dates).persist()
+    rows = [_plain(row.asDict()) for row in result.orderBy("date").collect()]
+    write_table(sink, "daily_reconciliation", result, dates)
+    result.unpersist()
+    return rows
+
+
+def reconcile_written(spark, dates: list[date], output_url: str, warehouse_url: str, *,
+                      temporary_bucket: str | None = None) -> DailyRun:
+    """The reconciliation alone, from the daily_revenue an earlier run wrote to ``output_url``."""
+    from batch.inputs import SourceError, parse_source
+    from batch.outputs import SinkError, parse_sink, read_written
+
+    started = time.perf_counter()
+    try:
+        sink = parse_sink(output_url, temporary_bucket)
+        warehouse = parse_source(warehouse_url)
+        daily_revenue = read_written(spark, sink, "daily_revenue", dates)
+    except (SourceError, SinkError) as exc:
+        raise JobError(str(exc)) from None
+    if warehouse.kind not in ("duckdb", "bigquery"):
+        raise JobError(f"--warehouse {warehouse_url!r}: expected duckdb://FILE or bigquery://PROJECT.DATASET")
+    report = DailyRun(dates)
+    with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
+        report.reconciliation = _reconcile(spark, sink, daily_revenue, warehouse, dates, Path(scratch))
+    report.rows_written["daily_reconciliation"] = len(report.reconciliation)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -25,7 +25,7 @@ from pyspark.sql import types as T
 
 from batch.tables import TABLES
 
-__all__ = ["DUCKDB_FILE", "Sink", "SinkError", "parse_sink", "write_table"]
+__all__ = ["DUCKDB_FILE", "Sink", "SinkError", "parse_sink", "read_written", "write_table"]
 
 DUCKDB_FILE = "batch.duckdb"
 
@@ -119,3 +119,17 @@ def _write_bigquery(sink: Sink, table: str, rows: DataFrame, dates: list[date]) 
          .save())
     rows.unpersist()
     return written
+
+
+def read_written(spark, sink: Sink, table: str, dates: list[date]) -> DataFrame:
+    """The rows of ``dates`` a previous run wrote to ``table``."""
+    if sink.kind == "local":
+        dataset = Path(sink.location) / table
+        if not dataset.is_dir():
+            raise SinkError(f"no {table} in {sink.location}: run `streamforge batch daily` for the dates first")
+        frame = spark.read.schema(TABLES[table].schema).parquet(str(dataset))
+    else:
+        frame = (spark.read.format("bigquery").option("table", f"{sink.location}.{table}")
+                 .option("filter", f"date BETWEEN DATE '{min(dates).isoformat()}' AND DATE '{max(dates).isoformat()}'")
+                 .load())
+    return frame.where(F.col("date").isin(list(dates)))

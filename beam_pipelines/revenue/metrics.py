@@ -80,6 +80,11 @@ class MinuteRevenue:
         self.cancelled_cents += other.cancelled_cents
         return self
 
+    @property
+    def has_row(self) -> bool:
+        """A minute of only CREATED, PAYMENT_FAILED, SHIPPED or DELIVERED events has no revenue row."""
+        return bool(self.order_count or self.cancelled_cents)
+
     def record(self, start_ms: int, size_ms: int = WINDOW_MS) -> dict[str, Any]:
         """The ``revenue_per_minute`` row for the window starting at ``start_ms``."""
         gmv = _amount(self.gmv_cents)

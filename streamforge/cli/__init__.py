@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from streamforge import __version__
+from streamforge.cli import batch as batch_cli
 from streamforge.cli import cdc as cdc_cli
 from streamforge.cli import functions as functions_cli
 from streamforge.cli import report as report_cli
@@ -23,8 +24,8 @@ app = typer.Typer(
     help=(
         "StreamForge: real-time e-commerce analytics on Google Cloud.\n\n"
         "Generate shop traffic, inspect the event schemas, capture the shop database's changes "
-        "(CDC), run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow, and serve "
-        "or package the Cloud Functions (alert dispatcher, ingest)."
+        "(CDC), run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow, serve "
+        "or package the Cloud Functions (alert dispatcher, ingest), and run the daily PySpark batch."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -64,6 +65,7 @@ app.command("report")(report_cli.report)
 app.add_typer(schemas_cli.app, name="schemas")
 app.add_typer(cdc_cli.app, name="cdc")
 app.add_typer(functions_cli.app, name="functions")
+app.add_typer(batch_cli.app, name="batch")
 app.command("webhook-sink")(functions_cli.webhook_sink)
 
 

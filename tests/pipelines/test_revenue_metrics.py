@@ -17,6 +17,7 @@ from beam_pipelines.revenue.metrics import LineRevenue, MinuteRevenue, paid_line
 from streamforge.schemas import get_schema
 from streamforge.timeutil import to_millis
 from tests.support.reference import load, revenue_by_category_region, revenue_per_minute
+from tests.support.samples import sample
 
 A = TypeVar("A", MinuteRevenue, LineRevenue)
 
@@ -77,3 +78,14 @@ def test_revenue_by_category_region_matches_sql(default_run: Path) -> None:
 
 def test_empty_window_average_is_zero() -> None:
     assert MinuteRevenue().record(0)["avg_order_value"] == 0
+
+
+def test_only_paid_or_cancelled_minutes_have_a_row() -> None:
+    """A minute of only CREATED events has no row; one CANCELLED event makes one (it used to crash
+    the revenue job: the check read an attribute that does not exist)."""
+    schema = get_schema("order_event")
+    created = schema.validate(sample("order_event", status="CREATED"))
+    cancelled = schema.validate(sample("order_event", status="CANCELLED", event_id="e-2"))
+    assert not MinuteRevenue().add(created).has_row
+    minute = MinuteRevenue().add(created).add(cancelled)
+    assert minute.has_row and minute.record(0)["cancelled_gmv"] == cancelled["total_amount"]

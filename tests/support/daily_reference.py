@@ -52,6 +52,10 @@ _CLICK_COLUMNS = """{'event_id': 'VARCHAR', 'user_id': 'VARCHAR', 'session_id': 
 def create_inputs(con: duckdb.DuckDBPyConnection, *, orders: Path, clicks: Path, parquet: bool = False) -> None:
     """Views ``orders`` and ``clicks`` over clean JSONL files (clean_lines) or Parquet files/globs."""
     con.execute("SET TimeZone = 'UTC'")
+    # An amount divided by a count, rounded half up to the cent, in integers (DuckDB divides
+    # decimals as doubles).
+    con.execute("CREATE OR REPLACE MACRO money_avg(total, n) AS CASE WHEN n = 0 THEN 0.00::DECIMAL(18,2) ELSE "
+                "CAST((CAST(total * 100 AS HUGEINT) * 2 + n) // (2 * n) AS DECIMAL(18,0)) * 0.01::DECIMAL(3,2) END")
     if parquet:
         con.execute(f"CREATE OR REPLACE VIEW orders AS SELECT * FROM read_parquet('{orders}')")
         con.execute(f"CREATE OR REPLACE VIEW clicks AS SELECT * FROM read_parquet('{clicks}')")
@@ -69,8 +73,7 @@ TABLE_SQL = {
                COUNT(*) FILTER (status = 'PAID') AS order_count,
                COALESCE(SUM((SELECT SUM(i.quantity) FROM UNNEST(items) AS u(i))) FILTER (status = 'PAID'), 0) AS units,
                COUNT(DISTINCT user_id) FILTER (status = 'PAID') AS unique_customers,
-               CASE WHEN COUNT(*) FILTER (status = 'PAID') = 0 THEN 0 ELSE
-                 ROUND(SUM(total_amount) FILTER (status = 'PAID') / COUNT(*) FILTER (status = 'PAID'), 2) END
+               money_avg(COALESCE(SUM(total_amount) FILTER (status = 'PAID'), 0), COUNT(*) FILTER (status = 'PAID'))
                  AS avg_order_value,
                COUNT(*) FILTER (status = 'PAID' AND is_first_order) AS first_time_orders,
                COALESCE(SUM(total_amount) FILTER (status = 'CANCELLED'), 0) AS cancelled_gmv
@@ -81,9 +84,9 @@ TABLE_SQL = {
             FROM orders WHERE status = 'PAID' AND CAST(event_time AS DATE) BETWEEN $first AND $last)
         SELECT date, i.category AS category, SUM(i.unit_price * i.quantity) AS gmv,
                COUNT(DISTINCT order_id) AS order_count, SUM(i.quantity) AS units,
-               ROUND(SUM(i.unit_price * i.quantity) / COUNT(DISTINCT order_id), 2) AS avg_order_value,
+               money_avg(SUM(i.unit_price * i.quantity), COUNT(DISTINCT order_id)) AS avg_order_value,
                COUNT(DISTINCT user_id) AS unique_customers,
-               ROUND(SUM(i.unit_price * i.quantity) / COUNT(DISTINCT user_id), 2) AS revenue_per_customer
+               money_avg(SUM(i.unit_price * i.quantity), COUNT(DISTINCT user_id)) AS revenue_per_customer
         FROM lines GROUP BY 1, 2""",
     "daily_top_regions": """
         WITH regions AS (
