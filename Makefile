@@ -23,11 +23,12 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 test: $(VENV)/.dev  ## run the whole test suite
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 18 minutes)
+bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 25 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
 	$(BIN)/python benchmarks/cdc_latency.py
 	$(BIN)/python benchmarks/functions_latency.py
+	$(BIN)/python benchmarks/batch_daily.py
 
 functions: $(VENV)/.core  ## package the Cloud Functions for deployment into dist/functions/
 	$(BIN)/streamforge functions package --output dist/functions

@@ -85,7 +85,7 @@ class DailyRun:
 def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_with: str | None = None,
         temporary_bucket: str | None = None, config=None, now: datetime | None = None) -> DailyRun:
     from pyspark import StorageLevel
-    from pyspark.sql import DataFrame, Observation
+    from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
     from batch import metrics
@@ -118,46 +118,50 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
             raise JobError(str(exc)) from None
         try:
             # Orders: four metrics read them, so every checked row is kept (in memory, spilling to
-            # disk), the rejected ones with their payload; the rejects and the duplicate check read
+            # disk), the rejected ones with their payload: the rejects and the duplicate check read
             # the kept rows. Clicks: only the funnel reads them, through their sessions, which are
-            # what is kept; the rejects take a pass over the input of their own.
+            # what is kept; only when some clicks were rejected does writing them take a pass over
+            # the input of its own.
             marked = metrics.partitioned(checked["orders"].marked(), "orders", partitions,
                                          keep=(REASON, PAYLOAD)).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(marked)
-            first_date = F.lit(min(dates))
-            order_rejects = marked.where(F.col(REASON).isNotNull()).select(
-                "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
-                payload_encoding(F.col(PAYLOAD)).alias("payload_encoding"))
-            rejected_rows = None
-            for stream, rows in (("orders", order_rejects), ("clickstream", checked["clickstream"].rejected)):
-                part = rows.select(F.coalesce(F.to_date("event_time"), first_date).alias("date"),
-                                   F.lit(stream).alias("stream"), "event_id", "reason", "payload", "payload_encoding")
-                rejected_rows = part if rejected_rows is None else rejected_rows.unionByName(part)
-            # Counted while they are written: no second pass.
-            counted = Observation("rejected")
-            rejected_rows = rejected_rows.observe(
-                counted, *[F.count_if(F.col("stream") == s).alias(s) for s in ("orders", "clickstream")])
-            report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", conform(rejected_rows, "batch_rejects"),
-                                                               dates)
-            rejected = counted.get
-            step = report.timed("check every event, keep the orders, write batch_rejects", step)
             orders = marked.where(F.col(REASON).isNull()).drop(REASON, PAYLOAD)
             if metrics.has_duplicates(orders):  # rare in the pipelines' tables: then drop them exactly
                 orders = metrics.deduplicated(orders, "orders").persist(StorageLevel.MEMORY_AND_DISK)
                 cached.append(orders)
             else:
                 orders = orders.withColumn("_copies", F.lit(1))
-            step = report.timed("one order event per event_id", step)
+            step = report.timed("check the orders, keep them, one per event_id", step)
             sessions = metrics.session_funnel(metrics.partitioned(checked["clickstream"].candidates, "clickstream",
                                                                   partitions)).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(sessions)
-            for stream, frame, valid, copies in (("orders", orders, F.count(F.lit(1)), F.sum("_copies")),
-                                                  ("clickstream", sessions, F.sum("events"), F.sum("copies"))):
-                totals = frame.agg(valid.alias("valid"), copies.alias("candidates")).first()
-                valid_count, candidates = totals["valid"] or 0, totals["candidates"] or 0
-                report.counts[stream] = {"input": candidates + rejected.get(stream, 0), "valid": valid_count,
-                                         "rejected": rejected.get(stream, 0), "duplicates": candidates - valid_count}
-            step = report.timed("clicks into sessions, one event per event_id; counts", step)
+            click_totals = sessions.agg(F.sum("events").alias("valid"), F.sum("copies").alias("candidates")).first()
+            # The clicks' input rows: a count needs no checks (Spark reads event_time alone), so the
+            # rejected ones are known without looking for them.
+            rejected = {"clickstream": checked["clickstream"].rows.count() - (click_totals["candidates"] or 0)}
+            step = report.timed("check the clicks into sessions, one event per event_id", step)
+            order_totals = marked.agg(F.count_if(F.col(REASON).isNotNull()).alias("rejected")).first()
+            rejected["orders"] = order_totals["rejected"]
+            totals = {"clickstream": click_totals,
+                      "orders": orders.agg(F.count(F.lit(1)).alias("valid"), F.sum("_copies").alias("candidates")).first()}
+            for stream, total in totals.items():
+                valid_count, candidates = total["valid"] or 0, total["candidates"] or 0
+                report.counts[stream] = {"input": candidates + rejected[stream], "valid": valid_count,
+                                         "rejected": rejected[stream], "duplicates": candidates - valid_count}
+            first_date = F.lit(min(dates))
+            sources = [("orders", marked.where(F.col(REASON).isNotNull()).select(
+                "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
+                payload_encoding(F.col(PAYLOAD)).alias("payload_encoding")))]
+            if rejected["clickstream"]:
+                sources.append(("clickstream", checked["clickstream"].rejected))
+            rejected_rows = None
+            for stream, rows in sources:
+                part = rows.select(F.coalesce(F.to_date("event_time"), first_date).alias("date"),
+                                   F.lit(stream).alias("stream"), "event_id", "reason", "payload", "payload_encoding")
+                rejected_rows = part if rejected_rows is None else rejected_rows.unionByName(part)
+            report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", conform(rejected_rows, "batch_rejects"),
+                                                               dates)
+            step = report.timed("count, write batch_rejects", step)
             tables = {
                 "daily_revenue": metrics.daily_revenue(orders),
                 "daily_revenue_by_category": metrics.revenue_by_category(orders),

@@ -33,6 +33,19 @@ def _dates(text: str):
         raise _fail(str(exc)) from None
 
 
+def _run_and_show(job, as_json: bool) -> None:
+    """Runs ``job()`` (a DailyRun), prints it; exit 2 on a bad argument, 3 on a reconciliation mismatch."""
+    from batch.daily_metrics import JobError
+
+    try:
+        report = job()
+    except JobError as exc:
+        raise _fail(str(exc)) from None
+    _show(report, as_json)
+    if report.mismatched:
+        raise typer.Exit(_MISMATCH_EXIT)
+
+
 def _show(report, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report.summary(), indent=2))
@@ -82,17 +95,12 @@ def daily(
     """Compute daily_revenue, daily_revenue_by_category, daily_top_regions, daily_conversion_funnel
     and daily_order_status for the dates, replacing those dates (and only those) in the output;
     rows that fail the event schemas go to batch_rejects with the reason."""
-    from batch.daily_metrics import JobError, run
+    from batch.daily_metrics import run
     from batch.spark import local_session
 
     dates = _dates(date)
-    try:
-        report = run(local_session(cores=cores), dates, input_url, output, reconcile_with=reconcile_with, config=ctx.obj)
-    except JobError as exc:
-        raise _fail(str(exc)) from None
-    _show(report, as_json)
-    if report.mismatched:
-        raise typer.Exit(_MISMATCH_EXIT)
+    _run_and_show(lambda: run(local_session(cores=cores), dates, input_url, output, reconcile_with=reconcile_with,
+                              config=ctx.obj), as_json)
 
 
 @app.command("reconcile")
@@ -107,17 +115,11 @@ def reconcile(
     """Compare each day's batch revenue with the sum of the streaming revenue_per_minute windows, to
     the cent, with the late and dead-lettered order events; exit 3 when the late events do not
     explain a difference. For a daily cron job or an alert."""
-    from batch.daily_metrics import JobError, reconcile_written
+    from batch.daily_metrics import reconcile_written
     from batch.spark import local_session
 
     dates = _dates(date)
-    try:
-        report = reconcile_written(local_session(), dates, output, warehouse)
-    except JobError as exc:
-        raise _fail(str(exc)) from None
-    _show(report, as_json)
-    if report.mismatched:
-        raise typer.Exit(_MISMATCH_EXIT)
+    _run_and_show(lambda: reconcile_written(local_session(), dates, output, warehouse), as_json)
 
 
 @app.command("package")
