@@ -84,15 +84,10 @@ class DailyRun:
 
 def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_with: str | None = None,
         temporary_bucket: str | None = None, config=None, now: datetime | None = None) -> DailyRun:
-    from pyspark import StorageLevel
-    from pyspark.sql import DataFrame
-    from pyspark.sql import functions as F
-
+    """The job: read and check the dates' events, compute and write the tables, reconcile."""
     from batch import metrics
     from batch.inputs import SourceError, parse_source, read_events
     from batch.outputs import SinkError, parse_sink, write_table
-    from batch.tables import conform
-    from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
     from streamforge.config import load_config
 
     started = time.perf_counter()
@@ -108,59 +103,20 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     now = now or datetime.now(timezone.utc)
     report = DailyRun(dates)
     with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
-        cached: list[DataFrame] = []
-        partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
         step = time.perf_counter()
         try:
             checked = {stream: read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew,
                                            Path(scratch)) for stream in ("orders", "clickstream")}
         except SourceError as exc:
             raise JobError(str(exc)) from None
+        events = _Events(checked, int(spark.conf.get("spark.sql.shuffle.partitions")))
         try:
-            # Orders: four metrics read them, so every checked row is kept (in memory, spilling to
-            # disk), the rejected ones with their payload: the rejects and the duplicate check read
-            # the kept rows. Clicks: only the funnel reads them, through their sessions, which are
-            # what is kept; only when some clicks were rejected does writing them take a pass over
-            # the input of its own.
-            marked = metrics.partitioned(checked["orders"].marked(), "orders", partitions,
-                                         keep=(REASON, PAYLOAD)).persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(marked)
-            orders = marked.where(F.col(REASON).isNull()).drop(REASON, PAYLOAD)
-            if metrics.has_duplicates(orders):  # rare in the pipelines' tables: then drop them exactly
-                orders = metrics.deduplicated(orders, "orders").persist(StorageLevel.MEMORY_AND_DISK)
-                cached.append(orders)
-            else:
-                orders = orders.withColumn("_copies", F.lit(1))
+            orders = events.orders()
             step = report.timed("check the orders, keep them, one per event_id", step)
-            sessions = metrics.session_funnel(metrics.partitioned(checked["clickstream"].candidates, "clickstream",
-                                                                  partitions)).persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(sessions)
-            click_totals = sessions.agg(F.sum("events").alias("valid"), F.sum("copies").alias("candidates")).first()
-            # The clicks' input rows: a count needs no checks (Spark reads event_time alone), so the
-            # rejected ones are known without looking for them.
-            rejected = {"clickstream": checked["clickstream"].rows.count() - (click_totals["candidates"] or 0)}
+            sessions = events.sessions()
             step = report.timed("check the clicks into sessions, one event per event_id", step)
-            order_totals = marked.agg(F.count_if(F.col(REASON).isNotNull()).alias("rejected")).first()
-            rejected["orders"] = order_totals["rejected"]
-            totals = {"clickstream": click_totals,
-                      "orders": orders.agg(F.count(F.lit(1)).alias("valid"), F.sum("_copies").alias("candidates")).first()}
-            for stream, total in totals.items():
-                valid_count, candidates = total["valid"] or 0, total["candidates"] or 0
-                report.counts[stream] = {"input": candidates + rejected[stream], "valid": valid_count,
-                                         "rejected": rejected[stream], "duplicates": candidates - valid_count}
-            first_date = F.lit(min(dates))
-            sources = [("orders", marked.where(F.col(REASON).isNotNull()).select(
-                "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
-                payload_encoding(F.col(PAYLOAD)).alias("payload_encoding")))]
-            if rejected["clickstream"]:
-                sources.append(("clickstream", checked["clickstream"].rejected))
-            rejected_rows = None
-            for stream, rows in sources:
-                part = rows.select(F.coalesce(F.to_date("event_time"), first_date).alias("date"),
-                                   F.lit(stream).alias("stream"), "event_id", "reason", "payload", "payload_encoding")
-                rejected_rows = part if rejected_rows is None else rejected_rows.unionByName(part)
-            report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", conform(rejected_rows, "batch_rejects"),
-                                                               dates)
+            report.counts = events.counts()
+            report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", events.rejected(min(dates)), dates)
             step = report.timed("count, write batch_rejects", step)
             tables = {
                 "daily_revenue": metrics.daily_revenue(orders),
@@ -177,10 +133,102 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
                 report.rows_written["daily_reconciliation"] = len(report.reconciliation)
                 report.timed("reconcile", step)
         finally:
-            for frame in cached:
-                frame.unpersist()
+            events.release()
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Events:
+    """The checked events laid out for the metrics, and what they count.
+
+    Orders: four metrics read them, so every checked row is kept (in memory, spilling to disk),
+    the rejected ones with their payload: the rejects and the duplicate check read the kept
+    rows. Clicks: only the funnel reads them, through their sessions, which are what is kept;
+    only when some clicks were rejected does writing them take a pass over the input of its own.
+    """
+
+    def __init__(self, checked: dict, partitions: int):
+        self.checked, self.partitions = checked, partitions
+        self._cached: list = []
+        self._marked = self._orders = self._sessions = self._click_totals = None
+        self._rejected_clicks = 0
+
+    def _keep(self, frame):
+        from pyspark import StorageLevel
+
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        self._cached.append(frame)
+        return frame
+
+    def orders(self):
+        """The valid order events, one per event_id, with ``_copies``."""
+        from pyspark.sql import functions as F
+
+        from batch import metrics
+        from batch.validation import PAYLOAD, REASON
+
+        self._marked = self._keep(metrics.partitioned(self.checked["orders"].marked(), "orders", self.partitions,
+                                                      keep=(REASON, PAYLOAD)))
+        orders = self._marked.where(F.col(REASON).isNull()).drop(REASON, PAYLOAD)
+        if metrics.has_duplicates(orders):  # rare in the pipelines' tables: then drop them exactly
+            self._orders = self._keep(metrics.deduplicated(orders, "orders"))
+        else:
+            self._orders = orders.withColumn("_copies", F.lit(1))
+        return self._orders
+
+    def sessions(self):
+        """The valid clicks as sessions (batch.metrics.session_funnel), computed and kept."""
+        from pyspark.sql import functions as F
+
+        from batch import metrics
+
+        clicks = metrics.partitioned(self.checked["clickstream"].candidates, "clickstream", self.partitions)
+        self._sessions = self._keep(metrics.session_funnel(clicks))
+        self._click_totals = self._sessions.agg(F.sum("events").alias("valid"), F.sum("copies").alias("candidates")).first()
+        return self._sessions
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per stream: input = valid + rejected + duplicates (after ``orders`` and ``sessions``)."""
+        from pyspark.sql import functions as F
+
+        from batch.validation import REASON
+
+        totals = {
+            "orders": self._orders.agg(F.count(F.lit(1)).alias("valid"), F.sum("_copies").alias("candidates")).first(),
+            "clickstream": self._click_totals,
+        }
+        candidates = {stream: total["candidates"] or 0 for stream, total in totals.items()}
+        # The clicks' input rows: a count needs no checks (Spark reads event_time alone), so the
+        # rejected ones are known without looking for them.
+        self._rejected_clicks = self.checked["clickstream"].rows.count() - candidates["clickstream"]
+        rejected = {"orders": self._marked.where(F.col(REASON).isNotNull()).count(),
+                    "clickstream": self._rejected_clicks}
+        return {stream: {"input": candidates[stream] + rejected[stream], "valid": totals[stream]["valid"] or 0,
+                         "rejected": rejected[stream], "duplicates": candidates[stream] - (totals[stream]["valid"] or 0)}
+                for stream in ("orders", "clickstream")}
+
+    def rejected(self, first_date: date):
+        """The batch_rejects rows (after ``counts``): dated by event_time, else by ``first_date``."""
+        from pyspark.sql import functions as F
+
+        from batch.tables import conform
+        from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
+
+        sources = [("orders", self._marked.where(F.col(REASON).isNotNull()).select(
+            "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
+            payload_encoding(F.col(PAYLOAD)).alias("payload_encoding")))]
+        if self._rejected_clicks:
+            sources.append(("clickstream", self.checked["clickstream"].rejected))
+        rows = None
+        for stream, frame in sources:
+            part = frame.select(F.coalesce(F.to_date("event_time"), F.lit(first_date)).alias("date"),
+                                F.lit(stream).alias("stream"), "event_id", "reason", "payload", "payload_encoding")
+            rows = part if rows is None else rows.unionByName(part)
+        return conform(rows, "batch_rejects")
+
+    def release(self) -> None:
+        for frame in self._cached:
+            frame.unpersist()
 
 
 def _reconcile(spark, sink, daily_revenue, warehouse, dates: list[date], scratch: Path) -> list[dict]:
