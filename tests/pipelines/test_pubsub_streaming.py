@@ -61,7 +61,7 @@ def test_streaming_job_reads_pubsub_writes_duckdb_and_publishes_alerts(pubsub: s
             [str(STREAMFORGE), "--config", str(config), "run", "all",
              "--clickstream", f"pubsub://{subscriptions['clickstream']}", "--orders", f"pubsub://{subscriptions['orders']}",
              "--warehouse", f"duckdb://{warehouse}", "--alerts-topic", topics["fraud-alerts"],
-             "--dead-letter-topic", topics["dead-letter"]],
+             "--dead-letter-topic", topics["dead-letter"], "--raw-events"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=entry_point_env(PUBSUB_EMULATOR_HOST=pubsub))
         live = threading.Event()
@@ -107,6 +107,14 @@ def test_streaming_job_reads_pubsub_writes_duckdb_and_publishes_alerts(pubsub: s
         assert con.execute("SELECT alert_type, user_id FROM fraud_alerts").fetchall() == [("RAPID_ORDERS", "fay")]
         assert sorted(con.execute("SELECT reason, payload, payload_encoding FROM dead_letter").fetchall()) == [
             ("invalid_avro", "AAH/", "base64"), ("invalid_json", '{"event_id": 42', "utf8")]
+        # --raw-events: each valid event once, whatever its encoding (what the daily batch reads)
+        assert sorted(con.execute("SELECT event_id FROM clickstream_events WHERE user_id = 'ada'").fetchall()) == [
+            ("c0",), ("c1",), ("c2",)]
+        assert sorted(con.execute("SELECT event_id, status FROM order_events WHERE user_id = 'fay'").fetchall()) == [
+            (f"o{i}", "CREATED") for i in range(3)]
+        rows, ids = con.execute("SELECT count(*), count(DISTINCT event_id) FROM clickstream_events WHERE user_id = 'bob'") \
+            .fetchone()
+        assert rows == ids > 0  # the keep-alive traffic too, each once
     finally:
         del os.environ["PUBSUB_EMULATOR_HOST"]
 
