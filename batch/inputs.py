@@ -24,12 +24,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batch.schemas import STREAMS
+from streamforge.transport import STREAM_FILES
 from batch.validation import Checked, check_json_lines, check_typed
 
-__all__ = ["FILES", "Source", "SourceError", "parse_source", "read_events", "read_table"]
+__all__ = ["Source", "SourceError", "parse_source", "read_events", "read_table"]
 
-#: The simulator's file of each stream (streamforge.simulator.sinks writes them).
-FILES = {"clickstream": "clickstream.jsonl", "orders": "orders.jsonl"}
 
 
 class SourceError(ValueError):
@@ -78,10 +77,10 @@ def read_events(spark: SparkSession, source: Source, stream: str, dates: list[da
     table = STREAMS[stream][1]
     if source.kind == "jsonl":
         directory = Path(source.location)
-        candidates = [directory / FILES[stream], directory / (FILES[stream] + ".gz")]
-        found = [p for p in candidates if p.exists()]
+        name = STREAM_FILES[stream]
+        found = [p for p in (directory / name, directory / (name + ".gz")) if p.exists()]
         if not found:
-            raise SourceError(f"no {FILES[stream]} in {directory} (the simulator's output directory)")
+            raise SourceError(f"no {name} in {directory} (the simulator's output directory)")
         lines = spark.read.text(str(found[0]))
         return _in_dates(check_json_lines(stream, lines, now, max_clock_skew), dates)
     if source.kind == "parquet":
@@ -91,11 +90,10 @@ def read_events(spark: SparkSession, source: Source, stream: str, dates: list[da
         frame = spark.read.parquet(str(path))
     else:
         frame = read_table(spark, source, table, ("event_time",), dates, scratch)
-    start, end = _day_bounds(dates)
+    start, end = _day_bounds(dates)  # filtered before the checks: Parquet and BigQuery skip the other days
     frame = frame.where(F.col("event_time").isNull()
                         | ((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end))))
-    checked = check_typed(stream, frame, now, max_clock_skew)
-    return _in_dates(checked, dates)
+    return check_typed(stream, frame, now, max_clock_skew)
 
 
 def read_table(spark: SparkSession, source: Source, table: str, time_columns: tuple[str, ...], dates: list[date],

@@ -21,6 +21,7 @@ ZIP_CONTENTS = (
     "batch/*.py",
     "streamforge/__init__.py",
     "streamforge/timeutil.py",
+    "streamforge/transport.py",
     "streamforge/config/__init__.py",
     "streamforge/config/defaults.toml",
     "streamforge/schemas/__init__.py",

@@ -22,10 +22,10 @@ from typing import Any
 
 from pyspark.sql import types as T
 
+from streamforge.transport import STREAM_SCHEMAS
+
 __all__ = ["CORRUPT", "STREAMS", "Field", "fields", "json_schema", "typed_schema", "avro_definition"]
 
-#: Stream -> schema subject, and the warehouse table the pipelines write its events to.
-STREAMS = {"clickstream": ("clickstream_event", "clickstream_events"), "orders": ("order_event", "order_events")}
 CORRUPT = "_corrupt"
 _FILE = re.compile(r"(?P<subject>[a-z_]+)\.v(?P<version>\d+)\.avsc")
 
@@ -42,6 +42,11 @@ def avro_definition(subject: str) -> dict[str, Any]:
     if not versions:
         raise LookupError(f"no schema file for {subject} in {directory}")
     return json.loads(versions[max(versions)].read_text(encoding="utf-8"))
+
+
+#: Stream -> (schema subject, the warehouse table the pipelines write its events to, as the
+#: schema's ``bigquery`` declaration names it).
+STREAMS = {stream: (subject, avro_definition(subject)["bigquery"]["table"]) for stream, subject in STREAM_SCHEMAS.items()}
 
 
 @dataclass(frozen=True)
@@ -110,13 +115,16 @@ def _spark_type(field: Field, typed: bool) -> T.DataType:
         return T.TimestampType() if typed else T.StringType()
     if kind == "array":
         items = field.avro["items"]
-        element = (T.StructType([T.StructField(c.name, _spark_type(c, typed), True) for c in field.children()])
-                   if isinstance(items, dict) and items.get("type") == "record" else
-                   _spark_type(Field("item", items, False, {}), typed))
+        element = (_struct(field.children(), typed) if isinstance(items, dict) and items.get("type") == "record"
+                   else _spark_type(Field("item", items, False, {}), typed))
         return T.ArrayType(element, True)
     if kind == "record":
-        return T.StructType([T.StructField(c.name, _spark_type(c, typed), True) for c in field.children()])
+        return _struct(field.children(), typed)
     raise TypeError(f"no Spark type for Avro {field.avro!r} ({field.name})")
+
+
+def _struct(children: tuple[Field, ...], typed: bool) -> T.StructType:
+    return T.StructType([T.StructField(c.name, _spark_type(c, typed), True) for c in children])
 
 
 def json_schema(stream: str) -> T.StructType:

@@ -15,8 +15,8 @@ time, so the same checks are built here as column expressions:
 
 ``tests/batch/test_validation.py`` holds this to the Python validator on every kind of
 malformed message the simulator makes. A row that fails is kept with the first reason found
-and its original payload; the valid ones are converted to the typed schema and
-deduplicated by event_id, as the pipelines do.
+and its original payload; the valid ones are converted to the typed schema (the job then
+keeps one per event_id, as the pipelines do: batch/metrics.py).
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ class Checked:
     def candidates(self) -> DataFrame:
         """Every valid row, duplicates included."""
         return self.rows.where(F.col(REASON).isNull()).select(*self.names)
-
-    @property
-    def valid(self) -> DataFrame:
-        """The valid events, one per event_id (as the pipelines deduplicate)."""
-        return self.candidates.dropDuplicates(["event_id"])
 
     @property
     def rejected(self) -> DataFrame:

@@ -14,11 +14,14 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["STREAM_SCHEMAS", "DeliveryTracker", "ensure_kafka_topics", "ensure_pubsub_topics", "message_attributes",
+__all__ = ["STREAM_FILES", "STREAM_SCHEMAS", "DeliveryTracker", "ensure_kafka_topics", "ensure_pubsub_topics", "message_attributes",
            "pubsub_module", "pubsub_publisher"]
 
 #: Event stream (the topic's role in config.topics) -> schema subject of its events.
 STREAM_SCHEMAS = {"clickstream": "clickstream_event", "orders": "order_event"}
+#: Event stream -> its JSON-lines file in a directory of events (the simulator writes them,
+#: the ingest function's file output appends to them, the pipelines and the batch read them).
+STREAM_FILES = {"clickstream": "clickstream.jsonl", "orders": "orders.jsonl"}
 
 
 def message_attributes(stream: str, event_id: str, event_time: str, encoding: str, **extra: str) -> dict[str, str]:

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from streamforge.config import Config
+from streamforge.transport import STREAM_FILES
 
 __all__ = ["run", "print_report"]
 
-_FILES = {"clickstream": "clickstream.jsonl", "orders": "orders.jsonl"}
 
 
 class Job(str, Enum):
@@ -40,10 +40,10 @@ def resolve_inputs(job: str, input_url: Optional[str], clickstream: Optional[str
         if job == "all":
             if not input_url.startswith("file://") or not Path(input_url[len("file://"):]).is_dir():
                 raise _fail(f"--input {input_url}: for `run all` give a directory (file://DIR holding "
-                            f"{' and '.join(_FILES.values())}), or --clickstream and --orders")
+                            f"{' and '.join(STREAM_FILES.values())}), or --clickstream and --orders")
             directory = Path(input_url[len("file://"):])
             for stream in needed:
-                given[stream] = given[stream] or f"file://{directory / _FILES[stream]}"
+                given[stream] = given[stream] or f"file://{directory / STREAM_FILES[stream]}"
         else:
             (stream,) = needed
             if given[stream] is not None:

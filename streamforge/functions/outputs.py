@@ -24,8 +24,7 @@ from typing import Protocol, Sequence
 from urllib.parse import urlsplit
 
 from streamforge.config import TopicsConfig
-from streamforge.simulator.sinks import CLICKSTREAM_FILE, ORDERS_FILE
-from streamforge.transport import ensure_pubsub_topics, pubsub_module, pubsub_publisher
+from streamforge.transport import STREAM_FILES, ensure_pubsub_topics, pubsub_module, pubsub_publisher
 
 __all__ = ["OUTPUT_ENV", "EventOutput", "FileOutput", "Message", "OutputError", "PubSubOutput", "open_output"]
 
@@ -80,13 +79,11 @@ class PubSubOutput:
 
 
 class FileOutput:
-    _FILES = {"clickstream": CLICKSTREAM_FILE, "orders": ORDERS_FILE}
-
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._files = {stream: open(self.directory / name, "ab") for stream, name in self._FILES.items()}
+            self._files = {stream: open(self.directory / name, "ab") for stream, name in STREAM_FILES.items()}
         except OSError as exc:
             raise OutputError(f"cannot write to {self.directory}: {exc.strerror}") from None
         self._lock = threading.Lock()
@@ -103,7 +100,7 @@ class FileOutput:
         return [None] * len(messages)
 
     def describe(self) -> str:
-        return f"{self.directory}/{{{CLICKSTREAM_FILE},{ORDERS_FILE}}}"
+        return f"{self.directory}/{{{','.join(STREAM_FILES.values())}}}"
 
 
 def open_output(url: str, topics: TopicsConfig) -> EventOutput:

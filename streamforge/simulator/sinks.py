@@ -17,7 +17,7 @@ import orjson
 
 from streamforge.config import TopicsConfig
 from streamforge.schemas import get_schema
-from streamforge.transport import (STREAM_SCHEMAS, DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics,
+from streamforge.transport import (STREAM_FILES, STREAM_SCHEMAS, DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics,
                                    message_attributes, pubsub_module, pubsub_publisher)
 
 __all__ = [
@@ -33,12 +33,8 @@ __all__ = [
 ]
 
 FORMATS = ("json", "avro", "confluent")
-CLICKSTREAM_FILE, ORDERS_FILE, LABELS_FILE, SUMMARY_FILE = (
-    "clickstream.jsonl",
-    "orders.jsonl",
-    "fraud_labels.jsonl",
-    "summary.json",
-)
+CLICKSTREAM_FILE, ORDERS_FILE = STREAM_FILES["clickstream"], STREAM_FILES["orders"]
+LABELS_FILE, SUMMARY_FILE = "fraud_labels.jsonl", "summary.json"
 
 
 class SinkError(RuntimeError):

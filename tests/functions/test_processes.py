@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import uuid
 import zipfile
@@ -50,7 +51,7 @@ def test_the_packaged_folders_hold_the_function_and_the_wheel(bundles) -> None:
             "streamforge/config/defaults.toml"} <= names
     assert 'Requires-Dist: functions-framework==3.10.2; extra == "functions"' in metadata
     # The processes below import streamforge from the installed wheel, not from this checkout.
-    where = subprocess.run(["python", "-c", "import streamforge.functions; print(streamforge.__file__)"],
+    where = subprocess.run([sys.executable, "-c", "import streamforge.functions; print(streamforge.__file__)"],
                            capture_output=True, text=True, env=entry_point_env(PYTHONPATH=str(bundles["site"])),
                            cwd=bundles["dist"] / "ingest", check=True).stdout.strip()
     assert where.startswith(str(bundles["site"]))
