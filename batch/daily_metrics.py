@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -66,7 +67,8 @@ class DailyRun:
     rows_written: dict[str, int] = field(default_factory=dict)
     reconciliation: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    # step -> seconds; the orders' and the clicks' steps run at the same time, so they overlap
+    timings: dict[str, float] = field(default_factory=dict)
 
     def timed(self, step: str, since: float) -> float:
         now = time.perf_counter()
@@ -103,31 +105,47 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     now = now or datetime.now(timezone.utc)
     report = DailyRun(dates)
     with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
-        step = time.perf_counter()
-        try:
-            checked = {stream: read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew,
-                                           Path(scratch)) for stream in ("orders", "clickstream")}
-        except SourceError as exc:
-            raise JobError(str(exc)) from None
-        events = _Events(checked, int(spark.conf.get("spark.sql.shuffle.partitions")))
-        try:
-            orders = events.orders()
-            step = report.timed("check the orders, keep them, one per event_id", step)
+        events = _Events(lambda stream: read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew,
+                                                    Path(scratch)),
+                         int(spark.conf.get("spark.sql.shuffle.partitions")))
+
+        def write(name: str, frame, since: float) -> None:
+            report.rows_written[name] = write_table(sink, name, frame, dates)
+            report.timed(f"write {name}", since)
+
+        def funnel() -> None:
+            since = time.perf_counter()
             sessions = events.sessions()
-            step = report.timed("check the clicks into sessions, one event per event_id", step)
+            since = report.timed("clicks: check, into sessions, one event per event_id", since)
+            write("daily_conversion_funnel", metrics.conversion_funnel(sessions), since)
+
+        # The two streams are independent: each one's plans are built, and its Spark jobs run,
+        # while the other's driver plans or its last tasks leave a core idle (docs/batch.md).
+        try:
+            try:
+                with ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamforge-batch") as pool:
+                    pending = [pool.submit(funnel)]
+                    step = time.perf_counter()
+                    orders = events.orders()
+                    step = report.timed("orders: check, keep, one per event_id", step)
+                    pending.append(pool.submit(write, "daily_order_status", metrics.order_status(orders), step))
+                    totals, lines = pool.submit(events.order_totals), pool.submit(events.line_totals)
+                    totals, lines = totals.result(), lines.result()
+                    step = report.timed("orders: summaries", step)
+                    tables = {
+                        "daily_revenue": metrics.daily_revenue(totals, lines),
+                        "daily_revenue_by_category": metrics.revenue_by_category(lines),
+                        "daily_top_regions": metrics.top_regions(totals, config.batch.top_regions),
+                    }
+                    pending += [pool.submit(write, name, frame, step) for name, frame in tables.items()]
+                    for future in pending:
+                        future.result()
+            except SourceError as exc:
+                raise JobError(str(exc)) from None
+            step = time.perf_counter()
             report.counts = events.counts()
             report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", events.rejected(min(dates)), dates)
             step = report.timed("count, write batch_rejects", step)
-            tables = {
-                "daily_revenue": metrics.daily_revenue(orders),
-                "daily_revenue_by_category": metrics.revenue_by_category(orders),
-                "daily_top_regions": metrics.top_regions(orders, config.batch.top_regions),
-                "daily_conversion_funnel": metrics.conversion_funnel(sessions),
-                "daily_order_status": metrics.order_status(orders),
-            }
-            for name, frame in tables.items():
-                report.rows_written[name] = write_table(sink, name, frame, dates)
-                step = report.timed(f"write {name}", step)
             if warehouse is not None:
                 report.reconciliation = _reconcile(spark, sink, tables["daily_revenue"], warehouse, dates, Path(scratch))
                 report.rows_written["daily_reconciliation"] = len(report.reconciliation)
@@ -141,17 +159,23 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
 class _Events:
     """The checked events laid out for the metrics, and what they count.
 
-    Orders: four metrics read them, so every checked row is kept (in memory, spilling to disk),
-    the rejected ones with their payload: the rejects and the duplicate check read the kept
-    rows. Clicks: only the funnel reads them, through their sessions, which are what is kept;
-    only when some clicks were rejected does writing them take a pass over the input of its own.
+    Orders: every checked row is kept (in memory, spilling to disk), the rejected ones with
+    their payload; the duplicate check, the order status, and two small summaries (per status
+    and region, and per category and buyer: batch.metrics.order_totals and line_totals), which
+    the other order metrics and the counts read, come from the kept rows. Clicks: only the
+    funnel reads them, through their sessions, which are what is kept. Either stream's rejected
+    rows are known by count (its input rows less the valid ones, duplicates included: a count
+    needs no checks, Spark reads event_time alone) and read only when there are some.
     """
 
-    def __init__(self, checked: dict, partitions: int):
-        self.checked, self.partitions = checked, partitions
+    def __init__(self, read, partitions: int):
+        self._read, self.partitions = read, partitions  # read(stream) -> batch.validation.Checked
+        self.checked: dict = {}
         self._cached: list = []
-        self._marked = self._orders = self._sessions = self._click_totals = None
-        self._rejected_clicks = 0
+        self._marked = self._orders = self._sessions = None
+        self._valid: dict[str, int] = {}
+        self._candidates: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
 
     def _keep(self, frame):
         from pyspark import StorageLevel
@@ -167,14 +191,34 @@ class _Events:
         from batch import metrics
         from batch.validation import PAYLOAD, REASON
 
+        self.checked["orders"] = self._read("orders")
         self._marked = self._keep(metrics.partitioned(self.checked["orders"].marked(), "orders", self.partitions,
                                                       keep=(REASON, PAYLOAD)))
         orders = self._marked.where(F.col(REASON).isNull()).drop(REASON, PAYLOAD)
-        if metrics.has_duplicates(orders):  # rare in the pipelines' tables: then drop them exactly
+        if metrics.has_duplicates(orders, "orders"):  # rare in the pipelines' tables: then drop them exactly
             self._orders = self._keep(metrics.deduplicated(orders, "orders"))
         else:
             self._orders = orders.withColumn("_copies", F.lit(1))
         return self._orders
+
+    def order_totals(self):
+        """batch.metrics.order_totals of ``orders``, computed and kept; counts the orders."""
+        from pyspark.sql import functions as F
+
+        from batch import metrics
+
+        totals = self._keep(metrics.order_totals(self._orders))
+        total = totals.agg(F.sum("events").alias("valid"), F.sum("copies").alias("candidates")).first()
+        self._count("orders", total["valid"], total["candidates"])
+        return totals
+
+    def line_totals(self):
+        """batch.metrics.line_totals of ``orders``, computed and kept."""
+        from batch import metrics
+
+        lines = self._keep(metrics.line_totals(self._orders))
+        lines.count()
+        return lines
 
     def sessions(self):
         """The valid clicks as sessions (batch.metrics.session_funnel), computed and kept."""
@@ -182,42 +226,37 @@ class _Events:
 
         from batch import metrics
 
+        self.checked["clickstream"] = self._read("clickstream")
         clicks = metrics.partitioned(self.checked["clickstream"].candidates, "clickstream", self.partitions)
         self._sessions = self._keep(metrics.session_funnel(clicks))
-        self._click_totals = self._sessions.agg(F.sum("events").alias("valid"), F.sum("copies").alias("candidates")).first()
+        total = self._sessions.agg(F.sum("events").alias("valid"), F.sum("copies").alias("candidates")).first()
+        self._count("clickstream", total["valid"], total["candidates"])
         return self._sessions
 
+    def _count(self, stream: str, valid: int | None, candidates: int | None) -> None:
+        self._valid[stream], self._candidates[stream] = valid or 0, candidates or 0
+        self._rejected[stream] = self.checked[stream].rows.count() - self._candidates[stream]
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per stream: input = valid + rejected + duplicates (after ``orders`` and ``sessions``)."""
-        from pyspark.sql import functions as F
-
-        from batch.validation import REASON
-
-        totals = {
-            "orders": self._orders.agg(F.count(F.lit(1)).alias("valid"), F.sum("_copies").alias("candidates")).first(),
-            "clickstream": self._click_totals,
-        }
-        candidates = {stream: total["candidates"] or 0 for stream, total in totals.items()}
-        # The clicks' input rows: a count needs no checks (Spark reads event_time alone), so the
-        # rejected ones are known without looking for them.
-        self._rejected_clicks = self.checked["clickstream"].rows.count() - candidates["clickstream"]
-        rejected = {"orders": self._marked.where(F.col(REASON).isNotNull()).count(),
-                    "clickstream": self._rejected_clicks}
-        return {stream: {"input": candidates[stream] + rejected[stream], "valid": totals[stream]["valid"] or 0,
-                         "rejected": rejected[stream], "duplicates": candidates[stream] - (totals[stream]["valid"] or 0)}
+        """Per stream: input = valid + rejected + duplicates (after ``order_totals`` and ``sessions``)."""
+        return {stream: {"input": self._candidates[stream] + self._rejected[stream], "valid": self._valid[stream],
+                         "rejected": self._rejected[stream],
+                         "duplicates": self._candidates[stream] - self._valid[stream]}
                 for stream in ("orders", "clickstream")}
 
     def rejected(self, first_date: date):
-        """The batch_rejects rows (after ``counts``): dated by event_time, else by ``first_date``."""
+        """The batch_rejects rows (after ``order_totals`` and ``sessions``): dated by event_time, else
+        by ``first_date``."""
         from pyspark.sql import functions as F
 
         from batch.tables import conform
         from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
 
-        sources = [("orders", self._marked.where(F.col(REASON).isNotNull()).select(
+        orders = self._marked.where(F.col(REASON).isNotNull() if self._rejected["orders"] else F.lit(False))
+        sources = [("orders", orders.select(
             "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
             payload_encoding(F.col(PAYLOAD)).alias("payload_encoding")))]
-        if self._rejected_clicks:
+        if self._rejected["clickstream"]:
             sources.append(("clickstream", self.checked["clickstream"].rejected))
         rows = None
         for stream, frame in sources:

@@ -1,10 +1,11 @@
 """The daily business metrics as functions of DataFrames (no reading, no writing).
 
-Each takes the checked events of the requested dates, one per event_id (``deduplicated``;
-``orders``: order events, ``clicks``: clickstream events, typed as
-``batch.schemas.typed_schema``, with ``date``, the UTC day of event_time) and returns the rows
-of one table of ``batch.tables``. Money stays decimal from the input to the output; averages
-are rounded half up to the cent, as the streaming revenue job rounds them.
+Each takes the checked events of the requested dates as ``partitioned`` lays them out, one
+per event_id (``deduplicated``; ``orders``: order events, ``clicks``: clickstream events,
+with ``date``, the UTC day of event_time), or a summary of them (``order_totals``,
+``line_totals``, ``session_funnel``), and returns the rows of one table of ``batch.tables``.
+Money stays decimal from the input to the output; averages are rounded half up to the cent,
+as the streaming revenue job rounds them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from batch.schemas import fields
 from batch.tables import MONEY, conform
 
 __all__ = ["COLUMNS", "FUNNEL_STEPS", "PARTITION_KEYS", "conversion_funnel", "daily_revenue", "deduplicated",
-           "has_duplicates", "order_status", "partitioned", "revenue_by_category", "session_funnel", "top_regions"]
+           "has_duplicates", "line_totals", "order_status", "order_totals", "partitioned", "revenue_by_category",
+           "session_funnel", "top_regions"]
 
 #: The funnel's steps: clickstream event types, in order.
 FUNNEL_STEPS = ("product_view", "add_to_cart", "checkout_start", "purchase")
@@ -28,25 +30,38 @@ COLUMNS = {
                "is_first_order"),
     "clickstream": ("event_id", "user_id", "session_id", "event_type", "event_time"),
 }
+#: What the funnel keeps of a click's event_type and event_time: fixed-width values, so that
+#: shuffling and aggregating five million clicks moves and hashes fewer bytes.
+_STEP, _AT = "step", "at"
 
 
 def partitioned(rows: DataFrame, stream: str, partitions: int, keep: tuple[str, ...] = ()) -> DataFrame:
     """The metrics' columns (``COLUMNS[stream]``, ``date``, and ``keep``), hash-partitioned so that
     the metrics' first aggregations need no further shuffle: orders by order_id (an order's and
     a line's groups contain it), clicks by user_id (a session's and a user's groups contain it).
-    Only PAID events keep their ``items``: no metric reads the others'."""
+    Only PAID events keep their ``items``: no metric reads the others'. Clicks keep, instead of
+    event_type and event_time, ``step`` (the funnel step's number, 1-4, or 0 for other event
+    types) and ``at`` (epoch milliseconds)."""
     key = PARTITION_KEYS[stream]
-    columns = [F.when(F.col("status") == "PAID", F.col(c)).alias(c) if (stream, c) == ("orders", "items") else F.col(c)
-               for c in COLUMNS[stream]]
-    return (rows.select(*columns, *keep).withColumn("date", F.to_date("event_time"))
-            .repartition(partitions, key))
+    if stream == "clickstream":
+        steps = F.array(*[F.lit(s) for s in FUNNEL_STEPS])
+        columns = [F.col("event_id"), F.col("user_id"), F.col("session_id"),
+                   F.array_position(steps, F.col("event_type")).cast("byte").alias(_STEP),
+                   F.unix_millis("event_time").alias(_AT)]
+    else:
+        columns = [F.when(F.col("status") == "PAID", F.col(c)).alias(c) if c == "items" else F.col(c)
+                   for c in COLUMNS[stream]]
+    return rows.select(*columns, *keep, F.to_date("event_time").alias("date")).repartition(partitions, key)
 
 
-def has_duplicates(events: DataFrame) -> bool:
-    """Whether two rows share an event_id. A count per 64-bit hash of the id: plain hash
-    aggregation over one fixed-width column, far cheaper than deduplicating wide rows; a
-    collision only sends the job down the exact path."""
-    return bool(events.groupBy(F.xxhash64("event_id").alias("h")).count().where("count > 1").limit(1).take(1))
+def has_duplicates(events: DataFrame, stream: str) -> bool:
+    """Whether two of the ``partitioned`` rows would be one for ``deduplicated`` (same key and
+    event_id). A count per (key, 64-bit hash of the id) within the partitions, which already
+    hold each key's rows: no shuffle, and far cheaper than deduplicating wide rows; a collision
+    only sends the job down the exact path."""
+    key = PARTITION_KEYS[stream]
+    counted = events.groupBy(key, F.xxhash64("event_id").alias("h")).count()
+    return bool(counted.where("count > 1").limit(1).take(1))
 
 
 def deduplicated(events: DataFrame, stream: str) -> DataFrame:
@@ -59,10 +74,6 @@ def deduplicated(events: DataFrame, stream: str) -> DataFrame:
             .select("event_id", key, "_copies", "_event.*"))
 
 
-def _units(items: str = "items"):
-    return F.aggregate(items, F.lit(0).cast("long"), lambda total, item: total + item["quantity"])
-
-
 def _ratio(numerator, denominator):
     return F.when(denominator > 0, F.round(numerator / denominator, 6))
 
@@ -71,45 +82,72 @@ def _per_unit(amount, count):
     return F.when(count > 0, F.round(amount.cast("decimal(38,6)") / count, 2)).otherwise(F.lit(0)).cast(MONEY)
 
 
-def daily_revenue(orders: DataFrame) -> DataFrame:
-    paid = F.col("status") == "PAID"
-    totals = orders.groupBy("date").agg(
-        F.coalesce(F.sum(F.when(paid, F.col("total_amount"))), F.lit(0)).alias("gmv"),
-        F.count(F.when(paid, True)).alias("order_count"),
-        F.coalesce(F.sum(F.when(paid, _units())), F.lit(0)).alias("units"),
-        F.countDistinct(F.when(paid, F.col("user_id"))).alias("unique_customers"),
-        F.count(F.when(paid & F.col("is_first_order"), True)).alias("first_time_orders"),
-        F.coalesce(F.sum(F.when(F.col("status") == "CANCELLED", F.col("total_amount"))), F.lit(0)).alias("cancelled_gmv"),
-    )
-    return conform(totals.withColumn("avg_order_value", _per_unit(F.col("gmv"), F.col("order_count"))), "daily_revenue")
+def order_totals(orders: DataFrame) -> DataFrame:
+    """Per (date, status, shipping_region) of the order events: ``amount`` (their total_amount),
+    ``events``, ``first_orders`` (with is_first_order) and ``copies`` (rows before deduplication).
+    A few dozen rows a day, from which daily_revenue's sums, the top regions and the job's
+    counts are read."""
+    return orders.groupBy("date", "status", "shipping_region").agg(
+        F.sum("total_amount").alias("amount"), F.count(F.lit(1)).alias("events"),
+        F.count(F.when(F.col("is_first_order"), True)).alias("first_orders"), F.sum("_copies").alias("copies"))
 
 
-def revenue_by_category(orders: DataFrame) -> DataFrame:
+def line_totals(orders: DataFrame) -> DataFrame:
+    """The PAID events' item lines, per (date, category) and, where ``category`` is null, per
+    date: ``gmv`` (quantity * unit_price), ``units``, ``order_count`` (orders with a line in the
+    category; not meaningful per date) and ``unique_customers``.
+
+    An order's lines are summed within the partitions (orders are partitioned by order_id),
+    then per buyer and category and per buyer in one aggregation (two grouping sets), so that
+    both distinct counts come from counting rows. Every valid order event has a line
+    (minItems 1), so the buyers per date are the buyers of PAID events."""
     lines = (orders.where(F.col("status") == "PAID")
              .select("date", "order_id", "user_id", F.explode("items").alias("item"))
              .select("date", "order_id", "user_id", F.col("item.category").alias("category"),
                      F.col("item.quantity").alias("quantity"),
                      (F.col("item.unit_price") * F.col("item.quantity")).alias("amount")))
-    # An order (and so its buyer) first, then the category: one distinct count per level, which
-    # Spark plans without multiplying the rows as it does for two distinct counts in one step.
     per_order = lines.groupBy("date", "category", "order_id", "user_id").agg(
         F.sum("amount").alias("amount"), F.sum("quantity").alias("quantity"))
-    per_category = per_order.groupBy("date", "category").agg(
-        F.sum("amount").alias("gmv"),
-        F.count(F.lit(1)).alias("order_count"),
-        F.sum("quantity").alias("units"),
-        F.countDistinct("user_id").alias("unique_customers"),
-    )
+    per_buyer = (per_order.groupingSets([["date", "user_id", "category"], ["date", "user_id"]],
+                                        "date", "user_id", "category")
+                 .agg(F.sum("amount").alias("amount"), F.sum("quantity").alias("quantity"),
+                      F.count(F.lit(1)).alias("orders"), F.grouping("category").alias("per_date")))
+    return per_buyer.groupBy("date", "per_date", "category").agg(
+        F.sum("amount").alias("gmv"), F.sum("quantity").alias("units"), F.sum("orders").alias("order_count"),
+        F.count(F.lit(1)).alias("unique_customers"))
+
+
+def _status_sum(status: str, column: str):
+    return F.coalesce(F.sum(F.when(F.col("status") == status, F.col(column))), F.lit(0))
+
+
+def daily_revenue(totals: DataFrame, lines: DataFrame) -> DataFrame:
+    """From ``order_totals`` and ``line_totals``: one row per date with order events."""
+    day = totals.groupBy("date").agg(
+        _status_sum("PAID", "amount").alias("gmv"), _status_sum("PAID", "events").alias("order_count"),
+        _status_sum("PAID", "first_orders").alias("first_time_orders"),
+        _status_sum("CANCELLED", "amount").alias("cancelled_gmv"))
+    buyers = lines.where(F.col("per_date") == 1).select("date", "units", "unique_customers")
+    revenue = (day.join(buyers, "date", "left")
+               .fillna(0, subset=["units", "unique_customers"])
+               .withColumn("avg_order_value", _per_unit(F.col("gmv"), F.col("order_count"))))
+    return conform(revenue, "daily_revenue")
+
+
+def revenue_by_category(lines: DataFrame) -> DataFrame:
+    """From ``line_totals``."""
+    per_category = lines.where(F.col("per_date") == 0)
     return conform(per_category
                    .withColumn("avg_order_value", _per_unit(F.col("gmv"), F.col("order_count")))
                    .withColumn("revenue_per_customer", _per_unit(F.col("gmv"), F.col("unique_customers"))),
                    "daily_revenue_by_category")
 
 
-def top_regions(orders: DataFrame, top: int) -> DataFrame:
-    regions = (orders.where(F.col("status") == "PAID")
+def top_regions(totals: DataFrame, top: int) -> DataFrame:
+    """From ``order_totals``: the ``top`` shipping regions of each date by PAID gmv."""
+    regions = (totals.where(F.col("status") == "PAID")
                .groupBy("date", F.col("shipping_region").alias("region"))
-               .agg(F.sum("total_amount").alias("gmv"), F.count(F.lit(1)).alias("order_count")))
+               .agg(F.sum("amount").alias("gmv"), F.sum("events").alias("order_count")))
     ranked = regions.withColumn("rank", F.row_number().over(
         Window.partitionBy("date").orderBy(F.col("gmv").desc(), F.col("region"))))
     return conform(ranked.where(F.col("rank") <= top), "daily_top_regions")
@@ -129,11 +167,8 @@ def session_funnel(clicks: DataFrame) -> DataFrame:
     Each event_id is taken once on the way, in an aggregation over fixed-width values (a step
     number, milliseconds) that Spark does by hashing within the partitions. (Two different
     events sharing an id count as one, with the earlier step and time.)"""
-    steps = F.array(*[F.lit(s) for s in FUNNEL_STEPS])
     events = clicks.groupBy("date", "user_id", "session_id", "event_id").agg(
-        F.count(F.lit(1)).alias("copies"),
-        F.min(F.array_position(steps, F.col("event_type"))).alias("step"),  # 1-4, or 0: not a funnel step
-        F.min(F.unix_millis("event_time")).alias("at"))
+        F.count(F.lit(1)).alias("copies"), F.min(_STEP).alias("step"), F.min(_AT).alias("at"))
     first, *later = FUNNEL_STEPS
     number = {name: n for n, name in enumerate(FUNNEL_STEPS, start=1)}
     per_session = events.groupBy("date", "user_id", "session_id").agg(

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -28,6 +29,8 @@ from batch.tables import TABLES
 __all__ = ["DUCKDB_FILE", "Sink", "SinkError", "parse_sink", "read_written", "write_table"]
 
 DUCKDB_FILE = "batch.duckdb"
+#: The job writes its tables from several threads; the DuckDB file takes one writer at a time.
+_DUCKDB_WRITER = threading.Lock()
 
 
 class SinkError(ValueError):
@@ -89,7 +92,7 @@ def _load_duckdb(database: Path, dataset: Path, table: str, dates: list[date]) -
     ddl = ", ".join(f'"{name}" {_duckdb_type(kind)}' for name, kind, _ in columns)
     files = [str(p) for day in dates for p in sorted((dataset / f"date={day.isoformat()}").glob("*.parquet"))]
     placeholders = ", ".join("?" for _ in dates)
-    with duckdb.connect(str(database)) as con:
+    with _DUCKDB_WRITER, duckdb.connect(str(database)) as con:
         con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({ddl})')
         con.execute("BEGIN TRANSACTION")
         con.execute(f'DELETE FROM "{table}" WHERE "date" IN ({placeholders})', dates)
