@@ -28,30 +28,27 @@ PARTITION_KEYS = {"orders": "order_id", "clickstream": "user_id"}
 COLUMNS = {
     "orders": ("event_id", "order_id", "user_id", "status", "items", "total_amount", "shipping_region", "event_time",
                "is_first_order"),
-    "clickstream": ("event_id", "user_id", "session_id", "event_type", "event_time"),
+    "clickstream": ("event_id", "user_id", "session_id", "step", "at"),
 }
-#: What the funnel keeps of a click's event_type and event_time: fixed-width values, so that
-#: shuffling and aggregating five million clicks moves and hashes fewer bytes.
-_STEP, _AT = "step", "at"
+#: The kept columns that are not the event's own, as expressions over its columns. Only PAID
+#: events keep their items (no metric reads the others'); a click keeps its funnel step's
+#: number (1-4, or 0 for other event types) and its time in epoch milliseconds, fixed-width
+#: values, so that shuffling and aggregating millions of clicks moves and hashes fewer bytes.
+_DERIVED = {
+    ("orders", "items"): lambda: F.when(F.col("status") == "PAID", F.col("items")),
+    ("clickstream", "step"): lambda: F.array_position(F.array(*[F.lit(s) for s in FUNNEL_STEPS]),
+                                                      F.col("event_type")).cast("byte"),
+    ("clickstream", "at"): lambda: F.unix_millis("event_time"),
+}
 
 
 def partitioned(rows: DataFrame, stream: str, partitions: int, keep: tuple[str, ...] = ()) -> DataFrame:
     """The metrics' columns (``COLUMNS[stream]``, ``date``, and ``keep``), hash-partitioned so that
     the metrics' first aggregations need no further shuffle: orders by order_id (an order's and
-    a line's groups contain it), clicks by user_id (a session's and a user's groups contain it).
-    Only PAID events keep their ``items``: no metric reads the others'. Clicks keep, instead of
-    event_type and event_time, ``step`` (the funnel step's number, 1-4, or 0 for other event
-    types) and ``at`` (epoch milliseconds)."""
-    key = PARTITION_KEYS[stream]
-    if stream == "clickstream":
-        steps = F.array(*[F.lit(s) for s in FUNNEL_STEPS])
-        columns = [F.col("event_id"), F.col("user_id"), F.col("session_id"),
-                   F.array_position(steps, F.col("event_type")).cast("byte").alias(_STEP),
-                   F.unix_millis("event_time").alias(_AT)]
-    else:
-        columns = [F.when(F.col("status") == "PAID", F.col(c)).alias(c) if c == "items" else F.col(c)
-                   for c in COLUMNS[stream]]
-    return rows.select(*columns, *keep, F.to_date("event_time").alias("date")).repartition(partitions, key)
+    a line's groups contain it), clicks by user_id (a session's and a user's groups contain it)."""
+    columns = [_DERIVED[stream, c]().alias(c) if (stream, c) in _DERIVED else F.col(c) for c in COLUMNS[stream]]
+    return (rows.select(*columns, *keep, F.to_date("event_time").alias("date"))
+            .repartition(partitions, PARTITION_KEYS[stream]))
 
 
 def has_duplicates(events: DataFrame, stream: str) -> bool:
@@ -168,7 +165,7 @@ def session_funnel(clicks: DataFrame) -> DataFrame:
     number, milliseconds) that Spark does by hashing within the partitions. (Two different
     events sharing an id count as one, with the earlier step and time.)"""
     events = clicks.groupBy("date", "user_id", "session_id", "event_id").agg(
-        F.count(F.lit(1)).alias("copies"), F.min(_STEP).alias("step"), F.min(_AT).alias("at"))
+        F.count(F.lit(1)).alias("copies"), F.min("step").alias("step"), F.min("at").alias("at"))
     first, *later = FUNNEL_STEPS
     number = {name: n for n, name in enumerate(FUNNEL_STEPS, start=1)}
     per_session = events.groupBy("date", "user_id", "session_id").agg(

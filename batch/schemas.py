@@ -95,20 +95,14 @@ def fields(stream: str) -> tuple[Field, ...]:
     return fields_of(avro_definition(STREAMS[stream][0]))
 
 
+_PLAIN_TYPES = {"string": T.StringType(), "enum": T.StringType(), "int": T.IntegerType(), "long": T.LongType(),
+                "double": T.DoubleType(), "float": T.FloatType(), "boolean": T.BooleanType()}
+
+
 def _spark_type(field: Field, typed: bool) -> T.DataType:
     kind = field.kind
-    if kind in ("string", "enum"):
-        return T.StringType()
-    if kind == "int":
-        return T.IntegerType()
-    if kind == "long":
-        return T.LongType()
-    if kind == "double":
-        return T.DoubleType()
-    if kind == "float":
-        return T.FloatType()
-    if kind == "boolean":
-        return T.BooleanType()
+    if kind in _PLAIN_TYPES:
+        return _PLAIN_TYPES[kind]
     if kind == "decimal":
         return T.DecimalType(field.avro["precision"], field.avro.get("scale", 0)) if typed else T.StringType()
     if kind == "timestamp":
