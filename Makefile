@@ -20,10 +20,10 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 	@echo "== 3/3 what the warehouse holds, and the alerts against the injected ground truth"
 	$(BIN)/streamforge report --warehouse out/demo/warehouse.duckdb --labels out/demo/fraud_labels.jsonl
 
-test: $(VENV)/.dev  ## run the whole test suite
+test: $(VENV)/.dev $(VENV)/.spark-classes  ## run the whole test suite
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev  ## run the benchmarks (tables on stdout; about 25 minutes)
+bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 25 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
 	$(BIN)/python benchmarks/cdc_latency.py
@@ -53,3 +53,7 @@ $(VENV)/.pipelines: pyproject.toml $(VENV)/.python  # the core plus the Beam pip
 $(VENV)/.dev: pyproject.toml $(VENV)/.python  # everything, plus the test tools
 	$(BIN)/pip install --quiet --editable '.[dev]'
 	touch $@ $(VENV)/.core $(VENV)/.pipelines
+
+$(VENV)/.spark-classes: $(VENV)/.dev  # the JVM class-data archive local Spark starts from (batch/local_jvm.py)
+	$(BIN)/streamforge batch class-archive
+	touch $@

@@ -42,12 +42,18 @@ _DERIVED = {
 }
 
 
+def utc_date(column: str):
+    """The UTC day of a timestamp column: to_date() in a UTC session, by arithmetic (Spark's cast
+    goes through java.time per row)."""
+    return F.date_from_unix_date(F.floor(F.unix_seconds(column) / 86_400).cast("int"))
+
+
 def partitioned(rows: DataFrame, stream: str, partitions: int, keep: tuple[str, ...] = ()) -> DataFrame:
     """The metrics' columns (``COLUMNS[stream]``, ``date``, and ``keep``), hash-partitioned so that
     the metrics' first aggregations need no further shuffle: orders by order_id (an order's and
     a line's groups contain it), clicks by user_id (a session's and a user's groups contain it)."""
     columns = [_DERIVED[stream, c]().alias(c) if (stream, c) in _DERIVED else F.col(c) for c in COLUMNS[stream]]
-    return (rows.select(*columns, *keep, F.to_date("event_time").alias("date"))
+    return (rows.select(*columns, *keep, utc_date("event_time").alias("date"))
             .repartition(partitions, PARTITION_KEYS[stream]))
 
 

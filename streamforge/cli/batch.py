@@ -1,4 +1,4 @@
-"""``streamforge batch daily|reconcile|package``: the daily PySpark batch on local Spark (127.0.0.1)."""
+"""``streamforge batch daily|reconcile|package|class-archive``: the daily PySpark batch on local Spark (127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -135,3 +135,20 @@ def package(
                f"--py-files={archive} -- --date YYYY-MM-DD --input bigquery://PROJECT.DATASET "
                "--output bigquery://PROJECT.DATASET --reconcile-with bigquery://PROJECT.DATASET "
                "--temporary-gcs-bucket BUCKET")
+
+
+@app.command("class-archive")
+def class_archive(
+    force: bool = typer.Option(False, "--force", help="Record it again even if this installation has one."),
+) -> None:
+    """Record the class-data archive that local Spark runs start their JVM from: a training run
+    of the daily job on a simulated night (about a minute, once per installation; `make` does
+    it). Local runs without one start as usual, only slower."""
+    from batch.local_jvm import ArchiveError, record_archive
+
+    try:
+        path, seconds = record_archive(force=force)
+    except ArchiveError as exc:
+        raise _fail(str(exc), code=1) from None
+    size = path.stat().st_size / 2**20
+    typer.echo(f"{path}  ({size:,.0f} MiB, " + (f"recorded in {seconds:.0f} s)" if seconds else "already recorded)"))
