@@ -92,8 +92,7 @@ def record_archive(force: bool = False) -> tuple[Path, float]:
     with tempfile.TemporaryDirectory(prefix="sf-class-archive-") as scratch:
         recording = Path(scratch) / target.name
         training = subprocess.run([sys.executable, "-m", "batch.local_jvm", str(recording), scratch],
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if training.returncode != 0 or not recording.is_file():
             raise ArchiveError(f"the training run exited {training.returncode} without an archive:\n"
                                + "\n".join(line for line in training.stderr.splitlines()

@@ -12,8 +12,7 @@ import pytest
 from batch import local_jvm
 from batch.local_jvm import DIRECTIVES, ArchiveError, archive_path, java_options, record_archive
 
-#: A local session with the given JVM options that runs one query and prints where the JVM
-#: loaded a Spark SQL class from.
+#: A local session with the given JVM options (the test adds a class-loading log) and one query.
 _PROBE = """
 import sys
 from batch.spark import local_session
