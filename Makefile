@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo test bench functions clean
+.PHONY: help demo test bench functions dataflow clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -20,7 +20,8 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 	@echo "== 3/3 what the warehouse holds, and the alerts against the injected ground truth"
 	$(BIN)/streamforge report --warehouse out/demo/warehouse.duckdb --labels out/demo/fraud_labels.jsonl
 
-test: $(VENV)/.dev $(VENV)/.spark-classes  ## run the whole test suite
+test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint (ruff, configured in pyproject.toml), then run the whole test suite
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 25 minutes)
@@ -32,6 +33,9 @@ bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on std
 
 functions: $(VENV)/.core  ## package the Cloud Functions for deployment into dist/functions/
 	$(BIN)/streamforge functions package --output dist/functions
+
+dataflow: $(VENV)/.pipelines  ## write the Dataflow image's build context (wheelhouse, Dockerfile) into dist/dataflow/
+	$(BIN)/streamforge dataflow build --output dist/dataflow
 
 clean:  ## remove the virtual environment and generated data
 	rm -rf $(VENV) out .pytest_cache .hypothesis

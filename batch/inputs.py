@@ -24,8 +24,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batch.schemas import STREAMS
-from streamforge.transport import STREAM_FILES
 from batch.validation import Checked, check_json_lines, check_typed
+from streamforge.transport import STREAM_FILES
 
 __all__ = ["Source", "SourceError", "parse_source", "read_events", "read_table"]
 

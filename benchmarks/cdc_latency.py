@@ -35,27 +35,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streamforge.cdc.config import DatabaseURL, DebeziumServerConfig  # noqa: E402
+from measure import percentile, print_table  # noqa: E402
+
+from streamforge.cdc.config import SCHEMA, DatabaseURL, DebeziumServerConfig, cdc_file  # noqa: E402
 from streamforge.cdc.engine import run_engine  # noqa: E402
 from streamforge.cdc.outputs import ChangeMessage, FileOutput  # noqa: E402
 from tests.support.servers import ServerUnavailable, postgres_server, pubsub_emulator  # noqa: E402
-from measure import percentile, print_table  # noqa: E402
 
 STREAMFORGE = Path(sys.executable).parent / "streamforge"
 # The streaming CDC job on the products subscription only: on the DirectRunner a pull from an
 # idle emulator subscription blocks for 30 s, which would stall the job between updates here.
 REPLICA_JOB = """
 import sys, threading, signal
-from beam_pipelines.cdc.pipeline import CdcInput, CdcJob
+from beam_pipelines.cdc.pipeline import CdcInput
 from beam_pipelines.cdc.tables import load_source_tables
 from beam_pipelines.common.io import parse_warehouse
-from beam_pipelines.jobs import run_pipeline
+from beam_pipelines.requests import CdcRequest
+from beam_pipelines.runner import pipeline_options, run
+from streamforge.config import load_config
 stop = threading.Event()
 signal.signal(signal.SIGINT, lambda *_: stop.set())
 products = {"products": load_source_tables()["products"]}
-job = CdcJob(CdcInput("pubsub", (("products", sys.argv[1]),)), parse_warehouse("duckdb://" + sys.argv[2]), products,
-             ["products"], 10)
-run_pipeline(lambda pipeline: pipeline | "CDC" >> job, True, [], should_stop=stop.is_set)
+request = CdcRequest(CdcInput("pubsub", (("products", sys.argv[1]),)), parse_warehouse("duckdb://" + sys.argv[2]),
+                     products, load_config())
+run(request, pipeline_options(request), should_stop=stop.is_set)
 """
 
 
@@ -195,7 +198,7 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=50_000)
     parser.add_argument("--replica-updates", type=int, default=200)
     args = parser.parse_args()
-    schema = (ROOT / "cdc" / "schema.sql").read_text()
+    schema = cdc_file(SCHEMA).read_text()
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="sf-cdc-bench-") as tmp, postgres_server() as url:
         import psycopg

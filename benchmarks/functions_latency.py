@@ -35,14 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-
 from measure import percentile, print_table  # noqa: E402
+
 from tests.functions.conftest import API_KEY, SECRET, dispatcher_env, json_webhook, pubsub_event  # noqa: E402
 from tests.support.cli import STREAMFORGE, entry_point_env  # noqa: E402
 from tests.support.functions import running_function  # noqa: E402
 from tests.support.samples import ALERT  # noqa: E402
-from tests.support.servers import (ServerUnavailable, firestore_emulator, free_port, pubsub_emulator,  # noqa: E402
-                                   stop_process, wait_for_port)
+from tests.support.servers import (  # noqa: E402
+    ServerUnavailable,
+    firestore_emulator,
+    free_port,
+    pubsub_emulator,
+    stop_process,
+    wait_for_port,
+)
 
 BATCH = 500
 

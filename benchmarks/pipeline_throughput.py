@@ -31,12 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = """
 import json, sys, time
 from beam_pipelines.common.io import parse_input, parse_warehouse
-from beam_pipelines.jobs import STREAMS, JobRequest, run_job
+from beam_pipelines.requests import STREAMS, JobRequest
+from beam_pipelines.runner import pipeline_options, run
 from streamforge.config import load_config
 job, directory, warehouse = sys.argv[1:4]
 inputs = {s: parse_input(f"file://{directory}/{s}.jsonl") for s in STREAMS[job]}
 started = time.perf_counter()
-report = run_job(JobRequest(job, inputs, parse_warehouse(f"duckdb://{warehouse}"), load_config()))
+request = JobRequest(job, inputs, parse_warehouse(f"duckdb://{warehouse}"), load_config())
+report = run(request, pipeline_options(request))
 print(json.dumps({"seconds": time.perf_counter() - started, "counters": report.counters,
                   "accounting": {s: report.accounting(s) for s in STREAMS[job]}}))
 """

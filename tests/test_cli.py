@@ -93,3 +93,30 @@ def test_functions_commands_refuse_unknown_functions_and_a_missing_secret(monkey
     monkeypatch.delenv("STREAMFORGE_WEBHOOK_SECRET", raising=False)
     result = run_cli("webhook-sink")
     assert result.exit_code == 2 and "$STREAMFORGE_WEBHOOK_SECRET is not set" in result.output
+
+
+def test_a_command_loads_only_the_libraries_it_uses() -> None:
+    """`streamforge simulate` does not import Beam, Spark or DuckDB (each command's module is
+    loaded when the command runs)."""
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom streamforge.cli import app\n"
+            "result = CliRunner().invoke(app, ['simulate', '--output', '-', '--duration', '1m', '--quiet'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print(sorted(m for m in ('apache_beam', 'beam_pipelines', 'pyspark', 'duckdb', 'batch') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=entry_point_env(), check=True)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_command_whose_extra_is_not_installed_says_which_to_install(monkeypatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def without_beam(name: str, *args, **kwargs):
+        if name == "streamforge.cli.run":
+            raise ModuleNotFoundError("No module named 'apache_beam'", name="apache_beam")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without_beam)
+    result = run_cli("run", "all", "--input", "file:///tmp")
+    assert result.exit_code == 2
+    assert "`streamforge run` needs apache_beam, which is not installed: pip install 'streamforge[pipelines]'" in result.output

@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamforge.timeutil import (
-    format_duration, format_millis, format_timestamp, millis_to_datetime, parse_duration, parse_timestamp, to_millis,
+    format_duration,
+    format_millis,
+    format_timestamp,
+    millis_to_datetime,
+    parse_duration,
+    parse_timestamp,
+    to_millis,
 )
 
 

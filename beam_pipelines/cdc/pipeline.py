@@ -2,6 +2,7 @@
 
     Read <table> changes (one input per captured table) -> All changes
       -> Parse change events  (tombstones and heartbeats counted; the rest -> dead letters)
+      -> Drop redeliveries    (the same table, key and LSN again: counted as duplicates)
       -> Changes by table -> Write <table>_changelog                    (every change)
                           -> Apply to <table>_current                    (the replicated tables)
          products         -> Price changes            -> Write price_changes
@@ -10,36 +11,53 @@
     dead letters -> Write dead letters
 
 Inputs: ``file://DIR`` reads ``DIR/<topic>.jsonl`` of each captured table (what
-``streamforge cdc run --output file://DIR`` writes; batch), ``pubsub://.../subscriptions/NAME``
-with ``{table}`` in NAME for the subscription of each table's topic (streaming).
-Everything written is keyed by (table, primary key, LSN), so a redelivered change changes
-nothing (envelope.py, replicas.py).
+``streamforge cdc run --output file://DIR`` writes; batch), ``gs://BUCKET/DIR`` the same files
+in cloud storage, ``pubsub://.../subscriptions/NAME`` with ``{table}`` in NAME for the
+subscription of each table's topic (streaming).
+A change is identified by (table, primary key, LSN): redeliveries are dropped before anything
+is written (batch: a grouping; streaming: keyed state for ``pipelines.dedup_ttl``), and the
+DuckDB tables are keyed by it too, so a redelivered change changes nothing (envelope.py,
+replicas.py). In BigQuery a replica is a view over its appended typed changes.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, Callable, Iterable, Mapping
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_pipelines.cdc.envelope import HEARTBEAT, OPS, TOMBSTONE, Change, InvalidChange, parse_change
 from beam_pipelines.cdc.events import changelog_row, order_status_transition, price_change, stock_alert
-from beam_pipelines.cdc.replicas import DuckDBReplicas, bigquery_cdc_element, bigquery_replica_schema, replica_name
+from beam_pipelines.cdc.replicas import (
+    DuckDBReplicas,
+    bigquery_replica_row,
+    bigquery_replica_schema,
+    bigquery_replica_table,
+    changes_name,
+    replica_name,
+    replica_view_sql,
+)
 from beam_pipelines.cdc.tables import SourceTable
 from beam_pipelines.common.dead_letters import dead_letter
-from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec
+from beam_pipelines.common.dedup import DropRepeats
+from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec, remote_path
 from beam_pipelines.common.warehouse import WriteTable, table_name
 
-__all__ = ["ApplyReplica", "CdcInput", "CdcJob", "ParseChanges", "ReadChanges", "parse_cdc_input"]
+__all__ = ["PUBSUB_TABLES_INPUT", "ApplyReplica", "CdcInput", "CdcJob", "ParseChanges", "ReadChanges", "change_identity", "parse_cdc_input"]
 
 PIPELINE = "cdc"
 DEAD = "dead_letters"
+#: pubsub://projects/P/subscriptions/NAME with {table} in NAME: one subscription per table topic.
+PUBSUB_TABLES_INPUT = re.compile(r"^pubsub://projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/subscriptions/"
+                                 r"[-\w.~+%]*\{table\}[-\w.~+%]*$")
 
 
 @dataclass(frozen=True)
@@ -47,37 +65,59 @@ class CdcInput:
     """Where each captured table's change events are read from."""
 
     kind: str  # "file" or "pubsub"
-    sources: tuple[tuple[str, str], ...]  # (table, path or subscription path)
+    sources: tuple[tuple[str, str], ...]  # (table or "*", path, glob or subscription path)
 
     @property
     def bounded(self) -> bool:
         return self.kind == "file"
 
+    @property
+    def local(self) -> bool:
+        """Files on this machine's disk (which remote workers cannot read)."""
+        return self.kind == "file" and any("://" not in location for _, location in self.sources)
 
-def parse_cdc_input(url: str, topics: Mapping[str, str]) -> CdcInput:
-    """``file://DIR``, ``file://GLOB`` or ``pubsub://projects/P/subscriptions/...{table}...``
-    (for a single table, its subscription); ``topics`` maps each table to read to its topic
-    (``cdc.public.products``)."""
+    def __str__(self) -> str:
+        return ", ".join(location if "://" in location or self.kind != "file" else f"file://{location}"
+                         for _, location in self.sources)
+
+
+def parse_cdc_input(url: str, topics: Mapping[str, str], option: str = "--input") -> CdcInput:
+    """``file://DIR``, ``file://GLOB``, ``gs://BUCKET/DIR`` or
+    ``pubsub://projects/P/subscriptions/...{table}...`` (for a single table, its subscription);
+    ``topics`` maps each table to read to its topic (``cdc.public.products``).
+
+    A remote directory cannot be listed at construction (no credentials there): one table
+    is read from ``DIR/<topic>.jsonl``, several from the glob of their topics' common prefix
+    (``DIR/cdc.public.*.jsonl``), each change's table then taken from its envelope."""
+    remote = remote_path(url, option)
+    if remote is not None:
+        names = sorted(topics.values())
+        if remote.endswith(".jsonl") or any(c in remote for c in "*?["):
+            return CdcInput("file", (("*", remote),))
+        if len(names) == 1:
+            return CdcInput("file", ((next(iter(topics)), FileSystems.join(remote, f"{names[0]}.jsonl")),))
+        return CdcInput("file", (("*", FileSystems.join(remote, f"{os.path.commonprefix(names)}*.jsonl")),))
     if url.startswith("file://"):
         location = url[len("file://"):]
         if os.path.isdir(location):
             found = tuple((t, os.path.join(location, f"{topic}.jsonl")) for t, topic in topics.items()
                           if os.path.isfile(os.path.join(location, f"{topic}.jsonl")))
             if not found:
-                raise SpecError(f"--input {url}: no change files ({', '.join(f'{t}.jsonl' for t in topics.values())})")
+                raise SpecError(f"{option} {url}: no change files ({', '.join(f'{t}.jsonl' for t in topics.values())})")
             return CdcInput("file", found)
         if not glob.glob(location):
-            raise SpecError(f"--input {url}: no such file or directory")
+            raise SpecError(f"{option} {url}: no such file or directory")
         return CdcInput("file", (("*", location),))
     if url.startswith("pubsub://"):
         path = url[len("pubsub://"):]
         if "{table}" not in path and len(topics) == 1 and path.startswith("projects/") and "/subscriptions/" in path:
             return CdcInput("pubsub", ((next(iter(topics)), path),))  # one table: its subscription
-        if "{table}" not in path or not path.startswith("projects/") or "/subscriptions/" not in path:
-            raise SpecError(f"--input {url}: expected pubsub://projects/P/subscriptions/NAME with {{table}} in NAME "
+        if not PUBSUB_TABLES_INPUT.match(url):
+            raise SpecError(f"{option} {url}: expected pubsub://projects/P/subscriptions/NAME with {{table}} in NAME "
                             "(one subscription per table topic), e.g. pubsub://projects/P/subscriptions/cdc-{table}")
         return CdcInput("pubsub", tuple((t, path.replace("{table}", t)) for t in topics))
-    raise SpecError(f"--input {url}: expected file://DIR (of cdc run's JSONL files) or pubsub://projects/P/subscriptions/...{{table}}")
+    raise SpecError(f"{option} {url}: expected file://DIR or gs://BUCKET/DIR (of cdc run's JSONL files) or "
+                    "pubsub://projects/P/subscriptions/...{table}")
 
 
 class _ParseChange(beam.DoFn):
@@ -175,28 +215,67 @@ class _ApplyToDuckDB(beam.DoFn):
             con.close()
 
 
-class ApplyReplica(beam.PTransform):
-    """Changes of one table -> its ``<table>_current`` replica (DuckDB upsert or BigQuery CDC upsert)."""
+class _CreateReplicaViews(beam.DoFn):
+    """BigQuery: creates each ``<table>_current_changes`` table (if missing) and the
+    ``<table>_current`` view over it (replaced, so a changed key or definition applies).
+    Runs once per job, on a worker: the launcher needs no credentials to build the job."""
 
-    def __init__(self, warehouse: WarehouseSpec, table: SourceTable):
+    def __init__(self, warehouse: WarehouseSpec, tables: Mapping[str, SourceTable]):
+        self.warehouse, self.tables = warehouse, dict(tables)
+
+    def process(self, _unused: Any) -> Iterable[str]:
+        from google.cloud import bigquery
+
+        project, dataset = self.warehouse.project, self.warehouse.dataset
+        client = bigquery.Client(project=project)
+        for name, table in sorted(self.tables.items()):
+            changes = f"{project}.{dataset}.{changes_name(name)}"
+            created = bigquery.Table(changes, schema=[bigquery.SchemaField.from_api_repr(f)
+                                                      for f in bigquery_replica_schema(table)["fields"]])
+            layout = bigquery_replica_table(table)
+            created.time_partitioning = bigquery.TimePartitioning(field=layout["timePartitioning"]["field"])
+            created.clustering_fields = layout["clustering"]["fields"]
+            client.create_table(created, exists_ok=True)
+            view = f"{project}.{dataset}.{replica_name(name)}"
+            client.query(f"CREATE OR REPLACE VIEW `{view}` AS {replica_view_sql(table, f'`{changes}`')}").result()
+            yield view
+
+
+class ApplyReplica(beam.PTransform):
+    """Changes of one table -> its ``<table>_current`` replica: a DuckDB upsert in LSN order, or
+    in BigQuery an append to ``<table>_current_changes`` read by the ``<table>_current`` view
+    (replicas.py)."""
+
+    def __init__(self, warehouse: WarehouseSpec, table: SourceTable, *, streaming: bool):
         super().__init__()
-        self.warehouse, self.table = warehouse, table
+        self.warehouse, self.table, self.streaming = warehouse, table, streaming
 
     def expand(self, changes: beam.PCollection):
         if self.warehouse.kind == "duckdb":
             return changes | "Upsert in LSN order" >> beam.ParDo(_ApplyToDuckDB(self.warehouse.path, {self.table.name: self.table}))
         table = self.table
+        method = (beam.io.WriteToBigQuery.Method.STREAMING_INSERTS if self.streaming
+                  else beam.io.WriteToBigQuery.Method.FILE_LOADS)
         return (
             changes
-            | "CDC upsert rows" >> beam.Map(lambda change: bigquery_cdc_element(change, datetime.now(timezone.utc), table))
-            | "Write to BigQuery" >> beam.io.WriteToBigQuery(
-                table=f"{self.warehouse.project}:{self.warehouse.dataset}.{replica_name(table.name)}",
+            | "Typed change rows" >> beam.Map(_replica_change_row, table)
+            | "Append to BigQuery" >> beam.io.WriteToBigQuery(
+                table=f"{self.warehouse.project}:{self.warehouse.dataset}.{changes_name(table.name)}",
                 schema=bigquery_replica_schema(table),
-                method=beam.io.WriteToBigQuery.Method.STORAGE_WRITE_API,
-                use_at_least_once=True, use_cdc_writes=True, primary_key=list(table.primary_key),
+                additional_bq_parameters=bigquery_replica_table(table),
                 create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-                write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND)
+                write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+                method=method)
         )
+
+
+def _replica_change_row(change: Change, table: SourceTable) -> dict[str, Any]:
+    return bigquery_replica_row(change, datetime.now(timezone.utc), table)
+
+
+def change_identity(change: Change) -> str:
+    """What a redelivered change repeats: its table, primary key and LSN."""
+    return f"{change.table}\x1f{change.key_json}\x1f{change.lsn}"
 
 
 def _present(change: Change, derive: Callable[[Change], dict[str, Any] | None]) -> list[dict[str, Any]]:
@@ -210,14 +289,18 @@ def _now_changelog_row(change: Change) -> dict[str, Any]:
 
 
 class CdcJob(beam.PTransform):
-    """The whole CDC job from the pipeline's root (see the module docstring)."""
+    """The whole CDC job from the pipeline's root (see the module docstring).
+
+    ``dedup_ttl``: how long a streaming job remembers a change's identity to drop its
+    redeliveries (Debezium is at-least-once; Debezium Server sets no message attribute that
+    Pub/Sub's ``id_label`` could use, so keyed state does it on every runner)."""
 
     def __init__(self, source: CdcInput, warehouse: WarehouseSpec, tables: Mapping[str, SourceTable],
-                 replicas: Iterable[str], low_stock_threshold: int):
+                 replicas: Iterable[str], low_stock_threshold: int, dedup_ttl: timedelta):
         super().__init__()
         self.source, self.warehouse, self.tables = source, warehouse, dict(tables)
         self.replicas = [t for t in replicas if t in self.tables]
-        self.threshold = low_stock_threshold
+        self.threshold, self.dedup_ttl = low_stock_threshold, dedup_ttl
 
     def expand(self, pbegin):
         streaming = not self.source.bounded
@@ -226,7 +309,10 @@ class CdcJob(beam.PTransform):
                     for table, location in self.source.sources]
         all_payloads = payloads | "All changes" >> beam.Flatten() if len(payloads) > 1 else payloads[0]
         source = ", ".join(location for _, location in self.source.sources)
-        changes, dead = all_payloads | "Parse change events" >> ParseChanges(self.tables, source)
+        parsed, dead = all_payloads | "Parse change events" >> ParseChanges(self.tables, source)
+        changes = parsed | "Drop redeliveries" >> DropRepeats(
+            change_identity, streaming=streaming, ttl=self.dedup_ttl, counter=(PIPELINE, "duplicates"),
+            key_label="Key by table, key and LSN")
 
         names = sorted(self.tables)
         by_table = dict(zip(names, changes | "Changes by table" >> beam.Partition(
@@ -235,7 +321,12 @@ class CdcJob(beam.PTransform):
             (by_table[name] | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
              | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=f"{name}_changelog", **sink))
             if name in self.replicas:
-                by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(self.warehouse, self.tables[name])
+                by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(self.warehouse, self.tables[name],
+                                                                                  streaming=streaming)
+        if self.warehouse.kind == "bigquery" and self.replicas:
+            (pbegin | "Replica views" >> beam.Create([None])
+             | "Create replica views" >> beam.ParDo(_CreateReplicaViews(
+                 self.warehouse, {t: self.tables[t] for t in self.replicas})))
 
         # business events, each from the one table it is about
         derived = (("products", "Price changes", "price_change", price_change),

@@ -11,23 +11,29 @@ The source table's current rows are ``WHERE NOT _deleted``.
   one statement per table per bundle, after keeping the latest change per key. A column the
   changes carry that the replica lacks (``ALTER TABLE ... ADD COLUMN`` upstream) is added
   first, typed from its values (tables.py).
-- BigQuery: the Storage Write API's CDC upserts (``_CHANGE_TYPE`` UPSERT, ``_CHANGE_SEQUENCE_NUMBER``
-  = the LSN in hex), which BigQuery applies in sequence-number order per primary key: the
-  same rule, applied by BigQuery. Deletes are upserts with ``_deleted`` true, as locally.
+- BigQuery: every change is appended, typed, to ``<table>_current_changes`` (streaming
+  inserts or load jobs: pure Python, nothing the workers must download), and
+  ``<table>_current`` is a view keeping the row with the highest LSN per key: the same rule,
+  applied when the view is read, as Datastream's merge-on-read tables do. Beam's other route,
+  the Storage Write API's CDC upserts, is a Java cross-language transform (a Maven download
+  at construction) whose Beam schemas refuse column names that start with ``_``. Reading the
+  view scans the changes table (partitioned by ``_source_ts``, clustered by the key); for
+  large tables materialise it on a schedule (docs/cdc.md).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from beam_pipelines.cdc.envelope import Change
 from beam_pipelines.cdc.tables import SourceTable, bigquery_type, duckdb_type, infer_type
 
-__all__ = ["META_COLUMNS", "ApplyResult", "DuckDBReplicas", "bigquery_cdc_element", "bigquery_replica_schema",
-           "latest_per_key", "replica_name"]
+__all__ = ["META_COLUMNS", "ApplyResult", "DuckDBReplicas", "bigquery_replica_row", "bigquery_replica_schema",
+           "changes_name", "latest_per_key", "replica_name", "replica_view_sql"]
 
 #: The change metadata of a replica row: name -> (DuckDB type, BigQuery type, nullable).
 META_COLUMNS: dict[str, tuple[str, str, bool]] = {
@@ -45,6 +51,11 @@ _LOCKS_GUARD = threading.Lock()
 
 def replica_name(table: str) -> str:
     return f"{table}_current"
+
+
+def changes_name(table: str) -> str:
+    """BigQuery: the append-only table of typed changes the ``<table>_current`` view reads."""
+    return f"{replica_name(table)}_changes"
 
 
 def latest_per_key(changes: Iterable[Change]) -> list[Change]:
@@ -111,7 +122,10 @@ class DuckDBReplicas:
                 try:
                     result.columns_added += self._add_new_columns(table, rows)
                     names = list(dict.fromkeys(column for row in rows for column in row))
-                    self.con.register("replica_batch", pa.Table.from_pylist(rows))
+                    # every row with every column: Arrow takes the columns from the first row only,
+                    # and a bundle may mix changes from before and after a column was added upstream
+                    self.con.register("replica_batch", pa.Table.from_pylist([{n: row.get(n) for n in names}
+                                                                            for row in rows]))
                     updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in names if c not in table.primary_key)
                     (count,) = self.con.execute(
                         f"INSERT INTO {replica} BY NAME SELECT * FROM replica_batch "
@@ -143,7 +157,7 @@ class DuckDBReplicas:
 
 
 def bigquery_replica_schema(table: SourceTable) -> dict[str, Any]:
-    """The replica's BigQuery schema (the source columns, then the metadata)."""
+    """The BigQuery schema of ``<table>_current_changes`` (the source columns, then the metadata)."""
     fields = [{"name": c.name, "type": bigquery_type(c.pg_type),
                "mode": "REQUIRED" if c.name in table.primary_key else "NULLABLE"} for c in table.columns]
     fields += [{"name": name, "type": types[1], "mode": "NULLABLE" if types[2] else "REQUIRED"}
@@ -151,11 +165,35 @@ def bigquery_replica_schema(table: SourceTable) -> dict[str, Any]:
     return {"fields": fields}
 
 
-def bigquery_cdc_element(change: Change, ingested_at: datetime, table: SourceTable) -> dict[str, Any]:
-    """The element WriteToBigQuery's CDC writes take: the record and its mutation info.
+def bigquery_replica_table(table: SourceTable) -> dict[str, Any]:
+    """How ``<table>_current_changes`` is created: by day of commit, clustered by the key."""
+    return {"timePartitioning": {"type": "DAY", "field": "_source_ts"},
+            "clustering": {"fields": list(table.primary_key[:4])}}
 
-    Columns the replica's schema does not have (added upstream after the table was created)
-    are left out: BigQuery rejects unknown fields; the changelog keeps them."""
+
+def _json_value(value: Any) -> Any:
+    """A typed column value as BigQuery's JSON rows take it (microseconds kept)."""
+    if isinstance(value, datetime):
+        return value.isoformat()  # timestamptz aware (TIMESTAMP), timestamp naive (DATETIME)
+    if isinstance(value, (date, Decimal)):
+        return str(value)
+    return value
+
+
+def bigquery_replica_row(change: Change, ingested_at: datetime, table: SourceTable) -> dict[str, Any]:
+    """A ``<table>_current_changes`` row: the change's typed row and its metadata.
+
+    Columns the table's schema does not have (added upstream after it was created) are left
+    out: BigQuery rejects unknown fields; the changelog keeps them."""
     known = set(table.column_names) | set(META_COLUMNS)
-    record = {k: v for k, v in replica_row(change, ingested_at).items() if k in known}
-    return {"record": record, "row_mutation_info": {"mutation_type": "UPSERT", "change_sequence_number": f"{change.lsn:X}"}}
+    return {k: _json_value(v) for k, v in replica_row(change, ingested_at).items() if k in known}
+
+
+def replica_view_sql(table: SourceTable, changes: str) -> str:
+    """The query of the ``<table>_current`` view over ``changes`` (a quoted table reference):
+    the row of each key with the highest LSN. The same SQL runs in BigQuery and DuckDB (key
+    columns are plain identifiers: schema.sql's columns match ``\\w+``)."""
+    key = ", ".join(table.primary_key)
+    return (f"SELECT * FROM {changes} WHERE TRUE "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY _lsn DESC) = 1")
+

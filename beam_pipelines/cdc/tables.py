@@ -1,4 +1,4 @@
-"""The captured tables, read from the OLTP schema (``cdc/schema.sql``): one source of truth.
+"""The captured tables, read from the OLTP schema (``streamforge/cdc/schema.sql``, package data): one source of truth.
 
 The replica tables of the warehouse (``<table>_current``) have the source table's columns,
 typed from the PostgreSQL types, plus the change metadata. A column added later in
@@ -6,7 +6,7 @@ PostgreSQL (``ALTER TABLE ... ADD COLUMN``) is not in the file: its type is infe
 first value the change events carry (``infer_type``), and the replica gets the column then.
 
 Values arrive as Debezium's JSON converter writes them with the connector properties of
-``cdc/debezium/application.properties``: integers and booleans as JSON numbers and booleans,
+``streamforge/cdc/debezium/application.properties``: integers and booleans as JSON numbers and booleans,
 ``numeric`` as decimal strings (``decimal.handling.mode=string``), ``timestamptz`` as ISO 8601
 strings, ``timestamp`` as microseconds since the epoch, ``date`` as days since the epoch.
 ``typed_value`` turns them into Python values, or raises ``ValueError`` saying why not.
@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Any, Mapping
+
+from streamforge.cdc.config import SCHEMA, cdc_file
 
 __all__ = ["Column", "SourceTable", "bigquery_type", "duckdb_type", "infer_type", "load_source_tables",
            "parse_schema_sql", "typed_row", "typed_value"]
@@ -70,7 +73,7 @@ class SourceTable:
 
 
 def parse_schema_sql(sql: str) -> dict[str, SourceTable]:
-    """The CREATE TABLE statements of ``sql`` (one column per line, as cdc/schema.sql keeps them)."""
+    """The CREATE TABLE statements of ``sql`` (one column per line, as schema.sql keeps them)."""
     tables: dict[str, SourceTable] = {}
     for name, body in _CREATE.findall(sql):
         columns, key = [], []
@@ -102,11 +105,7 @@ def parse_schema_sql(sql: str) -> dict[str, SourceTable]:
 
 @lru_cache(maxsize=4)
 def load_source_tables(path: str | None = None) -> dict[str, SourceTable]:
-    """The tables of ``cdc/schema.sql`` (or of ``path``)."""
-    from pathlib import Path
-
-    from streamforge.cdc.config import SCHEMA, cdc_file
-
+    """The tables of the packaged ``schema.sql`` (or of ``path``)."""
     return parse_schema_sql((Path(path) if path else cdc_file(SCHEMA)).read_text(encoding="utf-8"))
 
 

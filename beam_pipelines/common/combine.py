@@ -29,10 +29,15 @@ class AggregateFn(beam.CombineFn):
     ``factory()`` makes an empty aggregate; ``aggregate.add(value)`` adds one input and
     ``aggregate.merge(other)`` folds in another partial aggregate, both returning the
     aggregate. The output is the aggregate itself: the job's row step turns it into rows.
+    ``accumulator_coder``: an explicit coder (coders.py) where accumulators live in a
+    streaming job's state; Beam's default otherwise.
     """
 
-    def __init__(self, factory: Callable[[], Any]):
-        self.factory = factory
+    def __init__(self, factory: Callable[[], Any], accumulator_coder: beam.coders.Coder | None = None):
+        self.factory, self.accumulator_coder = factory, accumulator_coder
+
+    def get_accumulator_coder(self) -> beam.coders.Coder:
+        return self.accumulator_coder or super().get_accumulator_coder()
 
     def create_accumulator(self) -> Any:
         return self.factory()

@@ -1,6 +1,9 @@
 """Where a job reads and writes: the ``--input`` and ``--warehouse`` URLs, and the readers.
 
-- ``file://PATH``: a JSONL file (or a glob). Bounded: the job runs in batch mode.
+- ``file://PATH``: a local JSONL file (or a glob). Bounded: the job runs in batch mode.
+- ``gs://BUCKET/PATH`` (or another Beam filesystem: ``s3://``, ``azfs://``, ``hdfs://``): the
+  same, in cloud storage. Nothing is checked at construction (that would need credentials
+  and the network); a pattern that matches no file fails the job, saying so.
 - ``pubsub://projects/P/subscriptions/S`` or ``pubsub://projects/P/topics/T``: unbounded;
   event time comes from the ``event_time`` attribute the producers set. Reading a topic
   makes Beam create a temporary subscription.
@@ -26,11 +29,15 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["InputSpec", "ReadLineBatches", "ReadMessages", "SpecError", "WarehouseSpec", "parse_input",
-           "parse_warehouse"]
+__all__ = ["BIGQUERY_DATASET", "GCS_PATH", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches", "ReadMessages", "SpecError", "WarehouseSpec", "parse_input",
+           "parse_warehouse", "remote_path"]
 
-_PUBSUB = re.compile(r"^pubsub://(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(subscriptions|topics)/[A-Za-z][-\w.~+%]{2,254})$")
-_BIGQUERY = re.compile(r"^bigquery://([a-z][-a-z0-9:.]{4,62}[a-z0-9])\.([A-Za-z_][A-Za-z0-9_]{0,1023})$")
+#: Beam filesystems besides the local one that an input may name.
+REMOTE_SCHEMES = ("gs", "s3", "azfs", "hdfs")
+#: The URL forms an input or warehouse may take (also the Flex Templates' parameter regexes).
+GCS_PATH = re.compile(r"^gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/.+$")
+PUBSUB_INPUT = re.compile(r"^pubsub://(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(subscriptions|topics)/[A-Za-z][-\w.~+%]{2,254})$")
+BIGQUERY_DATASET = re.compile(r"^bigquery://([a-z][-a-z0-9:.]{4,62}[a-z0-9])\.([A-Za-z_][A-Za-z0-9_]{0,1023})$")
 
 
 class SpecError(ValueError):
@@ -40,15 +47,20 @@ class SpecError(ValueError):
 @dataclass(frozen=True)
 class InputSpec:
     kind: str  # "file" or "pubsub"
-    location: str  # a path or glob; a subscription or topic path
+    location: str  # a local path or glob, a gs://... path or glob; a subscription or topic path
     is_subscription: bool = False
 
     @property
     def bounded(self) -> bool:
         return self.kind == "file"
 
+    @property
+    def local(self) -> bool:
+        """A path on this machine's disk (which remote workers cannot read)."""
+        return self.kind == "file" and "://" not in self.location
+
     def __str__(self) -> str:
-        return f"{self.kind}://{self.location}"
+        return f"file://{self.location}" if self.local else self.location if self.kind == "file" else f"{self.kind}://{self.location}"
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,30 @@ class WarehouseSpec:
         return f"bigquery://{self.project}.{self.dataset}" if self.kind == "bigquery" else f"duckdb://{self.path}"
 
 
+def remote_path(url: str, option: str) -> str | None:
+    """``url`` if it names a file or glob on a remote Beam filesystem (gs://...), None if it
+    is no such URL; SpecError if it looks like one but cannot be."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in REMOTE_SCHEMES:
+        return None
+    if not rest or rest.endswith("://"):
+        raise SpecError(f"{option} {url}: no path after {scheme}://")
+    if scheme == "gs" and not GCS_PATH.match(url):
+        raise SpecError(f"{option} {url}: expected gs://BUCKET/PATH (a bucket name of 3-222 lower-case letters, "
+                        "digits, dashes, underscores and dots, then an object path or glob)")
+    try:
+        FileSystems.get_filesystem(url)
+    except ValueError as exc:
+        raise SpecError(f"{option} {url}: {exc}") from None
+    return url
+
+
 def parse_input(url: str, option: str = "--input") -> InputSpec:
-    """An input URL, checked: a file input must match at least one file."""
+    """An input URL, checked: a local file input must match at least one file (a remote one
+    is checked when the job reads it)."""
+    remote = remote_path(url, option)
+    if remote is not None:
+        return InputSpec("file", remote)
     if url.startswith("file://"):
         path = url[len("file://"):]
         if not path:
@@ -74,11 +108,12 @@ def parse_input(url: str, option: str = "--input") -> InputSpec:
             raise SpecError(f"{option} {url}: is a directory; name the JSONL file (only `run all` takes a directory)")
         return InputSpec("file", path)
     if url.startswith("pubsub://"):
-        match = _PUBSUB.match(url)
+        match = PUBSUB_INPUT.match(url)
         if not match:
             raise SpecError(f"{option} {url}: expected pubsub://projects/PROJECT/subscriptions/NAME or pubsub://projects/PROJECT/topics/NAME")
         return InputSpec("pubsub", match.group(1), is_subscription=match.group(2) == "subscriptions")
-    raise SpecError(f"{option} {url}: expected file://PATH or pubsub://projects/P/subscriptions/S (or /topics/T)")
+    raise SpecError(f"{option} {url}: expected file://PATH, gs://BUCKET/PATH or pubsub://projects/P/subscriptions/S "
+                    "(or /topics/T)")
 
 
 def parse_warehouse(url: str) -> WarehouseSpec:
@@ -88,7 +123,7 @@ def parse_warehouse(url: str) -> WarehouseSpec:
             raise SpecError(f"--warehouse {url}: expected duckdb:///ABSOLUTE/PATH or duckdb://RELATIVE/PATH of a database file")
         return WarehouseSpec("duckdb", path=path)
     if url.startswith("bigquery://"):
-        match = _BIGQUERY.match(url)
+        match = BIGQUERY_DATASET.match(url)
         if not match:
             raise SpecError(f"--warehouse {url}: expected bigquery://PROJECT.DATASET")
         return WarehouseSpec("bigquery", project=match.group(1), dataset=match.group(2))
@@ -98,13 +133,16 @@ def parse_warehouse(url: str) -> WarehouseSpec:
 class _SplitFiles(beam.DoFn):
     """A file pattern -> (path, start, end) byte ranges of every matching file.
 
-    A compressed file cannot be read from the middle, so it is one range."""
+    A compressed file cannot be read from the middle, so it is one range. A pattern that
+    matches nothing fails the job: an input that is not there is an error, not an empty day."""
 
     def __init__(self, range_bytes: int):
         self.range_bytes = range_bytes
 
     def process(self, pattern: str) -> Iterable[tuple[str, int, int]]:
         (match,) = FileSystems.match([pattern])
+        if not match.metadata_list:
+            raise FileNotFoundError(f"{pattern}: no file matches this input")
         for file in match.metadata_list:
             if CompressionTypes.detect_compression_type(file.path) != CompressionTypes.UNCOMPRESSED:
                 yield file.path, 0, -1

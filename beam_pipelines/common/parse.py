@@ -12,8 +12,8 @@ Deduplication has three expansions with the same result:
 
 - Dataflow streaming: Pub/Sub's ``id_label`` (``event_id`` attribute) drops redeliveries
   before the pipeline sees them (io.ReadMessages).
-- Other streaming runners: a stateful DoFn keyed by event_id remembers each id for
-  ``pipelines.dedup_ttl`` of event time, then an event-time timer clears it.
+- Other streaming runners: ``DropRepeats`` (dedup.py) remembers each event_id for
+  ``pipelines.dedup_ttl`` of event time in keyed state, then an event-time timer clears it.
 - Bounded input (batch): batches of payloads are split by a hash of the event_id into a
   fixed number of shards and grouped; each shard then sees every copy of its events. On a
   bounded input the watermark stays at the start until all of it is read, so a TTL could not
@@ -33,15 +33,13 @@ from typing import Any, Iterable, NamedTuple
 
 import apache_beam as beam
 import orjson
-from apache_beam.coders import BooleanCoder
 from apache_beam.coders.coder_impl import CallbackCoderImpl
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.common.dead_letters import dead_letter, from_invalid_event
+from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.packing import Packed, pack, unpack
 from streamforge.schemas import InvalidEvent, get_schema, registry
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
@@ -284,33 +282,6 @@ class _FirstValidOfEachId(beam.DoFn):
         self.counters.duplicates.inc(duplicates)
 
 
-class _DedupWithState(beam.DoFn):
-    """Streaming dedup: remembers each event_id for ``ttl`` of event time."""
-
-    SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
-    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
-
-    def __init__(self, stream: str, ttl: timedelta):
-        self.stream = stream
-        self.ttl_s = ttl.total_seconds()
-
-    def setup(self) -> None:
-        self.duplicates = Metrics.counter(self.stream, "duplicates")
-
-    def process(self, element: tuple[str, dict[str, Any]], timestamp=beam.DoFn.TimestampParam,
-                seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)) -> Iterable[Any]:
-        if seen.read():
-            self.duplicates.inc()
-            return ()
-        seen.write(True)
-        forget.set(timestamp + self.ttl_s)
-        return (element[1],)
-
-    @on_timer(FORGET)
-    def _forget(self, seen=beam.DoFn.StateParam(SEEN)) -> None:
-        seen.clear()
-
-
 class ParseEvents(beam.PTransform):
     """Payloads of one stream -> ``Parsed(events, dead_letters)``.
 
@@ -340,10 +311,10 @@ class ParseEvents(beam.PTransform):
             DEAD_LETTER, main="events")
         events = validated.events
         if self.dedup == DedupMode.STATE:
-            events = (
-                events
-                | "Key by event_id" >> beam.Map(lambda event: (event["event_id"], event)).with_output_types(
-                    beam.typehints.Tuple[str, beam.typehints.Dict[str, Any]])
-                | "Drop duplicates" >> beam.ParDo(_DedupWithState(self.stream, self.dedup_ttl))
-            )
+            events = events | "Drop duplicates" >> DropRepeats(
+                _event_id, streaming=True, ttl=self.dedup_ttl, counter=(self.stream, "duplicates"), key_label="Key by event_id")
         return Parsed(events, validated[DEAD_LETTER])
+
+
+def _event_id(event: dict[str, Any]) -> str:
+    return event["event_id"]

@@ -14,8 +14,8 @@ Tables, columns, partitioning and clustering all come from the .avsc schemas (th
 
 from __future__ import annotations
 
-from decimal import Decimal
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 import apache_beam as beam

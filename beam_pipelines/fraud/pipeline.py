@@ -33,19 +33,21 @@ and evaluates them once: on the local runner, per-key state and timers cost abou
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Iterable
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
 
+from beam_pipelines.common.coders import LayoutCoder
 from beam_pipelines.common.combine import CombineBatchesPerKey
 from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.parse import DEAD_LETTER, now_ms
-from beam_pipelines.fraud.rules import OBSERVED_STATUSES, FraudDetector, OrderSignal, UserFraudState
+from beam_pipelines.fraud.rules import OBSERVED_STATUSES, FraudDetector, OrderSignal, UserFraudState, _Attempt, _Order
 from streamforge.config import FraudRules
 from streamforge.schemas import get_schema
 from streamforge.timeutil import format_millis, millis_to_datetime, to_millis
@@ -53,11 +55,36 @@ from streamforge.timeutil import format_millis, millis_to_datetime, to_millis
 __all__ = ["DetectFraud", "FraudAlerts"]
 
 
+class OrderSignalCoder(LayoutCoder):
+    """fraud: the order events waiting for the watermark."""
+
+    def fields(self, s: OrderSignal) -> list[Any]:
+        return [s.event_id, s.order_id, s.user_id, s.status, s.at_ms, str(s.total_amount), s.currency, s.is_first_order,
+                s.ip_country, s.card_fingerprint]
+
+    def build(self, version: int, f: list[Any]) -> OrderSignal:
+        return OrderSignal(f[0], f[1], f[2], f[3], f[4], Decimal(f[5]), f[6], f[7], f[8], f[9])
+
+
+class UserFraudStateCoder(LayoutCoder):
+    """fraud: what the rules remember about a user."""
+
+    def fields(self, s: UserFraudState) -> list[Any]:
+        return [[[o.event_id, o.order_id, o.at_ms, o.country] for o in s.recent_orders], s.burst_anchor,
+                [[o.event_id, o.order_id, o.at_ms, o.country] for o in s.last_order_by_country.values()],
+                [[a.event_id, a.at_ms, a.failed, a.card] for a in s.attempts]]
+
+    def build(self, version: int, f: list[Any]) -> UserFraudState:
+        by_country = [_Order(*o) for o in f[2]]
+        return UserFraudState([_Order(*o) for o in f[0]], f[1], {o.country: o for o in by_country},
+                              [_Attempt(*a) for a in f[3]])
+
+
 class DetectFraud(beam.DoFn):
     """Streaming: ``(user_id, order event)`` -> fraud_alert records (timestamped at the alert's event time)."""
 
-    WAITING = BagStateSpec("waiting", PickleCoder())
-    RULES_STATE = ReadModifyWriteStateSpec("rules_state", PickleCoder())
+    WAITING = BagStateSpec("waiting", OrderSignalCoder())
+    RULES_STATE = ReadModifyWriteStateSpec("rules_state", UserFraudStateCoder())
     EVALUATED = ReadModifyWriteStateSpec("evaluated_through_ms", VarIntCoder())
     TIMER_AT = ReadModifyWriteStateSpec("timer_at_ms", VarIntCoder())
     DUE = TimerSpec("due", TimeDomain.WATERMARK)
@@ -181,12 +208,15 @@ class FraudAlerts(beam.PTransform):
 
     Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
-    def __init__(self, rules: FraudRules, *, bounded: bool):
+    def __init__(self, rules: FraudRules, *, streaming: bool):
         super().__init__()
-        self.rules, self.bounded = rules, bounded
+        self.rules, self.streaming = rules, streaming
+
+    def display_data(self) -> dict[str, Any]:
+        return {name: str(value) for name, value in vars(self.rules).items()}
 
     def expand(self, orders: beam.PCollection):
-        if self.bounded:
+        if not self.streaming:
             alerts = (
                 orders
                 | "Order signals per user" >> CombineBatchesPerKey(_user_signal, UserSignals(), counter=("fraud", "events"))

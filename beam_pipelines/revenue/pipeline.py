@@ -37,12 +37,15 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from beam_pipelines.cdc.pipeline import CdcInput, ParseChanges, ReadChanges
+from beam_pipelines.cdc.tables import load_source_tables
+from beam_pipelines.common.coders import LayoutCoder
 from beam_pipelines.common.combine import AggregateFn, CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating
-from beam_pipelines.cdc.pipeline import CdcInput, ParseChanges, ReadChanges
 from beam_pipelines.revenue.catalog import CatalogEntry, LatestEntryFn, catalog_entry, category_of
 from beam_pipelines.revenue.metrics import WINDOW_MS, LineRevenue, MinuteRevenue, paid_lines, window_start_ms
+from streamforge.timeutil import format_duration
 
 __all__ = ["ProductCatalog", "RevenueWindows"]
 
@@ -100,11 +103,41 @@ def _latest_categories(entry: tuple[str, CatalogEntry | None]) -> Iterable[tuple
         yield sku, latest.category
 
 
+class CatalogEntryCoder(LayoutCoder):
+    """revenue with --catalog: a product's latest catalogue entry."""
+
+    def fields(self, e: CatalogEntry) -> list[Any]:
+        return [e.lsn, e.category]
+
+    def build(self, version: int, f: list[Any]) -> CatalogEntry:
+        return CatalogEntry(f[0], f[1])
+
+
+class MinuteRevenueCoder(LayoutCoder):
+    """revenue: the accumulator of a minute's revenue_per_minute row."""
+
+    def fields(self, r: MinuteRevenue) -> list[Any]:
+        return [r.gmv_cents, r.order_count, r.units, sorted(r.buyers), r.first_time_orders, r.cancelled_cents]
+
+    def build(self, version: int, f: list[Any]) -> MinuteRevenue:
+        return MinuteRevenue(f[0], f[1], f[2], set(f[3]), f[4], f[5])
+
+
+class LineRevenueCoder(LayoutCoder):
+    """revenue: the accumulator of a revenue_by_category_region row."""
+
+    def fields(self, r: LineRevenue) -> list[Any]:
+        return [r.gmv_cents, r.units, sorted(r.orders)]
+
+    def build(self, version: int, f: list[Any]) -> LineRevenue:
+        return LineRevenue(f[0], f[1], set(f[2]))
+
+
 class _JoinCatalog(beam.DoFn):
     """Streaming: per product, the latest catalogue entry in state; each paid line takes its
     category from it (the event's own category until the catalogue has the product)."""
 
-    LATEST = ReadModifyWriteStateSpec("latest", beam.coders.PickleCoder())
+    LATEST = ReadModifyWriteStateSpec("latest", CatalogEntryCoder())
 
     def setup(self) -> None:
         self.hits, self.misses = Metrics.counter("revenue", "catalog_hits"), Metrics.counter("revenue", "catalog_misses")
@@ -114,8 +147,9 @@ class _JoinCatalog(beam.DoFn):
         sku, (kind, value) = element
         held: CatalogEntry | None = latest.read()
         if kind == "catalog":
-            if held is None or value.lsn > held.lsn:
-                latest.write(value)
+            entry = CatalogEntry(*value)
+            if held is None or entry.lsn > held.lsn:
+                latest.write(entry)
             return
         start_ms, region, order_id, item = value
         if held is not None and held.category is not None:
@@ -135,8 +169,6 @@ class ProductCatalog(beam.PTransform):
         self.source = source
 
     def expand(self, pbegin):
-        from beam_pipelines.cdc.tables import load_source_tables
-
         products = {"products": load_source_tables()["products"]}
         reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location)
                  for n, (_, location) in enumerate(self.source.sources)]
@@ -156,6 +188,10 @@ class RevenueWindows(beam.PTransform):
         super().__init__()
         self.allowed_lateness, self.streaming, self.margin = allowed_lateness, streaming, lateness_margin
         self.catalog = catalog  # (sku, CatalogEntry) from the products change stream, or None
+
+    def display_data(self) -> dict[str, Any]:
+        return {"allowed_lateness": format_duration(self.allowed_lateness),
+                "lateness_margin": format_duration(self.margin), "catalog": self.catalog is not None}
 
     def expand(self, orders: beam.PCollection):
         if not self.streaming:
@@ -181,14 +217,15 @@ class RevenueWindows(beam.PTransform):
         per_minute = (
             counted
             | "Key by minute" >> beam.FlatMap(_by_minute)
-            | "Combine revenue per minute" >> beam.CombinePerKey(AggregateFn(MinuteRevenue))
+            | "Combine revenue per minute" >> beam.CombinePerKey(AggregateFn(MinuteRevenue, MinuteRevenueCoder()))
             | "Revenue per minute rows" >> beam.ParDo(_MinuteRow())
         )
         if self.catalog is None:
             lines = counted | "Paid lines by minute, region and category" >> beam.FlatMap(_lines_by_minute_region_category)
         else:  # join in the global window, then back into the minute windows
             paid = gated.events | "Paid lines by product" >> beam.FlatMap(_paid_lines_by_product)
-            updates = self.catalog | "Catalogue updates by product" >> beam.Map(lambda kv: (kv[0], ("catalog", kv[1])))
+            # plain tuples in the shuffle: no project class in a running job's data
+            updates = self.catalog | "Catalogue updates by product" >> beam.Map(lambda kv: (kv[0], ("catalog", tuple(kv[1]))))
             lines = (
                 (paid, updates)
                 | "Lines and catalogue" >> beam.Flatten()
@@ -198,7 +235,7 @@ class RevenueWindows(beam.PTransform):
             )
         by_category_region = (
             lines
-            | "Combine revenue by region and category" >> beam.CombinePerKey(AggregateFn(LineRevenue))
+            | "Combine revenue by region and category" >> beam.CombinePerKey(AggregateFn(LineRevenue, LineRevenueCoder()))
             | "Revenue by region and category rows" >> beam.ParDo(_LineRow())
         )
         return per_minute, by_category_region, [gated.dead_letter]

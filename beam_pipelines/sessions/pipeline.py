@@ -32,6 +32,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
+from beam_pipelines.common.coders import LayoutCoder
 from beam_pipelines.common.combine import AggregateFn, CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating, pane_timing
@@ -73,6 +74,17 @@ class _FinalRows(beam.DoFn):
             yield session.record("ON_TIME")  # the one pane a session window fires in batch
 
 
+class SessionAggregateCoder(LayoutCoder):
+    """sessions: the accumulator of a session window."""
+
+    def fields(self, a: SessionAggregate) -> list[Any]:
+        return [a.user_id, a.event_count, a.start_ms, a.end_ms, list(a.first_key), a.device_type, a.geo_region,
+                a.counts, a.revenue_cents, a.category_views]
+
+    def build(self, version: int, f: list[Any]) -> SessionAggregate:
+        return SessionAggregate(f[0], f[1], f[2], f[3], tuple(f[4]), f[5], f[6], f[7], f[8], f[9])
+
+
 class SessionWindows(beam.PTransform):
     """Validated clickstream events -> ``(user_sessions rows, [late dead letters])``.
 
@@ -84,11 +96,17 @@ class SessionWindows(beam.PTransform):
         self.gap, self.allowed_lateness = gap, allowed_lateness
         self.streaming, self.margin = streaming, lateness_margin
 
+    def display_data(self) -> dict[str, Any]:
+        # Settings are shown here, never in step labels: a label is part of a running job's
+        # identity for --update (dataflow/renames.py).
+        return {"gap": format_duration(self.gap), "allowed_lateness": format_duration(self.allowed_lateness),
+                "lateness_margin": format_duration(self.margin)}
+
     def expand(self, events: beam.PCollection):
         if not self.streaming:
             rows = (
                 events
-                | f"Sessions per user ({format_duration(self.gap)} gap)" >> CombineBatchesPerKey(
+                | "Sessions per user" >> CombineBatchesPerKey(
                     _by_user, AggregateFn(partial(UserSessions, int(self.gap.total_seconds() * 1000))),
                     counter=("sessions", "events"))
                 | "Session rows" >> beam.ParDo(_FinalRows())
@@ -100,9 +118,9 @@ class SessionWindows(beam.PTransform):
         rows = (
             gated.events
             | "Key by user" >> beam.ParDo(_Count())
-            | f"Session windows ({format_duration(self.gap)} gap)" >> accumulating(
+            | "Session windows" >> accumulating(
                 window.Sessions(self.gap.total_seconds()), self.allowed_lateness + self.margin)
-            | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate))
+            | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate, SessionAggregateCoder()))
             | "Session rows" >> beam.ParDo(_WindowedRow())
         )
         return rows, [gated.dead_letter]

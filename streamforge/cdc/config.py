@@ -1,6 +1,7 @@
 """The Debezium Server configuration file, read for the local engine (one source of truth).
 
-``DebeziumServerConfig.load`` parses ``cdc/debezium/application.properties``; the local
+``DebeziumServerConfig.load`` parses ``debezium/application.properties`` (package data of
+``streamforge.cdc``, so an installed wheel has it too); the local
 engine takes its ``debezium.source.*`` connector properties as they are, replacing only what
 differs on a laptop: the database connection (``--database``) and where offsets are kept (a
 file instead of a table in the source database). The sink settings (ordering key, null key)
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
@@ -31,11 +33,12 @@ class ConfigError(ValueError):
 
 
 def cdc_file(name: str) -> Path:
-    """``cdc/NAME`` of the working directory, else of the StreamForge checkout this runs from."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (root / "cdc" / name).is_file():
-            return root / "cdc" / name
-    raise ConfigError(f"no cdc/{name} in the working directory or the StreamForge checkout; run from the repository")
+    """A file shipped with this package (``schema.sql``, ``debezium/application.properties``):
+    the same in a checkout, an installed wheel and the Dataflow image."""
+    path = Path(str(resources.files(__package__).joinpath(name)))
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing from the streamforge package (a broken installation?)")
+    return path
 
 
 def parse_properties(text: str, source: str = "<properties>") -> dict[str, str]:

@@ -22,8 +22,13 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from streamforge.transport import (DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics, pubsub_module,
-                                   pubsub_publisher)
+from streamforge.transport import (
+    DeliveryTracker,
+    ensure_kafka_topics,
+    ensure_pubsub_topics,
+    pubsub_module,
+    pubsub_publisher,
+)
 
 __all__ = ["ChangeMessage", "Output", "OutputError", "open_output"]
 

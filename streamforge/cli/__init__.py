@@ -1,31 +1,95 @@
-"""``streamforge``: the single command-line entry point."""
+"""``streamforge``: the single command-line entry point.
+
+Commands are thin: they parse, call a library (``streamforge`` itself, ``beam_pipelines``,
+``batch``), and print. Each command's module imports its library at the top and is loaded
+only when the command runs, so ``streamforge simulate`` does not pay for importing Beam, and
+a command whose extra is not installed says which one to install.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from streamforge import __version__
-from streamforge.cli import batch as batch_cli
-from streamforge.cli import cdc as cdc_cli
-from streamforge.cli import functions as functions_cli
-from streamforge.cli import report as report_cli
-from streamforge.cli import run as run_cli
-from streamforge.cli import schemas as schemas_cli
-from streamforge.cli import simulate as simulate_cli
 from streamforge.config import CONFIG_ENV_VAR, ConfigError, load_config
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    attribute: str  # a Typer app (a group of commands) or a function (one command)
+    extra: str | None = None  # what `pip install 'streamforge[EXTRA]'` adds for it
+    settings: dict[str, Any] = field(default_factory=dict)  # click context settings
+
+    def load(self, name: str) -> click.Command:
+        try:
+            target = getattr(importlib.import_module(self.module), self.attribute)
+        except ModuleNotFoundError as exc:
+            if self.extra is None or (exc.name or "").split(".")[0] in ("streamforge", "beam_pipelines", "batch"):
+                raise
+            return _missing(name, self.extra, exc.name or "")
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_command(target)
+        else:
+            single = typer.Typer(add_completion=False, rich_markup_mode=None)
+            single.command(name, context_settings=self.settings)(target)
+            command = typer.main.get_command(single)
+        command.name = name
+        return command
+
+
+def _missing(name: str, extra: str, module: str) -> click.Command:
+    def explain() -> None:
+        typer.echo(f"error: `streamforge {name}` needs {module}, which is not installed: "
+                   f"pip install 'streamforge[{extra}]'", err=True)
+        raise typer.Exit(2)
+
+    return click.Command(name, callback=explain, help=f"(not installed: pip install 'streamforge[{extra}]')",
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+
+COMMANDS = {
+    "simulate": Command("streamforge.cli.simulate", "simulate"),
+    "schemas": Command("streamforge.cli.schemas", "app"),
+    "run": Command("streamforge.cli.run", "run", "pipelines", {"allow_extra_args": True, "ignore_unknown_options": True}),
+    "report": Command("streamforge.cli.report", "report", "pipelines"),
+    "dataflow": Command("streamforge.cli.dataflow", "app", "dataflow"),
+    "cdc": Command("streamforge.cli.cdc", "app", "cdc"),
+    "functions": Command("streamforge.cli.functions", "app", "functions"),
+    "webhook-sink": Command("streamforge.cli.functions", "webhook_sink", "functions"),
+    "batch": Command("streamforge.cli.batch", "app", "batch"),
+}
+
+
+class _Commands(TyperGroup):
+    """The root group: commands from ``COMMANDS``, each loaded when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = COMMANDS.get(name)
+        return None if command is None else command.load(name)
+
 
 app = typer.Typer(
     name="streamforge",
+    cls=_Commands,
     help=(
         "StreamForge: real-time e-commerce analytics on Google Cloud.\n\n"
         "Generate shop traffic, inspect the event schemas, capture the shop database's changes "
-        "(CDC), run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow, serve "
-        "or package the Cloud Functions (alert dispatcher, ingest), and run the daily PySpark batch."
+        "(CDC), run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow, build and "
+        "control their Dataflow image, templates and jobs, serve or package the Cloud Functions "
+        "(alert dispatcher, ingest), and run the daily PySpark batch."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -57,16 +121,6 @@ def root(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-app.command("simulate")(simulate_cli.simulate)
-app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run_cli.run)
-app.command("report")(report_cli.report)
-app.add_typer(schemas_cli.app, name="schemas")
-app.add_typer(cdc_cli.app, name="cdc")
-app.add_typer(functions_cli.app, name="functions")
-app.add_typer(batch_cli.app, name="batch")
-app.command("webhook-sink")(functions_cli.webhook_sink)
 
 
 def main() -> None:

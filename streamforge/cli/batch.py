@@ -10,6 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from batch.daily_metrics import JobError, parse_dates, reconcile_written, run
+from batch.local_jvm import ArchiveError, record_archive
+from batch.packaging import package as build
+from batch.spark import local_session
+
 __all__ = ["app"]
 
 app = typer.Typer(help="The daily batch: business metrics per day with PySpark (locally here, Dataproc Serverless on GCP).",
@@ -25,8 +30,6 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _dates(text: str):
-    from batch.daily_metrics import JobError, parse_dates
-
     try:
         return parse_dates(text)
     except JobError as exc:
@@ -35,8 +38,6 @@ def _dates(text: str):
 
 def _run_and_show(job, as_json: bool) -> None:
     """Runs ``job()`` (a DailyRun), prints it; exit 2 on a bad argument, 3 on a reconciliation mismatch."""
-    from batch.daily_metrics import JobError
-
     try:
         report = job()
     except JobError as exc:
@@ -95,9 +96,6 @@ def daily(
     """Compute daily_revenue, daily_revenue_by_category, daily_top_regions, daily_conversion_funnel
     and daily_order_status for the dates, replacing those dates (and only those) in the output;
     rows that fail the event schemas go to batch_rejects with the reason."""
-    from batch.daily_metrics import run
-    from batch.spark import local_session
-
     dates = _dates(date)
     _run_and_show(lambda: run(local_session(cores=cores), dates, input_url, output, reconcile_with=reconcile_with,
                               config=ctx.obj), as_json)
@@ -115,9 +113,6 @@ def reconcile(
     """Compare each day's batch revenue with the sum of the streaming revenue_per_minute windows, to
     the cent, with the late and dead-lettered order events; exit 3 when the late events do not
     explain a difference. For a daily cron job or an alert."""
-    from batch.daily_metrics import reconcile_written
-    from batch.spark import local_session
-
     dates = _dates(date)
     _run_and_show(lambda: reconcile_written(local_session(), dates, output, warehouse), as_json)
 
@@ -127,8 +122,6 @@ def package(
     output: Path = typer.Option(Path("dist/batch"), "--output", "-o", metavar="DIR", help="Where the job files go."),
 ) -> None:
     """Write the job's main file and its --py-files zip for `gcloud dataproc batches submit pyspark`."""
-    from batch.packaging import package as build
-
     main, archive = build(output)
     typer.echo(f"{main}\n{archive}  ({archive.stat().st_size:,} bytes)")
     typer.echo(f"  submit: gcloud dataproc batches submit pyspark {main} --region=REGION --version=3.0 "
@@ -144,8 +137,6 @@ def class_archive(
     """Record the class-data archive that local Spark runs start their JVM from: a training run
     of the daily job on a simulated night (about a minute, once per installation; `make` does
     it). Local runs without one start as usual, only slower."""
-    from batch.local_jvm import ArchiveError, record_archive
-
     try:
         path, seconds = record_archive(force=force)
     except ArchiveError as exc:

@@ -6,9 +6,17 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from streamforge.cdc.config import SCHEMA, ConfigError, DatabaseURL, DebeziumServerConfig, cdc_file
+from streamforge.cdc.engine import EngineError, run_engine
+from streamforge.cdc.outputs import OutputError, open_output
+from streamforge.cdc.workload import Workload, init_database
+from streamforge.shutdown import stop_on_signals
+from streamforge.timeutil import parse_duration
 
 __all__ = ["app"]
 
@@ -32,7 +40,7 @@ def run(
     offsets: Path = typer.Option(Path("out/cdc/offsets.dat"), metavar="PATH",
                                  help="Offsets file: a restart resumes from it."),
     debezium_config: Optional[Path] = typer.Option(None, metavar="PATH",
-                                                   help="Debezium Server properties [default: cdc/debezium/application.properties]."),
+                                                   help="Debezium Server properties [default: the packaged streamforge/cdc/debezium/application.properties]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the engine's INFO log."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
 ) -> None:
@@ -42,11 +50,6 @@ def run(
     The connector properties are those of the Debezium Server file; only the connection and the
     offsets store are local. The replication slot and publication are created on first start.
     """
-    from streamforge.cdc.config import ConfigError, DatabaseURL, DebeziumServerConfig
-    from streamforge.cdc.engine import EngineError, run_engine
-    from streamforge.cdc.outputs import OutputError, open_output
-    from streamforge.shutdown import stop_on_signals
-
     try:
         config = DebeziumServerConfig.load(debezium_config)
         db = DatabaseURL.parse(database)
@@ -96,26 +99,20 @@ def workload(
     duration: Optional[str] = typer.Option(None, metavar="DURATION", help="Stop after this long, e.g. 60s, 10m."),
     operations: Optional[int] = typer.Option(None, metavar="N", help="Stop after N transactions."),
     init: bool = typer.Option(True, "--init/--no-init",
-                              help="Create the tables (cdc/schema.sql) and the products and customers if missing."),
+                              help="Create the tables (streamforge/cdc/schema.sql) and the products and customers if missing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Drive realistic OLTP changes into the shop database: new orders with items, status
     transitions, cancellations and refunds, price changes, stock movements. Until --duration,
     --operations or Ctrl-C."""
-    from streamforge.cdc.config import ConfigError, DatabaseURL, cdc_file
-    from streamforge.cdc.workload import Workload, init_database
-    from streamforge.shutdown import stop_on_signals
-    from streamforge.timeutil import parse_duration
-
     try:
         db = DatabaseURL.parse(database)
         seconds = parse_duration(duration).total_seconds() if duration else None
-        schema = cdc_file("schema.sql").read_text() if init else None
+        schema = cdc_file(SCHEMA).read_text() if init else None
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     if rate is not None and rate < 0:
         raise _fail("--rate must not be negative")
-    import psycopg
 
     try:
         with db.connect() as con:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
 
+import orjson
 import typer
+
+from streamforge.functions.packaging import FUNCTIONS, function_source
+from streamforge.functions.packaging import package as build
+from streamforge.functions.webhook_sink import Received, WebhookSink
+from streamforge.packaging import PackagingError, build_wheel
+from streamforge.shutdown import stop_on_signals
 
 __all__ = ["app", "webhook_sink"]
 
@@ -30,8 +38,6 @@ def serve(
 ) -> None:
     """Run a function with functions-framework on 127.0.0.1, configured from the environment
     as on Cloud Functions (docs/functions.md lists the variables). Ctrl-C stops it."""
-    from streamforge.functions.packaging import FUNCTIONS, PackagingError, function_source
-
     try:
         folder = function_source(name, functions_dir)
     except PackagingError as exc:
@@ -56,11 +62,6 @@ def package(
 ) -> None:
     """Build each function's deployable folder (main.py, requirements.txt, the streamforge
     wheel) and its zip, ready for `gcloud functions deploy --source DIR/NAME` or an upload."""
-    import tempfile
-
-    from streamforge.functions.packaging import FUNCTIONS, PackagingError, build_wheel
-    from streamforge.functions.packaging import package as build
-
     try:
         with tempfile.TemporaryDirectory(prefix="sf-wheel-") as tmp:
             wheel = build_wheel(Path(tmp))
@@ -83,11 +84,6 @@ def webhook_sink(
 ) -> None:
     """A local webhook receiver: verifies each alert's signature, drops repeats of an
     Idempotency-Key, prints what arrives (Slack-format messages on /slack). Ctrl-C stops it."""
-    import orjson
-
-    from streamforge.functions.webhook_sink import Received, WebhookSink
-    from streamforge.shutdown import stop_on_signals
-
     secrets = [s.strip() for s in os.environ.get(secret_env, "").split(",") if s.strip()]
     if not secrets:
         raise _fail(f"${secret_env} is not set: export the webhooks' signing secret first")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -30,8 +31,6 @@ def report(
 ) -> None:
     """Summarise a local warehouse: sessions and conversion, revenue by region and category,
     fraud alerts (precision and recall against --labels), dead letters by reason."""
-    import duckdb
-
     if not warehouse.is_file():
         typer.echo(f"error: --warehouse {warehouse}: no such file (run `streamforge run ... --warehouse duckdb:///PATH` first)", err=True)
         raise typer.Exit(2)

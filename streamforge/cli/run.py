@@ -1,4 +1,4 @@
-"""``streamforge run sessions|revenue|fraud|all``: the Beam analytics jobs, locally or on Dataflow."""
+"""``streamforge run sessions|revenue|fraud|all|cdc``: the Beam jobs, locally or on Dataflow."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from beam_pipelines.common.io import SpecError
+from beam_pipelines.dataflow.control import ControlError, DataflowJobs
+from beam_pipelines.requests import analytics_request, cdc_request
+from beam_pipelines.runner import JobReport, Submission, is_remote, pipeline_options
+from beam_pipelines.runner import run as run_request
+from streamforge.cli.dataflow import follow_job
 from streamforge.config import Config
-from streamforge.transport import STREAM_FILES
+from streamforge.packaging import PackagingError
+from streamforge.shutdown import stop_on_signals
 
-__all__ = ["run", "print_report"]
-
+__all__ = ["print_report", "run"]
 
 
 class Job(str, Enum):
@@ -30,144 +36,95 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def resolve_inputs(job: str, input_url: Optional[str], clickstream: Optional[str], orders: Optional[str]) -> dict[str, str]:
-    """Stream name -> input URL for ``job`` from --input / --clickstream / --orders."""
-    from beam_pipelines.jobs import STREAMS
-
-    given = {"clickstream": clickstream, "orders": orders}
-    needed = STREAMS[job]
-    if input_url is not None:
-        if job == "all":
-            if not input_url.startswith("file://") or not Path(input_url[len("file://"):]).is_dir():
-                raise _fail(f"--input {input_url}: for `run all` give a directory (file://DIR holding "
-                            f"{' and '.join(STREAM_FILES.values())}), or --clickstream and --orders")
-            directory = Path(input_url[len("file://"):])
-            for stream in needed:
-                given[stream] = given[stream] or f"file://{directory / STREAM_FILES[stream]}"
-        else:
-            (stream,) = needed
-            if given[stream] is not None:
-                raise _fail(f"give either --input or --{stream}, not both")
-            given[stream] = input_url
-    missing = [s for s in needed if given[s] is None]
-    if missing:
-        raise _fail(f"`run {job}` needs --input" + ("" if job != "all" else " DIR") +
-                    f" (or {' and '.join('--' + s for s in missing)})")
-    return {s: given[s] for s in needed}
-
-
 def run(
     ctx: typer.Context,
     job: Job = typer.Argument(..., help="sessions, revenue, fraud, all (the three in one pipeline), or cdc."),
     input_url: Optional[str] = typer.Option(
         None, "--input", "-i", metavar="URL",
-        help="file://PATH (batch), pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T (streaming). "
-             "For `all`: file://DIR holding clickstream.jsonl and orders.jsonl. For `cdc`: file://DIR of "
-             "`cdc run`'s files, or pubsub://projects/P/subscriptions/NAME with {table} in NAME."),
+        help="file://PATH or gs://BUCKET/PATH (batch), pubsub://projects/P/subscriptions/S or "
+             "pubsub://projects/P/topics/T (streaming). For `all`: a directory (file://DIR or gs://BUCKET/DIR) holding "
+             "clickstream.jsonl and orders.jsonl. For `cdc`: file://DIR or gs://BUCKET/DIR of `cdc run`'s files, or "
+             "pubsub://projects/P/subscriptions/NAME with {table} in NAME."),
     clickstream: Optional[str] = typer.Option(None, metavar="URL", help="Clickstream input (sessions, all)."),
     orders: Optional[str] = typer.Option(None, metavar="URL", help="Orders input (revenue, fraud, all)."),
     warehouse: str = typer.Option("duckdb://out/warehouse.duckdb", metavar="URL",
-                                  help="bigquery://PROJECT.DATASET or duckdb:///PATH."),
+                                  help="bigquery://PROJECT.DATASET or duckdb:///PATH (local runs only)."),
     alerts_topic: Optional[str] = typer.Option(None, metavar="projects/P/topics/T",
                                                help="Also publish fraud alerts (JSON) to this Pub/Sub topic."),
     dead_letter_topic: Optional[str] = typer.Option(None, metavar="projects/P/topics/T",
                                                     help="Also publish dead letters (JSON) to this Pub/Sub topic."),
     catalog: Optional[str] = typer.Option(
-        None, metavar="URL", help="revenue, all: the products change stream from CDC (file://DIR of `cdc run` files, "
-                                  "or pubsub://projects/P/subscriptions/S); revenue by category then uses the "
-                                  "database's categories."),
+        None, metavar="URL", help="revenue, all: the products change stream from CDC (file://DIR or gs://BUCKET/DIR of "
+                                  "`cdc run` files, or pubsub://projects/P/subscriptions/S); revenue by category then "
+                                  "uses the database's categories."),
     raw_events: bool = typer.Option(False, "--raw-events",
                                     help="Also write every valid, deduplicated event to clickstream_events and "
                                          "order_events (what the daily batch reads)."),
+    wait: bool = typer.Option(False, "--wait",
+                              help="On Dataflow: follow the submitted job (state and counters) until it ends; Ctrl-C "
+                                   "stops following and leaves the job running."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ) -> None:
-    """Run an analytics job. Options after the job that StreamForge does not know go to Beam
+    """Run a job. Options after the job that StreamForge does not know go to Beam
     (e.g. --runner DataflowRunner --project P --region R --temp_location gs://B/tmp).
 
-    File inputs run in batch mode on the local runner; Pub/Sub inputs stream until Ctrl-C.
+    Locally, file inputs run in batch mode and Pub/Sub inputs stream until Ctrl-C. On Dataflow
+    the job is submitted as streamforge-JOB (--job_name to change it; --update replaces the
+    running job of that name) and the command returns: `streamforge dataflow watch|drain|cancel`
+    follow and stop it.
     """
-    from beam_pipelines.common.io import parse_input, parse_warehouse
-    from beam_pipelines.jobs import JobRequest, run_job
-    from streamforge.shutdown import stop_on_signals
-
     config: Config = ctx.obj
-    if job is Job.cdc:
-        if catalog is not None:
-            raise _fail("--catalog is for the revenue job (and all)")
-        return run_cdc(ctx, input_url, warehouse, quiet)
-    urls = resolve_inputs(job.value, input_url, clickstream, orders)
-    for name, topic in (("--alerts-topic", alerts_topic), ("--dead-letter-topic", dead_letter_topic)):
-        if topic is not None and not (topic.startswith("projects/") and "/topics/" in topic):
-            raise _fail(f"{name} {topic}: expected projects/PROJECT/topics/TOPIC")
     try:
-        inputs = {stream: parse_input(url, f"--{stream}" if job.value == "all" else "--input") for stream, url in urls.items()}
-        spec = parse_warehouse(warehouse)
-        request = JobRequest(job.value, inputs, spec, config, alerts_topic, dead_letter_topic,
-                             _catalog_input(catalog) if catalog else None, raw_events)
-    except ValueError as exc:  # SpecError, or the Debezium config (--catalog)
+        if job is Job.cdc:
+            if catalog is not None:
+                raise SpecError("--catalog is for the revenue job (and all)")
+            request = cdc_request(config, input_url=input_url, warehouse=warehouse)
+        else:
+            request = analytics_request(job.value, config, warehouse=warehouse, input_url=input_url,
+                                        clickstream=clickstream, orders=orders, alerts_topic=alerts_topic,
+                                        dead_letter_topic=dead_letter_topic, catalog=catalog, raw_events=raw_events)
+    except (SpecError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    if spec.kind == "duckdb":
-        Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
-    console = Console(stderr=True)
-    if not quiet:
+    options = pipeline_options(request, ctx.args)
+    remote = is_remote(options)
+    if request.warehouse.kind == "duckdb" and not remote:
+        Path(request.warehouse.path).parent.mkdir(parents=True, exist_ok=True)
+    err = Console(stderr=True)
+    if not quiet and not remote:
         mode = "streaming until Ctrl-C" if request.streaming else "batch"
-        console.print(f"running {job.value} ({mode}) -> {spec}")
-    with stop_on_signals() as stop:
-        report = run_job(request, ctx.args, should_stop=stop)
-    if not quiet:
-        print_report(report, Console())
-
-
-def _catalog_input(url: str):
-    from beam_pipelines.cdc.pipeline import parse_cdc_input
-    from streamforge.cdc.config import DebeziumServerConfig
-
-    return parse_cdc_input(url, {"products": DebeziumServerConfig.load().topic("public.products")})
-
-
-def run_cdc(ctx: typer.Context, input_url: Optional[str], warehouse: str, quiet: bool) -> None:
-    """``run cdc``: change events -> changelogs, replicas and business events (beam_pipelines/cdc)."""
-    from beam_pipelines.cdc.pipeline import CdcJob, parse_cdc_input
-    from beam_pipelines.cdc.tables import load_source_tables
-    from beam_pipelines.common.io import SpecError, parse_warehouse
-    from beam_pipelines.jobs import run_pipeline
-    from streamforge.cdc.config import ConfigError, DebeziumServerConfig
-    from streamforge.shutdown import stop_on_signals
-
-    config: Config = ctx.obj
-    if input_url is None:
-        raise _fail("`run cdc` needs --input (file://DIR of `cdc run` files, or pubsub://.../subscriptions/...{table})")
+        err.print(f"running {job.value} ({mode}) -> {request.warehouse}")
     try:
-        debezium = DebeziumServerConfig.load()
-        tables = load_source_tables()
-        captured = {qualified.split(".", 1)[-1]: debezium.topic(qualified) for qualified in debezium.tables}
-        unknown = sorted(set(captured) - set(tables))
-        if unknown:
-            raise SpecError(f"{debezium.path} captures {', '.join(unknown)}, which cdc/schema.sql does not define")
-        source = parse_cdc_input(input_url, captured)
-        spec = parse_warehouse(warehouse)
-    except (SpecError, ConfigError, ValueError) as exc:
+        with stop_on_signals() as stop:
+            outcome = run_request(request, options, should_stop=stop)
+    except (SpecError, PackagingError) as exc:
         raise _fail(str(exc)) from None
-    if spec.kind == "duckdb":
-        Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
-    job = CdcJob(source, spec, {t: tables[t] for t in captured}, config.cdc.replicas, config.cdc.low_stock_threshold)
-    console = Console(stderr=True)
+    if isinstance(outcome, Submission):
+        _print_submission(outcome, err)
+        if wait and outcome.job_id is not None:
+            try:
+                follow_job(DataflowJobs(outcome.project, outcome.region), outcome.job_id, err)
+            except ControlError as exc:
+                raise _fail(str(exc)) from None
+        return
     if not quiet:
-        mode = "batch" if source.bounded else "streaming until Ctrl-C"
-        console.print(f"running cdc ({mode}) over {', '.join(t for t, _ in source.sources)} -> {spec}")
-    with stop_on_signals() as stop:
-        report = run_pipeline(lambda pipeline: pipeline | "CDC" >> job, not source.bounded, ctx.args, should_stop=stop)
-    if not quiet:
-        c = report.counters.get("cdc", {})
-        table = Table(title=f"CDC run {report.state.lower().replace('pipelinestate.', '')}")
-        for column in ("read", "changes", "tombstones", "heartbeats", "dead-lettered", "applied", "stale (replays)"):
-            table.add_column(column, justify="right")
-        table.add_row(*(f"{c.get(k, 0):,}" for k in ("read", "changes", "tombstones", "heartbeats", "dead_lettered",
-                                                    "replica_applied", "replica_stale")))
-        Console().print(table)
+        (print_cdc_report if job is Job.cdc else print_report)(outcome, Console())
 
 
-def print_report(report, console: Console) -> None:
+def _print_submission(submission: Submission, console: Console) -> None:
+    mode = "streaming" if submission.streaming else "batch"
+    if submission.job_id is None:
+        steps = len(submission.job.proto_pipeline.components.transforms) if submission.job is not None else 0
+        console.print(f"dry run: {submission.name} ({mode}) built, {steps} transforms; nothing submitted")
+        return
+    where = f"--project {submission.project} --region {submission.region}"
+    console.print(f"submitted {submission.name} ({mode}) to Dataflow: job {submission.job_id}\n"
+                  f"  console: {submission.console_url}\n"
+                  f"  follow:  streamforge dataflow watch {submission.job_id} {where}\n"
+                  f"  stop:    streamforge dataflow {'drain' if submission.streaming else 'cancel'} "
+                  f"{submission.job_id} {where}", soft_wrap=True)
+
+
+def print_report(report: JobReport, console: Console) -> None:
     """The counters of a run, and the check that every message is accounted for."""
     table = Table(title=f"Run {report.state.lower().replace('pipelinestate.', '')}")
     for column in ("input", "read", "events", "dead-lettered", "duplicates"):
@@ -185,3 +142,16 @@ def print_report(report, console: Console) -> None:
         if c:
             outputs.add_row(job, f"{c.get('events', 0):,}", f"{c.get('emitted', 0):,}", f"{c.get('late', 0):,}")
     console.print(outputs)
+
+
+def print_cdc_report(report: JobReport, console: Console) -> None:
+    """The CDC job's counters: read = changes + tombstones + heartbeats + dead-lettered."""
+    c = report.counters.get("cdc", {})
+    table = Table(title=f"CDC run {report.state.lower().replace('pipelinestate.', '')}")
+    columns = {"read": "read", "changes": "changes", "duplicates": "redelivered", "tombstones": "tombstones",
+               "heartbeats": "heartbeats", "dead_lettered": "dead-lettered", "replica_applied": "applied",
+               "replica_stale": "stale (replays)"}
+    for title in columns.values():
+        table.add_column(title, justify="right")
+    table.add_row(*(f"{c.get(k, 0):,}" for k in columns))
+    console.print(table)

@@ -19,7 +19,8 @@ from streamforge.simulator.engine import RealTimeClock, Settings
 from streamforge.simulator.fraud import check_injectable
 from streamforge.simulator.report import SimulationProgress, render_summary
 from streamforge.simulator.sinks import LABELS_FILE, SUMMARY_FILE, FileSink, LabelWriter, SinkError, open_sink
-from streamforge.simulator.traffic import calibrate_sessions_per_second, simulate as run_simulation, warmup_ms
+from streamforge.simulator.traffic import calibrate_sessions_per_second, warmup_ms
+from streamforge.simulator.traffic import simulate as run_simulation
 from streamforge.timeutil import format_duration, parse_duration, to_millis
 
 __all__ = ["simulate"]

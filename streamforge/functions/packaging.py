@@ -10,24 +10,15 @@ checks that requirements.txt names exactly that wheel, and zips the folder
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamforge import __version__
+from streamforge.packaging import REPO_ROOT, WHEEL_NAME, PackagingError, build_wheel
 
-__all__ = ["FUNCTIONS", "FunctionSpec", "PackagingError", "build_wheel", "function_source", "package"]
+__all__ = ["FUNCTIONS", "FunctionSpec", "function_source", "package"]
 
-#: The checkout this package was installed from (editable install); functions/ lives there.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WHEEL_NAME = f"streamforge-{__version__}-py3-none-any.whl"
-
-
-class PackagingError(RuntimeError):
-    """A function cannot be served or packaged (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -53,20 +44,6 @@ def function_source(name: str, functions_dir: Path | None = None) -> Path:
     if not (folder / "main.py").is_file():
         raise PackagingError(f"{folder}/main.py not found: run from a StreamForge checkout (or pass --functions-dir)")
     return folder
-
-
-def build_wheel(directory: Path) -> Path:
-    """``pip wheel`` of this checkout (no dependencies) into ``directory``."""
-    if not (REPO_ROOT / "pyproject.toml").is_file():
-        raise PackagingError(f"no pyproject.toml in {REPO_ROOT}: packaging needs the StreamForge checkout")
-    directory.mkdir(parents=True, exist_ok=True)
-    process = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
-                              str(directory), str(REPO_ROOT)], capture_output=True, text=True,
-                             stdin=subprocess.DEVNULL)
-    wheel = directory / WHEEL_NAME
-    if process.returncode != 0 or not wheel.is_file():
-        raise PackagingError(f"building {WHEEL_NAME} failed:\n{process.stderr[-2000:]}")
-    return wheel
 
 
 def package(name: str, output: Path, wheel: Path | None = None, functions_dir: Path | None = None) -> Path:

@@ -16,7 +16,12 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
-from streamforge.functions.signing import DEFAULT_TOLERANCE_SECONDS, IDEMPOTENCY_HEADER, SignatureError, verify_signature
+from streamforge.functions.signing import (
+    DEFAULT_TOLERANCE_SECONDS,
+    IDEMPOTENCY_HEADER,
+    SignatureError,
+    verify_signature,
+)
 
 __all__ = ["Received", "WebhookSink"]
 

@@ -17,8 +17,16 @@ import orjson
 
 from streamforge.config import TopicsConfig
 from streamforge.schemas import get_schema
-from streamforge.transport import (STREAM_FILES, STREAM_SCHEMAS, DeliveryTracker, ensure_kafka_topics, ensure_pubsub_topics,
-                                   message_attributes, pubsub_module, pubsub_publisher)
+from streamforge.transport import (
+    STREAM_FILES,
+    STREAM_SCHEMAS,
+    DeliveryTracker,
+    ensure_kafka_topics,
+    ensure_pubsub_topics,
+    message_attributes,
+    pubsub_module,
+    pubsub_publisher,
+)
 
 __all__ = [
     "FORMATS",

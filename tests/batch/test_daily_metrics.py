@@ -64,7 +64,7 @@ def test_rejected_rows_are_kept_with_reason_and_payload(nightly, night_run) -> N
     assert any("invalid JSON" in r for r in reasons) and any("required" in r for r in reasons)
     lines = set((night_run / "orders.jsonl").read_bytes().splitlines()) | \
         set((night_run / "clickstream.jsonl").read_bytes().splitlines())
-    for _, stream, _, reason, payload, encoding in rejects:
+    for _, _stream, _, reason, payload, encoding in rejects:
         original = base64.b64decode(payload) if encoding == "base64" else payload.encode()
         assert original in lines, (reason, payload[:80])  # the payload is the line as it was read
     assert any(encoding == "base64" for *_, encoding in rejects)  # the invalid UTF-8 ones

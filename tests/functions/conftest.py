@@ -13,7 +13,8 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 from streamforge.functions.dispatcher import PUBSUB_MESSAGE_PUBLISHED
-from streamforge.functions.packaging import FUNCTIONS, REPO_ROOT
+from streamforge.functions.packaging import FUNCTIONS
+from streamforge.packaging import REPO_ROOT
 
 #: Test-only signing secret and API key (not secrets of any deployment).
 SECRET = "test-signing-secret-0123456789"

@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from streamforge.functions.packaging import WHEEL_NAME, build_wheel, package
+from streamforge.functions.packaging import package
+from streamforge.packaging import WHEEL_NAME, build_wheel
 from tests.functions.conftest import API_KEY, SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
 from tests.support.cli import STREAMFORGE, entry_point_env
 from tests.support.functions import install_wheel, running_function
@@ -39,7 +40,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_the_packaged_folders_hold_the_function_and_the_wheel(bundles) -> None:
-    for name, archive in bundles["archives"].items():
+    for archive in bundles["archives"].values():
         with zipfile.ZipFile(archive) as zf:
             assert sorted(zf.namelist()) == ["main.py", "requirements.txt", f"wheels/{WHEEL_NAME}"]
             assert f"./wheels/{WHEEL_NAME}[functions]" in zf.read("requirements.txt").decode().splitlines()

@@ -9,9 +9,15 @@ import re
 
 import pytest
 
-from streamforge.functions.signing import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError,
-                                           signature_headers, verify_signature)
-from streamforge.functions.packaging import REPO_ROOT
+from streamforge.functions.signing import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    signature_headers,
+    verify_signature,
+)
+from streamforge.packaging import REPO_ROOT
 
 SECRET = "receiver-secret-0123456789"
 BODY = b'{"alert_id":"a-1","risk_score":0.85}'

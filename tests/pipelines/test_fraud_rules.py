@@ -165,8 +165,8 @@ def _orders_by_user(directory: Path) -> Iterator[list[dict[str, Any]]]:
 def _check_against_labels(directory: Path, detector: FraudDetector) -> None:
     alerts = [alert for events in _orders_by_user(directory) for alert in run(events, detector)]
     labels = [orjson.loads(line) for line in (directory / "fraud_labels.jsonl").read_bytes().splitlines()]
-    assert Counter((str(a.alert_type), a.user_id) for a in alerts) == Counter((l["pattern"], l["user_id"]) for l in labels)
-    by_case = {(l["pattern"], l["user_id"]): l for l in labels}
+    assert Counter((str(a.alert_type), a.user_id) for a in alerts) == Counter((label["pattern"], label["user_id"]) for label in labels)
+    by_case = {(label["pattern"], label["user_id"]): label for label in labels}
     for alert in alerts:
         label = by_case[(str(alert.alert_type), alert.user_id)]
         assert alert.order_id in label["order_ids"]

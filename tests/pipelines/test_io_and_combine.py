@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from beam_pipelines.common.combine import CombineBatchesPerKey
 from beam_pipelines.common.io import ReadLineBatches, _ReadLines, _SplitFiles
 from beam_pipelines.common.packing import pack, unpack
-from beam_pipelines.jobs import tune_local_runner
+from beam_pipelines.runner import local_runner_tuning
 
 lines = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=30)
 
@@ -52,8 +52,7 @@ def test_globs_and_compressed_files_through_beam(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_bytes(b"a1\na2\n" + b"x" * 100 + b"\n")
     with gzip.open(tmp_path / "b.jsonl.gz", "wb") as fh:
         fh.write(b"b1\r\nb2")
-    tune_local_runner()
-    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+    with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
         batches = pipeline | ReadLineBatches(str(tmp_path / "*"), batch=2, range_bytes=5)
         assert_that(batches | beam.FlatMap(lambda b: b), equal_to([b"a1", b"a2", b"x" * 100, b"b1", b"b2"]))
 
@@ -100,7 +99,6 @@ def test_combine_batches_per_key_equals_a_plain_fold(max_keys: int) -> None:
             for key, value in _keyed(number):
                 expected[key][0] += value
                 expected[key][1] += 1
-    tune_local_runner()
-    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+    with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
         result = pipeline | beam.Create(batches) | CombineBatchesPerKey(_keyed, _SumAndCount(), max_keys=max_keys)
         assert_that(result, equal_to([(k, tuple(v)) for k, v in expected.items()]))

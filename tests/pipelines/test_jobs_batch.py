@@ -11,10 +11,17 @@ import duckdb
 import pytest
 
 from beam_pipelines.common.io import parse_input, parse_warehouse
-from beam_pipelines.jobs import JobReport, JobRequest, run_job
+from beam_pipelines.requests import JobRequest
+from beam_pipelines.runner import JobReport, pipeline_options, run
 from streamforge.config import load_config
-from tests.support.reference import (fraud_matches, load, revenue_by_category_region, revenue_per_minute,
-                                     session_windows, sql_rules)
+from tests.support.reference import (
+    fraud_matches,
+    load,
+    revenue_by_category_region,
+    revenue_per_minute,
+    session_windows,
+    sql_rules,
+)
 
 pytestmark = pytest.mark.slow
 GAP_MS = 30 * 60_000
@@ -23,7 +30,8 @@ GAP_MS = 30 * 60_000
 def run_all(directory: Path, warehouse: Path, job: str = "all") -> JobReport:
     streams = {"all": ("clickstream", "orders"), "sessions": ("clickstream",)}.get(job, ("orders",))
     inputs = {s: parse_input(f"file://{directory / (s + '.jsonl')}") for s in streams}
-    return run_job(JobRequest(job, inputs, parse_warehouse(f"duckdb://{warehouse}"), load_config()))
+    request = JobRequest(job, inputs, parse_warehouse(f"duckdb://{warehouse}"), load_config())
+    return run(request, pipeline_options(request))
 
 
 class Outcome:
@@ -167,7 +175,7 @@ def test_dead_letters_keep_the_payload_and_reason(faulty: Outcome) -> None:
     assert reasons <= {"invalid_json", "invalid_event"} and len(reasons) == 2
     originals = {line.rstrip(b"\n") for name in ("clickstream.jsonl", "orders.jsonl")
                  for line in (faulty.directory / name).open("rb")}
-    for reason, error, payload, encoding, pipeline, step in rows:
+    for _reason, error, payload, encoding, pipeline, step in rows:
         raw = payload.encode() if encoding == "utf8" else base64.b64decode(payload)
         assert raw in originals
         assert pipeline == "all" and step in ("Parse clickstream", "Parse orders") and error

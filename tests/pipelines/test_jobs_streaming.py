@@ -1,6 +1,6 @@
 """Event-time behaviour of the streaming jobs, with TestStream on the DirectRunner.
 
-Known runner bug (../shared/NOTES.md): Sessions windows + allowed lateness + a late element
+Known runner bug (docs/platform-notes.md): Sessions windows + allowed lateness + a late element
 can stall this runner ("Monitor task detected a pipeline stall", shown as
 ``TypeError: exceptions must derive from BaseException``). Beam's own tests mark that
 combination as broken there. The tests here are designed around it: the streams with late
@@ -17,15 +17,15 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 import pytest
-from orjson import loads as orjson_loads
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.transforms.window import TimestampedValue
+from orjson import loads as orjson_loads
 
 from beam_pipelines.common.parse import DedupMode, ParseEvents
 from beam_pipelines.fraud.pipeline import FraudAlerts
-from beam_pipelines.jobs import collect_counters, tune_local_runner
 from beam_pipelines.revenue.pipeline import RevenueWindows
+from beam_pipelines.runner import collect_counters, local_runner_tuning
 from beam_pipelines.sessions.pipeline import SessionWindows
 from streamforge.config import load_config
 from streamforge.schemas import get_schema
@@ -74,7 +74,6 @@ class _Collect(beam.DoFn):
 def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, Any]:
     """Feed ``steps`` (("add", [values]) / ("watermark", minutes)) through ParseEvents and ``job``;
     ``job(events)`` returns {name: PCollection}. Returns {name: collected elements, "counters": ...}."""
-    tune_local_runner()
     test_stream = BeamTestStream()
     for kind, value in steps:
         if kind == "add":
@@ -91,8 +90,9 @@ def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, 
     outputs["dead_letters"] = (parsed.dead_letters, *outputs.pop("late", [])) | "All dead letters" >> beam.Flatten()
     for name, pcoll in outputs.items():
         pcoll | f"Collect {name}" >> beam.ParDo(_Collect(name))
-    result = pipeline.run()
-    result.wait_until_finish()
+    with local_runner_tuning():
+        result = pipeline.run()
+        result.wait_until_finish()
     collected = {name: list(_collected[name]) for name in outputs}
     collected["counters"] = collect_counters(result)
     return collected
@@ -181,7 +181,7 @@ def test_revenue_minute_updated_by_late_orders() -> None:
 
 
 def fraud_job(events):
-    alerts, late = events | FraudAlerts(CONFIG.fraud, bounded=False)
+    alerts, late = events | FraudAlerts(CONFIG.fraud, streaming=True)
     return {"alerts": alerts, "late": late}
 
 

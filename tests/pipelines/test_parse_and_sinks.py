@@ -11,16 +11,19 @@ import apache_beam as beam
 import duckdb
 import orjson
 import pytest
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beam_pipelines.common.io import SpecError, WarehouseSpec, parse_input, parse_warehouse
+from beam_pipelines.common.io import InputSpec, SpecError, WarehouseSpec, parse_input, parse_warehouse
 from beam_pipelines.common.parse import DedupMode, EventParser, ParseEvents
 from beam_pipelines.common.warehouse import WriteTable, bigquery_row, create_table_sql
-from beam_pipelines.jobs import tune_local_runner
+from beam_pipelines.jobs import build
+from beam_pipelines.requests import JobRequest
+from beam_pipelines.runner import local_runner_tuning, pipeline_options
 from beam_pipelines.sessions.metrics import UserSessions
+from streamforge.config import load_config
 from streamforge.schemas import get_schema
 from streamforge.timeutil import to_millis
 from tests.support.reference import load, session_windows
@@ -41,14 +44,13 @@ payloads = st.one_of(
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(payloads, min_size=1, max_size=40), st.integers(1, 7), st.integers(1, 5))
 def test_any_payloads_are_parsed_or_dead_lettered_never_lost(batch: list[bytes], batch_size: int, shards: int) -> None:
-    tune_local_runner()
     valid_ids = set()
     for payload in batch:
         try:
             valid_ids.add(get_schema("clickstream_event").from_json(payload)["event_id"])
         except Exception:
             pass
-    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+    with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
         batches = [batch[i:i + batch_size] for i in range(0, len(batch), batch_size)]
         parsed = pipeline | beam.Create(batches) | ParseEvents(
             "clickstream", "test", DedupMode.GROUP, dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(days=3650),
@@ -122,8 +124,7 @@ def test_duckdb_tables_follow_the_schemas_and_keys(tmp_path: Path) -> None:
     path = str(tmp_path / "w.duckdb")
     first = sample("session_aggregate")
     later = {**first, "event_count": first["event_count"] + 1, "pane_timing": "LATE"}
-    tune_local_runner()
-    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+    with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
         pipeline | beam.Create([first, later]) | WriteTable(WarehouseSpec("duckdb", path=path), "session_aggregate",
                                                            streaming=False)
     rows = duckdb.connect(path).execute("SELECT event_count, pane_timing FROM user_sessions").fetchall()
@@ -171,17 +172,11 @@ def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
 def test_on_dataflow_pubsub_drops_redeliveries_by_id_label() -> None:
     """Dataflow streaming reads with id_label=event_id (no dedup step); elsewhere the parse step
     keeps per-id state. Checked on the built pipeline (nothing runs)."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from beam_pipelines.common.io import InputSpec
-    from beam_pipelines.jobs import JobRequest, build, pipeline_options
-    from streamforge.config import load_config
-
     request = JobRequest("sessions", {"clickstream": InputSpec("pubsub", "projects/my-shop/subscriptions/clicks", True)},
                          WarehouseSpec("bigquery", "my-shop", "analytics"), load_config())
     for args, id_label, dedup_step in ((["--runner", "DataflowRunner", "--project", "my-shop"], "event_id", False),
                                        ([], None, True)):
-        pipeline = beam.Pipeline(options=pipeline_options(request.streaming, args), runner="DirectRunner")
+        pipeline = beam.Pipeline(options=pipeline_options(request, args), runner="DirectRunner")
         build(pipeline, request)
         labels = [t.full_label for t in _transforms(pipeline)]
         (read,) = [t.transform for t in _transforms(pipeline) if t.full_label == "Read clickstream/Read from Pub/Sub"]

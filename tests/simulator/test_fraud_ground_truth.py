@@ -13,8 +13,9 @@ import pytest
 
 from streamforge.config import FraudRules, load_config
 from tests.support.cli import simulate_to
+from tests.support.reference import fraud_matches, load
+from tests.support.reference import sql_rules as _rules
 from tests.support.samples import UNUSUAL_RULES
-from tests.support.reference import fraud_matches, load, sql_rules as _rules
 
 
 def _labels(directory: Path) -> list[dict[str, Any]]:
@@ -53,7 +54,7 @@ def test_unusual_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMFORGE_CONFIG", str(config))
     run = simulate_to(tmp_path / "run", "--duration", "3h", "--fraud-rate", "0.02", "--seed", "11")
     _check_ground_truth(run, load_config(config).fraud)
-    by_pattern = {p: [l for l in _labels(run) if l["pattern"] == p] for p in ("RAPID_ORDERS", "CARD_TESTING")}
+    by_pattern = {p: [label for label in _labels(run) if label["pattern"] == p] for p in ("RAPID_ORDERS", "CARD_TESTING")}
     assert all(len(label["order_ids"]) >= 4 for label in by_pattern["RAPID_ORDERS"])
     assert by_pattern["CARD_TESTING"]
 

@@ -1,0 +1,197 @@
+"""How a job runs: on the local runners of this machine, or submitted to Dataflow.
+
+- Locally (the default): the DirectRunner's engines, with this process tuned for them while
+  the job runs (``local_runner_tuning``). A batch job runs to the end, a streaming one until
+  ``should_stop()`` is true (then it is cancelled); the counters come back as a ``JobReport``.
+- Remote (``--runner DataflowRunner``): ``submit`` builds the job, submits it and returns at
+  once with a ``Submission`` (id, name, region, console link); following, draining and
+  cancelling it are dataflow/control.py's. With ``--dry_run=True`` the whole job is built
+  offline (no credentials, no network) and nothing is submitted.
+
+Options filled in when not given: the runner, streaming mode, ``save_main_session`` off
+(everything the workers run is importable from the package; the main session of a console
+script is not), and on Dataflow a stable job name (``streamforge-<job>``: what ``--update``
+finds), labels, the StreamForge package for the workers when no image is named
+(dataflow/staging.py), and with ``--update`` the renamed steps (dataflow/renames.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+    TestOptions,
+)
+from apache_beam.runners.runner import PipelineState
+
+from beam_pipelines.common.io import SpecError
+from beam_pipelines.dataflow.renames import transform_renames
+from beam_pipelines.dataflow.staging import staged_package
+from beam_pipelines.jobs import build
+from beam_pipelines.requests import Request, remote_problems
+
+__all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "default_job_name",
+           "is_remote", "local_runner_tuning", "pipeline_options", "run", "run_locally", "submit"]
+
+LOCAL_BATCH_RUNNER = "FnApiRunner"  # the DirectRunner's batch engine, named so it skips the Prism download
+LOCAL_STREAMING_RUNNER = "DirectRunner"
+#: Runners whose workers are this process: they read this machine's files and DuckDB.
+LOCAL_RUNNERS = frozenset({LOCAL_BATCH_RUNNER, LOCAL_STREAMING_RUNNER, "BundleBasedDirectRunner",
+                           "SwitchingDirectRunner", "PrismRunner", "TestDirectRunner"})
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What a finished (or stopped) local run counted: ``{namespace: {counter: value}}`` summed over steps."""
+
+    state: str
+    counters: dict[str, dict[str, int]]
+
+    def accounting(self, stream: str) -> tuple[int, int, int, int]:
+        """(read, unique events, dead-lettered, duplicates) of one input stream: read = unique + dead + duplicates."""
+        c = self.counters.get(stream, {})
+        return c.get("read", 0), c.get("parsed", 0) - c.get("duplicates", 0), c.get("dead_lettered", 0), c.get("duplicates", 0)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A job handed to Dataflow (``job_id`` None: a dry run, built and not submitted)."""
+
+    job_id: str | None
+    name: str
+    project: str
+    region: str
+    streaming: bool
+    job: Any = None  # the built apiclient.Job (its pipeline proto and v1b3 request)
+
+    @property
+    def console_url(self) -> str | None:
+        return None if self.job_id is None else console_url(self.project, self.region, self.job_id)
+
+
+def console_url(project: str, region: str, job_id: str) -> str:
+    return f"https://console.cloud.google.com/dataflow/jobs/{region}/{job_id}?project={project}"
+
+
+def default_job_name(job: str) -> str:
+    """The job's stable Dataflow name: ``--update`` replaces the running job of this name."""
+    return f"streamforge-{job}"
+
+
+def is_remote(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name not in LOCAL_RUNNERS
+
+
+def pipeline_options(request: Request, beam_args: Sequence[str] = ()) -> PipelineOptions:
+    """Beam options from the command line, with what StreamForge fills in when not given."""
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if request.streaming:
+        standard.streaming = True
+    if standard.runner is None:
+        standard.runner = LOCAL_STREAMING_RUNNER if request.streaming else LOCAL_BATCH_RUNNER
+    setup = options.view_as(SetupOptions)
+    if setup.save_main_session is None:
+        setup.save_main_session = False
+    if is_remote(options):
+        cloud = options.view_as(GoogleCloudOptions)
+        cloud.job_name = cloud.job_name or default_job_name(request.job)
+        labels = list(cloud.labels or [])
+        if not any(label.startswith("streamforge-job=") for label in labels):
+            cloud.labels = [*labels, f"streamforge-job={request.job}"]
+        if cloud.update and not cloud.transform_name_mapping:
+            cloud.transform_name_mapping = transform_renames(request)
+    return options
+
+
+@contextmanager
+def local_runner_tuning() -> Iterator[None]:
+    """Tunes this process for Beam's in-process runner while a job runs, then restores it
+    (docs/pipelines.md, "Performance").
+
+    - No user-state cache. The FnApiRunner's embedded worker always builds a 100 MB state
+      cache (ignoring --max_cache_memory_usage_mb), and the cache sizes every entry with
+      objsize, which walks the globals of every loaded module: with Beam and the GCP clients
+      loaded that is about 1 ms per state write, so a stateful DoFn managed 500 events/s.
+      Without the cache: 10k/s.
+    - Garbage collection less often. The runner keeps whole stages' data in memory, and the
+      default thresholds run a collection every 700 new containers, each walking that heap:
+      a quarter of a batch job's time went there.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    cache_mb, thresholds = worker_handlers.STATE_CACHE_SIZE_MB, gc.get_threshold()
+    worker_handlers.STATE_CACHE_SIZE_MB = 0
+    gc.set_threshold(200_000, 20, 100)
+    try:
+        yield
+    finally:
+        worker_handlers.STATE_CACHE_SIZE_MB = cache_mb
+        gc.set_threshold(*thresholds)
+
+
+def collect_counters(result: Any) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = {}
+    for counter in result.metrics().query()["counters"]:
+        name = counter.key.metric
+        value = max(counter.committed or 0, counter.attempted or 0)
+        totals.setdefault(name.namespace, {})
+        totals[name.namespace][name.name] = totals[name.namespace].get(name.name, 0) + int(value or 0)
+    return totals
+
+
+def run_locally(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
+                poll_s: float = 0.5) -> JobReport:
+    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()`` (then it is cancelled)."""
+    with local_runner_tuning():
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, request)
+        result = pipeline.run()
+        if request.streaming and should_stop is not None:
+            while not PipelineState.is_terminal(result.state):
+                if should_stop():
+                    result.cancel()
+                    break
+                time.sleep(poll_s)
+        else:
+            result.wait_until_finish()
+    return JobReport(str(result.state), collect_counters(result))
+
+
+def submit(request: Request, options: PipelineOptions) -> Submission:
+    """Build ``request`` for a remote runner and submit it (a dry run only builds it).
+
+    Refuses, before building, what the workers could not use (requests.remote_problems)."""
+    problems = remote_problems(request)
+    if problems:
+        raise SpecError("; ".join(problems))
+    cloud = options.view_as(GoogleCloudOptions)
+    with ExitStack() as stack:
+        stack.enter_context(staged_package(options))
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, request)
+        result = pipeline.run()
+    job = getattr(result, "job", None)  # a dry run's result carries the built job
+    job_id = None if options.view_as(TestOptions).dry_run else getattr(result, "job_id", lambda: None)()
+    name = job.proto.name if job is not None else cloud.job_name
+    return Submission(job_id, name, cloud.project, cloud.region, request.streaming, job)
+
+
+def run(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
+        poll_s: float = 0.5) -> JobReport | Submission:
+    """Run ``request`` with ``options`` (from ``pipeline_options``): locally to the end (or
+    ``should_stop``), or submitted to a remote runner."""
+    if is_remote(options):
+        return submit(request, options)
+    return run_locally(request, options, should_stop, poll_s)
