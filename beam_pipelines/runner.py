@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -177,8 +177,7 @@ def submit(request: Request, options: PipelineOptions) -> Submission:
     if problems:
         raise SpecError("; ".join(problems))
     cloud = options.view_as(GoogleCloudOptions)
-    with ExitStack() as stack:
-        stack.enter_context(staged_package(options))
+    with staged_package(options):
         pipeline = beam.Pipeline(options=options)
         build(pipeline, request)
         result = pipeline.run()

@@ -15,6 +15,7 @@ from beam_pipelines.dataflow import launcher
 from beam_pipelines.dataflow.templates import TEMPLATES
 from beam_pipelines.requests import analytics_request
 from streamforge.config import load_config
+from streamforge.packaging import REPO_ROOT
 from tests.support.cli import run_entry_point
 from tests.support.dataflow import ALERTS, BUCKET, IMAGE, WAREHOUSE, dataflow_args, dry_run, subscription, transforms
 from tests.support.network import no_network
@@ -121,3 +122,9 @@ def test_a_template_job_runs_on_dataflow_without_saying_so() -> None:
         launched = launcher.launch(["--job=sessions", f"--input={BUCKET}/clicks/*.jsonl", f"--warehouse={WAREHOUSE}", *args])
     assert launched.name == "streamforge-sessions" and launched.job.options.view_as(GoogleCloudOptions).labels == [
         "streamforge-job=sessions"]
+
+
+def test_the_docs_name_every_template_parameter() -> None:
+    docs = (REPO_ROOT / "docs" / "dataflow.md").read_text(encoding="utf-8")
+    for template in TEMPLATES.values():
+        assert all(f"`{parameter.name}`" in docs for parameter in template.parameters), template.name
