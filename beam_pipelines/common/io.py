@@ -29,8 +29,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["BIGQUERY_DATASET", "GCS_PATH", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches", "ReadMessages", "SpecError", "WarehouseSpec", "parse_input",
-           "parse_warehouse", "remote_path"]
+__all__ = ["BIGQUERY_DATASET", "GCS_PATH", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches",
+           "ReadMessages", "SpecError", "WarehouseSpec", "parse_input", "parse_warehouse", "remote_path"]
 
 #: Beam filesystems besides the local one that an input may name.
 REMOTE_SCHEMES = ("gs", "s3", "azfs", "hdfs")
@@ -60,7 +60,9 @@ class InputSpec:
         return self.kind == "file" and "://" not in self.location
 
     def __str__(self) -> str:
-        return f"file://{self.location}" if self.local else self.location if self.kind == "file" else f"{self.kind}://{self.location}"
+        if self.kind == "pubsub":
+            return f"pubsub://{self.location}"
+        return f"file://{self.location}" if self.local else self.location
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def remote_path(url: str, option: str) -> str | None:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in REMOTE_SCHEMES:
         return None
-    if not rest or rest.endswith("://"):
+    if not rest:
         raise SpecError(f"{option} {url}: no path after {scheme}://")
     if scheme == "gs" and not GCS_PATH.match(url):
         raise SpecError(f"{option} {url}: expected gs://BUCKET/PATH (a bucket name of 3-222 lower-case letters, "

@@ -47,7 +47,7 @@ from beam_pipelines.common.coders import LayoutCoder
 from beam_pipelines.common.combine import CombineBatchesPerKey
 from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.parse import DEAD_LETTER, now_ms
-from beam_pipelines.fraud.rules import OBSERVED_STATUSES, FraudDetector, OrderSignal, UserFraudState, _Attempt, _Order
+from beam_pipelines.fraud.rules import OBSERVED_STATUSES, FraudDetector, OrderSignal, UserFraudState
 from streamforge.config import FraudRules
 from streamforge.schemas import get_schema
 from streamforge.timeutil import format_millis, millis_to_datetime, to_millis
@@ -70,14 +70,10 @@ class UserFraudStateCoder(LayoutCoder):
     """fraud: what the rules remember about a user."""
 
     def fields(self, s: UserFraudState) -> list[Any]:
-        return [[[o.event_id, o.order_id, o.at_ms, o.country] for o in s.recent_orders], s.burst_anchor,
-                [[o.event_id, o.order_id, o.at_ms, o.country] for o in s.last_order_by_country.values()],
-                [[a.event_id, a.at_ms, a.failed, a.card] for a in s.attempts]]
+        return s.to_fields()
 
     def build(self, version: int, f: list[Any]) -> UserFraudState:
-        by_country = [_Order(*o) for o in f[2]]
-        return UserFraudState([_Order(*o) for o in f[0]], f[1], {o.country: o for o in by_country},
-                              [_Attempt(*a) for a in f[3]])
+        return UserFraudState.from_fields(f)
 
 
 class DetectFraud(beam.DoFn):

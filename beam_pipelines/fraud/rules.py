@@ -100,6 +100,18 @@ class UserFraudState:
     def is_empty(self) -> bool:
         return not (self.recent_orders or self.last_order_by_country or self.attempts)
 
+    def to_fields(self) -> list[Any]:
+        """Plain values only (for the streaming job's explicit state coder)."""
+        return [[[o.event_id, o.order_id, o.at_ms, o.country] for o in self.recent_orders], self.burst_anchor,
+                [[o.event_id, o.order_id, o.at_ms, o.country] for o in self.last_order_by_country.values()],
+                [[a.event_id, a.at_ms, a.failed, a.card] for a in self.attempts]]
+
+    @classmethod
+    def from_fields(cls, fields: list[Any]) -> UserFraudState:
+        by_country = [_Order(*o) for o in fields[2]]
+        return cls([_Order(*o) for o in fields[0]], fields[1], {o.country: o for o in by_country},
+                   [_Attempt(*a) for a in fields[3]])
+
 
 @dataclass(frozen=True)
 class Alert:
