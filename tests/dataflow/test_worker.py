@@ -10,55 +10,25 @@ and coder is loaded and a few events go through the parse step (tests/support/wo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from beam_pipelines.dataflow.image import BuildContext, build_context
 from beam_pipelines.dataflow.staging import worker_requirements
 from streamforge.packaging import REPO_ROOT
 from tests.support.changes import envelope, order, product
 from tests.support.dataflow import ALERTS, BUCKET, JOBS, WAREHOUSE, dataflow_args, dry_run, request_for, transforms
+from tests.support.worker import Worker
 
 pytestmark = pytest.mark.slow
-CHECK = REPO_ROOT / "tests" / "support" / "worker_check.py"
-
-
-class Worker:
-    def __init__(self, python: Path, context: BuildContext, home: Path):
-        self.python, self.context, self.home = python, context, home
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        process = subprocess.run([str(self.python), *args], cwd=self.home, env=env, capture_output=True, text=True,
-                                 stdin=subprocess.DEVNULL, timeout=600)
-        if check and process.returncode != 0:
-            raise AssertionError(f"{args} exited {process.returncode}:\n{process.stderr[-3000:]}")
-        return process
-
-    def check(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        path = self.home / "cases.json"
-        path.write_text(json.dumps(cases))
-        return json.loads(self.run(str(CHECK), str(path)).stdout)
 
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Worker:
-    home = tmp_path_factory.mktemp("worker")
-    context = build_context(home / "build")
-    subprocess.run([sys.executable, "-m", "venv", str(home / "venv")], check=True)
-    python = home / "venv" / "bin" / "python"
-    env = {**os.environ, "PYTHON": str(python)}
-    subprocess.run(["sh", str(context.folder / "install-wheelhouse.sh"), str(context.folder / "wheelhouse")],
-                   check=True, env=env, stdin=subprocess.DEVNULL, capture_output=True)
-    return Worker(python, context, home)
+    return Worker.from_wheelhouse(tmp_path_factory.mktemp("worker"))
 
 
 def test_the_image_installs_exactly_the_pinned_versions(worker: Worker) -> None:
