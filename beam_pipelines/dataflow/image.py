@@ -53,24 +53,21 @@ class BuildContext:
                 f"--substitutions _IMAGE={image}")
 
 
-def beam_version() -> str:
-    return installed_closure(DISTRIBUTION, [WORKER_EXTRA])["apache-beam"]
+def beam_image(beam_version: str) -> str:
+    return f"apache/beam_python{PYTHON_VERSION}_sdk:{beam_version}"
 
 
-def beam_image() -> str:
-    return f"apache/beam_python{PYTHON_VERSION}_sdk:{beam_version()}"
+def build_args(pins: dict[str, str]) -> dict[str, str]:
+    """The Dockerfile's build arguments: Beam's version as pinned (pyproject.toml, installed here)."""
+    return {"BEAM_VERSION": pins["apache-beam"], "PYTHON_VERSION": PYTHON_VERSION, "LAUNCHER_IMAGE": LAUNCHER_IMAGE}
 
 
-def build_args() -> dict[str, str]:
-    return {"BEAM_VERSION": beam_version(), "PYTHON_VERSION": PYTHON_VERSION, "LAUNCHER_IMAGE": LAUNCHER_IMAGE}
-
-
-def _check_host() -> None:
+def _check_host(beam_version: str) -> None:
     here = (platform.system(), platform.machine(), platform.python_implementation(), f"{sys.version_info[0]}.{sys.version_info[1]}")
     if here[0] != "Linux" or here[1] not in ("x86_64", "AMD64") or here[2] != "CPython" or here[3] != PYTHON_VERSION:
         raise PackagingError(f"this is {' '.join(here)}; the wheelhouse's compiled wheels must fit the image (Linux "
                              f"x86_64, CPython {PYTHON_VERSION}): run the command on such a machine, or inside "
-                             f"{beam_image()}")
+                             f"{beam_image(beam_version)}")
 
 
 def _pins_of(wheelhouse: Path) -> dict[str, str]:
@@ -83,9 +80,9 @@ def _pins_of(wheelhouse: Path) -> dict[str, str]:
 
 def build_context(output: Path) -> BuildContext:
     """Writes the image's build context into ``output`` (replacing a wheelhouse there)."""
-    _check_host()
-    root = checkout()
     pins = installed_closure(DISTRIBUTION, [WORKER_EXTRA])
+    _check_host(pins["apache-beam"])
+    root = checkout()
     output.mkdir(parents=True, exist_ok=True)
     wheelhouse = output / "wheelhouse"
     if wheelhouse.exists():
@@ -110,7 +107,7 @@ def build_context(output: Path) -> BuildContext:
         "".join(f"{n}=={v}\n" for n, v in sorted(built.items())), encoding="utf-8")
     for name in CONTEXT_FILES:
         shutil.copy2(root / "dataflow" / name, output / name)
-    args = build_args()
+    args = build_args(built)
     (output / "cloudbuild.yaml").write_text(_cloudbuild(args), encoding="utf-8")
     return BuildContext(output, built, args)
 

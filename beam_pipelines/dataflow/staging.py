@@ -72,8 +72,9 @@ def worker_requirements() -> list[str]:
     dependencies (core and the worker extra) and theirs, except Beam and what Beam brings."""
     wanted = installed_closure(DISTRIBUTION, [WORKER_EXTRA])
     beam = installed_closure(BEAM, ["gcp"])
-    direct = {canonicalize_name(Requirement(line).name) for line in metadata.requires(DISTRIBUTION) or ()
-              if Requirement(line).marker is None or Requirement(line).marker.evaluate({"extra": WORKER_EXTRA})}
+    requirements = [Requirement(line) for line in metadata.requires(DISTRIBUTION) or ()]
+    direct = {canonicalize_name(r.name) for r in requirements
+              if r.marker is None or r.marker.evaluate({"extra": WORKER_EXTRA})}
     keep = {n for n in wanted if n not in beam or n in direct} - {canonicalize_name(DISTRIBUTION), BEAM}
     return [f"{n}=={wanted[n]}" for n in sorted(keep)]
 
