@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DailyRun", "JobError", "main", "parse_dates", "reconcile_written", "run"]
+__all__ = ["DailyRun", "JobError", "argument_parser", "main", "parse_dates", "reconcile_written", "run"]
 
 MISMATCH_EXIT = 3
 
@@ -249,7 +249,7 @@ class _Events:
         by ``first_date``."""
         from pyspark.sql import functions as F
 
-        from batch.tables import conform
+        from batch.frames import conform
         from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
 
         orders = self._marked.where(F.col(REASON).isNotNull() if self._rejected["orders"] else F.lit(False))
@@ -316,7 +316,8 @@ def _plain(row: dict) -> dict:
                 else v) for k, v in row.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
+    """The job's command line (what Dataproc passes: batch/packaging.py's manifest)."""
     parser = argparse.ArgumentParser(prog="daily_metrics.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--date", required=True, help="YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (UTC days)")
     parser.add_argument("--input", required=True, help="file://DIR, parquet://DIR, duckdb://FILE or bigquery://P.D")
@@ -324,7 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reconcile-with", help="the pipelines' warehouse: duckdb://FILE or bigquery://P.D")
     parser.add_argument("--temporary-gcs-bucket", help="staging bucket for BigQuery writes")
     parser.add_argument("--config", help="a StreamForge TOML overriding the embedded defaults")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = argument_parser().parse_args(argv)
     from batch.spark import session
     from streamforge.config import ConfigError, load_config
 

@@ -3,7 +3,7 @@
 Each takes the checked events of the requested dates as ``partitioned`` lays them out, one
 per event_id (``deduplicated``; ``orders``: order events, ``clicks``: clickstream events,
 with ``date``, the UTC day of event_time), or a summary of them (``order_totals``,
-``line_totals``, ``session_funnel``), and returns the rows of one table of ``batch.tables``.
+``line_totals``, ``session_funnel``), and returns the rows of one table of ``streamforge.schemas.daily_tables``.
 Money stays decimal from the input to the output; averages are rounded half up to the cent,
 as the streaming revenue job rounds them.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from batch.frames import MONEY, conform
 from batch.schemas import fields
-from batch.tables import MONEY, conform
 
 __all__ = ["COLUMNS", "FUNNEL_STEPS", "PARTITION_KEYS", "conversion_funnel", "daily_revenue", "deduplicated",
            "has_duplicates", "line_totals", "order_status", "order_totals", "partitioned", "revenue_by_category",

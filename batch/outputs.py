@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from batch.tables import TABLES
+from batch.frames import spark_schema
+from streamforge.schemas.daily_tables import COLUMN_TYPES, TABLES
 
 __all__ = ["DUCKDB_FILE", "Sink", "SinkError", "parse_sink", "read_written", "write_table"]
 
@@ -76,20 +76,11 @@ def _write_local(directory: Path, table: str, rows: DataFrame, dates: list[date]
     return _load_duckdb(directory / DUCKDB_FILE, dataset, table, dates)
 
 
-_DUCKDB_TYPES = {T.StringType: "VARCHAR", T.LongType: "BIGINT", T.DoubleType: "DOUBLE", T.DateType: "DATE"}
-
-
-def _duckdb_type(kind: T.DataType) -> str:
-    if isinstance(kind, T.DecimalType):
-        return f"DECIMAL({kind.precision},{kind.scale})"
-    return _DUCKDB_TYPES[type(kind)]
-
-
 def _load_duckdb(database: Path, dataset: Path, table: str, dates: list[date]) -> int:
     import duckdb
 
     columns = TABLES[table].columns
-    ddl = ", ".join(f'"{name}" {_duckdb_type(kind)}' for name, kind, _ in columns)
+    ddl = ", ".join(f'"{name}" {COLUMN_TYPES[kind][1]}' for name, kind, _ in columns)
     files = [str(p) for day in dates for p in sorted((dataset / f"date={day.isoformat()}").glob("*.parquet"))]
     placeholders = ", ".join("?" for _ in dates)
     with _DUCKDB_WRITER, duckdb.connect(str(database)) as con:
@@ -130,7 +121,7 @@ def read_written(spark, sink: Sink, table: str, dates: list[date]) -> DataFrame:
         dataset = Path(sink.location) / table
         if not dataset.is_dir():
             raise SinkError(f"no {table} in {sink.location}: run `streamforge batch daily` for the dates first")
-        frame = spark.read.schema(TABLES[table].schema).parquet(str(dataset))
+        frame = spark.read.schema(spark_schema(table)).parquet(str(dataset))
     else:
         frame = (spark.read.format("bigquery").option("table", f"{sink.location}.{table}")
                  .option("filter", f"date BETWEEN DATE '{min(dates).isoformat()}' AND DATE '{max(dates).isoformat()}'")

@@ -7,15 +7,20 @@ the config and its defaults, the schema errors and cross-field rules, and the ``
 
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MAIN_FILE", "ZIP_NAME", "ZIP_CONTENTS", "package"]
+__all__ = ["DATAPROC_RUNTIME", "MAIN_FILE", "MANIFEST", "ZIP_CONTENTS", "ZIP_NAME", "manifest", "package"]
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_FILE = "daily_metrics.py"
 ZIP_NAME = "streamforge_batch.zip"
+MANIFEST = "manifest.json"
+#: The Dataproc Serverless runtime the job is submitted with (Spark 4, like the local pyspark).
+DATAPROC_RUNTIME = "3.0"
 #: Paths below the checkout, globs allowed.
 ZIP_CONTENTS = (
     "batch/*.py",
@@ -27,13 +32,26 @@ ZIP_CONTENTS = (
     "streamforge/schemas/__init__.py",
     "streamforge/schemas/errors.py",
     "streamforge/schemas/rules.py",
+    "streamforge/schemas/daily_tables.py",
     "streamforge/schemas/avro/*.avsc",
 )
 
 
+def manifest() -> dict[str, Any]:
+    """How to submit the packaged job, for whatever schedules it (the infrastructure program
+    reads it from ``manifest.json``): the files, the runtime, and the arguments of a daily run
+    with ``{date}``, ``{warehouse}`` (bigquery://PROJECT.DATASET) and ``{bucket}`` to fill in.
+    A reconciliation MISMATCH exits 3, which fails the Dataproc batch."""
+    return {"main_python_file": MAIN_FILE, "python_files": [ZIP_NAME], "runtime_version": DATAPROC_RUNTIME,
+            "args": ["--date", "{date}", "--input", "{warehouse}", "--output", "{warehouse}",
+                     "--reconcile-with", "{warehouse}", "--temporary-gcs-bucket", "{bucket}"]}
+
+
 def package(output: Path) -> tuple[Path, Path]:
-    """Writes ``output/daily_metrics.py`` and ``output/streamforge_batch.zip``; returns both."""
+    """Writes ``output/daily_metrics.py``, ``output/streamforge_batch.zip`` and ``output/manifest.json``;
+    returns the first two."""
     output.mkdir(parents=True, exist_ok=True)
+    (output / MANIFEST).write_text(json.dumps(manifest(), indent=2) + "\n", encoding="utf-8")
     main = output / MAIN_FILE
     shutil.copy2(ROOT / "batch" / MAIN_FILE, main)
     archive = output / ZIP_NAME

@@ -21,8 +21,8 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from batch.frames import MONEY, conform
 from batch.schemas import json_schema
-from batch.tables import MONEY, conform
 
 __all__ = ["REVENUE_JOB", "reconcile"]
 

@@ -18,9 +18,9 @@ from typing import Mapping
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.cdc.pipeline import CdcInput, parse_cdc_input
-from beam_pipelines.cdc.tables import SourceTable, load_source_tables
 from beam_pipelines.common.io import InputSpec, SpecError, WarehouseSpec, parse_input, parse_warehouse, remote_path
 from streamforge.cdc.config import ConfigError, DebeziumServerConfig
+from streamforge.cdc.tables import SourceTable, load_source_tables
 from streamforge.config import Config
 from streamforge.transport import STREAM_FILES
 

@@ -38,9 +38,10 @@ from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
 from beam_pipelines.requests import Request, remote_problems
+from streamforge.naming import JOB_LABEL, dataflow_job_name
 
-__all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "default_job_name",
-           "is_remote", "local_runner_tuning", "pipeline_options", "run", "run_locally", "submit"]
+__all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "is_remote",
+           "local_runner_tuning", "pipeline_options", "run", "run_locally", "submit"]
 
 LOCAL_BATCH_RUNNER = "FnApiRunner"  # the DirectRunner's batch engine, named so it skips the Prism download
 LOCAL_STREAMING_RUNNER = "DirectRunner"
@@ -82,11 +83,6 @@ def console_url(project: str, region: str, job_id: str) -> str:
     return f"https://console.cloud.google.com/dataflow/jobs/{region}/{job_id}?project={project}"
 
 
-def default_job_name(job: str) -> str:
-    """The job's stable Dataflow name: ``--update`` replaces the running job of this name."""
-    return f"streamforge-{job}"
-
-
 def is_remote(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner
     name = runner if isinstance(runner, str) else type(runner).__name__
@@ -106,10 +102,10 @@ def pipeline_options(request: Request, beam_args: Sequence[str] = ()) -> Pipelin
         setup.save_main_session = False
     if is_remote(options):
         cloud = options.view_as(GoogleCloudOptions)
-        cloud.job_name = cloud.job_name or default_job_name(request.job)
+        cloud.job_name = cloud.job_name or dataflow_job_name(request.job)
         labels = list(cloud.labels or [])
-        if not any(label.startswith("streamforge-job=") for label in labels):
-            cloud.labels = [*labels, f"streamforge-job={request.job}"]
+        if not any(label.startswith(f"{JOB_LABEL}=") for label in labels):
+            cloud.labels = [*labels, f"{JOB_LABEL}={request.job}"]
         if cloud.update and not cloud.transform_name_mapping:
             cloud.transform_name_mapping = transform_renames(request)
     return options

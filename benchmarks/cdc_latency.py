@@ -48,7 +48,7 @@ STREAMFORGE = Path(sys.executable).parent / "streamforge"
 REPLICA_JOB = """
 import sys, threading, signal
 from beam_pipelines.cdc.pipeline import CdcInput
-from beam_pipelines.cdc.tables import load_source_tables
+from streamforge.cdc.tables import load_source_tables
 from beam_pipelines.common.io import parse_warehouse
 from beam_pipelines.requests import CdcRequest
 from beam_pipelines.runner import pipeline_options, run

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from beam_pipelines.cdc.tables import SourceTable, typed_row
+from streamforge.cdc.tables import SourceTable, typed_row
 from streamforge.timeutil import millis_to_datetime
 
 __all__ = ["HEARTBEAT", "OPS", "TOMBSTONE", "Change", "InvalidChange", "parse_change"]

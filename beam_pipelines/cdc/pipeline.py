@@ -36,20 +36,20 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines.cdc.envelope import HEARTBEAT, OPS, TOMBSTONE, Change, InvalidChange, parse_change
 from beam_pipelines.cdc.events import changelog_row, order_status_transition, price_change, stock_alert
-from beam_pipelines.cdc.replicas import (
-    DuckDBReplicas,
-    bigquery_replica_row,
-    bigquery_replica_schema,
-    bigquery_replica_table,
-    changes_name,
-    replica_name,
-    replica_view_sql,
-)
-from beam_pipelines.cdc.tables import SourceTable
+from beam_pipelines.cdc.replicas import DuckDBReplicas, bigquery_replica_row
 from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec, remote_path
 from beam_pipelines.common.warehouse import WriteTable, table_name
+from streamforge.cdc.tables import SourceTable
+from streamforge.cdc.warehouse import (
+    bigquery_replica_schema,
+    bigquery_replica_table,
+    changelog_name,
+    changes_name,
+    replica_name,
+    replica_view_sql,
+)
 
 __all__ = ["PUBSUB_TABLES_INPUT", "ApplyReplica", "CdcInput", "CdcJob", "ParseChanges", "ReadChanges", "change_identity", "parse_cdc_input"]
 
@@ -319,7 +319,7 @@ class CdcJob(beam.PTransform):
             lambda change, _n: names.index(change.table), len(names))))
         for name in names:
             (by_table[name] | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
-             | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=f"{name}_changelog", **sink))
+             | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=changelog_name(name), **sink))
             if name in self.replicas:
                 by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(self.warehouse, self.tables[name],
                                                                                   streaming=streaming)

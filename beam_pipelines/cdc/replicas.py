@@ -10,7 +10,7 @@ The source table's current rows are ``WHERE NOT _deleted``.
 - DuckDB (local): ``INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE excluded._lsn > _lsn``,
   one statement per table per bundle, after keeping the latest change per key. A column the
   changes carry that the replica lacks (``ALTER TABLE ... ADD COLUMN`` upstream) is added
-  first, typed from its values (tables.py).
+  first, typed from its values (streamforge/cdc/tables.py).
 - BigQuery: every change is appended, typed, to ``<table>_current_changes`` (streaming
   inserts or load jobs: pure Python, nothing the workers must download), and
   ``<table>_current`` is a view keeping the row with the highest LSN per key: the same rule,
@@ -30,32 +30,14 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from beam_pipelines.cdc.envelope import Change
-from beam_pipelines.cdc.tables import SourceTable, bigquery_type, duckdb_type, infer_type
+from streamforge.cdc.tables import SourceTable, duckdb_type, infer_type
+from streamforge.cdc.warehouse import META_COLUMNS, replica_name
 
-__all__ = ["META_COLUMNS", "ApplyResult", "DuckDBReplicas", "bigquery_replica_row", "bigquery_replica_schema",
-           "changes_name", "latest_per_key", "replica_name", "replica_view_sql"]
+__all__ = ["ApplyResult", "DuckDBReplicas", "bigquery_replica_row", "latest_per_key"]
 
-#: The change metadata of a replica row: name -> (DuckDB type, BigQuery type, nullable).
-META_COLUMNS: dict[str, tuple[str, str, bool]] = {
-    "_op": ("VARCHAR", "STRING", False),
-    "_lsn": ("BIGINT", "INT64", False),
-    "_tx_id": ("BIGINT", "INT64", True),
-    "_source_ts": ("TIMESTAMPTZ", "TIMESTAMP", False),
-    "_deleted": ("BOOLEAN", "BOOL", False),
-    "_ingested_at": ("TIMESTAMPTZ", "TIMESTAMP", False),
-}
 #: One writer at a time per DuckDB file in this process (the runner may run bundles in threads).
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-
-
-def replica_name(table: str) -> str:
-    return f"{table}_current"
-
-
-def changes_name(table: str) -> str:
-    """BigQuery: the append-only table of typed changes the ``<table>_current`` view reads."""
-    return f"{replica_name(table)}_changes"
 
 
 def latest_per_key(changes: Iterable[Change]) -> list[Change]:
@@ -156,21 +138,6 @@ class DuckDBReplicas:
         return added
 
 
-def bigquery_replica_schema(table: SourceTable) -> dict[str, Any]:
-    """The BigQuery schema of ``<table>_current_changes`` (the source columns, then the metadata)."""
-    fields = [{"name": c.name, "type": bigquery_type(c.pg_type),
-               "mode": "REQUIRED" if c.name in table.primary_key else "NULLABLE"} for c in table.columns]
-    fields += [{"name": name, "type": types[1], "mode": "NULLABLE" if types[2] else "REQUIRED"}
-               for name, types in META_COLUMNS.items()]
-    return {"fields": fields}
-
-
-def bigquery_replica_table(table: SourceTable) -> dict[str, Any]:
-    """How ``<table>_current_changes`` is created: by day of commit, clustered by the key."""
-    return {"timePartitioning": {"type": "DAY", "field": "_source_ts"},
-            "clustering": {"fields": list(table.primary_key[:4])}}
-
-
 def _json_value(value: Any) -> Any:
     """A typed column value as BigQuery's JSON rows take it (microseconds kept)."""
     if isinstance(value, datetime):
@@ -187,13 +154,3 @@ def bigquery_replica_row(change: Change, ingested_at: datetime, table: SourceTab
     out: BigQuery rejects unknown fields; the changelog keeps them."""
     known = set(table.column_names) | set(META_COLUMNS)
     return {k: _json_value(v) for k, v in replica_row(change, ingested_at).items() if k in known}
-
-
-def replica_view_sql(table: SourceTable, changes: str) -> str:
-    """The query of the ``<table>_current`` view over ``changes`` (a quoted table reference):
-    the row of each key with the highest LSN. The same SQL runs in BigQuery and DuckDB (key
-    columns are plain identifiers: schema.sql's columns match ``\\w+``)."""
-    key = ", ".join(table.primary_key)
-    return (f"SELECT * FROM {changes} WHERE TRUE "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY _lsn DESC) = 1")
-

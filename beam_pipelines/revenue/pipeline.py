@@ -38,13 +38,13 @@ from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from beam_pipelines.cdc.pipeline import CdcInput, ParseChanges, ReadChanges
-from beam_pipelines.cdc.tables import load_source_tables
 from beam_pipelines.common.coders import LayoutCoder
 from beam_pipelines.common.combine import AggregateFn, CombineBatchesPerKey
 from beam_pipelines.common.lateness import LateGate
 from beam_pipelines.common.windows import accumulating
 from beam_pipelines.revenue.catalog import CatalogEntry, LatestEntryFn, catalog_entry, category_of
 from beam_pipelines.revenue.metrics import WINDOW_MS, LineRevenue, MinuteRevenue, paid_lines, window_start_ms
+from streamforge.cdc.tables import load_source_tables
 from streamforge.timeutil import format_duration
 
 __all__ = ["ProductCatalog", "RevenueWindows"]

@@ -4,7 +4,7 @@
 -- Cloud SQL run it once with psql. Every table has updated_at maintained by a trigger and
 -- REPLICA IDENTITY FULL, so update and delete events carry the whole previous row.
 -- The replica tables of the warehouse take their columns from this file
--- (beam_pipelines/cdc/tables.py reads the CREATE TABLE statements): keep one column per line.
+-- (streamforge/cdc/tables.py reads the CREATE TABLE statements): keep one column per line.
 
 CREATE OR REPLACE FUNCTION set_updated_at() RETURNS trigger AS $$
 BEGIN

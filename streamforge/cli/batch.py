@@ -12,6 +12,7 @@ from rich.table import Table
 
 from batch.daily_metrics import JobError, parse_dates, reconcile_written, run
 from batch.local_jvm import ArchiveError, record_archive
+from batch.packaging import DATAPROC_RUNTIME
 from batch.packaging import package as build
 from batch.spark import local_session
 
@@ -124,7 +125,7 @@ def package(
     """Write the job's main file and its --py-files zip for `gcloud dataproc batches submit pyspark`."""
     main, archive = build(output)
     typer.echo(f"{main}\n{archive}  ({archive.stat().st_size:,} bytes)")
-    typer.echo(f"  submit: gcloud dataproc batches submit pyspark {main} --region=REGION --version=3.0 "
+    typer.echo(f"  submit: gcloud dataproc batches submit pyspark {main} --region=REGION --version={DATAPROC_RUNTIME} "
                f"--py-files={archive} -- --date YYYY-MM-DD --input bigquery://PROJECT.DATASET "
                "--output bigquery://PROJECT.DATASET --reconcile-with bigquery://PROJECT.DATASET "
                "--temporary-gcs-bucket BUCKET")

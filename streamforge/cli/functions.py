@@ -15,6 +15,7 @@ import typer
 from streamforge.functions.packaging import FUNCTIONS, function_source
 from streamforge.functions.packaging import package as build
 from streamforge.functions.webhook_sink import Received, WebhookSink
+from streamforge.naming import function_name
 from streamforge.packaging import PackagingError, build_wheel
 from streamforge.shutdown import stop_on_signals
 
@@ -69,7 +70,7 @@ def package(
                 archive = build(name, output, wheel, functions_dir)
                 spec = FUNCTIONS[name]
                 typer.echo(f"{archive}  ({archive.stat().st_size:,} bytes)")
-                typer.echo(f"  deploy: gcloud functions deploy streamforge-{name.replace('_', '-')} --gen2 "
+                typer.echo(f"  deploy: gcloud functions deploy {function_name(name)} --gen2 "
                            f"--runtime=python311 --source={output / name} --entry-point={spec.target} {spec.trigger}")
     except PackagingError as exc:
         raise _fail(str(exc), 1) from None

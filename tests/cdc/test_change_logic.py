@@ -14,8 +14,8 @@ import pytest
 from beam_pipelines.cdc.envelope import HEARTBEAT, TOMBSTONE, InvalidChange, parse_change
 from beam_pipelines.cdc.events import order_status_transition, price_change, stock_alert
 from beam_pipelines.cdc.replicas import DuckDBReplicas
-from beam_pipelines.cdc.tables import load_source_tables, parse_schema_sql
 from streamforge.cdc.lifecycle import transition_problem
+from streamforge.cdc.tables import load_source_tables, parse_schema_sql
 from tests.support.changes import envelope, order, product
 
 TABLES = load_source_tables()

@@ -18,16 +18,11 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.cdc.envelope import parse_change
 from beam_pipelines.cdc.pipeline import ParseChanges, change_identity
-from beam_pipelines.cdc.replicas import (
-    DuckDBReplicas,
-    bigquery_replica_row,
-    bigquery_replica_schema,
-    changes_name,
-    replica_view_sql,
-)
-from beam_pipelines.cdc.tables import load_source_tables
+from beam_pipelines.cdc.replicas import DuckDBReplicas, bigquery_replica_row
 from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.runner import local_runner_tuning
+from streamforge.cdc.tables import load_source_tables
+from streamforge.cdc.warehouse import bigquery_replica_schema, changes_name, replica_view_sql
 from tests.support.changes import envelope, product
 
 TABLES = load_source_tables()

@@ -1,0 +1,25 @@
+"""Names that what runs and what deploys must agree on: defined here, once.
+
+The CLI launches a Dataflow job under the same stable name the infrastructure program gives
+it (so ``streamforge dataflow watch analytics`` and ``--update`` find it), and the functions
+are deployed under the names the docs and ``functions package`` print.
+"""
+
+from __future__ import annotations
+
+__all__ = ["JOB_LABEL", "PREFIX", "dataflow_job_name", "function_name"]
+
+#: What every resource name starts with.
+PREFIX = "streamforge"
+#: The label on every Dataflow job: its value is the job (sessions, revenue, fraud, all, cdc).
+JOB_LABEL = "streamforge-job"
+
+
+def dataflow_job_name(job: str) -> str:
+    """The job's stable Dataflow name: ``--update`` replaces the running job of this name."""
+    return f"{PREFIX}-{job}"
+
+
+def function_name(function: str) -> str:
+    """A Cloud Function's deployed name: ``alert_dispatcher`` -> ``streamforge-alert-dispatcher``."""
+    return f"{PREFIX}-{function.replace('_', '-')}"
