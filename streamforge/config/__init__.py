@@ -58,6 +58,7 @@ class TopicsConfig:
     orders: str
     fraud_alerts: str
     dead_letter: str
+    undeliverable: str
 
 
 @dataclass(frozen=True)

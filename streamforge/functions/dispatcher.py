@@ -1,8 +1,11 @@
-"""The alert dispatcher: a Pub/Sub CloudEvent in, the alert on every webhook that wants it.
+"""The alert dispatcher: a Pub/Sub message in, the alert on every webhook that wants it.
 
-Eventarc delivers each message of the fraud-alerts topic as a CloudEvent of type
-``google.cloud.pubsub.topic.v1.messagePublished`` whose data is ``{"message": {"data":
-<base64 alert JSON>, "attributes": ..., "messageId": ...}, "subscription": ...}``.
+It takes the message two ways: a Pub/Sub push request (``handle_push``: what the
+infrastructure program deploys, an authenticated push subscription with a dead-letter
+topic), or a CloudEvent (``handle``): Eventarc delivers each message of the fraud-alerts
+topic as a CloudEvent of type ``google.cloud.pubsub.topic.v1.messagePublished``. Either way
+the message is ``{"message": {"data": <base64 alert JSON>, "attributes": ..., "messageId":
+...}, "subscription": ...}``.
 
 What happens to an alert:
 
@@ -22,6 +25,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import orjson
+
 from streamforge.config import Config, load_config
 from streamforge.functions.delivery import DeliveryResult, Outcome, deliver
 from streamforge.functions.ledger import LEDGER_ENV, DeliveryLedger, open_ledger
@@ -30,7 +35,7 @@ from streamforge.functions.webhooks import Webhook, parse_webhooks
 from streamforge.schemas import InvalidEvent, get_schema
 
 __all__ = ["PUBSUB_MESSAGE_PUBLISHED", "AlertDispatcher", "DispatchReport", "InvalidMessage", "RetryDelivery",
-           "decode_alert"]
+           "decode_alert", "decode_push"]
 
 PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 
@@ -65,9 +70,24 @@ def decode_alert(event: Any) -> tuple[dict[str, Any], str | None]:
     if isinstance(data, (bytes, str)):
         raise InvalidMessage("CloudEvent data is not a JSON object (expected a Pub/Sub push envelope "
                              "{\"message\": {\"data\": ...}})")
-    message = data.get("message") if isinstance(data, dict) else None
+    return _decode_message(data.get("message") if isinstance(data, dict) else None,
+                           "CloudEvent data has no 'message' object: not a Pub/Sub messagePublished event")
+
+
+def decode_push(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """The validated alert and message id of a Pub/Sub push request's body,
+    ``{"message": {"data": <base64>, "messageId": ...}, "subscription": ...}``."""
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidMessage("push request body is not JSON (expected a Pub/Sub push envelope)") from None
+    return _decode_message(envelope.get("message") if isinstance(envelope, dict) else None,
+                           "push request has no 'message' object: not a Pub/Sub push envelope")
+
+
+def _decode_message(message: Any, missing: str) -> tuple[dict[str, Any], str | None]:
     if not isinstance(message, dict):
-        raise InvalidMessage("CloudEvent data has no 'message' object: not a Pub/Sub messagePublished event")
+        raise InvalidMessage(missing)
     message_id = message.get("messageId") or message.get("message_id")
     encoded = message.get("data")
     if not isinstance(encoded, str) or not encoded:
@@ -109,6 +129,17 @@ class AlertDispatcher:
             alert, message_id = decode_alert(event)
         except InvalidMessage as exc:
             log("ERROR", "alert rejected: not retried", reason=str(exc), cloud_event_id=event["id"])
+            return DispatchReport(None)
+        return self.dispatch(alert, message_id)
+
+    def handle_push(self, body: bytes) -> DispatchReport:
+        """Dispatches one Pub/Sub push request (an authenticated push subscription, the way the
+        infrastructure program deploys it: unlike an Eventarc trigger it has a dead-letter
+        topic); raises RetryDelivery when Pub/Sub should redeliver it."""
+        try:
+            alert, message_id = decode_push(body)
+        except InvalidMessage as exc:
+            log("ERROR", "alert rejected: not retried", reason=str(exc))
             return DispatchReport(None)
         return self.dispatch(alert, message_id)
 

@@ -25,9 +25,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping, Protocol
 from urllib.parse import urlsplit
 
-__all__ = ["LEDGER_ENV", "DeliveryLedger", "FirestoreLedger", "LedgerError", "MemoryLedger", "open_ledger"]
+__all__ = ["DEFAULT_COLLECTION", "EXPIRE_FIELD", "LEDGER_ENV", "DeliveryLedger", "FirestoreLedger", "LedgerError",
+           "MemoryLedger", "open_ledger"]
 
 LEDGER_ENV = "STREAMFORGE_ALERT_LEDGER"
+#: The document field a Firestore TTL policy expires ledger entries on (the infra program sets it).
+EXPIRE_FIELD = "expire_at"
+#: The collection the deployed dispatcher uses (firestore://DATABASE/alert_deliveries).
+DEFAULT_COLLECTION = "alert_deliveries"
 _DOCUMENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -114,7 +119,7 @@ class FirestoreLedger:
         from google.api_core import exceptions
 
         now = datetime.now(timezone.utc)
-        update = {"alert_id": alert_id, "expire_at": now + self.ttl,
+        update = {"alert_id": alert_id, EXPIRE_FIELD: now + self.ttl,
                   "webhooks": {name: {"outcome": outcome, "at": now} for name, outcome in outcomes.items()}}
         try:
             self._document(alert_id).set(update, merge=True, timeout=10)

@@ -20,18 +20,18 @@ from streamforge.packaging import REPO_ROOT, WHEEL_NAME, PackagingError, build_w
 __all__ = ["FUNCTIONS", "FunctionSpec", "function_source", "package"]
 
 
-
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str  # its folder under functions/
     target: str  # the entry point in its main.py
     signature_type: str  # functions-framework's: http or cloudevent
     trigger: str  # for the deploy hint
+    push_target: str | None = None  # the HTTP entry point for a Pub/Sub push subscription (what infra deploys)
 
 
 FUNCTIONS = {
     "alert_dispatcher": FunctionSpec("alert_dispatcher", "dispatch_alert", "cloudevent",
-                                     "--trigger-topic=fraud-alerts"),
+                                     "--trigger-topic=fraud-alerts", push_target="dispatch_push"),
     "ingest": FunctionSpec("ingest", "ingest", "http", "--trigger-http --allow-unauthenticated"),
 }
 

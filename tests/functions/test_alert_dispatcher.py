@@ -3,16 +3,19 @@ on 127.0.0.1: signed delivery, filters, Slack, and what each failure means for P
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import socket
 import time
 
+import functions_framework
 import pytest
 
+from streamforge.functions.packaging import FUNCTIONS
 from streamforge.functions.webhooks import WebhookConfigError
-from tests.functions.conftest import SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
+from tests.functions.conftest import FUNCTIONS_DIR, SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
 from tests.support.functions import parse_log_lines as log_lines
 from tests.support.receivers import ScriptedReceiver
 from tests.support.samples import ALERT, sample
@@ -188,3 +191,40 @@ def test_the_firestore_ledger_carries_deliveries_across_instances(function_clien
     assert {name: entry["outcome"] for name, entry in document["webhooks"].items()} == {"risk": "delivered",
                                                                                          "audit": "delivered"}
     assert document["expire_at"].timestamp() > time.time() + 6 * 86400  # ledger_ttl 7d, for a TTL policy
+
+
+def _push_client(monkeypatch, receiver, *extra_hooks):
+    """The ``dispatch_push`` entry point: what the infrastructure program deploys behind an
+    authenticated Pub/Sub push subscription."""
+    for key, value in dispatcher_env([json_webhook("risk", receiver.url("/risk")), *extra_hooks]).items():
+        monkeypatch.setenv(key, value)
+    target = FUNCTIONS["alert_dispatcher"].push_target
+    return functions_framework.create_app(target, str(FUNCTIONS_DIR / "alert_dispatcher" / "main.py"), "http").test_client()
+
+
+def _push_body(payload, message_id="m-7") -> bytes:
+    data = base64.b64encode(json.dumps(payload).encode()).decode()
+    return json.dumps({"message": {"data": data, "messageId": message_id, "attributes": {}},
+                       "subscription": "projects/p/subscriptions/streamforge-alert-dispatcher"}).encode()
+
+
+def test_a_pubsub_push_request_is_delivered_and_a_failure_makes_pubsub_retry(monkeypatch, receiver) -> None:
+    client = _push_client(monkeypatch, receiver, json_webhook("audit", receiver.url("/audit")))
+    receiver.answer("/audit", 503)
+    assert client.post("/", data=_push_body(ALERT)).status_code == 500  # a push subscription retries a 5xx
+    assert client.post("/", data=_push_body(ALERT)).status_code == 204  # the retry: only audit is tried again
+    assert len(receiver.on("/risk")) == 1 and len(receiver.on("/audit")) == 2
+    assert json.loads(receiver.on("/risk")[0].body) == ALERT
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"not json", "push request body is not JSON"),
+    (b'{"subscription": "s"}', "push request has no 'message' object"),
+    (json.dumps({"message": {"data": "!!", "messageId": "m-9"}}).encode(), "Pub/Sub message m-9: data is not base64"),
+])
+def test_a_malformed_push_request_is_acknowledged_with_its_reason_logged(monkeypatch, receiver, capsys, body, reason) -> None:
+    client = _push_client(monkeypatch, receiver)
+    assert client.post("/", data=body).status_code == 204  # a retry would fail the same way
+    rejected = [line for line in log_lines(capsys.readouterr().out) if line["message"] == "alert rejected: not retried"]
+    assert rejected and rejected[0]["reason"].startswith(reason)
+    assert receiver.requests == []
