@@ -6,7 +6,7 @@ that is the replication lag); the backlog of the operators' subscriptions (undel
 messages, dead letters waiting) and the rate of new dead letters; 5xx answers of the
 functions; failed runs of the daily batch. Notifications go to ``notificationEmails``.
 The dashboard charts each job's Beam counters (Dataflow's ``user_counter``, by name:
-nothing here lists them), the lag, and the subscriptions' backlog.
+nothing here lists them), the lag, the subscriptions' backlog and the dead-letter rate.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Observability(Area):
                _condition("failed executions", f'resource.type = "workflows.googleapis.com/Workflow" AND '
                           f'resource.label.workflow_id = "{workflow}" AND metric.type = '
                           '"workflows.googleapis.com/finished_execution_count" AND metric.label.status = "FAILED"',
-                          0, seconds=0, aligner="ALIGN_COUNT"))
+                          0, seconds=0, aligner="ALIGN_SUM", period=300))
         self.dashboard = gcp.monitoring.Dashboard(
             "dashboard", project=settings.project, dashboard_json=json.dumps(_dashboard(settings, topology, dataflow_jobs)),
             opts=self.child)
@@ -115,9 +115,10 @@ def _dashboard(settings: Settings, topology: Topology, jobs: list[str]) -> dict[
     widgets = []
     for job in jobs:
         where = f'resource.type="dataflow_job" AND resource.label.job_name="{job}"'
-        widgets.append(_chart(f"{job}: counters per second",
+        # user_counter is a gauge of each counter's running total
+        widgets.append(_chart(f"{job}: counters (running totals)",
                               f'{where} AND metric.type="dataflow.googleapis.com/job/user_counter"',
-                              group_by=["metric.label.metric_name"]))
+                              aligner="ALIGN_MAX", group_by=["metric.label.metric_name"]))
         widgets.append(_chart(f"{job}: system lag (s)", f'{where} AND metric.type="dataflow.googleapis.com/job/system_lag"',
                               aligner="ALIGN_MAX"))
     widgets.append(_chart("Subscriptions: oldest unacked message (s)",
