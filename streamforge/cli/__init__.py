@@ -68,6 +68,7 @@ COMMANDS = {
     "webhook-sink": Command("streamforge.cli.functions", "webhook_sink", "functions"),
     "batch": Command("streamforge.cli.batch", "app", "batch"),
     "infra": Command("streamforge.cli.infra", "app", "infra"),
+    "pubsub": Command("streamforge.cli.pubsub", "app", "pubsub"),
 }
 
 
