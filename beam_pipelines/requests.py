@@ -25,7 +25,7 @@ from streamforge.config import Config
 from streamforge.transport import STREAM_FILES
 
 __all__ = ["ANALYTICS_JOBS", "STREAMS", "TOPIC", "CdcRequest", "JobRequest", "Request", "analytics_request",
-           "cdc_request", "remote_problems"]
+           "cdc_request", "pubsub_sources", "remote_problems"]
 
 ANALYTICS_JOBS = ("sessions", "revenue", "fraud", "all")
 #: The streams each analytics job reads.
@@ -80,6 +80,19 @@ class CdcRequest:
 
 
 Request = JobRequest | CdcRequest
+
+
+def pubsub_sources(request: Request) -> list[tuple[str, str]]:
+    """The request's Pub/Sub sources: (option, projects/P/subscriptions/S or .../topics/T)."""
+    sources = []
+    if isinstance(request, JobRequest):
+        sources += [(f"--{stream}", spec.location) for stream, spec in request.inputs.items() if spec.kind == "pubsub"]
+        catalog = request.catalog
+        if catalog is not None and catalog.kind == "pubsub":
+            sources += [("--catalog", location) for _, location in catalog.sources]
+    elif request.source.kind == "pubsub":
+        sources += [("--input", location) for _, location in request.source.sources]
+    return sources
 
 
 def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, orders: str | None) -> dict[str, InputSpec]:

@@ -34,10 +34,11 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.runner import PipelineState
 
 from beam_pipelines.common.io import SpecError
+from beam_pipelines.common.pubsub_sources import check_sources_exist
 from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
-from beam_pipelines.requests import Request, remote_problems
+from beam_pipelines.requests import Request, pubsub_sources, remote_problems
 from streamforge.naming import JOB_LABEL, dataflow_job_name
 
 __all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "is_remote",
@@ -149,7 +150,9 @@ def collect_counters(result: Any) -> dict[str, dict[str, int]]:
 
 def run_locally(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
                 poll_s: float = 0.5) -> JobReport:
-    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()`` (then it is cancelled)."""
+    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()`` (then it is cancelled).
+    A Pub/Sub source that does not exist is a SpecError before anything starts."""
+    check_sources_exist(pubsub_sources(request))
     with local_runner_tuning():
         pipeline = beam.Pipeline(options=options)
         build(pipeline, request)

@@ -3,6 +3,7 @@ subscriptions (the ones the infrastructure program deploys), idempotent, usable 
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -62,3 +63,20 @@ def test_without_the_emulator_it_says_how_to_start_one(monkeypatch) -> None:
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     result = run_cli("pubsub", "create")
     assert result.exit_code == 2 and "PUBSUB_EMULATOR_HOST is not set" in result.output
+
+
+def test_a_local_streaming_run_from_a_missing_subscription_fails_at_once_saying_which(emulator, tmp_path) -> None:
+    project = f"sf-{uuid.uuid4().hex[:10]}"
+    assert run_cli("pubsub", "create", "--project", project, "--no-cdc").exit_code == 0
+    started = time.monotonic()
+    result = run_cli("run", "all", "--clickstream", f"pubsub://projects/{project}/subscriptions/streamforge-analytics-clickstream",
+                     "--orders", f"pubsub://projects/{project}/subscriptions/orders-typo",
+                     "--warehouse", f"duckdb://{tmp_path / 'w.duckdb'}")
+    assert result.exit_code == 2
+    assert (f"no such subscription or topic on the Pub/Sub emulator at {emulator}: --orders "
+            f"pubsub://projects/{project}/subscriptions/orders-typo. Create them first") in result.output
+    assert "clickstream" not in result.output.split("emulator at")[1].split("Create")[0]  # only the missing one
+    assert time.monotonic() - started < 30
+    cdc = run_cli("run", "cdc", "--input", f"pubsub://projects/{project}/subscriptions/streamforge-cdc-{{table}}",
+                  "--warehouse", f"duckdb://{tmp_path / 'c.duckdb'}")  # created --no-cdc: none of them exists
+    assert cdc.exit_code == 2 and f"--input pubsub://projects/{project}/subscriptions/streamforge-cdc-products" in cdc.output
