@@ -24,6 +24,17 @@ def _table(console: Console, title: str, columns: list[str], rows: list[tuple]) 
     console.print(table)
 
 
+def _missing(con: duckdb.DuckDBPyConnection, console: Console, title: str, *tables: str) -> bool:
+    """True (and says so) when the warehouse has no ``tables`` yet: the job that writes them did
+    not run, or (streaming) has not closed a window yet."""
+    have = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    absent = [t for t in tables if t not in have]
+    if absent:
+        console.print(f"{title}: no {', '.join(absent)} in this warehouse yet (the job that writes it has not run, "
+                      "or a streaming job has not closed a window yet)", highlight=False)
+    return bool(absent)
+
+
 def report(
     warehouse: Path = typer.Option(Path("out/warehouse.duckdb"), metavar="PATH", help="The DuckDB warehouse file."),
     labels: Optional[Path] = typer.Option(None, metavar="PATH",
@@ -36,10 +47,26 @@ def report(
         raise typer.Exit(2)
     con = duckdb.connect(str(warehouse), read_only=True)
     console = Console()
+    if not _missing(con, console, "Sessions", "user_sessions"):
+        _sessions(con, console)
+    if not _missing(con, console, "Revenue", "revenue_by_category_region", "revenue_per_minute"):
+        _revenue(con, console)
+    if not _missing(con, console, "Fraud alerts", "fraud_alerts"):
+        _alerts(con, console, labels)
+    if not _missing(con, console, "Dead letters", "dead_letter"):
+        _table(console, "Dead letters", ["reason", "pipeline step", "count"], con.execute(
+            "SELECT reason, step, count(*)::INT FROM dead_letter GROUP BY 1, 2 ORDER BY 3 DESC").fetchall()
+            or [("(none)", "", 0)])
+
+
+def _sessions(con: duckdb.DuckDBPyConnection, console: Console) -> None:
     _table(console, "Sessions", ["sessions", "users", "avg events", "avg minutes", "conversion %", "cart abandonment %"],
            con.execute("""
                SELECT count(*)::INT, count(DISTINCT user_id)::INT, avg(event_count)::DOUBLE, avg(duration_seconds) / 60,
                       100 * avg(converted::INT), 100 * avg(cart_abandoned::INT) FROM user_sessions""").fetchall())
+
+
+def _revenue(con: duckdb.DuckDBPyConnection, console: Console) -> None:
     _table(console, "Revenue by region (PAID order lines)", ["region", "gmv", "units", "orders"], con.execute("""
         SELECT region, sum(gmv)::DOUBLE, sum(units)::INT, sum(order_count)::INT FROM revenue_by_category_region
         GROUP BY 1 ORDER BY 2 DESC""").fetchall())
@@ -49,6 +76,9 @@ def report(
     _table(console, "Revenue per minute", ["minutes", "gmv", "orders", "avg order value", "cancelled gmv"], con.execute("""
         SELECT count(*)::INT, sum(gmv)::DOUBLE, sum(order_count)::INT, (sum(gmv) / nullif(sum(order_count), 0))::DOUBLE,
                sum(cancelled_gmv)::DOUBLE FROM revenue_per_minute""").fetchall())
+
+
+def _alerts(con: duckdb.DuckDBPyConnection, console: Console, labels: Optional[Path]) -> None:
     alerts = con.execute("SELECT alert_type, user_id FROM fraud_alerts").fetchall()
     if labels is not None:
         with labels.open() as fh:
@@ -65,5 +95,3 @@ def report(
     else:
         _table(console, "Fraud alerts", ["pattern", "alerts"], con.execute(
             "SELECT alert_type, count(*)::INT FROM fraud_alerts GROUP BY 1 ORDER BY 1").fetchall())
-    _table(console, "Dead letters", ["reason", "pipeline step", "count"], con.execute(
-        "SELECT reason, step, count(*)::INT FROM dead_letter GROUP BY 1, 2 ORDER BY 3 DESC").fetchall() or [("(none)", "", 0)])
