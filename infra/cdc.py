@@ -17,8 +17,6 @@ slot is created by Debezium on its first start.
 
 from __future__ import annotations
 
-import re
-
 import pulumi
 import pulumi_gcp as gcp
 
@@ -33,7 +31,6 @@ from streamforge.cdc.config import DebeziumServerConfig
 __all__ = ["CLOUD_SQL_PROXY_IMAGE", "ChangeCapture", "debezium_environment"]
 
 CLOUD_SQL_PROXY_IMAGE = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.18.2"
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(:[^}]*)?\}")
 _PASSWORD = "POSTGRES_PASSWORD"
 _PORT = 5432
 
@@ -43,11 +40,11 @@ def debezium_environment(settings: Settings, debezium: DebeziumServerConfig) -> 
     variable without a default that neither this nor the password secret gives."""
     environment = {"GCP_PROJECT": settings.project, "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": str(_PORT),
                    "POSTGRES_USER": settings.cdc.user, "POSTGRES_DB": settings.cdc.database}
-    used = [match for value in debezium.properties.values() for match in _PLACEHOLDER.findall(value)]
-    missing = sorted({name for name, default in used if not default} - set(environment) - {_PASSWORD})
+    used = debezium.placeholders()
+    missing = sorted({name for name, default in used.items() if default is None} - set(environment) - {_PASSWORD})
     if missing:
         raise SettingsError(f"{debezium.path} needs {', '.join(missing)}, which infra/cdc.py does not set")
-    return {name: value for name, value in environment.items() if name in {n for n, _ in used}}
+    return {name: value for name, value in environment.items() if name in used}
 
 
 class ChangeCapture(Area):

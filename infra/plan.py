@@ -15,7 +15,7 @@ from typing import Any, Callable
 import yaml
 
 from infra.offline import Recorded, run_offline
-from infra.settings import SettingsError
+from infra.settings import SettingsError, placeholder_secrets
 
 __all__ = ["PlannedResource", "SECRET_KEYS", "plan", "stack_config"]
 
@@ -45,10 +45,8 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
             secrets.append(key)  # encrypted for the stack: a placeholder offline
             continue
         config[key] = value if isinstance(value, str) else json.dumps(value)
-    hooks = json.loads(config.get("streamforge:webhooks", "[]"))
-    variables = sorted({hook[k] for hook in hooks if isinstance(hook, dict) for k in ("url_env", "secret_env") if k in hook})
     placeholders = {"streamforge:webhookSecrets": json.dumps(
-        {v: "https://placeholder.invalid/hook" if v.endswith("URL") else _PLACEHOLDER for v in variables})}
+        placeholder_secrets(json.loads(config.get("streamforge:webhooks", "[]"))))}
     for key in SECRET_KEYS:
         if key not in config:
             config[key] = placeholders.get(key, _PLACEHOLDER)

@@ -19,16 +19,15 @@ import pulumi
 from streamforge.cdc.config import DEBEZIUM_SERVER_IMAGE
 from streamforge.config import Config, load_config
 from streamforge.functions.webhooks import WebhookConfigError, parse_webhooks
-from streamforge.naming import PREFIX
+from streamforge.naming import PREFIX, PROJECT_ID
 
 __all__ = ["DAILY_BATCH_WORKFLOW", "SHOP_INSTANCE", "AlertThresholds", "CdcSettings", "DataflowSettings", "Settings",
-           "SettingsError"]
+           "SettingsError", "placeholder_secrets"]
 
 #: Names (after the prefix) that two areas refer to: the IAM condition and the resource itself.
 SHOP_INSTANCE = "shop"
 DAILY_BATCH_WORKFLOW = "daily-batch"
 
-_PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,10}[a-z0-9]$")  # service account ids are at most 30 characters
 _DATASET = re.compile(r"^\w{1,1024}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -99,15 +98,14 @@ class Settings:
     @property
     def secret_variables(self) -> tuple[str, ...]:
         """The environment variables the webhooks read their secrets and secret URLs from."""
-        names = [hook[key] for hook in self.webhooks for key in ("url_env", "secret_env") if key in hook]
-        return tuple(dict.fromkeys(names))
+        return tuple(placeholder_secrets(self.webhooks))
 
     @classmethod
     def load(cls, config: pulumi.Config | None = None, gcp: pulumi.Config | None = None) -> Settings:
         config = config or pulumi.Config("streamforge")
         gcp = gcp or pulumi.Config("gcp")
         project, region = gcp.require("project"), gcp.require("region")
-        if not _PROJECT.match(project):
+        if not PROJECT_ID.match(project):
             raise SettingsError(f"gcp:project {project!r}: not a Google Cloud project id (6-30 of a-z 0-9 -)")
         prefix = config.get("prefix") or PREFIX
         if not _PREFIX.match(prefix):
@@ -197,11 +195,16 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def placeholder_secrets(webhooks: Any) -> dict[str, str]:
+    """Each environment variable the webhooks read a secret URL or signing secret from, with a
+    value that passes the dispatcher's checks: to validate the webhooks, or plan, without the secrets."""
+    return {hook[key]: "https://placeholder.invalid/hook" if key == "url_env" else "placeholder-secret-0123456789"
+            for hook in webhooks if isinstance(hook, dict) for key in ("url_env", "secret_env") if key in hook}
+
+
 def _check_webhooks(webhooks: tuple[Any, ...]) -> None:
     """The webhooks must parse as the dispatcher parses them (placeholders for the secrets)."""
-    variables = {hook[key]: "https://placeholder.example.com/hook" if key == "url_env" else "placeholder-secret-0123456789"
-                 for hook in webhooks if isinstance(hook, dict) for key in ("url_env", "secret_env") if key in hook}
     try:
-        parse_webhooks({"STREAMFORGE_WEBHOOKS": json.dumps(list(webhooks)), **variables})
+        parse_webhooks({"STREAMFORGE_WEBHOOKS": json.dumps(list(webhooks)), **placeholder_secrets(webhooks)})
     except WebhookConfigError as exc:
         raise SettingsError(f"streamforge:webhooks: {exc}") from None

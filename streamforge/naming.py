@@ -7,7 +7,12 @@ are deployed under the names the docs and ``functions package`` print.
 
 from __future__ import annotations
 
-__all__ = ["JOB_LABEL", "PREFIX", "dataflow_job_name", "function_name"]
+import re
+
+__all__ = ["JOB_LABEL", "PREFIX", "PROJECT_ID", "dataflow_job_name", "function_name"]
+
+#: Google Cloud's rule for a project id: 6-30 of a-z 0-9 -, a letter first, no - last.
+PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 
 #: What every resource name starts with.
 PREFIX = "streamforge"

@@ -9,18 +9,15 @@ here; on Google Cloud the infrastructure program creates all of it (docs/infra.m
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.api_core import exceptions
 
+from streamforge.naming import PROJECT_ID
 from streamforge.topology import Topology
 
-__all__ = ["PROJECT_ID", "Created", "ProjectIdError", "check_project", "create_topology"]
-
-#: Google Cloud's project id rule (also what the pipelines' pubsub:// URLs accept).
-PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+__all__ = ["Created", "ProjectIdError", "check_project", "create_topology"]
 
 
 class ProjectIdError(ValueError):

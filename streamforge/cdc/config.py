@@ -137,6 +137,16 @@ class DebeziumServerConfig:
             raise ConfigError(f"{self.path}: {key} is missing")
         return value
 
+    def placeholders(self) -> dict[str, str | None]:
+        """Every ``${NAME}`` / ``${NAME:default}`` the properties use: name -> default (None: must be set)."""
+        found: dict[str, str | None] = {}
+        for value in self.properties.values():
+            for match in _PLACEHOLDER.finditer(value):
+                name, default = match.group(1), match.group(2)  # group 2 is None without a ':'
+                if found.get(name) is None:
+                    found[name] = default
+        return found
+
     @property
     def topic_prefix(self) -> str:
         return self._raw(_SOURCE + "topic.prefix")

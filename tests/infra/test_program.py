@@ -212,7 +212,7 @@ def test_debezium_publishes_to_exactly_the_cdc_topics_with_the_projects_properti
     assert debezium_container["volumeMounts"] == [{"name": "properties", "mountPath": "/debezium/config"}]
     env = {e["name"]: e.get("value") for e in debezium_container["envs"]}
     placeholders = {m for value in debezium.properties.values() for m in re.findall(r"\$\{(\w+)", value)}
-    assert set(env) | {"PORT"} == placeholders  # Cloud Run sets PORT itself
+    assert set(env) | {"PORT"} == placeholders == set(debezium.placeholders())  # Cloud Run sets PORT itself
     assert env["POSTGRES_HOST"] == "127.0.0.1" and env["POSTGRES_PASSWORD"] is None  # the password: from the secret
     assert proxy["args"][0] == f"{PROJECT}:europe-west1:streamforge-shop" and "--address=127.0.0.1" in proxy["args"]
     (instance,) = deployment.of_type("sql/databaseInstance:DatabaseInstance")
