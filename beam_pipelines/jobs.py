@@ -11,6 +11,11 @@
 ``all`` builds the three jobs in one pipeline that reads and parses each stream once; ``cdc``
 is the CDC job (cdc/pipeline.py). Bounded (file) inputs run in batch mode, Pub/Sub inputs in
 streaming mode. What to build comes from requests.py; how it runs, from runner.py.
+
+``local_feed`` is the one switch between the local streaming form and the Dataflow form: on
+the local runner a ``PubSubFeed`` (local/feed.py) reads every Pub/Sub input in one root step
+and drops redeliveries by id, as Pub/Sub's ``id_label`` does on Dataflow; every step after
+the read is the same.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from beam_pipelines.common.parse import DedupMode, ParseEvents
 from beam_pipelines.common.publish import PublishJson
 from beam_pipelines.common.warehouse import WriteTable, table_name
 from beam_pipelines.fraud.pipeline import FraudAlerts
+from beam_pipelines.local.feed import PubSubFeed
 from beam_pipelines.requests import STREAMS, CdcRequest, JobRequest, Request
 from beam_pipelines.revenue.pipeline import ProductCatalog, RevenueWindows
 from beam_pipelines.sessions.pipeline import SessionWindows
@@ -38,20 +44,22 @@ def _on_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in str(options.view_as(StandardOptions).runner).lower()
 
 
-def build(pipeline: beam.Pipeline, request: Request) -> None:
-    """Add ``request``'s job to ``pipeline``."""
+def build(pipeline: beam.Pipeline, request: Request, local_feed: PubSubFeed | None = None) -> None:
+    """Add ``request``'s job to ``pipeline`` (reading Pub/Sub through ``local_feed`` if given)."""
+    if local_feed is not None:
+        local_feed.read(pipeline)
     if isinstance(request, CdcRequest):
         cdc = request.config.cdc
         pipeline | "CDC" >> CdcJob(request.source, request.warehouse, request.tables, cdc.replicas,
-                                   cdc.low_stock_threshold, request.config.pipelines.dedup_ttl)
+                                   cdc.low_stock_threshold, request.config.pipelines.dedup_ttl, local_feed)
         return
-    _build_analytics(pipeline, request)
+    _build_analytics(pipeline, request, local_feed)
 
 
-def _build_analytics(pipeline: beam.Pipeline, request: JobRequest) -> None:
+def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: PubSubFeed | None) -> None:
     options = pipeline.options or PipelineOptions()
     config, job, streaming = request.config, request.job, request.streaming
-    id_label = streaming and _on_dataflow(options)
+    id_label = streaming and (_on_dataflow(options) or local_feed is not None)
     dedup = DedupMode.ID_LABEL if id_label else DedupMode.STATE if streaming else DedupMode.GROUP
     sink = {"warehouse": request.warehouse, "streaming": streaming}
     dead_letters: list[beam.PCollection] = []
@@ -60,7 +68,8 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest) -> None:
     for stream in STREAMS[job]:
         parsed = (
             pipeline
-            | f"Read {stream}" >> ReadMessages(request.inputs[stream], use_id_label=id_label)
+            | f"Read {stream}" >> ReadMessages(request.inputs[stream], use_id_label=id_label,
+                                                                local_feed=local_feed)
             | f"Parse {stream}" >> ParseEvents(stream, job, dedup, dedup_ttl=config.pipelines.dedup_ttl,
                                                max_clock_skew=config.pipelines.max_clock_skew,
                                                shards=config.pipelines.dedup_shards)
@@ -82,7 +91,7 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest) -> None:
     if job in ("revenue", "all"):
         catalog = None
         if request.catalog is not None:
-            catalog, catalog_dead = pipeline | "Product catalogue" >> ProductCatalog(request.catalog)
+            catalog, catalog_dead = pipeline | "Product catalogue" >> ProductCatalog(request.catalog, local_feed)
             dead_letters.append(catalog_dead)
         per_minute, by_category_region, late = events["orders"] | "Revenue" >> RevenueWindows(
             config.revenue.allowed_lateness, streaming=streaming, lateness_margin=margin, catalog=catalog)

@@ -1,8 +1,11 @@
 """How a job runs: on the local runners of this machine, or submitted to Dataflow.
 
 - Locally (the default): the DirectRunner's engines, with this process tuned for them while
-  the job runs (``local_runner_tuning``). A batch job runs to the end, a streaming one until
-  ``should_stop()`` is true (then it is cancelled); the counters come back as a ``JobReport``.
+  the job runs (``local_runner_tuning``). A batch job runs to the end. A streaming job reads
+  Pub/Sub through the local feed (local/feed.py) on the patched runner
+  (local/direct_runner_fixes.py) until ``should_stop()`` is true; then it drains: the feed stops
+  pulling, the watermarks go to the end, every open window fires and is written, and the
+  job finishes. The counters come back as a ``JobReport``.
 - Remote (``--runner DataflowRunner``): ``submit`` builds the job, submits it and returns at
   once with a ``Submission`` (id, name, region, console link); following, draining and
   cancelling it are dataflow/control.py's. With ``--dry_run=True`` the whole job is built
@@ -18,8 +21,8 @@ finds), labels, the StreamForge package for the workers when no image is named
 from __future__ import annotations
 
 import gc
-import time
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -31,14 +34,15 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
     TestOptions,
 )
-from apache_beam.runners.runner import PipelineState
 
 from beam_pipelines.common.io import SpecError
 from beam_pipelines.common.pubsub_sources import check_sources_exist
 from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
-from beam_pipelines.requests import Request, pubsub_sources, remote_problems
+from beam_pipelines.local.direct_runner_fixes import patched_direct_runner
+from beam_pipelines.local.feed import PubSubFeed
+from beam_pipelines.requests import JobRequest, Request, pubsub_sources, remote_problems
 from streamforge.naming import JOB_LABEL, dataflow_job_name
 
 __all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "is_remote",
@@ -150,22 +154,65 @@ def collect_counters(result: Any) -> dict[str, dict[str, int]]:
 
 def run_locally(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
                 poll_s: float = 0.5) -> JobReport:
-    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()`` (then it is cancelled).
+    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()``, then drains.
     A Pub/Sub source that does not exist is a SpecError before anything starts."""
+    sources = [path for _, path in pubsub_sources(request)]
     check_sources_exist(pubsub_sources(request))
-    with local_runner_tuning():
+    with ExitStack() as stack:
+        stack.enter_context(local_runner_tuning())
+        feed = None
+        if request.streaming and sources:
+            settings = request.config
+            feed = stack.enter_context(PubSubFeed(sources, settings.local_streaming, settings.pipelines.dedup_ttl))
+            stack.enter_context(patched_direct_runner())
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, request)
+        build(pipeline, request, feed)
         result = pipeline.run()
-        if request.streaming and should_stop is not None:
-            while not PipelineState.is_terminal(result.state):
-                if should_stop():
-                    result.cancel()
-                    break
-                time.sleep(poll_s)
-        else:
+        if feed is None:
             result.wait_until_finish()
-    return JobReport(str(result.state), collect_counters(result))
+        else:
+            _run_until_stopped(result, feed, should_stop or (lambda: False), poll_s)
+        if feed is not None and feed.errors:
+            raise SpecError(f"reading Pub/Sub failed: {feed.errors[0]}")
+    return JobReport(str(result.state), _with_feed_counts(collect_counters(result), request, feed))
+
+
+def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], bool], poll_s: float) -> None:
+    """Wait for a streaming run; when ``should_stop()`` (or the feed failed), drain it and wait
+    for the drain (the local runner's result says it is done only from wait_until_finish)."""
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+            failure.append(exc)
+
+    waiter = threading.Thread(target=wait, name="wait for the pipeline", daemon=True)
+    waiter.start()
+    while waiter.is_alive():
+        if should_stop() or feed.errors:
+            feed.drain()
+            break
+        waiter.join(poll_s)
+    while waiter.is_alive():  # the drain: open windows fire and are written
+        waiter.join(poll_s)
+    if failure:
+        raise failure[0]
+
+
+def _with_feed_counts(counters: dict[str, dict[str, int]], request: Request,
+                      feed: PubSubFeed | None) -> dict[str, dict[str, int]]:
+    """Redeliveries the feed dropped by id count as read and as duplicates of their stream,
+    as the parse step counts those it drops (read = events + dead-lettered + duplicates)."""
+    if feed is None or not isinstance(request, JobRequest):
+        return counters
+    for stream, spec in request.inputs.items():
+        dropped = feed.counts()[spec.location].duplicates
+        stream_counters = counters.setdefault(stream, {})
+        for name in ("read", "parsed", "duplicates"):
+            stream_counters[name] = stream_counters.get(name, 0) + dropped
+    return counters
 
 
 def submit(request: Request, options: PipelineOptions) -> Submission:

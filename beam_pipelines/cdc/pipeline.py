@@ -163,16 +163,19 @@ class ParseChanges(beam.PTransform):
 
 
 class ReadChanges(beam.PTransform):
-    """The payloads of one input: a JSONL file's lines, or a subscription's message data."""
+    """The payloads of one input: a JSONL file's lines, or a subscription's message data
+    (from ``local_feed`` on the local streaming runner, as io.ReadMessages)."""
 
-    def __init__(self, kind: str, location: str):
+    def __init__(self, kind: str, location: str, local_feed: Any = None):
         super().__init__()
-        self.kind, self.location = kind, location
+        self.kind, self.location, self.local_feed = kind, location, local_feed
 
     def expand(self, pbegin):
         if self.kind == "file":
             return (pbegin | "Read lines" >> ReadLineBatches(self.location, batch=1000)
                     | "Lines" >> beam.FlatMap(lambda batch: batch))
+        if self.local_feed is not None:
+            return self.local_feed.output(self.location) | "Message data" >> beam.Map(lambda message: message[0])
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(subscription=self.location)
 
 
@@ -296,16 +299,17 @@ class CdcJob(beam.PTransform):
     Pub/Sub's ``id_label`` could use, so keyed state does it on every runner)."""
 
     def __init__(self, source: CdcInput, warehouse: WarehouseSpec, tables: Mapping[str, SourceTable],
-                 replicas: Iterable[str], low_stock_threshold: int, dedup_ttl: timedelta):
+                 replicas: Iterable[str], low_stock_threshold: int, dedup_ttl: timedelta, local_feed: Any = None):
         super().__init__()
-        self.source, self.warehouse, self.tables = source, warehouse, dict(tables)
+        self.source, self.warehouse, self.tables, self.local_feed = source, warehouse, dict(tables), local_feed
         self.replicas = [t for t in replicas if t in self.tables]
         self.threshold, self.dedup_ttl = low_stock_threshold, dedup_ttl
 
     def expand(self, pbegin):
         streaming = not self.source.bounded
         sink = {"warehouse": self.warehouse, "streaming": streaming}
-        payloads = [pbegin | f"Read {table if table != '*' else 'all'} changes" >> ReadChanges(self.source.kind, location)
+        payloads = [pbegin | f"Read {table if table != '*' else 'all'} changes" >> ReadChanges(self.source.kind, location,
+                                                                                               self.local_feed)
                     for table, location in self.source.sources]
         all_payloads = payloads | "All changes" >> beam.Flatten() if len(payloads) > 1 else payloads[0]
         source = ", ".join(location for _, location in self.source.sources)

@@ -23,7 +23,7 @@ import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -204,16 +204,21 @@ class ReadLineBatches(beam.PTransform):
 
 
 class ReadMessages(beam.PTransform):
-    """The raw payloads of one input: lists of lines (bytes) for a file, PubsubMessages for Pub/Sub."""
+    """The raw payloads of one input: lists of lines (bytes) for a file, PubsubMessages for
+    Pub/Sub; ``(data, encoding)`` pairs from ``local_feed`` (the local streaming runner's
+    Pub/Sub read, beam_pipelines/local/feed.py), which also drops redeliveries by id."""
 
-    def __init__(self, spec: InputSpec, *, use_id_label: bool = False):
+    def __init__(self, spec: InputSpec, *, use_id_label: bool = False, local_feed: Any = None):
         super().__init__()
         self.spec = spec
         self.use_id_label = use_id_label
+        self.local_feed = local_feed
 
     def expand(self, pbegin):
         if self.spec.kind == "file":
             return pbegin | "Read lines" >> ReadLineBatches(self.spec.location)
+        if self.local_feed is not None:
+            return self.local_feed.output(self.spec.location)
         where = {"subscription": self.spec.location} if self.spec.is_subscription else {"topic": self.spec.location}
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(
             **where,

@@ -160,9 +160,12 @@ class _Counters:
         self.duplicates = Metrics.counter(stream, "duplicates")
 
 
-def payload_and_encoding(message: bytes | PubsubMessage) -> tuple[bytes, str]:
+def payload_and_encoding(message: bytes | tuple[bytes, str] | PubsubMessage) -> tuple[bytes, str]:
     """A raw payload is JSON; a Pub/Sub message says its encoding in the ``encoding``
-    attribute, as StreamForge's producers set it (JSON when absent)."""
+    attribute, as StreamForge's producers set it (JSON when absent); the local feed
+    (beam_pipelines/local/feed.py) hands over ``(data, encoding)``."""
+    if isinstance(message, tuple):
+        return message
     if isinstance(message, PubsubMessage):
         return message.data, (message.attributes or {}).get("encoding", "json")
     return message, "json"
@@ -177,7 +180,7 @@ class _Validate(beam.DoFn):
     def setup(self) -> None:
         self.counters = _Counters(self.stream)
 
-    def process(self, message: bytes | PubsubMessage) -> Iterable[Any]:
+    def process(self, message: bytes | tuple[bytes, str] | PubsubMessage) -> Iterable[Any]:
         self.counters.read.inc()
         payload, encoding = payload_and_encoding(message)
         event, rejected = self.parser.parse(payload, now_ms(), encoding)

@@ -164,13 +164,13 @@ class _JoinCatalog(beam.DoFn):
 class ProductCatalog(beam.PTransform):
     """The products change stream (``cdc run``'s output) -> ``((sku, CatalogEntry), dead_letters)``."""
 
-    def __init__(self, source: CdcInput):
+    def __init__(self, source: CdcInput, local_feed: Any = None):
         super().__init__()
-        self.source = source
+        self.source, self.local_feed = source, local_feed
 
     def expand(self, pbegin):
         products = {"products": load_source_tables()["products"]}
-        reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location)
+        reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location, self.local_feed)
                  for n, (_, location) in enumerate(self.source.sources)]
         payloads = reads | "All product changes" >> beam.Flatten() if len(reads) > 1 else reads[0]
         source = ", ".join(location for _, location in self.source.sources)

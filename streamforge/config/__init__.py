@@ -31,6 +31,7 @@ __all__ = [
     "BatchConfig",
     "CdcConfig",
     "IngestConfig",
+    "LocalStreamingConfig",
     "SessionConfig",
     "SimulatorConfig",
     "TopicsConfig",
@@ -85,6 +86,20 @@ class PipelineConfig:
                 raise ConfigError(f"pipelines.{name} must not be negative", name)
         if self.dedup_shards < 1:
             raise ConfigError("pipelines.dedup_shards must be at least 1", "dedup_shards")
+
+
+@dataclass(frozen=True)
+class LocalStreamingConfig:
+    watermark_lag: timedelta
+    idle_input: timedelta
+    pull_batch: int
+
+    def __post_init__(self) -> None:
+        for name in ("watermark_lag", "idle_input"):
+            if getattr(self, name).total_seconds() < 0:
+                raise ConfigError(f"local_streaming.{name} must not be negative", name)
+        if not 1 <= self.pull_batch <= 1000:
+            raise ConfigError("local_streaming.pull_batch must be 1-1000 (Pub/Sub's largest pull)", "pull_batch")
 
 
 @dataclass(frozen=True)
@@ -208,6 +223,7 @@ class Config:
     sessions: SessionConfig
     revenue: RevenueConfig
     pipelines: PipelineConfig
+    local_streaming: LocalStreamingConfig
     fraud: FraudRules
     simulator: SimulatorConfig
     cdc: CdcConfig

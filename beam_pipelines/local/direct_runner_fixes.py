@@ -1,0 +1,177 @@
+"""Two fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
+
+1. Counters of every bundle after a step's first on a worker thread were lost. The executor
+   gives each bundle a new MetricsContainer, but the thread's StateSampler caches the scoped
+   state of each step with the container of its first bundle: later bundles count into that
+   stale container and commit their own, empty one (a streaming run reported 1,400 clicks
+   read of 5,852). Fixed by a fresh StateSampler per bundle (``_call_with_own_sampler``).
+
+2. Due timers are found by due time. Between bundles the runner asks each stateful or grouping step for its due timers, and the
+step walks every key it has ever seen (``watermark_manager._TransformWatermarks.
+extract_transform_timers``), and keys are never deleted. A streaming job keeps one key per
+user (sessions, fraud) and, with keyed dedup, one per event: the scan grew from 10 ms to
+250 ms at 100k keys and took over half of the job's time (docs/live.md, "Where the time went").
+
+The patch indexes each step's keys by their earliest event-time timer (a heap) and keeps the
+set of keys with processing-time timers; a bundle that commits a key's state marks the key,
+and the next scan re-indexes the marked keys, drops those whose state became empty (the
+runner recreates an empty state on demand) and visits only due keys. It returns the same
+timers as the original, which still decides which of a key's timers are due.
+
+Written as the upstream fixes would be, and applied only while a local streaming job runs
+(``patched_direct_runner()``), on the one Beam version they were written against: on any
+other version the runner is left alone (slower, and its counters undercount) and
+tests/pipelines/test_direct_runner_fixes.py fails, so that they are checked again before the
+pin moves.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.runners.direct import evaluation_context, executor, watermark_manager
+from apache_beam.runners.direct.util import TimerFiring
+from apache_beam.runners.worker import statesampler
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.counters import CounterFactory
+
+__all__ = ["BEAM_VERSION", "patched_direct_runner"]
+
+#: The Beam release whose DirectRunner this patch was written against.
+BEAM_VERSION = "2.77.0"
+_LOG = logging.getLogger(__name__)
+
+
+class _IndexedKeyedStates(dict):
+    """One step's ``{encoded key: state}``, remembering which keys were written since the last scan."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: set[Any] = set()
+        self.mutex = threading.Lock()
+        self.heap: list[tuple[Any, int, Any]] = []  # (earliest event-time timer, tie-break, key)
+        self.due_at: dict[Any, Any] = {}  # key -> its entry's time in the heap
+        self.realtime: set[Any] = set()  # keys with processing-time timers
+        self.sequence = itertools.count()
+
+    def __setitem__(self, key: Any, state: Any) -> None:
+        super().__setitem__(key, state)
+        with self.mutex:
+            self.written.add(key)
+
+    def take_written(self) -> set[Any]:
+        with self.mutex:
+            written, self.written = self.written, set()
+        return written
+
+    def index(self, key: Any) -> None:
+        state = self.get(key)
+        earliest, realtime = None, False
+        if state is not None:
+            for timers in state.timers.values():
+                for (_name, domain, _tag), timestamp in timers.items():
+                    if domain == TimeDomain.REAL_TIME:
+                        realtime = True
+                    elif earliest is None or timestamp < earliest:
+                        earliest = timestamp
+        (self.realtime.add if realtime else self.realtime.discard)(key)
+        if earliest is None:
+            self.due_at.pop(key, None)
+        elif self.due_at.get(key) != earliest:
+            self.due_at[key] = earliest
+            heapq.heappush(self.heap, (earliest, next(self.sequence), key))
+        if state is not None and earliest is None and not realtime and _is_empty(state):
+            dict.pop(self, key, None)
+
+    def due(self, watermark: Any) -> list[Any]:
+        """Keys with an event-time timer at or before ``watermark`` (taken out of the index)."""
+        keys = []
+        while self.heap and self.heap[0][0] <= watermark:
+            timestamp, _, key = heapq.heappop(self.heap)
+            if self.due_at.get(key) == timestamp:
+                del self.due_at[key]
+                keys.append(key)
+        if len(self.heap) > 2 * len(self.due_at) + 1024:  # stale entries of keys indexed again
+            self.heap = [(t, next(self.sequence), k) for k, t in self.due_at.items()]
+            heapq.heapify(self.heap)
+        return keys
+
+
+def _is_empty(state: Any) -> bool:
+    """No timers, no global state and no value but empty lists (what reading an unset tag leaves)."""
+    return not state.timers and not state.global_state and all(
+        value == [] for tags in state.state.values() for value in tags.values())
+
+
+def _initialize_keyed_states(self: Any, root_transforms: Any, value_to_consumers: Any) -> dict[Any, Any]:
+    transforms = list(root_transforms) + [c for consumers in value_to_consumers.values() for c in consumers]
+    return {transform: _IndexedKeyedStates() for transform in transforms}
+
+
+def _extract_transform_timers(self: Any) -> tuple[list[TimerFiring], bool]:
+    states = self._keyed_states
+    with self._lock:
+        for key in states.take_written():
+            states.index(key)
+        candidates = dict.fromkeys(states.due(self._input_watermark))
+        candidates.update(dict.fromkeys(states.realtime))
+        fired: list[TimerFiring] = []
+        has_realtime_timer = False
+        processing_time = self._clock.time()
+        for key in candidates:
+            state = states.get(key)
+            if state is None:
+                continue
+            timers, had_realtime_timer = state.get_timers(watermark=self._input_watermark,
+                                                          processing_time=processing_time)
+            has_realtime_timer = has_realtime_timer or had_realtime_timer
+            for window, (name, time_domain, timestamp, dynamic_timer_tag) in timers:
+                fired.append(TimerFiring(key, window, name, time_domain, timestamp, dynamic_timer_tag=dynamic_timer_tag))
+            states.index(key)  # a due timer stays due (and is returned again) until its bundle clears it
+        self._fired_timers.update(fired)
+        return fired, has_realtime_timer
+
+
+_original_call = executor.TransformExecutor.call
+
+
+def _call_with_own_sampler(self: Any, state_sampler: Any) -> Any:
+    """Run one bundle with a StateSampler of its own, so its counters land in its own container."""
+    own = statesampler.StateSampler("", CounterFactory())
+    statesampler.set_current_tracker(own)
+    try:
+        return _original_call(self, own)
+    finally:
+        statesampler.set_current_tracker(state_sampler)
+
+
+_PATCHES = (
+    (evaluation_context.EvaluationContext, "_initialize_keyed_states", _initialize_keyed_states),
+    (watermark_manager._TransformWatermarks, "extract_transform_timers", _extract_transform_timers),
+    (executor.TransformExecutor, "call", _call_with_own_sampler),
+)
+
+
+@contextmanager
+def patched_direct_runner() -> Iterator[bool]:
+    """While it is open, DirectRunner pipelines started in this process run with both fixes;
+    yields whether they are applied (False on a Beam version other than BEAM_VERSION)."""
+    if beam.__version__ != BEAM_VERSION:
+        _LOG.warning("Beam %s is not %s, which the local runner's fixes were written for: running without "
+                     "them (slower, and counters undercount)", beam.__version__, BEAM_VERSION)
+        yield False
+        return
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in _PATCHES]
+    for owner, name, replacement in _PATCHES:
+        setattr(owner, name, replacement)
+    try:
+        yield True
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
