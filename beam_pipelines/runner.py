@@ -37,13 +37,15 @@ from apache_beam.options.pipeline_options import (
 
 from beam_pipelines.common.io import SpecError
 from beam_pipelines.common.pubsub_sources import check_sources_exist
+from beam_pipelines.common.warehouse import warehouse_writers
 from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
 from beam_pipelines.local.direct_runner_fixes import patched_direct_runner
-from beam_pipelines.local.feed import PubSubFeed
+from beam_pipelines.local.feed import FeedCounts, PubSubFeed
 from beam_pipelines.requests import JobRequest, Request, pubsub_sources, remote_problems
 from streamforge.naming import JOB_LABEL, dataflow_job_name
+from streamforge.warehouse import SNAPSHOT_EVERY_S
 
 __all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "is_remote",
            "local_runner_tuning", "pipeline_options", "run", "run_locally", "submit"]
@@ -153,13 +155,15 @@ def collect_counters(result: Any) -> dict[str, dict[str, int]]:
 
 
 def run_locally(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
-                poll_s: float = 0.5) -> JobReport:
-    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()``, then drains.
+                poll_s: float = 0.5, on_progress: Callable[[dict[str, FeedCounts]], None] | None = None) -> JobReport:
+    """Run ``request`` on this machine; a streaming run lasts until ``should_stop()``, then drains,
+    calling ``on_progress`` with the feed's counts by input path every ``poll_s``.
     A Pub/Sub source that does not exist is a SpecError before anything starts."""
     sources = [path for _, path in pubsub_sources(request)]
     check_sources_exist(pubsub_sources(request))
     with ExitStack() as stack:
         stack.enter_context(local_runner_tuning())
+        stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S if request.streaming else None))
         feed = None
         if request.streaming and sources:
             settings = request.config
@@ -171,13 +175,14 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
         if feed is None:
             result.wait_until_finish()
         else:
-            _run_until_stopped(result, feed, should_stop or (lambda: False), poll_s)
+            _run_until_stopped(result, feed, should_stop or (lambda: False), poll_s, on_progress)
         if feed is not None and feed.errors:
             raise SpecError(f"reading Pub/Sub failed: {feed.errors[0]}")
     return JobReport(str(result.state), _with_feed_counts(collect_counters(result), request, feed))
 
 
-def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], bool], poll_s: float) -> None:
+def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], bool], poll_s: float,
+                       on_progress: Callable[[dict[str, FeedCounts]], None] | None) -> None:
     """Wait for a streaming run; when ``should_stop()`` (or the feed failed), drain it and wait
     for the drain (the local runner's result says it is done only from wait_until_finish)."""
     failure: list[BaseException] = []
@@ -190,12 +195,13 @@ def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], 
 
     waiter = threading.Thread(target=wait, name="wait for the pipeline", daemon=True)
     waiter.start()
+    stopping = False
     while waiter.is_alive():
-        if should_stop() or feed.errors:
-            feed.drain()
-            break
-        waiter.join(poll_s)
-    while waiter.is_alive():  # the drain: open windows fire and are written
+        if not stopping and (should_stop() or feed.errors):
+            feed.drain()  # then wait for the drain: open windows fire and are written
+            stopping = True
+        if on_progress is not None:
+            on_progress(feed.counts())
         waiter.join(poll_s)
     if failure:
         raise failure[0]
@@ -234,9 +240,9 @@ def submit(request: Request, options: PipelineOptions) -> Submission:
 
 
 def run(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
-        poll_s: float = 0.5) -> JobReport | Submission:
+        poll_s: float = 0.5, on_progress: Callable[[dict[str, FeedCounts]], None] | None = None) -> JobReport | Submission:
     """Run ``request`` with ``options`` (from ``pipeline_options``): locally to the end (or
     ``should_stop``), or submitted to a remote runner."""
     if is_remote(options):
         return submit(request, options)
-    return run_locally(request, options, should_stop, poll_s)
+    return run_locally(request, options, should_stop, poll_s, on_progress)

@@ -40,7 +40,7 @@ from beam_pipelines.cdc.replicas import DuckDBReplicas, bigquery_replica_row
 from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec, remote_path
-from beam_pipelines.common.warehouse import WriteTable, table_name
+from beam_pipelines.common.warehouse import WriteTable, acquire_writer, release_writer, table_name
 from streamforge.cdc.tables import SourceTable
 from streamforge.cdc.warehouse import (
     bigquery_replica_schema,
@@ -186,10 +186,9 @@ class _ApplyToDuckDB(beam.DoFn):
         self.path, self.tables = path, dict(tables)
 
     def setup(self) -> None:
-        import duckdb
-
-        self.con = duckdb.connect(self.path)
-        self.replicas = DuckDBReplicas(self.con, self.path, self.tables)
+        self.writer = acquire_writer(self.path)
+        with self.writer.lock:
+            self.replicas = DuckDBReplicas(self.writer.connection, self.path, self.tables)
         self.applied, self.stale = Metrics.counter(PIPELINE, "replica_applied"), Metrics.counter(PIPELINE, "replica_stale")
         self.columns_added = Metrics.counter(PIPELINE, "replica_columns_added")
 
@@ -206,16 +205,18 @@ class _ApplyToDuckDB(beam.DoFn):
 
     def _flush(self) -> None:
         if self.pending:
-            result = self.replicas.apply(self.pending, datetime.now(timezone.utc))
+            with self.writer.lock:
+                result = self.replicas.apply(self.pending, datetime.now(timezone.utc))
+                self.writer.wrote()
             self.applied.inc(result.applied)
             self.stale.inc(result.stale)
             self.columns_added.inc(result.columns_added)
             self.pending = []
 
     def teardown(self) -> None:
-        con = getattr(self, "con", None)
-        if con is not None:
-            con.close()
+        if getattr(self, "writer", None) is not None:
+            release_writer(self.path)
+            self.writer = None
 
 
 class _CreateReplicaViews(beam.DoFn):

@@ -1,4 +1,4 @@
-"""Two fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
+"""Three fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
 
 1. Counters of every bundle after a step's first on a worker thread were lost. The executor
    gives each bundle a new MetricsContainer, but the thread's StateSampler caches the scoped
@@ -18,6 +18,11 @@ and the next scan re-indexes the marked keys, drops those whose state became emp
 runner recreates an empty state on demand) and visits only due keys. It returns the same
 timers as the original, which still decides which of a key's timers are due.
 
+3. A TestStream read from a service buffered its events without bound, so a pipeline slower
+   than its input held an ever-growing backlog in memory, already acknowledged upstream. The
+   buffer is bounded (``_BoundedQueue``, ``RUNAHEAD_EVENTS``): the service's stream then
+   waits, the feed stops pulling, and the backlog stays in Pub/Sub where it can be seen.
+
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
 other version the runner is left alone (slower, and its counters undercount) and
@@ -30,12 +35,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import queue
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.runners.direct import evaluation_context, executor, watermark_manager
+from apache_beam.runners.direct import evaluation_context, executor, test_stream_impl, watermark_manager
 from apache_beam.runners.direct.util import TimerFiring
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.timeutil import TimeDomain
@@ -45,6 +51,8 @@ __all__ = ["BEAM_VERSION", "patched_direct_runner"]
 
 #: The Beam release whose DirectRunner this patch was written against.
 BEAM_VERSION = "2.77.0"
+#: How many TestStream events the runner may read ahead of what it has processed.
+RUNAHEAD_EVENTS = 4
 _LOG = logging.getLogger(__name__)
 
 
@@ -151,7 +159,15 @@ def _call_with_own_sampler(self: Any, state_sampler: Any) -> Any:
         statesampler.set_current_tracker(state_sampler)
 
 
+class _BoundedQueue(queue.Queue):
+    """The TestStream service reader's buffer (its only Queue), bounded."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize or RUNAHEAD_EVENTS)
+
+
 _PATCHES = (
+    (test_stream_impl, "Queue", _BoundedQueue),
     (evaluation_context.EvaluationContext, "_initialize_keyed_states", _initialize_keyed_states),
     (watermark_manager._TransformWatermarks, "extract_transform_timers", _extract_transform_timers),
     (executor.TransformExecutor, "call", _call_with_own_sampler),
@@ -167,7 +183,7 @@ def patched_direct_runner() -> Iterator[bool]:
                      "them (slower, and counters undercount)", beam.__version__, BEAM_VERSION)
         yield False
         return
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in _PATCHES]
+    saved = [(owner, name, vars(owner)[name]) for owner, name, _ in _PATCHES]
     for owner, name, replacement in _PATCHES:
         setattr(owner, name, replacement)
     try:

@@ -60,11 +60,15 @@ _MAX_EVENT_BYTES = 2 << 20
 
 @dataclass
 class FeedCounts:
-    """Per subscription: messages pulled, redeliveries dropped, messages acknowledged."""
+    """Per input: messages pulled, redeliveries dropped, messages acknowledged (handed to the
+    runner, which reads at most a few events ahead of what it has processed), and the
+    input's watermark and newest event time (ms since the epoch, None before any data)."""
 
     pulled: int = 0
     duplicates: int = 0
     acked: int = 0
+    watermark_ms: int | None = None
+    newest_ms: int | None = None
 
 
 @dataclass
@@ -124,7 +128,9 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         return str, (f"PubSubFeed({self.endpoint})",)
 
     def counts(self) -> dict[str, FeedCounts]:
-        return {path: state.counts for path, state in self.inputs.items()}
+        """A copy of each input's counts, by path."""
+        return {path: FeedCounts(s.counts.pulled, s.counts.duplicates, s.counts.acked, s.watermark_ms, s.newest_ms)
+                for path, s in self.inputs.items()}
 
     @property
     def errors(self) -> list[BaseException]:

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streamforge.warehouse import WarehouseBusy, open_for_reading
+
 __all__ = ["report"]
 
 
@@ -45,8 +47,14 @@ def report(
     if not warehouse.is_file():
         typer.echo(f"error: --warehouse {warehouse}: no such file (run `streamforge run ... --warehouse duckdb:///PATH` first)", err=True)
         raise typer.Exit(2)
-    con = duckdb.connect(str(warehouse), read_only=True)
-    console = Console()
+    try:
+        reading = open_for_reading(warehouse)
+    except WarehouseBusy as exc:
+        typer.echo(f"error: --warehouse {warehouse}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    con, console = reading.connection, Console()
+    if reading.snapshot:
+        console.print(f"(a run is writing {warehouse}: this is its snapshot of {reading.age_s:.0f} s ago)", highlight=False)
     if not _missing(con, console, "Sessions", "user_sessions"):
         _sessions(con, console)
     if not _missing(con, console, "Revenue", "revenue_by_category_region", "revenue_per_minute"):

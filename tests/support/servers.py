@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,32 +17,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-LOOPBACK = "127.0.0.1"
-#: Where the Google Cloud CLI's Debian package puts its components (the emulators).
-GCLOUD_SDK = Path("/usr/lib/google-cloud-sdk")
+from streamforge.services import (
+    LOOPBACK,
+    ServerUnavailable,
+    free_port,
+    gcloud_component,
+    pubsub_emulator_command,
+    stop_process,
+    wait_for_port,
+)
 
-
-class ServerUnavailable(RuntimeError):
-    """The server's program is not installed here (the message says what is missing)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {LOOPBACK}:{port} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+__all__ = ["LOOPBACK", "ServerUnavailable", "firestore_emulator", "free_port", "kafka_broker", "postgres_bindir",
+           "postgres_server", "pubsub_emulator", "pubsub_emulator_command", "stop_process", "tansu_binary",
+           "wait_for_port"]
 
 
 @contextmanager
@@ -60,28 +46,6 @@ def _serve(command: list[str], port: int, name: str, env: dict[str, str] | None 
             yield
         finally:
             stop_process(process)
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM to the process's group, then SIGKILL if it has not exited within ``timeout`` s.
-
-    The group, because a launcher script may run its server as a child rather than exec it
-    (the Firestore emulator's does): signalling the script alone would orphan the server.
-    Processes are started with ``start_new_session=True``, so each leads its own group.
-    """
-    def signal_group(signum: int) -> None:
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    signal_group(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        signal_group(signal.SIGKILL)
-        process.wait()
-    signal_group(signal.SIGKILL)  # whatever of the group outlived its leader
 
 
 def tansu_binary() -> Path:
@@ -106,24 +70,6 @@ def kafka_broker() -> Iterator[str]:
         yield f"{LOOPBACK}:{port}"
 
 
-def _gcloud_component(relative: str, what: str) -> Path:
-    """A program of the Google Cloud CLI's Debian package (or of the gcloud on PATH)."""
-    candidates = [GCLOUD_SDK / relative]
-    gcloud = shutil.which("gcloud")
-    if gcloud:
-        candidates.append(Path(os.path.realpath(gcloud)).parent.parent / relative)
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    raise ServerUnavailable(f"no {what}: the Google Cloud CLI component is not installed")
-
-
-def pubsub_emulator_command() -> list[str]:
-    return [str(_gcloud_component("platform/pubsub-emulator/bin/cloud-pubsub-emulator",
-                                  "Pub/Sub emulator: PUBSUB_EMULATOR_HOST is unset and the pubsub-emulator "
-                                  "(Debian package google-cloud-cli-pubsub-emulator)"))]
-
-
 @contextmanager
 def pubsub_emulator() -> Iterator[str]:
     """The emulator named by PUBSUB_EMULATOR_HOST, or a local one started on loopback; yields HOST:PORT."""
@@ -142,7 +88,7 @@ def firestore_emulator() -> Iterator[str]:
     if os.environ.get("FIRESTORE_EMULATOR_HOST"):
         yield os.environ["FIRESTORE_EMULATOR_HOST"]
         return
-    script = _gcloud_component("platform/cloud-firestore-emulator/cloud_firestore_emulator",
+    script = gcloud_component("platform/cloud-firestore-emulator/cloud_firestore_emulator",
                                "Firestore emulator (Debian package google-cloud-cli-firestore-emulator)")
     port = free_port()
     with _serve([str(script), "start", f"--host={LOOPBACK}", f"--port={port}"], port, "firestore-emulator"):

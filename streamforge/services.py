@@ -1,0 +1,125 @@
+"""Local stand-ins for managed services, run as child processes on 127.0.0.1.
+
+The Pub/Sub emulator of the Google Cloud CLI (present on these machines as a Debian package),
+and any other server a local run needs. Each child leads its own process group and is
+stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
+signalling the launcher alone left the JVM running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["LOOPBACK", "LocalService", "ServerUnavailable", "free_port", "gcloud_component", "pubsub_emulator_command",
+           "start_pubsub_emulator", "start_service", "stop_process", "wait_for_port"]
+
+LOOPBACK = "127.0.0.1"
+#: Where the Google Cloud CLI's Debian package puts its components (the emulators).
+GCLOUD_SDK = Path("/usr/lib/google-cloud-sdk")
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's program is not installed here (the message says what is missing)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {LOOPBACK}:{port} within {timeout:.0f} s:\n"
+                       f"{log.read_text(errors='replace')[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15, first: int = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM) to the process's group, then SIGKILL if it has not exited within
+    ``timeout`` s, then SIGKILL to whatever of the group outlived its leader. Processes are
+    started with ``start_new_session=True``, so each leads its own group."""
+    def signal_group(signum: int) -> None:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    signal_group(first)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        signal_group(signal.SIGKILL)
+        process.wait()
+    signal_group(signal.SIGKILL)
+
+
+@dataclass
+class LocalService:
+    """A started child process: its name, address (HOST:PORT, or "" if it serves none) and log."""
+
+    name: str
+    process: subprocess.Popen
+    address: str
+    log: Path
+
+    def stop(self, timeout: float = 15, first: int = signal.SIGTERM) -> int | None:
+        stop_process(self.process, timeout, first)
+        return self.process.returncode
+
+
+def start_service(name: str, command: list[str], log: Path, *, port: int | None = None,
+                  env: Mapping[str, str] | None = None, cwd: Path | None = None) -> LocalService:
+    """Start ``command`` in its own process group, output to ``log``; wait for ``port`` if given."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=cwd or log.parent, env={**os.environ, **(env or {})}, start_new_session=True)
+    service = LocalService(name, process, f"{LOOPBACK}:{port}" if port else "", log)
+    if port:
+        try:
+            wait_for_port(port, process, log)
+        except BaseException:
+            service.stop()
+            raise
+    return service
+
+
+def gcloud_component(relative: str, what: str) -> Path:
+    """A program of the Google Cloud CLI's Debian package (or of the gcloud on PATH)."""
+    candidates = [GCLOUD_SDK / relative]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        candidates.append(Path(os.path.realpath(gcloud)).parent.parent / relative)
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise ServerUnavailable(f"no {what}: the Google Cloud CLI component is not installed")
+
+
+def pubsub_emulator_command() -> list[str]:
+    return [str(gcloud_component("platform/pubsub-emulator/bin/cloud-pubsub-emulator",
+                                 "Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator, or "
+                                 "`gcloud components install pubsub-emulator`)"))]
+
+
+def start_pubsub_emulator(log: Path, port: int | None = None) -> LocalService:
+    """The Cloud SDK's Pub/Sub emulator on 127.0.0.1 (ServerUnavailable if it is not installed)."""
+    port = port or free_port()
+    return start_service("pubsub-emulator", [*pubsub_emulator_command(), f"--host={LOOPBACK}", f"--port={port}"],
+                         log, port=port)

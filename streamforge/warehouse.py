@@ -1,0 +1,130 @@
+"""The local DuckDB warehouse: one writer, and readers that never block it.
+
+DuckDB lets one process open a database file for writing and no other process open it at
+all meanwhile (a read-only open fails with "Could not set lock on file", and a reader that
+holds the file makes the writer's next open fail). So a run that writes the warehouse keeps
+one connection for the whole run (``WarehouseWriter``) and, every ``SNAPSHOT_EVERY_S`` while
+it writes, publishes a consistent copy beside it: ``<file>.snapshot`` (a CHECKPOINT, a copy,
+an atomic rename). Readers (``streamforge report``, the dashboard) call ``open_for_reading``:
+the file itself when no run holds it, else the latest snapshot, at most a few seconds old.
+A server database would give readers the live state, at the cost of a server to run; the
+snapshot keeps the warehouse a file (docs/live.md, "Reading while it is written").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["SNAPSHOT_EVERY_S", "WarehouseBusy", "WarehouseWriter", "open_for_reading", "snapshot_path"]
+
+#: How often a writing run publishes a snapshot for readers (seconds).
+SNAPSHOT_EVERY_S = 2.0
+#: How long a writer waits for a reader that holds the file (readers hold it for one query).
+_OPEN_WAIT_S = 15.0
+
+
+class WarehouseBusy(RuntimeError):
+    """The warehouse file is held by another process and there is no snapshot to read."""
+
+
+def snapshot_path(path: str | os.PathLike[str]) -> Path:
+    return Path(f"{os.fspath(path)}.snapshot")
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+@dataclass
+class Reading:
+    """A read-only connection and what it reads: the file itself, or a snapshot of ``age_s``."""
+
+    connection: Any
+    snapshot: bool
+    age_s: float = 0.0
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Reading:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_for_reading(path: str | os.PathLike[str]) -> Reading:
+    """A read-only connection to the warehouse, or to its snapshot while a run writes it."""
+    import duckdb
+
+    try:
+        return Reading(duckdb.connect(os.fspath(path), read_only=True), snapshot=False)
+    except duckdb.IOException as exc:
+        if not _is_lock_error(exc):
+            raise
+    snapshot = snapshot_path(path)
+    try:
+        age = time.time() - snapshot.stat().st_mtime
+        return Reading(duckdb.connect(str(snapshot), read_only=True), snapshot=True, age_s=age)
+    except (FileNotFoundError, duckdb.IOException):
+        raise WarehouseBusy(f"{os.fspath(path)} is being written by another process, which has not published a "
+                            f"snapshot ({snapshot.name}) yet; try again in a few seconds") from None
+
+
+class WarehouseWriter:
+    """This process's one connection to a warehouse file, shared by every sink (thread-safe)."""
+
+    def __init__(self, path: str, snapshot_every_s: float | None = SNAPSHOT_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        import duckdb
+
+        self.path, self.snapshot_every_s, self.clock = path, snapshot_every_s, clock
+        self.lock = threading.RLock()
+        deadline = clock() + _OPEN_WAIT_S
+        while True:
+            try:
+                self.connection = duckdb.connect(path)
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc) or clock() > deadline:
+                    raise
+                time.sleep(0.1)  # a reader holds the file for a moment
+        self.ensured: set[str] = set()
+        self._last_snapshot = clock()
+        self._written_since_snapshot = False
+
+    def ensure(self, name: str, ddl: str) -> None:
+        """Run ``ddl`` (a CREATE ... IF NOT EXISTS) once per name for this connection."""
+        if name not in self.ensured:
+            with self.lock:
+                self.connection.execute(ddl)
+                self.ensured.add(name)
+
+    def wrote(self) -> None:
+        """Called (holding ``lock``) after a write: publishes a snapshot when one is due."""
+        self._written_since_snapshot = True
+        if self.snapshot_every_s is not None and self.clock() - self._last_snapshot >= self.snapshot_every_s:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        with self.lock:
+            self.connection.execute("CHECKPOINT")
+            target = snapshot_path(self.path)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            # Copied by another process: DuckDB's lock is a POSIX record lock, which this process
+            # would lose as soon as it closed any descriptor of the file (as a copy here does).
+            subprocess.run(["cp", self.path, str(partial)], check=True)
+            os.replace(partial, target)
+            self._last_snapshot = self.clock()
+            self._written_since_snapshot = False
+
+    def close(self) -> None:
+        """Close the connection; the snapshot goes (readers now open the file itself)."""
+        with self.lock:
+            self.connection.close()
+            snapshot_path(self.path).unlink(missing_ok=True)
