@@ -54,7 +54,8 @@ def report(
         raise typer.Exit(2) from None
     con, console = reading.connection, Console()
     if reading.snapshot:
-        console.print(f"(a run is writing {warehouse}: this is its snapshot of {reading.age_s:.0f} s ago)", highlight=False)
+        console.print(f"(a run is writing {warehouse}: this is its snapshot of {reading.age_s:.0f} s ago)",
+                      highlight=False, soft_wrap=True)
     if not _missing(con, console, "Sessions", "user_sessions"):
         _sessions(con, console)
     if not _missing(con, console, "Revenue", "revenue_by_category_region", "revenue_per_minute"):
