@@ -165,7 +165,8 @@ def main() -> None:
         print(f"{r['offered']:12.0f} | {r['took']:10.0f} | {r['backlog']:7d} | {r['cpu']:14.0f} | {r['rss']:15.0f} | "
               f"{r['emulator_cpu']:14.0f} | {r['drain']:7.1f} | {len(lat):6d} | {p50:>11} | {p99:>11}")
         if r["read"] != r["published"]:
-            print(f"  note: at {r['rate']}/s the pipeline read {r['read']} of {r['published']} pulled messages")
+            print(f"  at {r['rate']}/s the job read {r['read']:,} of {r['published']:,} published messages by the "
+                  "drain; the rest stayed in the subscription, unacknowledged")
 
 
 if __name__ == "__main__":

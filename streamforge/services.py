@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["LOOPBACK", "LocalService", "ServerUnavailable", "free_port", "gcloud_component", "pubsub_emulator_command",
-           "start_pubsub_emulator", "start_service", "stop_process", "wait_for_port"]
+__all__ = ["LOOPBACK", "LocalService", "ServerUnavailable", "free_port", "gcloud_component", "postgres_bindir",
+           "pubsub_emulator_command", "start_postgres", "start_pubsub_emulator", "start_service", "stop_process",
+           "wait_for_port"]
 
 LOOPBACK = "127.0.0.1"
 #: Where the Google Cloud CLI's Debian package puts its components (the emulators).
@@ -123,3 +124,59 @@ def start_pubsub_emulator(log: Path, port: int | None = None) -> LocalService:
     port = port or free_port()
     return start_service("pubsub-emulator", [*pubsub_emulator_command(), f"--host={LOOPBACK}", f"--port={port}"],
                          log, port=port)
+
+
+def postgres_bindir() -> Path:
+    """The newest PostgreSQL server binaries of the Debian packages (or on PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise ServerUnavailable("no PostgreSQL server binaries (Debian package postgresql) are installed")
+
+
+def start_postgres(root: Path, database: str = "shop") -> LocalService:
+    """A new PostgreSQL cluster in ``root`` with logical decoding (for CDC), on 127.0.0.1, with
+    ``database`` created; its address is a postgresql:// URL. Trust authentication on loopback.
+
+    initdb refuses to run as root, so as root the cluster belongs to the ``postgres`` user (the
+    Debian package creates it). Stop it with SIGINT (PostgreSQL's fast shutdown)."""
+    import psycopg
+
+    bindir = postgres_bindir()
+    owner = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+    data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
+    sockets.mkdir(parents=True, exist_ok=True)
+    log.touch()
+    if owner:
+        for path in (root, sockets, log):
+            shutil.chown(path, "postgres", "postgres")
+    subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                    "--locale=C", "--no-sync"], check=True, capture_output=True, cwd=root, **owner)
+    port = free_port()
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(bindir / "postgres"), "-D", str(data), "-c", f"listen_addresses={LOOPBACK}", "-c", f"port={port}",
+             "-c", f"unix_socket_directories={sockets}", "-c", "wal_level=logical", "-c", "max_wal_senders=10",
+             "-c", "max_replication_slots=10", "-c", "fsync=off", "-c", "full_page_writes=off"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, start_new_session=True, **owner)
+    admin = f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
+    service = LocalService("postgres", process, f"postgresql://postgres@{LOOPBACK}:{port}/{database}", log)
+    try:
+        wait_for_port(port, process, log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(admin, autocommit=True, connect_timeout=2) as con:
+                    con.execute(f'CREATE DATABASE "{database}"')
+                break
+            except psycopg.OperationalError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text(errors='replace')[-3000:]}") from None
+                time.sleep(0.1)
+    except BaseException:
+        service.stop(first=signal.SIGINT)
+        raise
+    return service

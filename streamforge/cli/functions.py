@@ -36,6 +36,8 @@ def serve(
     name: str = typer.Argument(..., metavar="alert_dispatcher|ingest", help="The function to run."),
     port: int = typer.Option(8080, "--port", "-p", help="Port on 127.0.0.1."),
     functions_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Where the function folders are [default: functions/ of the checkout]."),
+    push: bool = typer.Option(False, "--push", help="Serve the entry point for a Pub/Sub push subscription (HTTP), as "
+                                                    "the deployment does for the alert dispatcher."),
 ) -> None:
     """Run a function with functions-framework on 127.0.0.1, configured from the environment
     as on Cloud Functions (docs/functions.md lists the variables). Ctrl-C stops it."""
@@ -44,12 +46,15 @@ def serve(
     except PackagingError as exc:
         raise _fail(str(exc)) from None
     spec = FUNCTIONS[name]
+    if push and spec.push_target is None:
+        raise _fail(f"{name} has no push entry point")
+    target, signature = (spec.push_target, "http") if push else (spec.target, spec.signature_type)
     config_path = ctx.find_root().params.get("config")
     if config_path is not None:  # the function reads the same file
         os.environ["STREAMFORGE_CONFIG"] = str(Path(config_path).resolve())
-    command = [sys.executable, "-m", "functions_framework", "--target", spec.target, "--source", str(folder / "main.py"),
-               "--signature-type", spec.signature_type, "--host", "127.0.0.1", "--port", str(port)]
-    typer.echo(f"serving {name} ({spec.signature_type}) on http://127.0.0.1:{port}/ (Ctrl-C to stop)", err=True)
+    command = [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(folder / "main.py"),
+               "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)]
+    typer.echo(f"serving {name} ({target}, {signature}) on http://127.0.0.1:{port}/ (Ctrl-C to stop)", err=True)
     sys.stderr.flush()
     os.execv(sys.executable, command)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from dataclasses import asdict
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +17,7 @@ from rich.table import Table
 
 from beam_pipelines.common.io import SpecError
 from beam_pipelines.dataflow.control import ControlError, DataflowJobs
+from beam_pipelines.local.feed import FeedCounts
 from beam_pipelines.requests import analytics_request, cdc_request
 from beam_pipelines.runner import JobReport, Submission, is_remote, pipeline_options
 from beam_pipelines.runner import run as run_request
@@ -64,6 +70,9 @@ def run(
                               help="On Dataflow: follow the submitted job (state and counters) until it ends; Ctrl-C "
                                    "stops following and leaves the job running."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
+    progress_file: Optional[Path] = typer.Option(
+        None, metavar="PATH", help="Local streaming: keep the feed's counts by input (JSON: pulled, acknowledged, "
+                                   "duplicates, watermark) in this file, rewritten every half second."),
 ) -> None:
     """Run a job. Options after the job that StreamForge does not know go to Beam
     (e.g. --runner DataflowRunner --project P --region R --temp_location gs://B/tmp).
@@ -95,7 +104,8 @@ def run(
         err.print(f"running {job.value} ({mode}) -> {request.warehouse}")
     try:
         with stop_on_signals() as stop:
-            outcome = run_request(request, options, should_stop=stop)
+            outcome = run_request(request, options, should_stop=stop,
+                                  on_progress=None if progress_file is None else partial(write_progress, progress_file))
     except (SpecError, PackagingError) as exc:
         raise _fail(str(exc)) from None
     if isinstance(outcome, Submission):
@@ -108,6 +118,13 @@ def run(
         return
     if not quiet:
         (print_cdc_report if job is Job.cdc else print_report)(outcome, Console())
+
+
+def write_progress(path: Path, counts: dict[str, FeedCounts]) -> None:
+    """The feed's counts as JSON, replaced atomically (a reader never sees half a file)."""
+    partial_path = path.with_name(f".{path.name}.partial")
+    partial_path.write_text(json.dumps({"at": time.time(), "inputs": {p: asdict(c) for p, c in counts.items()}}))
+    os.replace(partial_path, path)
 
 
 def _print_submission(submission: Submission, console: Console) -> None:

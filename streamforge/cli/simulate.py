@@ -18,7 +18,7 @@ from streamforge.shutdown import stop_on_signals
 from streamforge.simulator.engine import RealTimeClock, Settings
 from streamforge.simulator.fraud import check_injectable
 from streamforge.simulator.report import SimulationProgress, render_summary
-from streamforge.simulator.sinks import LABELS_FILE, SUMMARY_FILE, FileSink, LabelWriter, SinkError, open_sink
+from streamforge.simulator.sinks import LABELS_FILE, SUMMARY_FILE, FileSink, LabelWriter, SinkError, TeeSink, open_sink
 from streamforge.simulator.traffic import calibrate_sessions_per_second, warmup_ms
 from streamforge.simulator.traffic import simulate as run_simulation
 from streamforge.timeutil import format_duration, parse_duration, to_millis
@@ -100,6 +100,9 @@ def simulate(
     labels: Optional[Path] = typer.Option(
         None, help="Write fraud ground truth (JSONL) here. [default: DIR/fraud_labels.jsonl for file://]", show_default=False
     ),
+    record: Optional[Path] = typer.Option(
+        None, metavar="DIR", help="Also write every message sent to DIR/clickstream.jsonl and DIR/orders.jsonl (JSON "
+                                  "lines, malformed ones as sent): what a live run published, to check its results."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Generate realistic clickstream and order traffic with labelled fraud cases.
@@ -157,6 +160,8 @@ def simulate(
     console = Console(stderr=True, quiet=quiet)
     try:
         sink = open_sink(output, config.topics, fmt.value)
+        if record is not None:
+            sink = TeeSink(sink, FileSink(record))
         labels_path = labels or (sink.directory / LABELS_FILE if isinstance(sink, FileSink) else None)
         label_writer = LabelWriter(labels_path) if labels_path else None
     except SinkError as exc:

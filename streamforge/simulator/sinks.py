@@ -37,6 +37,7 @@ __all__ = [
     "PubSubSink",
     "SinkError",
     "StdoutSink",
+    "TeeSink",
     "open_sink",
 ]
 
@@ -255,6 +256,35 @@ class KafkaSink(_Sink):
 
     def describe(self) -> str:
         return f"kafka {self.bootstrap} topics {', '.join(self._topics.values())}"
+
+
+class TeeSink(_Sink):
+    """Sends every message to ``primary`` and records it in ``record`` (JSON lines): what a live
+    run published, kept beside it so that its results can be checked against the events."""
+
+    def __init__(self, primary: _Sink, record: FileSink):  # noqa: D107 - no encoder of its own
+        self.format, self.primary, self.record = primary.format, primary, record
+
+    @property
+    def written(self) -> int:
+        return self.primary.written
+
+    def emit(self, stream: str, event: dict[str, Any]) -> None:
+        self.primary.emit(stream, event)
+        self.record.emit(stream, event)
+
+    def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
+        self.primary.write(stream, payload, key=key, event_id=event_id, event_time=event_time)
+        self.record.write(stream, payload)
+
+    def close(self) -> None:
+        try:
+            self.primary.close()
+        finally:
+            self.record.close()
+
+    def describe(self) -> str:
+        return f"{self.primary.describe()} (recorded in {self.record.describe()})"
 
 
 class LabelWriter:

@@ -1,11 +1,10 @@
 """`streamforge run all` streaming from a real Pub/Sub emulator into DuckDB, alerts published back.
 
 The job runs as its own process, as an operator would start it; events carry wall-clock event
-times because ReadFromPubSub's watermark on the DirectRunner is the wall clock. That watermark
-only moves when a pull returns, and the emulator holds an empty pull open for 30 s, so a
-background publisher keeps both streams live (another shopper browsing, shipments), as real
-traffic would. The session gap is cut to a few seconds so that sessions close while the test
-waits (revenue's one-minute windows are checked by the TestStream tests instead).
+times. The local feed's watermark trails the newest event time it has read
+(beam_pipelines/local/feed.py), so a background publisher keeps both streams moving, as real
+traffic would, and the session gap is cut to a few seconds so that sessions close while the
+test waits (revenue's one-minute windows are checked by tests/pipelines/test_local_streaming.py).
 """
 
 from __future__ import annotations

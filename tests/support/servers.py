@@ -8,11 +8,9 @@ its log shown on failure) when the test session ends.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +20,9 @@ from streamforge.services import (
     ServerUnavailable,
     free_port,
     gcloud_component,
+    postgres_bindir,
     pubsub_emulator_command,
+    start_postgres,
     stop_process,
     wait_for_port,
 )
@@ -97,71 +97,12 @@ def firestore_emulator() -> Iterator[str]:
 
 # -- PostgreSQL -------------------------------------------------------------------------------
 
-def postgres_bindir() -> Path:
-    """The newest PostgreSQL server binaries of the Debian packages (or on PATH)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(initdb).parent
-    raise ServerUnavailable("no PostgreSQL server binaries (Debian package postgresql) are installed")
-
-
 @contextmanager
 def postgres_server(database: str = "shop") -> Iterator[str]:
-    """A throwaway PostgreSQL cluster with logical decoding, on loopback; yields a postgresql:// URL.
-
-    initdb refuses to run as root, so as root the cluster belongs to the ``postgres`` user
-    (the Debian package creates it). Trust authentication on 127.0.0.1 only.
-    """
-    bindir = postgres_bindir()
-    as_root = os.geteuid() == 0
-    owner = {"user": "postgres", "group": "postgres"} if as_root else {}
+    """A throwaway PostgreSQL cluster with logical decoding, on loopback; yields a postgresql:// URL."""
     with tempfile.TemporaryDirectory(prefix="sf-postgres-") as tmp:
-        root = Path(tmp)
-        data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
-        sockets.mkdir()
-        if as_root:
-            shutil.chown(root, "postgres", "postgres")
-            shutil.chown(sockets, "postgres", "postgres")
-        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                        "--locale=C", "--no-sync"], check=True, capture_output=True, cwd=tmp, **owner)
-        port = free_port()
-        with open(log, "wb") as out:
-            if as_root:
-                shutil.chown(log, "postgres", "postgres")
-            process = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(data), "-c", f"listen_addresses={LOOPBACK}", "-c", f"port={port}",
-                 "-c", f"unix_socket_directories={sockets}", "-c", "wal_level=logical", "-c", "max_wal_senders=10",
-                 "-c", "max_replication_slots=10", "-c", "fsync=off", "-c", "full_page_writes=off"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp, start_new_session=True, **owner)
+        service = start_postgres(Path(tmp), database)
         try:
-            wait_for_port(port, process, log)
-            _wait_until_accepting(f"postgresql://postgres@{LOOPBACK}:{port}/postgres", process, log)
-            import psycopg
-
-            with psycopg.connect(f"postgresql://postgres@{LOOPBACK}:{port}/postgres", autocommit=True) as con:
-                con.execute(f'CREATE DATABASE "{database}"')
-            yield f"postgresql://postgres@{LOOPBACK}:{port}/{database}"
+            yield service.address
         finally:
-            process.send_signal(signal.SIGINT)  # fast shutdown: disconnect clients, stop
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_accepting(url: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text(errors='replace')[-3000:]}") from None
-            time.sleep(0.1)
+            service.stop(timeout=30, first=signal.SIGINT)  # fast shutdown: disconnect clients, stop

@@ -1,0 +1,288 @@
+"""The whole system live on one machine: what `streamforge up` starts, watches and stops.
+
+Everything runs on 127.0.0.1 as child processes of the `up` process, each in its own process
+group, its output in ``WORKDIR/logs/``:
+
+    Pub/Sub emulator -> topics and subscriptions (streamforge/topology.py, as `pulumi up` makes them)
+    webhook sink  <- alert dispatcher (functions-framework, fed by the push subscription)
+    PostgreSQL + shop schema -> CDC capture (Debezium, embedded) -> `run cdc` -> WORKDIR/cdc.duckdb
+                 + OLTP workload
+    simulator (real time, every message also recorded in WORKDIR/published/) -> `run all`
+        -> WORKDIR/warehouse.duckdb, fraud alerts -> the dispatcher's topic
+    dashboard (reads the warehouses' snapshots, the sink's log and the jobs' progress)
+
+``stop()`` ends it in order, losing nothing: producers first; then, once the jobs have taken
+everything published, the jobs are drained (every open window written); then the alerts
+still on their way reach the webhook; then the servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from streamforge.cdc.config import DebeziumServerConfig
+from streamforge.config import Config
+from streamforge.pubsub_setup import check_project, create_topology
+from streamforge.services import LocalService, free_port, start_postgres, start_pubsub_emulator, start_service
+from streamforge.topology import topology
+
+__all__ = ["STATE_FILE", "LiveSettings", "LiveSystem", "Progress", "count_alerts", "read_progress", "sink_records"]
+
+STATE_FILE = "live.json"
+WEBHOOK_SECRET_ENV = "STREAMFORGE_WEBHOOK_SECRET"
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    workdir: Path
+    project: str = "streamforge-local"
+    rate: float = 200.0  # simulator events per second
+    cdc: bool = True
+    cdc_rate: float = 5.0  # workload transactions per second
+    seed: int = 42
+    dashboard_port: int = 8050
+    config_file: Path | None = None  # the --config the children read too
+
+    @property
+    def warehouse(self) -> Path:
+        return self.workdir / "warehouse.duckdb"
+
+    @property
+    def cdc_warehouse(self) -> Path:
+        return self.workdir / "cdc.duckdb"
+
+    @property
+    def published(self) -> Path:
+        return self.workdir / "published"
+
+    @property
+    def alerts_log(self) -> Path:
+        return self.workdir / "logs" / "webhook-sink.log"
+
+    def progress_file(self, job: str) -> Path:
+        return self.workdir / f"{job}.progress.json"
+
+
+@dataclass
+class Progress:
+    """What the jobs' feeds have taken, by job: messages pulled and acknowledged, and the
+    lowest watermark (ms) of their inputs."""
+
+    pulled: dict[str, int] = field(default_factory=dict)
+    acked: dict[str, int] = field(default_factory=dict)
+    watermark_ms: dict[str, int | None] = field(default_factory=dict)
+    at: float = 0.0
+
+
+def read_progress(settings: LiveSettings, jobs: tuple[str, ...] = ("analytics", "cdc")) -> Progress:
+    progress = Progress(at=time.time())
+    for job in jobs:
+        try:
+            data = json.loads(settings.progress_file(job).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        inputs = data["inputs"].values()
+        progress.pulled[job] = sum(i["pulled"] for i in inputs)
+        progress.acked[job] = sum(i["acked"] for i in inputs)
+        marks = [i["watermark_ms"] for i in inputs if i["watermark_ms"] is not None]
+        progress.watermark_ms[job] = min(marks) if marks else None
+    return progress
+
+
+def sink_records(log: Path) -> list[dict]:
+    """What the webhook sink received (its ``--jsonl`` lines: verdict, received_at, body, ...)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line being written
+    return records
+
+
+def count_alerts(log: Path) -> int:
+    """Alerts the webhook sink accepted, signature verified, each once."""
+    return sum(1 for record in sink_records(log) if record.get("verdict") == "alert")
+
+
+class LiveSystem:
+    def __init__(self, settings: LiveSettings, config: Config, say: Callable[[str], None] = print):
+        self.settings, self.config, self.say = settings, config, say
+        self.services: dict[str, LocalService] = {}
+        self.urls: dict[str, str] = {}
+        self.env: dict[str, str] = {}
+        self.secret = secrets.token_hex(16)
+        check_project(settings.project)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def _streamforge(self, name: str, *args: str, port: int | None = None, env: dict[str, str] | None = None) -> LocalService:
+        command = [sys.executable, "-m", "streamforge"]
+        if self.settings.config_file is not None:
+            command += ["--config", str(self.settings.config_file)]
+        service = start_service(name, [*command, *args], self.settings.workdir / "logs" / f"{name}.log", port=port,
+                                env={**self.env, **(env or {})}, cwd=self.settings.workdir)
+        self.services[name] = service
+        return service
+
+    def start(self) -> None:
+        s = self.settings
+        for stale in (s.warehouse, s.cdc_warehouse, s.alerts_log, *s.workdir.glob("*.progress.json")):
+            stale.unlink(missing_ok=True)
+        (s.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        emulator = start_pubsub_emulator(s.workdir / "logs" / "pubsub-emulator.log")
+        self.services["pubsub-emulator"] = emulator
+        self.env = {"PUBSUB_EMULATOR_HOST": emulator.address, "PYTHONUNBUFFERED": "1"}
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address  # this process's clients (topology, dashboard)
+        self.say(f"Pub/Sub emulator on {emulator.address}")
+
+        sink_port, dispatcher_port = free_port(), free_port()
+        self._streamforge("webhook-sink", "webhook-sink", "--port", str(sink_port), "--jsonl", port=sink_port,
+                          env={WEBHOOK_SECRET_ENV: self.secret})
+        self.urls["webhook sink"] = f"http://127.0.0.1:{sink_port}/alerts"
+        webhooks = [{"name": "local-sink", "url": self.urls["webhook sink"], "secret_env": WEBHOOK_SECRET_ENV}]
+        self._streamforge("alert-dispatcher", "functions", "serve", "alert_dispatcher", "--push", "--port",
+                          str(dispatcher_port), port=dispatcher_port,
+                          env={"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), WEBHOOK_SECRET_ENV: self.secret,
+                               "STREAMFORGE_ALERT_LEDGER": "memory"})
+        self.urls["alert dispatcher (push endpoint)"] = f"http://127.0.0.1:{dispatcher_port}/"
+
+        from google.cloud import pubsub_v1
+
+        layout = topology(self.config, DebeziumServerConfig.load() if s.cdc else None)
+        create_topology(pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient(), s.project, layout,
+                        {"alert_dispatcher": self.urls["alert dispatcher (push endpoint)"]})
+        self.say(f"project {s.project}: {len(layout.topics)} topics, {len(layout.subscriptions)} subscriptions")
+
+        if s.cdc:
+            self._start_cdc(layout.cdc_subscription_pattern)
+
+        sub = f"pubsub://projects/{s.project}/subscriptions"
+        topics = self.config.topics
+        self._streamforge(
+            "analytics-job", "run", "all",
+            "--clickstream", f"{sub}/{layout.subscription('analytics', topics.clickstream).id}",
+            "--orders", f"{sub}/{layout.subscription('analytics', topics.orders).id}",
+            "--warehouse", f"duckdb://{s.warehouse}", "--alerts-topic", f"projects/{s.project}/topics/{topics.fraud_alerts}",
+            "--dead-letter-topic", f"projects/{s.project}/topics/{topics.dead_letter}",
+            "--progress-file", str(s.progress_file("analytics")))
+        self._wait_for_file(s.progress_file("analytics"), "analytics-job")
+        self._streamforge("simulator", "simulate", "--output", f"pubsub://{s.project}", "--rate", str(s.rate),
+                          "--seed", str(s.seed), "--record", str(s.published),
+                          "--labels", str(s.published / "fraud_labels.jsonl"))
+        self.say(f"simulator publishing about {s.rate:,.0f} events/s (recorded in {s.published})")
+
+        self._streamforge("dashboard", "dashboard", "--warehouse", str(s.warehouse), "--port", str(s.dashboard_port),
+                          "--alerts-log", str(s.alerts_log), "--progress", str(s.workdir),
+                          *(["--cdc-warehouse", str(s.cdc_warehouse)] if s.cdc else []), port=s.dashboard_port)
+        self.urls["dashboard"] = f"http://127.0.0.1:{s.dashboard_port}/"
+        self.write_state()
+
+    def _start_cdc(self, pattern: str) -> None:
+        s = self.settings
+        database = start_postgres(s.workdir / "postgres")
+        self.services["postgres"] = database
+        self.say(f"PostgreSQL on {database.address}")
+        url = database.address
+        self._run_once("cdc-init", "cdc", "workload", "--database", url, "--operations", "1", "--init", "-q")
+        self._streamforge("cdc-capture", "cdc", "run", "--output", f"pubsub://{s.project}", "--database", url,
+                          "--offsets", str(s.workdir / "cdc-offsets.dat"), "-q")
+        self._streamforge("cdc-job", "run", "cdc", "--input", f"pubsub://projects/{s.project}/subscriptions/{pattern}",
+                          "--warehouse", f"duckdb://{s.cdc_warehouse}", "--progress-file", str(s.progress_file("cdc")))
+        self._streamforge("cdc-workload", "cdc", "workload", "--database", url, "--rate", str(s.cdc_rate), "--no-init")
+
+    def _run_once(self, name: str, *args: str) -> None:
+        service = self._streamforge(name, *args)
+        code = service.process.wait(timeout=120)
+        del self.services[name]
+        if code != 0:
+            raise RuntimeError(f"`streamforge {' '.join(args)}` exited {code}: see {service.log}")
+
+    def _wait_for_file(self, path: Path, name: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            process = self.services[name].process
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start (exit {process.returncode}): see {self.services[name].log}")
+            time.sleep(0.2)
+
+    def write_state(self) -> None:
+        state = {"pid": os.getpid(), "started": time.time(), "project": self.settings.project,
+                 "urls": self.urls, "services": {n: {"pid": s.process.pid, "address": s.address, "log": str(s.log)}
+                                                 for n, s in self.services.items()}}
+        (self.settings.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def failed(self) -> list[str]:
+        """The services that exited on their own."""
+        return [f"{n} (exit {s.process.returncode}, log {s.log})" for n, s in self.services.items()
+                if s.process.poll() is not None]
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Producers, then (once the jobs have taken what was published) the jobs, drained; then
+        the alert path once the last alerts are delivered; then the servers."""
+        for name in ("simulator", "cdc-workload"):
+            self._stop(name, signal.SIGINT)
+        time.sleep(1)
+        self._stop("cdc-capture", signal.SIGTERM, timeout=60)
+        self._wait_until_taken()
+        for name in ("analytics-job", "cdc-job"):
+            self._stop(name, signal.SIGINT, timeout=300)
+        self._wait_for_alerts()
+        for name in ("dashboard", "alert-dispatcher", "webhook-sink"):
+            self._stop(name, signal.SIGTERM)
+        self._stop("postgres", signal.SIGINT, timeout=30)
+        self._stop("pubsub-emulator", signal.SIGTERM)
+        (self.settings.workdir / STATE_FILE).unlink(missing_ok=True)
+
+    def _stop(self, name: str, first: int, timeout: float = 15) -> None:
+        service = self.services.pop(name, None)
+        if service is not None:
+            self.say(f"stopping {name}")
+            service.stop(timeout=timeout, first=first)
+
+    def published_count(self) -> int:
+        return sum(sum(1 for _ in path.open("rb")) for path in self.settings.published.glob("*.jsonl"))
+
+    def _wait_until_taken(self, timeout: float = 120) -> None:
+        """Until the analytics job has taken every message the simulator published (and the CDC
+        job's count has stopped growing)."""
+        published = self.published_count()
+        deadline, last_cdc, steady = time.monotonic() + timeout, -1, 0
+        while time.monotonic() < deadline:
+            progress = read_progress(self.settings)
+            cdc = progress.acked.get("cdc", 0)
+            steady = steady + 1 if cdc == last_cdc else 0
+            last_cdc = cdc
+            if progress.acked.get("analytics", 0) >= published and (not self.settings.cdc or steady >= 4):
+                return
+            time.sleep(0.5)
+        self.say(f"the jobs had not taken everything published after {timeout:.0f} s; draining what they have "
+                 "(the rest stays in the subscriptions)")
+
+    def _wait_for_alerts(self, timeout: float = 30) -> None:
+        """Until the webhook has every alert the analytics job wrote (push delivery follows the job)."""
+        from streamforge.warehouse import open_for_reading
+
+        try:
+            with open_for_reading(self.settings.warehouse) as reading:
+                (expected,) = reading.connection.execute("SELECT count(*) FROM fraud_alerts").fetchone()
+        except Exception:  # noqa: BLE001 - no table yet: no alert to wait for
+            return
+        deadline = time.monotonic() + timeout
+        while count_alerts(self.settings.alerts_log) < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
