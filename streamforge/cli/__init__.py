@@ -69,6 +69,10 @@ COMMANDS = {
     "batch": Command("streamforge.cli.batch", "app", "batch"),
     "infra": Command("streamforge.cli.infra", "app", "infra"),
     "pubsub": Command("streamforge.cli.pubsub", "app", "pubsub"),
+    "up": Command("streamforge.cli.live", "up", "live", {"allow_extra_args": False}),
+    "down": Command("streamforge.cli.live", "down", "live"),
+    "status": Command("streamforge.cli.live", "status", "live"),
+    "dashboard": Command("streamforge.cli.live", "dashboard", "live"),
 }
 
 

@@ -33,6 +33,7 @@ from streamforge.config import Config
 from streamforge.pubsub_setup import check_project, create_topology
 from streamforge.services import LocalService, free_port, start_postgres, start_pubsub_emulator, start_service
 from streamforge.topology import topology
+from streamforge.transport import STREAM_FILES
 
 __all__ = ["STATE_FILE", "LiveSettings", "LiveSystem", "Progress", "count_alerts", "read_progress", "sink_records"]
 
@@ -62,6 +63,10 @@ class LiveSettings:
     @property
     def published(self) -> Path:
         return self.workdir / "published"
+
+    @property
+    def labels(self) -> Path:
+        return self.workdir / "fraud_labels.jsonl"
 
     @property
     def alerts_log(self) -> Path:
@@ -140,7 +145,8 @@ class LiveSystem:
 
     def start(self) -> None:
         s = self.settings
-        for stale in (s.warehouse, s.cdc_warehouse, s.alerts_log, *s.workdir.glob("*.progress.json")):
+        for stale in (s.warehouse, s.cdc_warehouse, s.alerts_log, s.labels, *s.workdir.glob("*.progress.json"),
+                      *s.published.glob("*.jsonl")):
             stale.unlink(missing_ok=True)
         (s.workdir / "logs").mkdir(parents=True, exist_ok=True)
         emulator = start_pubsub_emulator(s.workdir / "logs" / "pubsub-emulator.log")
@@ -182,7 +188,7 @@ class LiveSystem:
         self._wait_for_file(s.progress_file("analytics"), "analytics-job")
         self._streamforge("simulator", "simulate", "--output", f"pubsub://{s.project}", "--rate", str(s.rate),
                           "--seed", str(s.seed), "--record", str(s.published),
-                          "--labels", str(s.published / "fraud_labels.jsonl"))
+                          "--labels", str(s.labels))
         self.say(f"simulator publishing about {s.rate:,.0f} events/s (recorded in {s.published})")
 
         self._streamforge("dashboard", "dashboard", "--warehouse", str(s.warehouse), "--port", str(s.dashboard_port),
@@ -256,7 +262,9 @@ class LiveSystem:
             service.stop(timeout=timeout, first=first)
 
     def published_count(self) -> int:
-        return sum(sum(1 for _ in path.open("rb")) for path in self.settings.published.glob("*.jsonl"))
+        """Messages the simulator sent (its record), malformed and repeated ones included."""
+        files = [self.settings.published / name for name in STREAM_FILES.values()]
+        return sum(sum(1 for _ in path.open("rb")) for path in files if path.exists())
 
     def _wait_until_taken(self, timeout: float = 120) -> None:
         """Until the analytics job has taken every message the simulator published (and the CDC

@@ -1,0 +1,1 @@
+"""The live dashboard (app.py): revenue, sessions, alerts and their delivery, dead letters, pipeline health."""
