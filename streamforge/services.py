@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,12 @@ class LocalService:
     process: subprocess.Popen
     address: str
     log: Path
+    scratch: Path | None = None  # a directory of its own, removed once it has stopped
 
     def stop(self, timeout: float = 15, first: int = signal.SIGTERM) -> int | None:
         stop_process(self.process, timeout, first)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
         return self.process.returncode
 
 
@@ -137,24 +141,30 @@ def postgres_bindir() -> Path:
     raise ServerUnavailable("no PostgreSQL server binaries (Debian package postgresql) are installed")
 
 
-def start_postgres(root: Path, database: str = "shop") -> LocalService:
-    """A new PostgreSQL cluster in ``root`` with logical decoding (for CDC), on 127.0.0.1, with
-    ``database`` created; its address is a postgresql:// URL. Trust authentication on loopback.
+def start_postgres(log: Path, database: str = "shop") -> LocalService:
+    """A new PostgreSQL cluster with logical decoding (for CDC), on 127.0.0.1, with ``database``
+    created; its address is a postgresql:// URL. Trust authentication on loopback. The cluster
+    lives in a directory of its own, removed when the service stops.
 
     initdb refuses to run as root, so as root the cluster belongs to the ``postgres`` user (the
-    Debian package creates it). Stop it with SIGINT (PostgreSQL's fast shutdown)."""
+    Debian package creates it), in a directory under the system's temporary directory, which
+    that user can reach. Stop it with SIGINT (PostgreSQL's fast shutdown)."""
     import psycopg
 
     bindir = postgres_bindir()
     owner = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-    data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
+    root = Path(tempfile.mkdtemp(prefix="sf-postgres-"))
+    data, sockets = root / "data", root / "sockets"
     sockets.mkdir(parents=True, exist_ok=True)
-    log.touch()
     if owner:
-        for path in (root, sockets, log):
+        for path in (root, sockets):
             shutil.chown(path, "postgres", "postgres")
-    subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                    "--locale=C", "--no-sync"], check=True, capture_output=True, cwd=root, **owner)
+    init = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                           "--locale=C", "--no-sync"], capture_output=True, text=True, cwd=root, **owner)
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {init.stderr.strip()[-2000:]}")
+    log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -163,7 +173,7 @@ def start_postgres(root: Path, database: str = "shop") -> LocalService:
              "-c", "max_replication_slots=10", "-c", "fsync=off", "-c", "full_page_writes=off"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, start_new_session=True, **owner)
     admin = f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
-    service = LocalService("postgres", process, f"postgresql://postgres@{LOOPBACK}:{port}/{database}", log)
+    service = LocalService("postgres", process, f"postgresql://postgres@{LOOPBACK}:{port}/{database}", log, root)
     try:
         wait_for_port(port, process, log)
         deadline = time.monotonic() + 30

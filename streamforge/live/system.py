@@ -199,7 +199,7 @@ class LiveSystem:
 
     def _start_cdc(self, pattern: str) -> None:
         s = self.settings
-        database = start_postgres(s.workdir / "postgres")
+        database = start_postgres(s.workdir / "logs" / "postgres.log")
         self.services["postgres"] = database
         self.say(f"PostgreSQL on {database.address}")
         url = database.address

@@ -100,8 +100,8 @@ def firestore_emulator() -> Iterator[str]:
 @contextmanager
 def postgres_server(database: str = "shop") -> Iterator[str]:
     """A throwaway PostgreSQL cluster with logical decoding, on loopback; yields a postgresql:// URL."""
-    with tempfile.TemporaryDirectory(prefix="sf-postgres-") as tmp:
-        service = start_postgres(Path(tmp), database)
+    with tempfile.TemporaryDirectory(prefix="sf-postgres-log-") as tmp:
+        service = start_postgres(Path(tmp) / "postgres.log", database)
         try:
             yield service.address
         finally:

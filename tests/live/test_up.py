@@ -1,0 +1,151 @@
+"""`streamforge up` from start to clean stop, as a user runs it (a separate process, Ctrl-C).
+
+Reduced rate, about a minute, CDC included. While it runs: the warehouse fills and is read
+from another process, and an injected RAPID_ORDERS case reaches the webhook through the
+push subscription and the dispatcher. After Ctrl-C: every alert arrived signed and once;
+every session of the run is in user_sessions and revenue per minute equals SQL over what the
+simulator recorded it published (plus the injected orders); the CDC job wrote its
+changelogs; and no process of the run is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from streamforge.live.system import sink_records
+from streamforge.schemas import get_schema
+from streamforge.services import free_port
+from streamforge.timeutil import format_timestamp
+from streamforge.warehouse import open_for_reading
+from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.reference import load, revenue_per_minute, session_windows
+from tests.support.samples import sample
+
+pytestmark = [pytest.mark.pubsub, pytest.mark.slow]
+GAP_MS = 30 * 60_000
+
+
+def _wait(what: str, condition, timeout: float, process: subprocess.Popen, log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            raise AssertionError(f"`streamforge up` exited {process.returncode} waiting for {what}:\n"
+                                 f"{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _state(workdir: Path) -> dict | None:
+    try:
+        state = json.loads((workdir / "live.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return state if "dashboard" in state["urls"] else None
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    try:
+        with open_for_reading(path) as reading:
+            return reading.connection.execute(sql).fetchall()
+    except (duckdb.Error, OSError, RuntimeError):
+        return []
+
+
+def _inject_rapid_orders(emulator: str, project: str, record: Path) -> str:
+    """Three orders by one user within seconds (RAPID_ORDERS), published as the simulator does."""
+    from google.cloud import pubsub_v1
+
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator
+    publisher = pubsub_v1.PublisherClient()
+    schema, now = get_schema("order_event"), datetime.now(timezone.utc)
+    lines = []
+    for i in range(3):
+        order = sample("order_event", event_id=f"inject-{i}", order_id=f"INJ{i}", user_id="U-injected",
+                       event_time=now + timedelta(milliseconds=200 * i), status="CREATED")
+        data = schema.to_json(order)
+        publisher.publish(f"projects/{project}/topics/orders", data, event_id=order["event_id"],
+                          event_time=format_timestamp(order["event_time"]), encoding="json").result(timeout=30)
+        lines.append(data)
+    record.write_bytes(b"".join(line + b"\n" for line in lines))
+    return "U-injected"
+
+
+def test_up_runs_the_whole_system_and_stops_without_loss(tmp_path: Path) -> None:
+    workdir, log = tmp_path / "live", tmp_path / "up.log"
+    project = "live-test-project"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([str(STREAMFORGE), "up", "--rate", "60", "--workdir", str(workdir), "--project", project,
+                               "--port", str(free_port()), "--seed", "3"],
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env=entry_point_env(), start_new_session=True)
+    pids: list[int] = []
+    try:
+        state = _wait("the system to start", lambda: _state(workdir), 240, up, log)
+        pids = [service["pid"] for service in state["services"].values()]
+        emulator = state["services"]["pubsub-emulator"]["address"]
+        user = _inject_rapid_orders(emulator, project, tmp_path / "injected.jsonl")
+        warehouse = workdir / "warehouse.duckdb"
+        # the tables fill while it runs, and another process can read them (the snapshot)
+        _wait("revenue rows", lambda: _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")[:1] != [(0,)]
+              and _rows(warehouse, "SELECT count(*) FROM revenue_per_minute"), 120, up, log)
+        delivered = _wait("the injected alert at the webhook", lambda: [
+            r for r in sink_records(workdir / "logs" / "webhook-sink.log")
+            if r.get("verdict") == "alert" and r["body"]["user_id"] == user], 120, up, log)
+        assert delivered[0]["body"]["alert_type"] == "RAPID_ORDERS"
+        time.sleep(10)  # more traffic, then Ctrl-C
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise
+    output = log.read_text(errors="replace")
+    assert up.returncode == 0, output[-3000:]
+
+    for pid in pids:  # every child and its process group are gone
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+
+    # every alert reached the webhook signed (the sink verifies) and once; none was refused
+    records = sink_records(workdir / "logs" / "webhook-sink.log")
+    assert records and {r["verdict"] for r in records} == {"alert"}
+    received = [r["body"]["alert_id"] for r in records]
+    assert len(received) == len(set(received))
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    assert {a for (a,) in con.execute("SELECT alert_id FROM fraud_alerts").fetchall()} == set(received)
+
+    # the results equal SQL over what was published: the simulator's record and the injected orders
+    reference_dir = tmp_path / "reference"
+    shutil.copytree(workdir / "published", reference_dir)
+    with open(reference_dir / "orders.jsonl", "ab") as orders:
+        orders.write((tmp_path / "injected.jsonl").read_bytes())
+    reference = load(reference_dir, skip_malformed=True)
+    columns = "user_id, session_start, session_end, event_count, page_views, purchase_count, total_revenue"
+    expected = reference.execute(
+        f"SELECT {columns} FROM ({session_windows(reference, GAP_MS).sql_query()}) ORDER BY ALL").fetchall()
+    actual = con.execute(f"SELECT {columns} FROM user_sessions ORDER BY ALL").fetchall()
+    assert len(actual) > 100
+    assert actual == expected
+    columns = "window_start, gmv, order_count, units, unique_users, cancelled_gmv"
+    assert con.execute(f"SELECT {columns} FROM revenue_per_minute ORDER BY 1").fetchall() == reference.execute(
+        f"SELECT {columns} FROM ({revenue_per_minute(reference).sql_query()}) ORDER BY 1").fetchall()
+
+    cdc = duckdb.connect(str(workdir / "cdc.duckdb"), read_only=True)
+    assert cdc.execute("SELECT count(*) FROM orders_changelog").fetchone()[0] > 0
+    assert "stopped." in output
