@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo test bench functions dataflow infra-plan clean
+.PHONY: help demo live test bench functions dataflow infra-plan clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,13 +20,17 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 	@echo "== 3/3 what the warehouse holds, and the alerts against the injected ground truth"
 	$(BIN)/streamforge report --warehouse out/demo/warehouse.duckdb --labels out/demo/fraud_labels.jsonl
 
+live: $(VENV)/.live  ## the whole system live on 127.0.0.1 (streamforge up: dashboard on http://127.0.0.1:8050/); Ctrl-C stops it
+	$(BIN)/streamforge up
+
 test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint (ruff, configured in pyproject.toml), then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 25 minutes)
+bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 35 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
+	$(BIN)/python benchmarks/live_streaming.py
 	$(BIN)/python benchmarks/cdc_latency.py
 	$(BIN)/python benchmarks/functions_latency.py
 	$(BIN)/python benchmarks/batch_daily.py
@@ -63,9 +67,13 @@ $(VENV)/.pipelines: pyproject.toml $(VENV)/.python  # the core plus the Beam pip
 	$(BIN)/pip install --quiet --editable '.[pipelines]'
 	touch $@ $(VENV)/.core
 
+$(VENV)/.live: pyproject.toml $(VENV)/.python  # the pipelines, CDC, functions and the dashboard
+	$(BIN)/pip install --quiet --editable '.[live]'
+	touch $@ $(VENV)/.core $(VENV)/.pipelines
+
 $(VENV)/.dev: pyproject.toml $(VENV)/.python  # everything, plus the test tools
 	$(BIN)/pip install --quiet --editable '.[dev]'
-	touch $@ $(VENV)/.core $(VENV)/.pipelines
+	touch $@ $(VENV)/.core $(VENV)/.pipelines $(VENV)/.live
 
 $(VENV)/.spark-classes: $(VENV)/.dev  # the JVM class-data archive local Spark starts from (batch/local_jvm.py)
 	$(BIN)/streamforge batch class-archive

@@ -18,7 +18,7 @@ import pytest
 from streamforge.services import free_port, stop_process, wait_for_port
 from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 

@@ -32,7 +32,7 @@ from tests.support.cli import STREAMFORGE, entry_point_env
 from tests.support.reference import load, revenue_per_minute, session_windows
 from tests.support.samples import sample
 
-pytestmark = [pytest.mark.pubsub, pytest.mark.slow]
+pytestmark = [pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
 GAP_MS = 30 * 60_000
 
 
