@@ -41,6 +41,7 @@ import grpc
 from apache_beam.portability.api import beam_interactive_api_pb2_grpc, beam_runner_api_pb2
 from apache_beam.testing.test_stream import TestStream
 from google.api_core import exceptions
+from google.cloud import pubsub_v1
 
 from streamforge.config import LocalStreamingConfig
 from streamforge.timeutil import parse_timestamp, to_millis
@@ -87,8 +88,6 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
 
     def __init__(self, paths: list[str], settings: LocalStreamingConfig, dedup_ttl: timedelta,
                  subscriber: Any = None, clock=time.monotonic):
-        from google.cloud import pubsub_v1
-
         self.inputs = {path: _Input(path) for path in dict.fromkeys(paths)}
         self.batch = settings.pull_batch
         self.lag_ms = int(settings.watermark_lag.total_seconds() * 1000)
@@ -101,8 +100,10 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         self._pulling = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: grpc.Server | None = None
-        self._seen: dict[tuple[str, str], int] = {}  # (input, event_id) -> expiry (event time, ms)
-        self._expiries: list[tuple[int, tuple[str, str]]] = []
+        # hash((input, event_id)) -> expiry (event time, ms): about 100 bytes an id. The chance
+        # that two of 5 million ids share a 64-bit hash (one event dropped as a repeat) is < 1e-6.
+        self._seen: dict[int, int] = {}
+        self._expiries: list[tuple[int, int]] = []
         self._errors: list[BaseException] = []
         self._outputs: dict[str, Any] | None = None
         self._temporary: list[str] = []
@@ -269,7 +270,7 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                 attributes = message.attributes
                 event_ms = _event_time_ms(attributes.get("event_time"), message.publish_time)
                 event_id = attributes.get("event_id")
-                if event_id and self._repeat((path, event_id), event_ms):
+                if event_id and self._repeat(hash((path, event_id)), event_ms):
                     state.counts.duplicates += 1
                     continue
                 if state.newest_ms is None or event_ms > state.newest_ms:
@@ -279,7 +280,7 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                     timestamp=event_ms * 1000))
         return {path: elements for path, elements in out.items() if elements}
 
-    def _repeat(self, key: tuple[str, str], event_ms: int) -> bool:
+    def _repeat(self, key: int, event_ms: int) -> bool:
         if key in self._seen:
             return True
         expiry = event_ms + self.ttl_ms
@@ -300,9 +301,11 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         active = [s.newest_ms - self.lag_ms for s in self.inputs.values()
                   if s.newest_ms is not None and now - s.last_read < self.idle_s]
         advanced = {}
+        if all(s.newest_ms is None for s in self.inputs.values()):
+            return advanced  # nothing read anywhere yet: event time is unknown
         for path, state in self.inputs.items():
-            if state.newest_ms is None and not active:
-                continue  # nothing read anywhere yet: event time is unknown
+            if state.newest_ms is None and now - state.last_read < self.idle_s:
+                continue
             own = state.newest_ms - self.lag_ms if state.newest_ms is not None else None
             if now - state.last_read >= self.idle_s:
                 if active:
@@ -310,7 +313,7 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                 else:  # every input quiet: event time goes on with the clock
                     newest = max(s.newest_ms for s in self.inputs.values() if s.newest_ms is not None)
                     quiet_ms = int((now - max(s.last_read for s in self.inputs.values())) * 1000)
-                    own = max(own if own is not None else newest, newest - self.lag_ms + quiet_ms)
+                    own = max(own if own is not None else newest - self.lag_ms, newest - self.lag_ms + quiet_ms)
             if own is not None and (state.watermark_ms is None or own > state.watermark_ms):
                 state.watermark_ms = own
                 advanced[path] = own

@@ -1,0 +1,141 @@
+"""Latencies of the live system (`streamforge up --no-cdc`) at a given rate, as a user sees them.
+
+    python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--watermark-lag 2s]
+
+While the simulator publishes --rate events/s, a RAPID_ORDERS case (three orders by a new
+user, 100 ms apart, stamped with the clock) is published every 2 s, and the warehouse is read
+every 0.5 s from this process, as the dashboard reads it (its snapshot). Printed:
+
+- event -> fraud alert at the webhook: the webhook sink's receipt time minus the event time of
+  the order that completes the case (through the job, the alerts topic, the push
+  subscription and the dispatcher); target p99 < 1 s at 500 events/s;
+- minute end -> revenue row visible: when a minute's revenue_per_minute row is first seen,
+  minus the minute's end;
+- session gap end -> session row visible: when a session is first seen, minus its last event
+  plus the gap (the session gap is cut to 10 s here, so that sessions close during the run).
+
+"Visible" includes the snapshot readers read, published every 2 s while the job writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streamforge.live.system import sink_records  # noqa: E402
+from streamforge.schemas import get_schema  # noqa: E402
+from streamforge.services import free_port  # noqa: E402
+from streamforge.timeutil import format_timestamp, parse_timestamp  # noqa: E402
+from streamforge.warehouse import open_for_reading  # noqa: E402
+
+GAP_S = 10
+ORDER = {
+    "order_id": "", "user_id": "", "session_id": "S-latency", "status": "CREATED",
+    "items": [{"product_id": "P-ELE-0001", "category": "electronics", "quantity": 1, "unit_price": 99.0}],
+    "subtotal": 99.0, "discount": 0.0, "shipping": 0.0, "total_amount": 99.0, "currency": "USD",
+    "payment_method": "card", "card_fingerprint": "fp_latency", "shipping_region": "eu-west", "ip_country": "GB",
+    "is_first_order": False,
+}
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "- / - (0)"
+    ordered = sorted(values)
+    return (f"{statistics.median(ordered):.2f} / {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} s "
+            f"({len(ordered)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--watermark-lag", default="2s")
+    args = parser.parse_args()
+    from google.cloud import pubsub_v1
+
+    with tempfile.TemporaryDirectory(prefix="sf-live-latency-") as tmp:
+        work, config = Path(tmp) / "live", Path(tmp) / "latency.toml"
+        config.write_text(f'[sessions]\ngap = "{GAP_S}s"\n[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n')
+        project = "latency-bench"
+        up = subprocess.Popen([sys.executable, "-m", "streamforge", "--config", str(config), "up", "--no-cdc",
+                               "--rate", str(args.rate), "--workdir", str(work), "--project", project,
+                               "--port", str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=open(Path(tmp) / "up.log", "wb"), start_new_session=True)
+        try:
+            while "dashboard" not in json.loads((work / "live.json").read_text() if (work / "live.json").exists()
+                                                else '{"urls": {}}')["urls"]:
+                if up.poll() is not None:
+                    sys.exit(f"streamforge up exited: {(Path(tmp) / 'up.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+            state = json.loads((work / "live.json").read_text())
+            os.environ["PUBSUB_EMULATOR_HOST"] = state["services"]["pubsub-emulator"]["address"]
+            publisher, schema = pubsub_v1.PublisherClient(), get_schema("order_event")
+            cases: dict[str, float] = {}  # user -> event time of the order completing the case
+            minutes: dict[str, float] = {}  # window_end -> first seen
+            sessions: dict[str, float] = {}  # session_id -> first seen minus gap end
+            started, next_case, n = time.time(), 0.0, 0
+            while time.time() - started < args.seconds:
+                now = time.time()
+                if now >= next_case:
+                    user, at = f"U-latency-{n}", datetime.now(timezone.utc)
+                    for i in range(3):
+                        order = schema.validate({**ORDER, "event_id": f"lat-{n}-{i}", "order_id": f"LAT{n}-{i}",
+                                                 "user_id": user, "event_time": at + timedelta(milliseconds=100 * i)})
+                        publisher.publish(f"projects/{project}/topics/orders", schema.to_json(order),
+                                          event_id=order["event_id"], event_time=format_timestamp(order["event_time"]),
+                                          encoding="json")
+                    cases[user] = (at + timedelta(milliseconds=200)).timestamp()
+                    next_case, n = now + 2, n + 1
+                _read_warehouse(work / "warehouse.duckdb", minutes, sessions, started)
+                time.sleep(0.5)
+        finally:
+            up.send_signal(signal.SIGINT)
+            up.wait(timeout=600)
+        alert_latency = []
+        for record in sink_records(work / "logs" / "webhook-sink.log"):
+            user = record.get("body", {}).get("user_id")
+            if record.get("verdict") == "alert" and user in cases:
+                alert_latency.append(_seconds(record["received_at"]) - cases[user])
+        minute_latency = [seen - _seconds(end) for end, seen in minutes.items()]
+        print(f"\nlive latencies, `streamforge up --no-cdc` at {args.rate:,.0f} events/s for {args.seconds:.0f} s, "
+              f"watermark lag {args.watermark_lag} (p50 / p99, count)")
+        print(f"  event -> fraud alert at the webhook   {percentiles(alert_latency)}  [{len(alert_latency)} of {len(cases)} cases]")
+        print(f"  minute end -> revenue row visible      {percentiles(minute_latency)}")
+        print(f"  session gap end -> session row visible {percentiles(list(sessions.values()))}")
+
+
+def _seconds(value: str | float) -> float:
+    return value if isinstance(value, float) else parse_timestamp(value).timestamp()
+
+
+def _read_warehouse(path: Path, minutes: dict[str, float], sessions: dict[str, float], since: float) -> None:
+    """Note when each minute and session (that ended after ``since``) is first visible."""
+    try:
+        with open_for_reading(path) as reading:
+            con, now = reading.connection, time.time()
+            for (end,) in con.execute("SELECT strftime(window_end, '%Y-%m-%dT%H:%M:%SZ') FROM revenue_per_minute "
+                                      "WHERE epoch_ms(window_end) > ?", [since * 1000]).fetchall():
+                minutes.setdefault(end, now)
+            for session_id, end in con.execute("SELECT session_id, epoch_ms(session_end) FROM user_sessions "
+                                               "WHERE epoch_ms(session_end) + ? > ?",
+                                               [GAP_S * 1000, since * 1000]).fetchall():
+                sessions.setdefault(session_id, now - (end / 1000 + GAP_S))
+    except Exception:  # noqa: BLE001 - nothing written yet
+        pass
+
+
+if __name__ == "__main__":
+    main()
