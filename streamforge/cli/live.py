@@ -88,7 +88,7 @@ def up(
             _print_layout(system, Console())
             started = time.monotonic()
             _watch(system, err, lambda: stop() or (duration is not None and time.monotonic() - started >= duration))
-        except ServerUnavailable as exc:
+        except (ServerUnavailable, RuntimeError) as exc:  # a piece that is not installed or did not start
             err.print(f"error: {exc}", highlight=False)
             raise typer.Exit(2) from None
         finally:
