@@ -159,15 +159,16 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
     """Run ``request`` on this machine; a streaming run lasts until ``should_stop()``, then drains,
     calling ``on_progress`` with the feed's counts by input path every ``poll_s``.
     A Pub/Sub source that does not exist is a SpecError before anything starts."""
-    sources = [path for _, path in pubsub_sources(request)]
-    check_sources_exist(pubsub_sources(request))
+    sources = pubsub_sources(request)
+    check_sources_exist(sources)
     with ExitStack() as stack:
         stack.enter_context(local_runner_tuning())
         stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S if request.streaming else None))
         feed = None
         if request.streaming and sources:
             settings = request.config
-            feed = stack.enter_context(PubSubFeed(sources, settings.local_streaming, settings.pipelines.dedup_ttl))
+            feed = stack.enter_context(PubSubFeed([path for _, path in sources], settings.local_streaming,
+                                                  settings.pipelines.dedup_ttl))
             stack.enter_context(patched_direct_runner())
         pipeline = beam.Pipeline(options=options)
         build(pipeline, request, feed)

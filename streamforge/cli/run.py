@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from dataclasses import asdict
 from enum import Enum
 from functools import partial
@@ -23,6 +20,7 @@ from beam_pipelines.runner import JobReport, Submission, is_remote, pipeline_opt
 from beam_pipelines.runner import run as run_request
 from streamforge.cli.dataflow import follow_job
 from streamforge.config import Config
+from streamforge.live.progress import write_job_progress
 from streamforge.packaging import PackagingError
 from streamforge.shutdown import stop_on_signals
 
@@ -105,7 +103,7 @@ def run(
     try:
         with stop_on_signals() as stop:
             outcome = run_request(request, options, should_stop=stop,
-                                  on_progress=None if progress_file is None else partial(write_progress, progress_file))
+                                  on_progress=None if progress_file is None else partial(_write_progress, progress_file))
     except (SpecError, PackagingError) as exc:
         raise _fail(str(exc)) from None
     if isinstance(outcome, Submission):
@@ -120,11 +118,8 @@ def run(
         (print_cdc_report if job is Job.cdc else print_report)(outcome, Console())
 
 
-def write_progress(path: Path, counts: dict[str, FeedCounts]) -> None:
-    """The feed's counts as JSON, replaced atomically (a reader never sees half a file)."""
-    partial_path = path.with_name(f".{path.name}.partial")
-    partial_path.write_text(json.dumps({"at": time.time(), "inputs": {p: asdict(c) for p, c in counts.items()}}))
-    os.replace(partial_path, path)
+def _write_progress(path: Path, counts: dict[str, FeedCounts]) -> None:
+    write_job_progress(path, {input_path: asdict(c) for input_path, c in counts.items()})
 
 
 def _print_submission(submission: Submission, console: Console) -> None:

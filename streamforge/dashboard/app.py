@@ -13,7 +13,6 @@ warehouse does not have yet is shown empty.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, send_from_directory
 
+from streamforge.live.progress import read_job_progress
 from streamforge.live.system import sink_records
 from streamforge.warehouse import WarehouseBusy, open_for_reading
 
@@ -101,25 +101,20 @@ def _health(sources: DashboardSources, now: float) -> dict[str, Any]:
     if sources.progress_dir is None:
         return health
     for path in sorted(sources.progress_dir.glob("*.progress.json")):
-        job = path.name.removesuffix(".progress.json")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        job, progress = path.name.removesuffix(".progress.json"), read_job_progress(path)
+        if progress is None:
             continue
-        inputs = list(data["inputs"].values())
-        pulled, acked = sum(i["pulled"] for i in inputs), sum(i["acked"] for i in inputs)
-        marks = [i["watermark_ms"] for i in inputs if i["watermark_ms"] is not None]
         with sources._lock:
-            at, pulled0, acked0 = sources._previous.get(job, (data["at"], pulled, acked))
-            if data["at"] > at + 1.5 or job not in sources._previous:
-                sources._previous[job] = (data["at"], pulled, acked)
-        span = data["at"] - at
+            at, pulled0, acked0 = sources._previous.get(job, (progress.at, progress.pulled, progress.acked))
+            if progress.at > at + 1.5 or job not in sources._previous:
+                sources._previous[job] = (progress.at, progress.pulled, progress.acked)
+        span = progress.at - at
         health[job] = {
-            "pulled": pulled, "processed": acked,
-            "in_per_s": (pulled - pulled0) / span if span > 0 else 0.0,
-            "processed_per_s": (acked - acked0) / span if span > 0 else 0.0,
-            "watermark_lag_s": now - min(marks) / 1000 if marks else None,
-            "updated_s_ago": now - data["at"],
+            "pulled": progress.pulled, "processed": progress.acked,
+            "in_per_s": (progress.pulled - pulled0) / span if span > 0 else 0.0,
+            "processed_per_s": (progress.acked - acked0) / span if span > 0 else 0.0,
+            "watermark_lag_s": None if progress.watermark_ms is None else now - progress.watermark_ms / 1000,
+            "updated_s_ago": now - progress.at,
         }
     return health
 

@@ -30,6 +30,7 @@ from typing import Callable
 
 from streamforge.cdc.config import DebeziumServerConfig
 from streamforge.config import Config
+from streamforge.live.progress import read_job_progress
 from streamforge.pubsub_setup import check_project, create_topology
 from streamforge.services import LocalService, free_port, start_postgres, start_pubsub_emulator, start_service
 from streamforge.topology import topology
@@ -90,15 +91,10 @@ class Progress:
 def read_progress(settings: LiveSettings, jobs: tuple[str, ...] = ("analytics", "cdc")) -> Progress:
     progress = Progress(at=time.time())
     for job in jobs:
-        try:
-            data = json.loads(settings.progress_file(job).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        inputs = data["inputs"].values()
-        progress.pulled[job] = sum(i["pulled"] for i in inputs)
-        progress.acked[job] = sum(i["acked"] for i in inputs)
-        marks = [i["watermark_ms"] for i in inputs if i["watermark_ms"] is not None]
-        progress.watermark_ms[job] = min(marks) if marks else None
+        state = read_job_progress(settings.progress_file(job))
+        if state is not None:
+            progress.pulled[job], progress.acked[job], progress.watermark_ms[job] = (
+                state.pulled, state.acked, state.watermark_ms)
     return progress
 
 
