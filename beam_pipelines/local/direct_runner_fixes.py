@@ -10,7 +10,8 @@
 step walks every key it has ever seen (``watermark_manager._TransformWatermarks.
 extract_transform_timers``), and keys are never deleted. A streaming job keeps one key per
 user (sessions, fraud) and, with keyed dedup, one per event: the scan grew from 10 ms to
-250 ms at 100k keys and took over half of the job's time (docs/live.md, "Where the time went").
+250 ms at 100k keys and took over half of the job's time (docs/live.md, "How the local
+streaming path keeps up").
 
 The patch indexes each step's keys by their earliest event-time timer (a heap) and keeps the
 set of keys with processing-time timers; a bundle that commits a key's state marks the key,

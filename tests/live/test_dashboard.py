@@ -8,6 +8,7 @@ chart and tables, and each alert's delivery. A screenshot is kept in out/test-ar
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must install chromium (.ci/run)")
         pytest.skip("no chromium (Debian package chromium): .ci/run installs it")
     tmp = tmp_path_factory.mktemp("dashboard")
     run_entry_point("simulate", "--output", f"file://{tmp}/events", "--duration", "40m", "--malformed", "0.01",
