@@ -104,15 +104,20 @@ def main() -> None:
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(timeout=600)
-        alert_latency = []
+        alert_latency, in_job, delivery = [], [], []
         for record in sink_records(work / "logs" / "webhook-sink.log"):
-            user = record.get("body", {}).get("user_id")
-            if record.get("verdict") == "alert" and user in cases:
-                alert_latency.append(_seconds(record["received_at"]) - cases[user])
+            body = record.get("body", {})
+            if record.get("verdict") == "alert" and body.get("user_id") in cases:
+                received, detected = _seconds(record["received_at"]), _seconds(body["detected_at"])
+                alert_latency.append(received - cases[body["user_id"]])
+                in_job.append(detected - cases[body["user_id"]])
+                delivery.append(received - detected)
         minute_latency = [seen - _seconds(end) for end, seen in minutes.items()]
         print(f"\nlive latencies, `streamforge up --no-cdc` at {args.rate:,.0f} events/s for {args.seconds:.0f} s, "
               f"watermark lag {args.watermark_lag} (p50 / p99, count)")
         print(f"  event -> fraud alert at the webhook   {percentiles(alert_latency)}  [{len(alert_latency)} of {len(cases)} cases]")
+        print(f"    of which event -> alert detected    {percentiles(in_job)}")
+        print(f"    and detected -> webhook receipt      {percentiles(delivery)}")
         print(f"  minute end -> revenue row visible      {percentiles(minute_latency)}")
         print(f"  session gap end -> session row visible {percentiles(list(sessions.values()))}")
 
@@ -133,8 +138,9 @@ def _read_warehouse(path: Path, minutes: dict[str, float], sessions: dict[str, f
                                                "WHERE epoch_ms(session_end) + ? > ?",
                                                [GAP_S * 1000, since * 1000]).fetchall():
                 sessions.setdefault(session_id, now - (end / 1000 + GAP_S))
-    except Exception:  # noqa: BLE001 - nothing written yet
-        pass
+    except Exception as exc:  # noqa: BLE001 - nothing written yet
+        if "does not exist" not in str(exc) and "being written" not in str(exc):
+            print(f"  (reading the warehouse: {exc})", file=sys.stderr)
 
 
 if __name__ == "__main__":

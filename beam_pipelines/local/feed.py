@@ -52,7 +52,7 @@ __all__ = ["MESSAGE_CODER", "FeedCounts", "PubSubFeed"]
 MESSAGE_CODER = beam.coders.TupleCoder([beam.coders.BytesCoder(), beam.coders.StrUtf8Coder()])
 _Event = beam_runner_api_pb2.TestStreamPayload.Event
 _HEARTBEAT_S = 1.0  # the runner gives up on a TestStream service silent for 30 s
-_GATHER_S = 0.05  # how long a batch waits for more pulls to join it
+_GATHER_S = 0.25  # how long a batch waits for more pulls to join it
 _ACK_CHUNK = 2000
 #: Largest element event sent: the runner's gRPC client refuses messages over 4 MB, and a
 #: refused message ends its read of the stream (the rest of the run would be lost).
