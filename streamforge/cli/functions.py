@@ -14,7 +14,7 @@ import typer
 
 from streamforge.functions.packaging import FUNCTIONS, function_source
 from streamforge.functions.packaging import package as build
-from streamforge.functions.webhook_sink import Received, WebhookSink
+from streamforge.functions.webhook_sink import SECRET_ENV, Received, WebhookSink
 from streamforge.naming import function_name
 from streamforge.packaging import PackagingError, build_wheel
 from streamforge.shutdown import stop_on_signals
@@ -83,7 +83,7 @@ def package(
 
 def webhook_sink(
     port: int = typer.Option(8099, "--port", "-p", help="Port on 127.0.0.1."),
-    secret_env: str = typer.Option("STREAMFORGE_WEBHOOK_SECRET", metavar="VAR",
+    secret_env: str = typer.Option(SECRET_ENV, metavar="VAR",
                                    help="Environment variable holding the signing secret (several: comma-separated)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Print each request as a JSON line (with received_at) instead of text."),
     tolerance: float = typer.Option(300.0, metavar="SECONDS", help="Oldest signed timestamp accepted."),

@@ -23,7 +23,10 @@ from streamforge.functions.signing import (
     verify_signature,
 )
 
-__all__ = ["Received", "WebhookSink"]
+__all__ = ["SECRET_ENV", "Received", "WebhookSink"]
+
+#: The environment variable that holds the sink's signing secret(s), unless told another.
+SECRET_ENV = "STREAMFORGE_WEBHOOK_SECRET"
 
 LOOPBACK = "127.0.0.1"
 _MAX_BODY = 1024 * 1024

@@ -28,18 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from google.cloud import pubsub_v1
+
 from streamforge.cdc.config import DebeziumServerConfig
 from streamforge.config import Config
+from streamforge.functions.webhook_sink import SECRET_ENV
 from streamforge.live.progress import read_job_progress
 from streamforge.pubsub_setup import check_project, create_topology
 from streamforge.services import LocalService, free_port, start_postgres, start_pubsub_emulator, start_service
 from streamforge.topology import topology
 from streamforge.transport import STREAM_FILES
+from streamforge.warehouse import open_for_reading
 
 __all__ = ["STATE_FILE", "LiveSettings", "LiveSystem", "Progress", "count_alerts", "read_progress", "sink_records"]
 
 STATE_FILE = "live.json"
-WEBHOOK_SECRET_ENV = "STREAMFORGE_WEBHOOK_SECRET"
 
 
 @dataclass(frozen=True)
@@ -153,16 +156,14 @@ class LiveSystem:
 
         sink_port, dispatcher_port = free_port(), free_port()
         self._streamforge("webhook-sink", "webhook-sink", "--port", str(sink_port), "--jsonl", port=sink_port,
-                          env={WEBHOOK_SECRET_ENV: self.secret})
+                          env={SECRET_ENV: self.secret})
         self.urls["webhook sink"] = f"http://127.0.0.1:{sink_port}/alerts"
-        webhooks = [{"name": "local-sink", "url": self.urls["webhook sink"], "secret_env": WEBHOOK_SECRET_ENV}]
+        webhooks = [{"name": "local-sink", "url": self.urls["webhook sink"], "secret_env": SECRET_ENV}]
         self._streamforge("alert-dispatcher", "functions", "serve", "alert_dispatcher", "--push", "--port",
                           str(dispatcher_port), port=dispatcher_port,
-                          env={"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), WEBHOOK_SECRET_ENV: self.secret,
+                          env={"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), SECRET_ENV: self.secret,
                                "STREAMFORGE_ALERT_LEDGER": "memory"})
         self.urls["alert dispatcher (push endpoint)"] = f"http://127.0.0.1:{dispatcher_port}/"
-
-        from google.cloud import pubsub_v1
 
         layout = topology(self.config, DebeziumServerConfig.load() if s.cdc else None)
         create_topology(pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient(), s.project, layout,
@@ -280,8 +281,6 @@ class LiveSystem:
 
     def _wait_for_alerts(self, timeout: float = 30) -> None:
         """Until the webhook has every alert the analytics job wrote (push delivery follows the job)."""
-        from streamforge.warehouse import open_for_reading
-
         try:
             with open_for_reading(self.settings.warehouse) as reading:
                 (expected,) = reading.connection.execute("SELECT count(*) FROM fraud_alerts").fetchone()
