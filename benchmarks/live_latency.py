@@ -1,9 +1,9 @@
 """Latencies of the live system (`streamforge up --no-cdc`) at a given rate, as a user sees them.
 
-    python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--watermark-lag 2s]
+    python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--watermark-lag 2s] [--case-every 1]
 
 While the simulator publishes --rate events/s, a RAPID_ORDERS case (three orders by a new
-user, 100 ms apart, stamped with the clock) is published every 2 s, and the warehouse is read
+user, 100 ms apart, stamped with the clock) is published every second (--case-every), and the warehouse is read
 every 0.5 s from this process, as the dashboard reads it (its snapshot). Printed:
 
 - event -> fraud alert at the webhook: the webhook sink's receipt time minus the event time of
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--watermark-lag", default="2s")
+    parser.add_argument("--case-every", type=float, default=1, help="seconds between injected RAPID_ORDERS cases")
     args = parser.parse_args()
     from google.cloud import pubsub_v1
 
@@ -98,7 +99,7 @@ def main() -> None:
                                           event_id=order["event_id"], event_time=format_timestamp(order["event_time"]),
                                           encoding="json")
                     cases[user] = (at + timedelta(milliseconds=200)).timestamp()
-                    next_case, n = now + 2, n + 1
+                    next_case, n = now + args.case_every, n + 1
                 _read_warehouse(work / "warehouse.duckdb", minutes, sessions, started)
                 time.sleep(0.5)
         finally:

@@ -1,6 +1,6 @@
 """Sustained throughput of the local streaming path, at rising offered rates, until it falls behind.
 
-    python benchmarks/live_streaming.py [--rates 250,500,1000,1500,2000] [--seconds 40]
+    python benchmarks/live_streaming.py [--rates 250,500,1000,1500,2000] [--seconds 40] [--trace-every S]
 
 For each rate: a Pub/Sub emulator project with the deployment's topics and subscriptions
 (streamforge.topology); `run all` streaming from them into DuckDB (the local feed, the patched
@@ -86,7 +86,7 @@ def group_cpu(pid: int) -> float:
     return total
 
 
-def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path) -> dict:
+def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path, trace_every: float) -> dict:
     from google.cloud import pubsub_v1
 
     project = f"bench-rate-{rate}"
@@ -103,14 +103,17 @@ def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path) -> dict:
     time.sleep(8)  # the pipeline starts (imports, construction)
     cpu0, emu0, t0 = cpu_seconds(child.pid), group_cpu(emulator_pid), time.time()
     sim0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    simulator = subprocess.run(
+    simulator = subprocess.Popen(
         [sys.executable, "-m", "streamforge", "simulate", "--output", f"pubsub://{project}", "--rate", str(rate),
          "--start", "now", "--duration", f"{seconds:.0f}s", "--seed", str(rate), "--fraud-rate", "0.05"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _trace(simulator, child.pid, samples, t0, trace_every)
+    if simulator.returncode:
+        sys.exit(f"the simulator failed: {output[-2000:]}")
     t1 = time.time()
     sim1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the simulator: the only child waited for so far
     cpu1, emu1 = cpu_seconds(child.pid), group_cpu(emulator_pid)
-    published = int(re.search(r"messages written\D*([\d,]+)", simulator.stdout + simulator.stderr).group(1).replace(",", ""))
+    published = int(re.search(r"messages written\D*([\d,]+)", output).group(1).replace(",", ""))
     at_end = [s for s in samples if "acked" in s and s["t"] <= t1]
     warm = [s for s in at_end if s["t"] >= t0 + 5]
     took = (warm[-1]["acked"] - warm[0]["acked"]) / (warm[-1]["t"] - warm[0]["t"]) if len(warm) > 1 else 0.0
@@ -128,6 +131,39 @@ def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path) -> dict:
             "published": published, "cpu": 100 * (cpu1 - cpu0) / (t1 - t0), "rss": rss,
             "emulator_cpu": 100 * (emu1 - emu0) / (t1 - t0), "drain": drain, "latencies": latencies,
             "simulator_cpu": 100 * (sim1.ru_utime + sim1.ru_stime - sim0.ru_utime - sim0.ru_stime) / (t1 - t0)}
+
+
+def _trace(simulator: subprocess.Popen, pid: int, samples: list[dict], t0: float, every: float) -> str:
+    """Wait for the simulator; with ``every``, print the pipeline's taken rate, CPU and RSS over
+    each interval meanwhile (for long runs: is it still keeping up, is memory flat?)."""
+    if not every:
+        return simulator.communicate()[0]
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(simulator.stdout), daemon=True)
+    reader.start()
+    print("  minute | taken ev/s | pipeline CPU % | pipeline RSS MB", flush=True)
+    mark, acked, cpu = t0, _acked(samples), cpu_seconds(pid)
+    while simulator.poll() is None:
+        time.sleep(1)
+        if time.time() < mark + every:
+            continue
+        now, now_acked, now_cpu = time.time(), _acked(samples), cpu_seconds(pid)
+        print(f"  {(now - t0) / 60:6.1f} | {(now_acked - acked) / (now - mark):10.0f} | "
+              f"{100 * (now_cpu - cpu) / (now - mark):14.0f} | {_rss_now(pid):15.0f}", flush=True)
+        mark, acked, cpu = now, now_acked, now_cpu
+    reader.join(timeout=10)
+    return "".join(chunks)
+
+
+def _acked(samples: list[dict]) -> int:
+    return next((s["acked"] for s in reversed(samples) if "acked" in s), 0)
+
+
+def _rss_now(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _alert_latencies(subscriber, subscription: str) -> list[float]:
@@ -150,13 +186,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="250,500,1000,1500,2000")
     parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--trace-every", type=float, default=0,
+                        help="seconds; print taken rate, CPU and RSS over each such interval while publishing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sf-live-bench-") as tmp:
         work = Path(tmp)
         emulator = start_pubsub_emulator(work / "emulator.log")
         os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
         try:
-            rows = [one_rate(int(rate), args.seconds, emulator.process.pid, work) for rate in args.rates.split(",")]
+            rows = [one_rate(int(rate), args.seconds, emulator.process.pid, work, args.trace_every) for rate in args.rates.split(",")]
         finally:
             emulator.stop()
     print(f"\nlocal streaming, `run all` (sessions, revenue, fraud) from the Pub/Sub emulator into DuckDB, "

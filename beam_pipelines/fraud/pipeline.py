@@ -15,9 +15,19 @@ event-time order; the tests check that they raise the same alerts.
 ``OrderSignal``s, the few fields the rules read) and the rules' ``UserFraudState``. An
 event-time timer fires when the watermark passes the earliest waiting event: the events up
 to that time are then complete, so they are evaluated in event-time order, whatever order
-they arrived in. The timer is then set
+they arrived in, and the result is the user's state from then on. The timer is then set
 to the next waiting event or to when the user's state expires; at expiry the state is
 cleared, so memory is bounded by the users active within the rules' windows.
+
+Alerts do not wait for the watermark. Each arriving event is also evaluated at once, on a
+copy of the state, with every event of the user still waiting (sorted), and an alert that
+gives is raised then: a fraud alert reaches its webhook within a second of the order instead
+of after the watermark's lag. Each alert id is raised once: when the watermark's
+evaluation reaches an alert already raised on arrival, it counts it as ``confirmed`` and does
+not raise it again. Only an event arriving out of order, before an earlier one of the same
+user, can make the two differ; the watermark's evaluation then raises what it finds, and
+an alert raised on arrival that it does not find is counted ``unconfirmed`` (and logged): it
+was delivered, and the watermark's alerts are the ones batch gives.
 
 An event older than what a user's detector has already evaluated arrived after the
 watermark passed it: it is dead-lettered with reason ``late`` (only statuses a rule reads;
@@ -32,12 +42,13 @@ and evaluates them once: on the local runner, per-key state and timers cost abou
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
 import apache_beam as beam
-from apache_beam.coders import VarIntCoder
+from apache_beam.coders import StrUtf8Coder, TupleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -53,6 +64,8 @@ from streamforge.schemas import get_schema
 from streamforge.timeutil import format_millis, millis_to_datetime, to_millis
 
 __all__ = ["DetectFraud", "FraudAlerts"]
+
+_LOG = logging.getLogger(__name__)
 
 
 class OrderSignalCoder(LayoutCoder):
@@ -83,6 +96,7 @@ class DetectFraud(beam.DoFn):
     RULES_STATE = ReadModifyWriteStateSpec("rules_state", UserFraudStateCoder())
     EVALUATED = ReadModifyWriteStateSpec("evaluated_through_ms", VarIntCoder())
     TIMER_AT = ReadModifyWriteStateSpec("timer_at_ms", VarIntCoder())
+    RAISED = BagStateSpec("raised_on_arrival", TupleCoder((StrUtf8Coder(), VarIntCoder())))  # (alert id, event ms)
     DUE = TimerSpec("due", TimeDomain.WATERMARK)
 
     def __init__(self, rules: FraudRules):
@@ -93,12 +107,16 @@ class DetectFraud(beam.DoFn):
         self.schema = get_schema("order_event")
         self.events = Metrics.counter("fraud", "events")
         self.alerts = Metrics.counter("fraud", "emitted")
+        self.on_arrival = Metrics.counter("fraud", "raised_on_arrival")
+        self.confirmed = Metrics.counter("fraud", "confirmed")
+        self.unconfirmed = Metrics.counter("fraud", "unconfirmed")
         self.late = Metrics.counter("fraud", "late")
         self.expired = Metrics.counter("fraud", "user_states_cleared")
 
     def process(self, element: tuple[str, dict[str, Any]], timestamp=beam.DoFn.TimestampParam,
-                waiting=beam.DoFn.StateParam(WAITING), evaluated=beam.DoFn.StateParam(EVALUATED),
-                timer_at=beam.DoFn.StateParam(TIMER_AT), due=beam.DoFn.TimerParam(DUE)) -> Iterable[Any]:
+                waiting=beam.DoFn.StateParam(WAITING), rules_state=beam.DoFn.StateParam(RULES_STATE),
+                evaluated=beam.DoFn.StateParam(EVALUATED), timer_at=beam.DoFn.StateParam(TIMER_AT),
+                raised=beam.DoFn.StateParam(RAISED), due=beam.DoFn.TimerParam(DUE)) -> Iterable[Any]:
         event = element[1]
         self.events.inc()
         if event["status"] not in OBSERVED_STATUSES:
@@ -117,25 +135,50 @@ class DetectFraud(beam.DoFn):
         if scheduled is None or at_ms < scheduled:
             due.set(timestamp)
             timer_at.write(at_ms)
-        return ()
+        return self._raise_on_arrival(waiting, rules_state, raised)
+
+    def _raise_on_arrival(self, waiting: Any, rules_state: Any, raised: Any) -> list[Any]:
+        """The alerts the user's events so far give, on a copy of the state; each id once."""
+        known = {alert_id for alert_id, _ in raised.read()}
+        state = rules_state.read()
+        state = state.copy() if state is not None else UserFraudState()
+        detected_at = datetime.now(timezone.utc)
+        out = []
+        for alert in self.detector.evaluate(state, waiting.read()):
+            if alert.alert_id in known:
+                continue
+            known.add(alert.alert_id)
+            raised.add((alert.alert_id, alert.event_time_ms))
+            self.alerts.inc()
+            self.on_arrival.inc()
+            out.append(TimestampedValue(alert.record(detected_at), alert.event_time_ms / 1000))
+        return out
 
     @on_timer(DUE)
     def _evaluate(self, fired=beam.DoFn.TimestampParam, waiting=beam.DoFn.StateParam(WAITING),
                   rules_state=beam.DoFn.StateParam(RULES_STATE), evaluated=beam.DoFn.StateParam(EVALUATED),
-                  timer_at=beam.DoFn.StateParam(TIMER_AT), due=beam.DoFn.TimerParam(DUE)) -> Iterable[Any]:
+                  timer_at=beam.DoFn.StateParam(TIMER_AT), raised=beam.DoFn.StateParam(RAISED),
+                  due=beam.DoFn.TimerParam(DUE)) -> Iterable[Any]:
         fired_ms = fired.micros // 1000
         pending = sorted(waiting.read(), key=lambda e: (e.at_ms, e.event_id))
         ready = [e for e in pending if e.at_ms <= fired_ms]
         rest = pending[len(ready):]
         state: UserFraudState = rules_state.read() or UserFraudState()
+        early = dict(raised.read())
         detected_at = datetime.now(timezone.utc)
+        found = set()
         for alert in self.detector.evaluate(state, ready):
+            found.add(alert.alert_id)
+            if alert.alert_id in early:
+                self.confirmed.inc()
+                continue
             self.alerts.inc()
             yield TimestampedValue(alert.record(detected_at), alert.event_time_ms / 1000)
         through_ms = max(fired_ms, evaluated.read() or fired_ms)
+        self._settle(raised, early, found, through_ms)
         self.detector.expire(state, through_ms)
         if state.is_empty() and not rest:
-            self._clear(waiting, rules_state, evaluated, timer_at)
+            self._clear(waiting, rules_state, evaluated, timer_at, raised)
             return
         evaluated.write(through_ms)
         rules_state.write(state)
@@ -150,6 +193,20 @@ class DetectFraud(beam.DoFn):
         next_ms = min(candidates)
         due.set(next_ms / 1000)
         timer_at.write(next_ms)
+
+    def _settle(self, raised: Any, early: dict[str, int], found: set[str], through_ms: int) -> None:
+        """Forget the alerts raised on arrival that the evaluation has now passed; count those it did not raise."""
+        settled = {alert_id for alert_id, at_ms in early.items() if at_ms <= through_ms}
+        if not settled:
+            return
+        for alert_id in settled - found:
+            self.unconfirmed.inc()
+            _LOG.warning("fraud alert %s was raised on arrival, but the event-time evaluation did not raise it "
+                         "(an earlier event of the user arrived later)", alert_id)
+        raised.clear()
+        for alert_id, at_ms in early.items():
+            if alert_id not in settled:
+                raised.add((alert_id, at_ms))
 
     def _clear(self, *cells: Any) -> None:
         self.expired.inc()

@@ -100,6 +100,10 @@ class UserFraudState:
     def is_empty(self) -> bool:
         return not (self.recent_orders or self.last_order_by_country or self.attempts)
 
+    def copy(self) -> UserFraudState:
+        """An independent copy (the detector changes the state it is given)."""
+        return UserFraudState.from_fields(self.to_fields())
+
     def to_fields(self) -> list[Any]:
         """Plain values only (for the streaming job's explicit state coder)."""
         return [[[o.event_id, o.order_id, o.at_ms, o.country] for o in self.recent_orders], self.burst_anchor,

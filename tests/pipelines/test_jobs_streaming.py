@@ -24,6 +24,7 @@ from orjson import loads as orjson_loads
 
 from beam_pipelines.common.parse import DedupMode, ParseEvents
 from beam_pipelines.fraud.pipeline import FraudAlerts
+from beam_pipelines.local.direct_runner_fixes import patched_direct_runner
 from beam_pipelines.revenue.pipeline import RevenueWindows
 from beam_pipelines.runner import collect_counters, local_runner_tuning
 from beam_pipelines.sessions.pipeline import SessionWindows
@@ -81,7 +82,7 @@ def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, 
         else:
             test_stream = test_stream.advance_watermark_to(ts(value))
     test_stream = test_stream.advance_watermark_to_infinity()
-    options = PipelineOptions()
+    options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
     parsed = (pipeline | test_stream | ParseEvents(stream, "test", DedupMode.STATE, dedup_ttl=timedelta(hours=1),
@@ -90,7 +91,7 @@ def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, 
     outputs["dead_letters"] = (parsed.dead_letters, *outputs.pop("late", [])) | "All dead letters" >> beam.Flatten()
     for name, pcoll in outputs.items():
         pcoll | f"Collect {name}" >> beam.ParDo(_Collect(name))
-    with local_runner_tuning():
+    with local_runner_tuning(), patched_direct_runner():  # as a local streaming run (its counters right)
         result = pipeline.run()
         result.wait_until_finish()
     collected = {name: list(_collected[name]) for name in outputs}
@@ -203,6 +204,28 @@ def test_fraud_timers_order_events_alert_once_and_clear_expired_state() -> None:
     assert len(alert["related_event_ids"]) == 3
     late = result["dead_letters"]
     assert [d["reason"] for d in late] == ["late"] and late[0]["event_time"] == at(2.5)
+    fraud = result["counters"]["fraud"]
+    assert (fraud["raised_on_arrival"], fraud["confirmed"], fraud.get("unconfirmed", 0)) == (1, 1, 0)
+
+
+def test_fraud_alert_raised_on_arrival_and_the_watermark_evaluation_when_an_earlier_event_comes_later() -> None:
+    """Alerts are raised as events arrive, before the watermark passes them; the watermark's
+    evaluation raises each id once. Orders at minutes 2, 3, 4 arrive first (a burst anchored at
+    minute 2, raised on arrival); minute 1 arrives later but before the watermark: the burst in
+    event-time order is anchored at minute 1, a new alert, and the first is ``unconfirmed``."""
+    result = run_stream("orders", [
+        ("watermark", 0),
+        ("add", [order("hal", 2), order("hal", 3), order("hal", 4)]),
+        ("add", [order("hal", 1)]),
+        ("watermark", 60),
+    ], fraud_job)
+    # minutes 1, 2, 3 complete the burst at 3 in event-time order; 2, 3, 4 had completed it at 4 on arrival
+    alerts = sorted((a["event_time"], a["alert_type"], len(a["related_event_ids"])) for a in result["alerts"])
+    assert alerts == [(at(3), "RAPID_ORDERS", 3), (at(4), "RAPID_ORDERS", 3)]
+    assert len({a["alert_id"] for a in result["alerts"]}) == 2
+    fraud = result["counters"]["fraud"]
+    assert (fraud["emitted"], fraud["raised_on_arrival"], fraud["confirmed"], fraud["unconfirmed"]) == (2, 2, 1, 1)
+    assert result["dead_letters"] == []
 
 
 def test_fraud_streaming_equals_batch_on_simulated_orders(default_run) -> None:
@@ -223,6 +246,9 @@ def test_fraud_streaming_equals_batch_on_simulated_orders(default_run) -> None:
     found = [(a["alert_type"], a["user_id"]) for a in result["alerts"]]
     assert len(found) == len(set(found)) and set(found) == truth  # as in batch (test_jobs_batch)
     assert result["dead_letters"] == []
+    # in event-time order every alert is raised on arrival, and the watermark's evaluation confirms each
+    fraud = result["counters"]["fraud"]
+    assert fraud["raised_on_arrival"] == fraud["confirmed"] == len(found) and fraud.get("unconfirmed", 0) == 0
 
 
 def _replay(lines: list[bytes], subject: str) -> list[tuple[str, Any]]:
