@@ -72,7 +72,8 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
                                                                 local_feed=local_feed)
             | f"Parse {stream}" >> ParseEvents(stream, job, dedup, dedup_ttl=config.pipelines.dedup_ttl,
                                                max_clock_skew=config.pipelines.max_clock_skew,
-                                               shards=config.pipelines.dedup_shards)
+                                               shards=config.pipelines.dedup_shards,
+                                               schema_registry=request.inputs[stream].schema_registry)
         )
         events[stream] = parsed.events
         dead_letters.append(parsed.dead_letters)

@@ -18,10 +18,18 @@ from typing import Mapping
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.cdc.pipeline import CdcInput, parse_cdc_input
-from beam_pipelines.common.io import InputSpec, SpecError, WarehouseSpec, parse_input, parse_warehouse, remote_path
+from beam_pipelines.common.io import (
+    InputSpec,
+    SpecError,
+    WarehouseSpec,
+    kafka_input,
+    parse_input,
+    parse_warehouse,
+    remote_path,
+)
 from streamforge.cdc.config import ConfigError, DebeziumServerConfig
 from streamforge.cdc.tables import SourceTable, load_source_tables
-from streamforge.config import Config
+from streamforge.config import Config, TopicsConfig
 from streamforge.transport import STREAM_FILES
 
 __all__ = ["ANALYTICS_JOBS", "STREAMS", "TOPIC", "CdcRequest", "JobRequest", "Request", "analytics_request",
@@ -55,7 +63,8 @@ class JobRequest:
             raise SpecError(f"job {self.job} needs the {' and '.join(missing)} input")
         bounded = {spec.bounded for spec in self.inputs.values()} | ({self.catalog.bounded} if self.catalog else set())
         if len(bounded) > 1:
-            raise SpecError("inputs must all be files (batch) or all Pub/Sub (streaming), not a mix")
+            raise SpecError("inputs must all be bounded (files, kafka://...?until=end: batch) or all unbounded "
+                            "(Pub/Sub: streaming), not a mix")
         if self.catalog is not None and self.job not in ("revenue", "all"):
             raise SpecError(f"--catalog is for the revenue job (and all), not {self.job}")
 
@@ -95,12 +104,21 @@ def pubsub_sources(request: Request) -> list[tuple[str, str]]:
     return sources
 
 
-def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, orders: str | None) -> dict[str, InputSpec]:
-    """Stream name -> input for ``job`` from --input / --clickstream / --orders."""
+def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, orders: str | None,
+                   topics: TopicsConfig) -> dict[str, InputSpec]:
+    """Stream name -> input for ``job`` from --input / --clickstream / --orders; a Kafka URL
+    without a topic reads the stream's topic in config.topics."""
     given = {"clickstream": clickstream, "orders": orders}
     needed = STREAMS[job]
+    stream_topics = {"clickstream": topics.clickstream, "orders": topics.orders}
     if input_url is not None:
-        if job == "all":
+        if job == "all" and input_url.startswith("kafka://"):
+            if kafka_input(input_url, "--input", default_topic="").location:  # the URL names a topic
+                raise SpecError(f"--input {input_url}: for `run all` give kafka://HOST:PORT without a topic (each "
+                                "stream's topic comes from config.topics), or --clickstream and --orders")
+            for stream in needed:
+                given[stream] = given[stream] or input_url
+        elif job == "all":
             for stream in needed:
                 given[stream] = given[stream] or _file_in(input_url, STREAM_FILES[stream])
         else:
@@ -113,7 +131,7 @@ def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, ord
         raise SpecError(f"`run {job}` needs --input" + ("" if job != "all" else " DIR") +
                         f" (or {' and '.join('--' + s for s in missing)})")
     option = (lambda s: f"--{s}") if job == "all" else (lambda s: "--input")
-    return {s: parse_input(given[s], option(s)) for s in needed}
+    return {s: parse_input(given[s], option(s), stream_topics[s]) for s in needed}
 
 
 def _file_in(directory_url: str, name: str) -> str:
@@ -147,7 +165,7 @@ def analytics_request(job: str, config: Config, *, warehouse: str, input_url: st
     (local or gs://), or a Pub/Sub subscription or topic; ``catalog`` the products change stream."""
     if job not in ANALYTICS_JOBS:
         raise SpecError(f"unknown job {job!r}; choose from {', '.join(ANALYTICS_JOBS)} (or cdc)")
-    inputs = _stream_inputs(job, input_url, clickstream, orders)
+    inputs = _stream_inputs(job, input_url, clickstream, orders, config.topics)
     catalog_input = None
     if catalog is not None:
         catalog_input = parse_cdc_input(catalog, {"products": _debezium().topic("public.products")}, "--catalog")
@@ -175,6 +193,10 @@ def remote_problems(request: Request) -> list[str]:
     problems = []
     inputs = request.inputs.items() if isinstance(request, JobRequest) else [("input", request.source)]
     for name, spec in inputs:
+        if spec.kind == "kafka":
+            option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
+            problems.append(f"{option} {spec}: Kafka inputs run on this machine's runner so far (Beam's Kafka IO on "
+                            "Dataflow is not built yet)")
         if spec.local:
             option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
             problems.append(f"{option} {spec}: a path on this machine, which the workers cannot read; copy it to "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import threading
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
@@ -36,6 +36,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from beam_pipelines.common.io import SpecError
+from beam_pipelines.common.kafka import KafkaReadError, commit_bounded, plan_bounded
 from beam_pipelines.common.pubsub_sources import check_sources_exist
 from beam_pipelines.common.warehouse import warehouse_writers
 from beam_pipelines.dataflow.renames import transform_renames
@@ -161,6 +162,7 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
     A Pub/Sub source that does not exist is a SpecError before anything starts."""
     sources = pubsub_sources(request)
     check_sources_exist(sources)
+    request = plan_kafka_reads(request)
     with ExitStack() as stack:
         stack.enter_context(local_runner_tuning())
         stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S if request.streaming else None))
@@ -179,7 +181,27 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
             _run_until_stopped(result, feed, should_stop or (lambda: False), poll_s, on_progress)
         if feed is not None and feed.errors:
             raise SpecError(f"reading Pub/Sub failed: {feed.errors[0]}")
+    commit_kafka_reads(request)  # the results are written (the warehouse is closed): the next read goes on from here
     return JobReport(str(result.state), _with_feed_counts(collect_counters(result), request, feed))
+
+
+def plan_kafka_reads(request: Request) -> Request:
+    """``request`` with each bounded Kafka input's offsets fixed (kafka.plan_bounded)."""
+    if not isinstance(request, JobRequest) or not any(spec.kind == "kafka" for spec in request.inputs.values()):
+        return request
+    try:
+        inputs = {stream: replace(spec, kafka=plan_bounded(spec.kafka)) if spec.kind == "kafka" else spec
+                  for stream, spec in request.inputs.items()}
+    except KafkaReadError as exc:
+        raise SpecError(str(exc)) from None
+    return replace(request, inputs=inputs)
+
+
+def commit_kafka_reads(request: Request) -> None:
+    if isinstance(request, JobRequest):
+        for spec in request.inputs.values():
+            if spec.kind == "kafka":
+                commit_bounded(spec.kafka)
 
 
 def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], bool], poll_s: float,

@@ -7,12 +7,14 @@
 - ``pubsub://projects/P/subscriptions/S`` or ``pubsub://projects/P/topics/T``: unbounded;
   event time comes from the ``event_time`` attribute the producers set. Reading a topic
   makes Beam create a temporary subscription.
+- ``kafka://HOST:PORT[,HOST:PORT]/TOPIC?until=end``: a bounded Kafka read, from ``start`` to the
+  end offsets when the job starts (batch mode; kafka.py, streamforge/kafka.py for the options).
 - ``bigquery://PROJECT.DATASET`` or ``duckdb:///ABS/PATH`` (``duckdb://rel/path``): the
   warehouse (see warehouse.py).
 
 Readers yield payloads as bytes, untouched: decoding, validation and dead letters are the
 parse step's job. A Pub/Sub reader yields one element per message. A file reader yields
-batches (lists) of lines: on a bounded input the per-element cost of the runner, not the
+batches (lists) of lines, a Kafka reader batches of ``(payload, encoding, event_id)``: on a bounded input the per-element cost of the runner, not the
 work per line, is what limits a job, so lines travel in batches until they are validated
 (docs/pipelines.md, "Performance").
 """
@@ -29,8 +31,11 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipelines.common.kafka import ReadKafkaBatches
+from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
+
 __all__ = ["BIGQUERY_DATASET", "GCS_PATH", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches",
-           "ReadMessages", "SpecError", "WarehouseSpec", "parse_input", "parse_warehouse", "remote_path"]
+           "ReadMessages", "SpecError", "WarehouseSpec", "kafka_input", "parse_input", "parse_warehouse", "remote_path"]
 
 #: Beam filesystems besides the local one that an input may name.
 REMOTE_SCHEMES = ("gs", "s3", "azfs", "hdfs")
@@ -46,13 +51,19 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class InputSpec:
-    kind: str  # "file" or "pubsub"
-    location: str  # a local path or glob, a gs://... path or glob; a subscription or topic path
+    kind: str  # "file", "pubsub" or "kafka"
+    location: str  # a local path or glob, a gs://... path or glob; a subscription or topic path; a Kafka topic
     is_subscription: bool = False
+    kafka: KafkaUrl | None = None
 
     @property
     def bounded(self) -> bool:
-        return self.kind == "file"
+        return self.kind == "file" or (self.kafka is not None and self.kafka.bounded)
+
+    @property
+    def schema_registry(self) -> str | None:
+        """A Schema Registry URL for Confluent schema ids the project does not have (Kafka inputs)."""
+        return self.kafka.registry if self.kafka is not None else None
 
     @property
     def local(self) -> bool:
@@ -62,6 +73,8 @@ class InputSpec:
     def __str__(self) -> str:
         if self.kind == "pubsub":
             return f"pubsub://{self.location}"
+        if self.kafka is not None:
+            return str(self.kafka)
         return f"file://{self.location}" if self.local else self.location
 
 
@@ -94,9 +107,12 @@ def remote_path(url: str, option: str) -> str | None:
     return url
 
 
-def parse_input(url: str, option: str = "--input") -> InputSpec:
+def parse_input(url: str, option: str = "--input", kafka_topic: str | None = None) -> InputSpec:
     """An input URL, checked: a local file input must match at least one file (a remote one
-    is checked when the job reads it)."""
+    is checked when the job reads it); a Kafka URL without a topic reads ``kafka_topic`` (the
+    stream's topic in config.topics)."""
+    if url.startswith("kafka://"):
+        return kafka_input(url, option, kafka_topic)
     remote = remote_path(url, option)
     if remote is not None:
         return InputSpec("file", remote)
@@ -114,8 +130,23 @@ def parse_input(url: str, option: str = "--input") -> InputSpec:
         if not match:
             raise SpecError(f"{option} {url}: expected pubsub://projects/PROJECT/subscriptions/NAME or pubsub://projects/PROJECT/topics/NAME")
         return InputSpec("pubsub", match.group(1), is_subscription=match.group(2) == "subscriptions")
-    raise SpecError(f"{option} {url}: expected file://PATH, gs://BUCKET/PATH or pubsub://projects/P/subscriptions/S "
-                    "(or /topics/T)")
+    raise SpecError(f"{option} {url}: expected file://PATH, gs://BUCKET/PATH, pubsub://projects/P/subscriptions/S "
+                    "(or /topics/T) or kafka://HOST:PORT/TOPIC")
+
+
+def kafka_input(url: str, option: str, default_topic: str | None = None) -> InputSpec:
+    try:
+        kafka = parse_kafka_url(url, option)
+    except KafkaUrlError as exc:
+        raise SpecError(str(exc)) from None
+    if not kafka.topic:
+        if default_topic is None:
+            raise SpecError(f"{option} {url}: name the topic (kafka://HOST:PORT/TOPIC)")
+        kafka = kafka.with_topic(default_topic)
+    if not kafka.bounded:
+        raise SpecError(f"{option} {kafka}: only bounded Kafka reads are built so far: add until=end (read to the end "
+                        "offsets when the job starts, in batch mode)")
+    return InputSpec("kafka", kafka.topic, kafka=kafka)
 
 
 def parse_warehouse(url: str) -> WarehouseSpec:
@@ -204,7 +235,8 @@ class ReadLineBatches(beam.PTransform):
 
 
 class ReadMessages(beam.PTransform):
-    """The raw payloads of one input: lists of lines (bytes) for a file, PubsubMessages for
+    """The raw payloads of one input: lists of lines (bytes) for a file, lists of message
+    items for a bounded Kafka read (planned: kafka.plan_bounded), PubsubMessages for
     Pub/Sub; ``(data, encoding)`` pairs from ``local_feed`` (the local streaming runner's
     Pub/Sub read, beam_pipelines/local/feed.py), which also drops redeliveries by id."""
 
@@ -217,6 +249,8 @@ class ReadMessages(beam.PTransform):
     def expand(self, pbegin):
         if self.spec.kind == "file":
             return pbegin | "Read lines" >> ReadLineBatches(self.spec.location)
+        if self.spec.kind == "kafka":
+            return pbegin | "Read Kafka" >> ReadKafkaBatches(self.spec.kafka)
         if self.local_feed is not None:
             return self.local_feed.output(self.spec.location)
         where = {"subscription": self.spec.location} if self.spec.is_subscription else {"topic": self.spec.location}

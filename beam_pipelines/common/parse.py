@@ -41,7 +41,8 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines.common.dead_letters import dead_letter, from_invalid_event
 from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.packing import Packed, pack, unpack
-from streamforge.schemas import InvalidEvent, get_schema, registry
+from streamforge.schemas import FieldError, InvalidEvent, get_schema, registry
+from streamforge.schemas.remote import RemoteSchemaError, RemoteSchemas, header_schema_id
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
 from streamforge.transport import STREAM_SCHEMAS as STREAM_SUBJECTS
 
@@ -110,10 +111,30 @@ class Parsed(NamedTuple):
 class EventParser:
     """Plain Python: one payload -> (event, None) or (None, dead letter)."""
 
-    def __init__(self, stream: str, pipeline: str, step: str, max_clock_skew: timedelta):
+    def __init__(self, stream: str, pipeline: str, step: str, max_clock_skew: timedelta,
+                 schema_registry: str | None = None):
         self.schema = get_schema(STREAM_SUBJECTS[stream])
         self.pipeline, self.step = pipeline, step
         self.max_skew_ms = int(max_clock_skew.total_seconds() * 1000)
+        self.schema_registry = schema_registry  # a URL: writer schemas for ids we do not have
+        self._remote: RemoteSchemas | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_remote": None}  # the cache (and its lock) stays in its process
+
+    def _from_confluent(self, payload: bytes) -> dict[str, Any]:
+        """Our own schema ids from the project's schemas; another id from the registry, if one is set."""
+        schema_id = header_schema_id(payload)
+        if self.schema_registry is None or schema_id is None or registry().has_id(schema_id):
+            return registry().from_confluent(payload, self.schema.subject)
+        if self._remote is None:
+            self._remote = RemoteSchemas(self.schema_registry)
+        try:
+            writer = self._remote.writer(schema_id)
+        except RemoteSchemaError as exc:
+            reason = f"no schema of the project has id {schema_id}, and {exc}"
+            raise InvalidEvent(self.schema.subject, [FieldError("schema_id", schema_id, reason)], "invalid_avro") from None
+        return self.schema.from_confluent_written_with(payload, writer)
 
     def parse(self, payload: bytes, clock_ms: int,
               encoding: str = "json") -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -125,7 +146,7 @@ class EventParser:
             elif encoding == "avro":
                 event = self.schema.from_avro(payload)
             elif encoding == "confluent":
-                event = registry().from_confluent(payload, self.schema.subject)
+                event = self._from_confluent(payload)
             else:
                 error = f"encoding attribute {encoding!r} is not one of {', '.join(ENCODINGS)}"
                 return None, dead_letter(self.pipeline, self.step, "invalid_encoding", error, payload,
@@ -218,30 +239,47 @@ def event_id_key(payload: bytes) -> bytes:
 
 
 class _ShardByEventId(beam.DoFn):
-    """A batch of payloads -> ``(shard, packed payloads)`` for each shard it touches.
+    """A batch of payloads -> ``(shard, (encoding, packed payloads))`` for each shard and
+    encoding it touches.
 
-    The shard is a hash of the event_id, so the copies of an event meet in one shard
-    whichever batches they came in (packing.py says why the payloads travel packed)."""
+    A batch holds JSON lines (bytes, from files) or ``(payload, encoding, event_id)`` items
+    (a bounded Kafka read; common/kafka.py). The shard is a hash of the event_id, so the copies
+    of an event meet in one shard whichever batches they came in (packing.py says why the
+    payloads travel packed). A JSON payload's id is read from it; another encoding's from the
+    message's event_id header, else from the decoded payload."""
 
-    def __init__(self, stream: str, shards: int):
-        self.stream, self.shards = stream, shards
+    def __init__(self, stream: str, shards: int, parser: EventParser):
+        self.stream, self.shards, self.parser = stream, shards, parser
 
     def setup(self) -> None:
         self.read = Metrics.counter(self.stream, "read")
 
-    def process(self, batch: list[bytes]) -> Iterable[tuple[int, Packed]]:
+    def process(self, batch: list[bytes] | list[tuple[bytes, str, str | None]]) -> Iterable[tuple[int, tuple[str, Packed]]]:
         self.read.inc(len(batch))
         shards = self.shards
-        by_shard: dict[int, list[bytes]] = {}
-        for payload in batch:
-            shard = zlib.crc32(event_id_key(payload)) % shards
+        by_shard: dict[tuple[int, str], list[bytes]] = {}
+        for item in batch:
+            if type(item) is bytes:
+                payload, encoding, key = item, "json", event_id_key(item)
+            else:
+                payload, encoding, event_id = item
+                key = event_id.encode("utf-8", "surrogatepass") if event_id else self._key(payload, encoding)
+            shard = (zlib.crc32(key) % shards, encoding)
             part = by_shard.get(shard)
             if part is None:
                 by_shard[shard] = [payload]
             else:
                 part.append(payload)
-        for shard, payloads in by_shard.items():
-            yield shard, pack(payloads)
+        for (shard, encoding), payloads in by_shard.items():
+            yield shard, (encoding, pack(payloads))
+
+    def _key(self, payload: bytes, encoding: str) -> bytes:
+        if encoding == "json":
+            return event_id_key(payload)
+        event, _ = self.parser.parse(payload, now_ms(), encoding)
+        if event is None:
+            return _NO_ID + hashlib.sha1(payload).digest()
+        return event["event_id"].encode("utf-8", "surrogatepass")
 
 
 class _FirstValidOfEachId(beam.DoFn):
@@ -257,14 +295,14 @@ class _FirstValidOfEachId(beam.DoFn):
     def setup(self) -> None:
         self.counters = _Counters(self.stream)
 
-    def process(self, element: tuple[int, Iterable[Packed]]) -> Iterable[Any]:
+    def process(self, element: tuple[int, Iterable[tuple[str, Packed]]]) -> Iterable[Any]:
         clock_ms = now_ms()
         parse = self.parser.parse
         chosen: dict[str, tuple[bytes, dict[str, Any]]] = {}
         parsed = dead = duplicates = 0
-        for packed in element[1]:
+        for encoding, packed in element[1]:
             for payload in unpack(packed):
-                event, rejected = parse(payload, clock_ms)
+                event, rejected = parse(payload, clock_ms, encoding)
                 if rejected is not None:
                     dead += 1
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, rejected)
@@ -292,19 +330,19 @@ class ParseEvents(beam.PTransform):
     io.ReadLineBatches reads them; otherwise one payload each."""
 
     def __init__(self, stream: str, pipeline: str, dedup: str, *, dedup_ttl: timedelta, max_clock_skew: timedelta,
-                 shards: int = 64):
+                 shards: int = 64, schema_registry: str | None = None):
         super().__init__()
         if stream not in STREAM_SUBJECTS:
             raise ValueError(f"unknown stream {stream!r}; expected one of {', '.join(STREAM_SUBJECTS)}")
         self.stream, self.dedup, self.dedup_ttl, self.shards = stream, dedup, dedup_ttl, shards
-        self.parser = EventParser(stream, pipeline, f"Parse {stream}", max_clock_skew)
+        self.parser = EventParser(stream, pipeline, f"Parse {stream}", max_clock_skew, schema_registry)
 
     def expand(self, payloads: beam.PCollection) -> Parsed:
         if self.dedup == DedupMode.GROUP:
             grouped = (
                 payloads
-                | "Shard by event_id" >> beam.ParDo(_ShardByEventId(self.stream, self.shards)).with_output_types(
-                    beam.typehints.Tuple[int, beam.typehints.Tuple[bytes, bytes]])
+                | "Shard by event_id" >> beam.ParDo(_ShardByEventId(self.stream, self.shards, self.parser))
+                .with_output_types(beam.typehints.Tuple[int, beam.typehints.Tuple[str, beam.typehints.Tuple[bytes, bytes]]])
                 | "Group shards" >> beam.GroupByKey()
                 | "Validate, drop duplicates" >> beam.ParDo(_FirstValidOfEachId(self.stream, self.parser))
                 .with_output_types(EventBatch).with_outputs(DEAD_LETTER, main="events")

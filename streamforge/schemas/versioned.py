@@ -163,6 +163,11 @@ class EventSchema:
         """Decode plain Avro binary written with ``writer`` (default: this schema) into this version."""
         return self._read_avro(data, 0, writer or self)
 
+    def from_confluent_written_with(self, data: bytes | bytearray | memoryview, writer: EventSchema) -> dict[str, Any]:
+        """Decode a Confluent wire-format message whose header names ``writer`` (e.g. a schema
+        from a registry, schemas/remote.py) into this version."""
+        return self._read_avro(data, _CONFLUENT_HEADER.size, writer)
+
     def to_confluent(self, record: Mapping[str, Any], *, validate: bool = True) -> bytes:
         """Confluent wire format: magic byte 0, 4-byte schema id, Avro binary."""
         return _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, self.schema_id) + self.to_avro(record, validate=validate)
@@ -234,6 +239,9 @@ class SchemaRegistry:
         if version not in versions:
             raise UnknownSchema(f"{subject} has no version {version} (versions: {sorted(versions)})")
         return versions[version]
+
+    def has_id(self, schema_id: int) -> bool:
+        return schema_id in self._by_id
 
     def by_id(self, schema_id: int) -> EventSchema:
         if schema_id not in self._by_id:

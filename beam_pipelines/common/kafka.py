@@ -1,0 +1,234 @@
+"""Bounded Kafka reads (``kafka://.../TOPIC?until=end``): a native reader on confluent-kafka.
+
+When the job starts, ``plan_bounded`` fixes what to read: every partition of the topic from
+its start offset (``start``: earliest, the group's committed offsets, a time) to the end
+offset it has then. The job reads exactly those ranges, a plain DoFn per range, so the result
+is the same as the same events in a file, whatever arrives meanwhile. After the job has
+written its results, ``commit_bounded`` commits the end offsets for the URL's group (none
+without one), so the next bounded read of that group starts where this one stopped.
+
+Each message becomes ``(payload, encoding, event_id)`` for the parse step: the encoding from
+the ``encoding`` header the producers set (a headerless message is the Confluent wire format
+when it starts with its zero magic byte, else JSON), the event id from the ``event_id``
+header (dedup needs it before decoding), a tombstone's missing value as an empty payload
+(dead-lettered like any malformed message).
+
+End offsets come from a fetch's high watermark, not from ListOffsets alone: the Tansu broker
+the tests use answers ListOffsets(LATEST) with the start of its last record batch + 1
+(docs/platform-notes.md). librdkafka's ``consume(n, timeout)`` waits the whole timeout when
+fewer than n messages remain, so the reader never asks for more than are left.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Iterable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from streamforge.kafka import KafkaUrl, PartitionRange
+
+__all__ = ["KafkaReadError", "ReadKafkaBatches", "commit_bounded", "message_item", "plan_bounded"]
+
+TIMEOUT_S = 10.0
+#: The group a read without one identifies itself with (it never commits).
+READER_GROUP = "streamforge-reader"
+
+
+class KafkaReadError(RuntimeError):
+    """Kafka could not be read as asked; the message says which broker, topic and partition."""
+
+
+class _Client:
+    """A consumer with what librdkafka complained about (its error callback), for messages."""
+
+    def __init__(self, consumer: Any, complaints: list[str]):
+        self.consumer, self.complaints = consumer, complaints
+
+    def why(self, fallback: Any) -> str:
+        return "; ".join(self.complaints[-3:]) or str(fallback)
+
+
+def _consumer(url: KafkaUrl, **extra: Any) -> _Client:
+    try:
+        from confluent_kafka import Consumer
+    except ImportError:
+        raise KafkaReadError("kafka:// needs confluent-kafka: pip install 'streamforge[kafka]'") from None
+    complaints: list[str] = []
+    settings = {**url.client_settings(KafkaReadError), "group.id": url.group or READER_GROUP,
+                "enable.auto.commit": False, "enable.partition.eof": True,
+                "error_cb": lambda error: complaints.append(str(error)), **extra}
+    return _Client(Consumer(settings), complaints)
+
+
+def plan_bounded(url: KafkaUrl) -> KafkaUrl:
+    """``url`` with the ranges to read: each partition from ``start`` to its end offset now."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    client = _consumer(url)
+    consumer = client.consumer
+    try:
+        try:
+            metadata = consumer.list_topics(url.topic, timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaReadError(f"Kafka at {url.bootstrap}: {client.why(exc)}") from None
+        topic = metadata.topics.get(url.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            why = topic.error.str() if topic is not None and topic.error is not None else "no such topic"
+            raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic}: {why}")
+        partitions = [TopicPartition(url.topic, p) for p in sorted(topic.partitions)]
+        lows = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S)[0] for tp in partitions}
+        ends = _end_offsets(consumer, url, partitions)
+        starts = _start_offsets(consumer, url, partitions, lows, ends)
+    finally:
+        consumer.close()
+    ranges = tuple(PartitionRange(url.topic, p, min(max(starts[p], lows[p]), ends[p]), ends[p]) for p in sorted(ends))
+    return replace(url, ranges=ranges)
+
+
+def _end_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any]) -> dict[int, int]:
+    """Each partition's high watermark, as a fetch reports it: fetch at the listed end and
+    read the watermark the response carried (right where ListOffsets is not)."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    listed = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S)[1] for tp in partitions}
+    consumer.assign([TopicPartition(url.topic, p, offset) for p, offset in listed.items()])
+    answered: set[int] = set()
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(answered) < len(listed):
+        if time.monotonic() > deadline:
+            missing = sorted(set(listed) - answered)
+            raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic}: no fetch answer from partitions "
+                                 f"{missing} in {TIMEOUT_S:.0f} s")
+        for message in consumer.consume(len(listed), timeout=0.5):
+            error = message.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic} partition {message.partition()}: "
+                                     f"{error.str()}")
+            answered.add(message.partition())
+    ends = {p: max(listed[p], consumer.get_watermark_offsets(TopicPartition(url.topic, p), cached=True)[1])
+            for p in listed}
+    consumer.unassign()
+    return ends
+
+
+def _start_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any], lows: dict[int, int],
+                   ends: dict[int, int]) -> dict[int, int]:
+    from confluent_kafka import TopicPartition
+
+    if url.start == "earliest":
+        return dict(lows)
+    if url.start == "latest":
+        return dict(ends)
+    if url.start == "committed":
+        committed = consumer.committed(partitions, timeout=TIMEOUT_S)
+        return {tp.partition: tp.offset if tp.offset >= 0 else lows[tp.partition] for tp in committed}
+    at_ms = int(url.start_time.timestamp() * 1000)
+    found = consumer.offsets_for_times([TopicPartition(url.topic, tp.partition, at_ms) for tp in partitions],
+                                       timeout=TIMEOUT_S)
+    return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
+
+
+def commit_bounded(url: KafkaUrl) -> None:
+    """Commit a planned read's end offsets for its group (nothing without a group)."""
+    if url.group is None or not url.ranges:
+        return
+    from confluent_kafka import KafkaException, TopicPartition
+
+    client = _consumer(url)
+    try:
+        client.consumer.commit(offsets=[TopicPartition(r.topic, r.partition, r.end) for r in url.ranges],
+                               asynchronous=False)
+    except KafkaException as exc:
+        raise KafkaReadError(f"Kafka at {url.bootstrap}: committing group {url.group}'s offsets of {url.topic}: "
+                             f"{client.why(exc)}") from None
+    finally:
+        client.consumer.close()
+
+
+def message_item(message: Any) -> tuple[bytes, str, str | None]:
+    """A Kafka message -> ``(payload, encoding, event_id)`` (module docstring)."""
+    payload = message.value() or b""
+    headers = dict(message.headers() or ())
+    encoding = headers.get("encoding")
+    event_id = headers.get("event_id")
+    if encoding is None:
+        encoding_name = "confluent" if payload[:1] == b"\x00" else "json"
+    else:
+        encoding_name = encoding.decode("utf-8", "replace")
+    return payload, encoding_name, None if event_id is None else event_id.decode("utf-8", "replace")
+
+
+class _ReadRange(beam.DoFn):
+    """A ``PartitionRange`` -> lists of at most ``batch`` message items."""
+
+    def __init__(self, url: KafkaUrl, batch: int):
+        self.url, self.batch = replace(url, ranges=None), batch
+
+    def setup(self) -> None:
+        self.client = _consumer(self.url)
+        self.consumer = self.client.consumer
+        self.read = Metrics.counter("kafka", "messages_read")
+
+    def process(self, offsets: PartitionRange) -> Iterable[list[tuple[bytes, str, str | None]]]:
+        from confluent_kafka import KafkaError, TopicPartition
+
+        if offsets.size == 0:
+            return
+        self.consumer.assign([TopicPartition(offsets.topic, offsets.partition, offsets.start)])
+        position, batch = offsets.start, []
+        where = f"Kafka at {self.url.bootstrap}: topic {offsets.topic} partition {offsets.partition}"
+        try:
+            while position < offsets.end:
+                messages = self.consumer.consume(min(self.batch, offsets.end - position), timeout=TIMEOUT_S)
+                if not messages:
+                    raise KafkaReadError(f"{where}: nothing at offset {position} in {TIMEOUT_S:.0f} s, "
+                                         f"{offsets.end - position} messages before the planned end {offsets.end} "
+                                         f"({self.client.why('the broker did not answer')})")
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            position = offsets.end  # the rest were not records (transaction markers, compacted)
+                            break
+                        raise KafkaReadError(f"{where}: {error.str()}")
+                    if message.offset() >= offsets.end:
+                        position = offsets.end
+                        break
+                    batch.append(message_item(message))
+                    position = message.offset() + 1
+                    if len(batch) >= self.batch:
+                        self.read.inc(len(batch))
+                        yield batch
+                        batch = []
+        finally:
+            self.consumer.unassign()
+        if batch:
+            self.read.inc(len(batch))
+            yield batch
+
+    def teardown(self) -> None:
+        consumer = getattr(self, "consumer", None)
+        if consumer is not None:
+            consumer.close()
+
+
+class ReadKafkaBatches(beam.PTransform):
+    """A planned bounded read (``plan_bounded``) -> lists of ``(payload, encoding, event_id)``,
+    the partitions' ranges spread over the workers."""
+
+    def __init__(self, url: KafkaUrl, *, batch: int = 10_000):
+        super().__init__()
+        if url.ranges is None:
+            raise ValueError(f"{url}: plan the read first (plan_bounded)")
+        self.url, self.batch = url, batch
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Partition ranges" >> beam.Create(list(self.url.ranges))
+            | "Spread ranges" >> beam.Reshuffle()
+            | "Read partition ranges" >> beam.ParDo(_ReadRange(self.url, self.batch))
+        )
