@@ -13,9 +13,9 @@ is the CDC job (cdc/pipeline.py). Bounded (file) inputs run in batch mode, Pub/S
 streaming mode. What to build comes from requests.py; how it runs, from runner.py.
 
 ``local_feed`` is the one switch between the local streaming form and the Dataflow form: on
-the local runner a ``PubSubFeed`` (local/feed.py) reads every Pub/Sub input in one root step
-and drops redeliveries by id, as Pub/Sub's ``id_label`` does on Dataflow; every step after
-the read is the same.
+the local runner a ``PubSubFeed`` or ``KafkaFeed`` (local/feed.py) reads every streaming input
+in one root step and drops redeliveries by id, as Pub/Sub's ``id_label`` does on Dataflow;
+every step after the read is the same.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from beam_pipelines.common.parse import DedupMode, ParseEvents
 from beam_pipelines.common.publish import PublishJson
 from beam_pipelines.common.warehouse import WriteTable, table_name
 from beam_pipelines.fraud.pipeline import FraudAlerts
-from beam_pipelines.local.feed import PubSubFeed
+from beam_pipelines.local.feed import KafkaFeed, PubSubFeed
 from beam_pipelines.requests import STREAMS, CdcRequest, JobRequest, Request
 from beam_pipelines.revenue.pipeline import ProductCatalog, RevenueWindows
 from beam_pipelines.sessions.pipeline import SessionWindows
@@ -44,8 +44,8 @@ def _on_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in str(options.view_as(StandardOptions).runner).lower()
 
 
-def build(pipeline: beam.Pipeline, request: Request, local_feed: PubSubFeed | None = None) -> None:
-    """Add ``request``'s job to ``pipeline`` (reading Pub/Sub through ``local_feed`` if given)."""
+def build(pipeline: beam.Pipeline, request: Request, local_feed: PubSubFeed | KafkaFeed | None = None) -> None:
+    """Add ``request``'s job to ``pipeline`` (reading its streams through ``local_feed`` if given)."""
     if local_feed is not None:
         local_feed.read(pipeline)
     if isinstance(request, CdcRequest):
@@ -56,7 +56,7 @@ def build(pipeline: beam.Pipeline, request: Request, local_feed: PubSubFeed | No
     _build_analytics(pipeline, request, local_feed)
 
 
-def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: PubSubFeed | None) -> None:
+def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: PubSubFeed | KafkaFeed | None) -> None:
     options = pipeline.options or PipelineOptions()
     config, job, streaming = request.config, request.job, request.streaming
     id_label = streaming and (_on_dataflow(options) or local_feed is not None)

@@ -30,10 +30,12 @@ from beam_pipelines.common.io import (
 from streamforge.cdc.config import ConfigError, DebeziumServerConfig
 from streamforge.cdc.tables import SourceTable, load_source_tables
 from streamforge.config import Config, TopicsConfig
+from streamforge.kafka import KafkaUrl
+from streamforge.naming import consumer_group
 from streamforge.transport import STREAM_FILES
 
 __all__ = ["ANALYTICS_JOBS", "STREAMS", "TOPIC", "CdcRequest", "JobRequest", "Request", "analytics_request",
-           "cdc_request", "pubsub_sources", "remote_problems"]
+           "cdc_request", "kafka_streams", "pubsub_sources", "remote_problems"]
 
 ANALYTICS_JOBS = ("sessions", "revenue", "fraud", "all")
 #: The streams each analytics job reads.
@@ -64,7 +66,10 @@ class JobRequest:
         bounded = {spec.bounded for spec in self.inputs.values()} | ({self.catalog.bounded} if self.catalog else set())
         if len(bounded) > 1:
             raise SpecError("inputs must all be bounded (files, kafka://...?until=end: batch) or all unbounded "
-                            "(Pub/Sub: streaming), not a mix")
+                            "(Pub/Sub, Kafka: streaming), not a mix")
+        transports = {spec.kind for spec in self.inputs.values()} | ({self.catalog.kind} if self.catalog else set())
+        if {"pubsub", "kafka"} <= transports:
+            raise SpecError("streaming inputs must all come from Pub/Sub or all from Kafka, not both")
         if self.catalog is not None and self.job not in ("revenue", "all"):
             raise SpecError(f"--catalog is for the revenue job (and all), not {self.job}")
 
@@ -104,6 +109,13 @@ def pubsub_sources(request: Request) -> list[tuple[str, str]]:
     return sources
 
 
+def kafka_streams(request: Request) -> dict[str, KafkaUrl]:
+    """The request's unbounded Kafka inputs: feed path (the topic) -> URL."""
+    if not isinstance(request, JobRequest):
+        return {}
+    return {spec.location: spec.kafka for spec in request.inputs.values() if spec.kind == "kafka" and not spec.bounded}
+
+
 def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, orders: str | None,
                    topics: TopicsConfig) -> dict[str, InputSpec]:
     """Stream name -> input for ``job`` from --input / --clickstream / --orders; a Kafka URL
@@ -131,7 +143,7 @@ def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, ord
         raise SpecError(f"`run {job}` needs --input" + ("" if job != "all" else " DIR") +
                         f" (or {' and '.join('--' + s for s in missing)})")
     option = (lambda s: f"--{s}") if job == "all" else (lambda s: "--input")
-    return {s: parse_input(given[s], option(s), stream_topics[s]) for s in needed}
+    return {s: parse_input(given[s], option(s), stream_topics[s], consumer_group(job)) for s in needed}
 
 
 def _file_in(directory_url: str, name: str) -> str:

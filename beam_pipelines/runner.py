@@ -43,8 +43,8 @@ from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
 from beam_pipelines.local.direct_runner_fixes import patched_direct_runner
-from beam_pipelines.local.feed import FeedCounts, PubSubFeed
-from beam_pipelines.requests import JobRequest, Request, pubsub_sources, remote_problems
+from beam_pipelines.local.feed import FeedCounts, KafkaFeed, PubSubFeed
+from beam_pipelines.requests import JobRequest, Request, kafka_streams, pubsub_sources, remote_problems
 from streamforge.naming import JOB_LABEL, dataflow_job_name
 from streamforge.warehouse import SNAPSHOT_EVERY_S
 
@@ -166,11 +166,12 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
     with ExitStack() as stack:
         stack.enter_context(local_runner_tuning())
         stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S if request.streaming else None))
-        feed = None
-        if request.streaming and sources:
-            settings = request.config
-            feed = stack.enter_context(PubSubFeed([path for _, path in sources], settings.local_streaming,
-                                                  settings.pipelines.dedup_ttl))
+        feed = _local_feed(request, sources)
+        if feed is not None:
+            try:
+                stack.enter_context(feed)
+            except KafkaReadError as exc:
+                raise SpecError(str(exc)) from None
             stack.enter_context(patched_direct_runner())
         pipeline = beam.Pipeline(options=options)
         build(pipeline, request, feed)
@@ -180,17 +181,19 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
         else:
             _run_until_stopped(result, feed, should_stop or (lambda: False), poll_s, on_progress)
         if feed is not None and feed.errors:
-            raise SpecError(f"reading Pub/Sub failed: {feed.errors[0]}")
+            raise SpecError(f"reading {feed.name} failed: {feed.errors[0]}")
+        if isinstance(feed, KafkaFeed):
+            feed.commit()  # the drained run has written everything it took: the next run goes on from here
     commit_kafka_reads(request)  # the results are written (the warehouse is closed): the next read goes on from here
     return JobReport(str(result.state), _with_feed_counts(collect_counters(result), request, feed))
 
 
 def plan_kafka_reads(request: Request) -> Request:
     """``request`` with each bounded Kafka input's offsets fixed (kafka.plan_bounded)."""
-    if not isinstance(request, JobRequest) or not any(spec.kind == "kafka" for spec in request.inputs.values()):
+    if not isinstance(request, JobRequest) or not any(s.kind == "kafka" and s.bounded for s in request.inputs.values()):
         return request
     try:
-        inputs = {stream: replace(spec, kafka=plan_bounded(spec.kafka)) if spec.kind == "kafka" else spec
+        inputs = {stream: replace(spec, kafka=plan_bounded(spec.kafka)) if spec.kind == "kafka" and spec.bounded else spec
                   for stream, spec in request.inputs.items()}
     except KafkaReadError as exc:
         raise SpecError(str(exc)) from None
@@ -200,11 +203,24 @@ def plan_kafka_reads(request: Request) -> Request:
 def commit_kafka_reads(request: Request) -> None:
     if isinstance(request, JobRequest):
         for spec in request.inputs.values():
-            if spec.kind == "kafka":
+            if spec.kind == "kafka" and spec.bounded:
                 commit_bounded(spec.kafka)
 
 
-def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], bool], poll_s: float,
+def _local_feed(request: Request, pubsub: list[tuple[str, str]]) -> PubSubFeed | KafkaFeed | None:
+    """The feed of a local streaming run: its Pub/Sub or its Kafka inputs."""
+    if not request.streaming:
+        return None
+    settings = request.config
+    kafka = kafka_streams(request)
+    if kafka:
+        return KafkaFeed(kafka, settings.local_streaming, settings.pipelines.dedup_ttl)
+    if pubsub:
+        return PubSubFeed([path for _, path in pubsub], settings.local_streaming, settings.pipelines.dedup_ttl)
+    return None
+
+
+def _run_until_stopped(result: Any, feed: PubSubFeed | KafkaFeed, should_stop: Callable[[], bool], poll_s: float,
                        on_progress: Callable[[dict[str, FeedCounts]], None] | None) -> None:
     """Wait for a streaming run; when ``should_stop()`` (or the feed failed), drain it and wait
     for the drain (the local runner's result says it is done only from wait_until_finish)."""
@@ -231,7 +247,7 @@ def _run_until_stopped(result: Any, feed: PubSubFeed, should_stop: Callable[[], 
 
 
 def _with_feed_counts(counters: dict[str, dict[str, int]], request: Request,
-                      feed: PubSubFeed | None) -> dict[str, dict[str, int]]:
+                      feed: PubSubFeed | KafkaFeed | None) -> dict[str, dict[str, int]]:
     """Redeliveries the feed dropped by id count as read and as duplicates of their stream,
     as the parse step counts those it drops (read = events + dead-lettered + duplicates)."""
     if feed is None or not isinstance(request, JobRequest):

@@ -7,7 +7,7 @@ Options (none is a secret; secrets come only from the environment, below):
 - ``group``: the consumer group. A bounded read with a group starts from the group's
   committed offsets and commits where it stopped once the job has written its results;
   without one it reads from ``start`` and commits nothing. Streaming reads always use a group
-  (``streamforge-<job>`` by default).
+  (``streamforge-<job>`` by default) and commit what a drained run has written.
 - ``start``: ``earliest``, ``latest``, ``committed`` (the group's offsets, else earliest) or an
   RFC 3339 time (the first offset at or after it). Default: ``committed`` with a group,
   ``earliest`` without.
@@ -117,8 +117,9 @@ def _default_start(group: str | None) -> str:
     return "committed" if group else "earliest"
 
 
-def parse_kafka_url(url: str, option: str = "--input") -> KafkaUrl:
-    """``url`` checked part by part; KafkaUrlError names the option, the part and the rule."""
+def parse_kafka_url(url: str, option: str = "--input", default_group: str | None = None) -> KafkaUrl:
+    """``url`` checked part by part; KafkaUrlError names the option, the part and the rule.
+    An unbounded read without a group reads with ``default_group`` (naming.consumer_group)."""
     if not url.startswith("kafka://"):
         raise KafkaUrlError(f"{option} {url}: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC")
     rest = url[len("kafka://"):]
@@ -146,7 +147,7 @@ def parse_kafka_url(url: str, option: str = "--input") -> KafkaUrl:
         if name in options:
             raise KafkaUrlError(f"{option} {_without_query(url)}: option {name} given twice")
         options[name] = value
-    group = options.get("group") or None
+    group = options.get("group") or (default_group if options.get("until") is None else None)
     if group is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", group):
         raise KafkaUrlError(f"{option}: group {group!r}: 1-255 of A-Z a-z 0-9 . _ -")
     start = options.get("start", _default_start(group))

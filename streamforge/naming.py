@@ -25,6 +25,11 @@ def dataflow_job_name(job: str) -> str:
     return f"{PREFIX}-{job}"
 
 
+def consumer_group(job: str) -> str:
+    """The Kafka consumer group a streaming job reads with unless its input names one."""
+    return f"{PREFIX}-{job}"
+
+
 def function_name(function: str) -> str:
     """A Cloud Function's deployed name: ``alert_dispatcher`` -> ``streamforge-alert-dispatcher``."""
     return f"{PREFIX}-{function.replace('_', '-')}"

@@ -7,8 +7,9 @@
 - ``pubsub://projects/P/subscriptions/S`` or ``pubsub://projects/P/topics/T``: unbounded;
   event time comes from the ``event_time`` attribute the producers set. Reading a topic
   makes Beam create a temporary subscription.
-- ``kafka://HOST:PORT[,HOST:PORT]/TOPIC?until=end``: a bounded Kafka read, from ``start`` to the
-  end offsets when the job starts (batch mode; kafka.py, streamforge/kafka.py for the options).
+- ``kafka://HOST:PORT[,HOST:PORT]/TOPIC``: unbounded (streaming; locally through the local feed,
+  local/feed.py); with ``?until=end`` a bounded read, from ``start`` to the end offsets when the
+  job starts (batch mode; kafka.py). streamforge/kafka.py has the options.
 - ``bigquery://PROJECT.DATASET`` or ``duckdb:///ABS/PATH`` (``duckdb://rel/path``): the
   warehouse (see warehouse.py).
 
@@ -107,12 +108,13 @@ def remote_path(url: str, option: str) -> str | None:
     return url
 
 
-def parse_input(url: str, option: str = "--input", kafka_topic: str | None = None) -> InputSpec:
+def parse_input(url: str, option: str = "--input", kafka_topic: str | None = None,
+                kafka_group: str | None = None) -> InputSpec:
     """An input URL, checked: a local file input must match at least one file (a remote one
     is checked when the job reads it); a Kafka URL without a topic reads ``kafka_topic`` (the
-    stream's topic in config.topics)."""
+    stream's topic in config.topics), a streaming one without a group reads as ``kafka_group``."""
     if url.startswith("kafka://"):
-        return kafka_input(url, option, kafka_topic)
+        return kafka_input(url, option, kafka_topic, kafka_group)
     remote = remote_path(url, option)
     if remote is not None:
         return InputSpec("file", remote)
@@ -134,18 +136,17 @@ def parse_input(url: str, option: str = "--input", kafka_topic: str | None = Non
                     "(or /topics/T) or kafka://HOST:PORT/TOPIC")
 
 
-def kafka_input(url: str, option: str, default_topic: str | None = None) -> InputSpec:
+def kafka_input(url: str, option: str, default_topic: str | None = None, default_group: str | None = None) -> InputSpec:
+    """A Kafka input: ``default_topic`` when the URL names none, ``default_group`` for an
+    unbounded read without a group."""
     try:
-        kafka = parse_kafka_url(url, option)
+        kafka = parse_kafka_url(url, option, default_group)
     except KafkaUrlError as exc:
         raise SpecError(str(exc)) from None
     if not kafka.topic:
         if default_topic is None:
             raise SpecError(f"{option} {url}: name the topic (kafka://HOST:PORT/TOPIC)")
         kafka = kafka.with_topic(default_topic)
-    if not kafka.bounded:
-        raise SpecError(f"{option} {kafka}: only bounded Kafka reads are built so far: add until=end (read to the end "
-                        "offsets when the job starts, in batch mode)")
     return InputSpec("kafka", kafka.topic, kafka=kafka)
 
 
@@ -249,10 +250,12 @@ class ReadMessages(beam.PTransform):
     def expand(self, pbegin):
         if self.spec.kind == "file":
             return pbegin | "Read lines" >> ReadLineBatches(self.spec.location)
-        if self.spec.kind == "kafka":
+        if self.spec.kind == "kafka" and self.spec.bounded:
             return pbegin | "Read Kafka" >> ReadKafkaBatches(self.spec.kafka)
         if self.local_feed is not None:
             return self.local_feed.output(self.spec.location)
+        if self.spec.kind == "kafka":
+            raise SpecError(f"{self.spec}: streaming from Kafka runs on this machine's runner only so far")
         where = {"subscription": self.spec.location} if self.spec.is_subscription else {"topic": self.spec.location}
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(
             **where,

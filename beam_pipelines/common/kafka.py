@@ -29,8 +29,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from streamforge.kafka import KafkaUrl, PartitionRange
+from streamforge.timeutil import parse_timestamp, to_millis
 
-__all__ = ["KafkaReadError", "ReadKafkaBatches", "commit_bounded", "message_item", "plan_bounded"]
+__all__ = ["KafkaReadError", "ReadKafkaBatches", "commit_bounded", "commit_offsets", "consume", "kafka_consumer",
+           "message_event_ms", "message_item", "plan_bounded", "start_positions", "topic_partitions"]
 
 TIMEOUT_S = 10.0
 #: The group a read without one identifies itself with (it never commits).
@@ -51,7 +53,7 @@ class _Client:
         return "; ".join(self.complaints[-3:]) or str(fallback)
 
 
-def _consumer(url: KafkaUrl, **extra: Any) -> _Client:
+def kafka_consumer(url: KafkaUrl, **extra: Any) -> _Client:
     try:
         from confluent_kafka import Consumer
     except ImportError:
@@ -65,20 +67,12 @@ def _consumer(url: KafkaUrl, **extra: Any) -> _Client:
 
 def plan_bounded(url: KafkaUrl) -> KafkaUrl:
     """``url`` with the ranges to read: each partition from ``start`` to its end offset now."""
-    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    client = _consumer(url)
+    client = kafka_consumer(url)
     consumer = client.consumer
     try:
-        try:
-            metadata = consumer.list_topics(url.topic, timeout=TIMEOUT_S)
-        except KafkaException as exc:
-            raise KafkaReadError(f"Kafka at {url.bootstrap}: {client.why(exc)}") from None
-        topic = metadata.topics.get(url.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            why = topic.error.str() if topic is not None and topic.error is not None else "no such topic"
-            raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic}: {why}")
-        partitions = [TopicPartition(url.topic, p) for p in sorted(topic.partitions)]
+        partitions = [TopicPartition(url.topic, p) for p in topic_partitions(client, url)]
         lows = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S)[0] for tp in partitions}
         ends = _end_offsets(consumer, url, partitions)
         starts = _start_offsets(consumer, url, partitions, lows, ends)
@@ -86,6 +80,83 @@ def plan_bounded(url: KafkaUrl) -> KafkaUrl:
         consumer.close()
     ranges = tuple(PartitionRange(url.topic, p, min(max(starts[p], lows[p]), ends[p]), ends[p]) for p in sorted(ends))
     return replace(url, ranges=ranges)
+
+
+def topic_partitions(client: _Client, url: KafkaUrl) -> list[int]:
+    """The partitions of ``url``'s topic; KafkaReadError if it has none or cannot be asked."""
+    from confluent_kafka import KafkaException
+
+    try:
+        metadata = client.consumer.list_topics(url.topic, timeout=TIMEOUT_S)
+    except KafkaException as exc:
+        raise KafkaReadError(f"Kafka at {url.bootstrap}: {client.why(exc)}") from None
+    topic = metadata.topics.get(url.topic)
+    if topic is None or topic.error is not None or not topic.partitions:
+        why = topic.error.str() if topic is not None and topic.error is not None else "no such topic"
+        raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic}: {why}")
+    return sorted(topic.partitions)
+
+
+def start_positions(client: _Client, url: KafkaUrl, partitions: list[int]) -> list[Any]:
+    """Where a streaming read of ``partitions`` starts, as TopicPartitions to assign: with
+    ``start=committed`` the group's committed offsets (earliest where it has none), else
+    ``start`` (earliest, latest, a time) whatever was committed."""
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+
+    fallback = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END, "committed": OFFSET_BEGINNING}
+    committed: dict[int, int] = {}
+    if url.start == "committed":
+        wanted = [TopicPartition(url.topic, p) for p in partitions]
+        committed = {tp.partition: tp.offset for tp in client.consumer.committed(wanted, timeout=TIMEOUT_S)}
+    if url.start in fallback:
+        start = {p: fallback[url.start] for p in partitions}
+    else:
+        at_ms = int(url.start_time.timestamp() * 1000)
+        found = client.consumer.offsets_for_times([TopicPartition(url.topic, p, at_ms) for p in partitions],
+                                                  timeout=TIMEOUT_S)
+        start = {tp.partition: tp.offset if tp.offset >= 0 else OFFSET_END for tp in found}
+    use_committed = url.start == "committed"
+    return [TopicPartition(url.topic, p, committed[p] if use_committed and committed.get(p, -1) >= 0 else start[p])
+            for p in partitions]
+
+
+def consume(client: _Client, url: KafkaUrl, n: int, timeout: float) -> list[Any]:
+    """Up to ``n`` messages (partition ends skipped); KafkaReadError on any other error."""
+    from confluent_kafka import KafkaError
+
+    messages = []
+    for message in client.consumer.consume(n, timeout=timeout):
+        error = message.error()
+        if error is None:
+            messages.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {message.topic()} partition {message.partition()}: "
+                                 f"{error.str()}")
+    return messages
+
+
+def message_event_ms(message: Any) -> int:
+    """A message's event time: its ``event_time`` header (RFC 3339), else its Kafka timestamp."""
+    for name, value in message.headers() or ():
+        if name == "event_time" and value:
+            try:
+                return to_millis(parse_timestamp(value.decode("utf-8", "replace")))
+            except ValueError:
+                break
+    kind, ms = message.timestamp()
+    return ms if kind != 0 and ms >= 0 else int(time.time() * 1000)  # 0: TIMESTAMP_NOT_AVAILABLE
+
+
+def commit_offsets(client: _Client, url: KafkaUrl, positions: dict[int, int]) -> None:
+    """Commit ``positions`` (partition -> next offset) for ``url``'s group."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    try:
+        client.consumer.commit(offsets=[TopicPartition(url.topic, p, o) for p, o in sorted(positions.items())],
+                               asynchronous=False)
+    except KafkaException as exc:
+        raise KafkaReadError(f"Kafka at {url.bootstrap}: committing group {url.group}'s offsets of {url.topic}: "
+                             f"{client.why(exc)}") from None
 
 
 def _end_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any]) -> dict[int, int]:
@@ -135,15 +206,9 @@ def commit_bounded(url: KafkaUrl) -> None:
     """Commit a planned read's end offsets for its group (nothing without a group)."""
     if url.group is None or not url.ranges:
         return
-    from confluent_kafka import KafkaException, TopicPartition
-
-    client = _consumer(url)
+    client = kafka_consumer(url)
     try:
-        client.consumer.commit(offsets=[TopicPartition(r.topic, r.partition, r.end) for r in url.ranges],
-                               asynchronous=False)
-    except KafkaException as exc:
-        raise KafkaReadError(f"Kafka at {url.bootstrap}: committing group {url.group}'s offsets of {url.topic}: "
-                             f"{client.why(exc)}") from None
+        commit_offsets(client, url, {r.partition: r.end for r in url.ranges})
     finally:
         client.consumer.close()
 
@@ -168,7 +233,7 @@ class _ReadRange(beam.DoFn):
         self.url, self.batch = replace(url, ranges=None), batch
 
     def setup(self) -> None:
-        self.client = _consumer(self.url)
+        self.client = kafka_consumer(self.url)
         self.consumer = self.client.consumer
         self.read = Metrics.counter("kafka", "messages_read")
 

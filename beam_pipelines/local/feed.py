@@ -1,4 +1,4 @@
-"""Pub/Sub into Beam's local streaming runner: in large batches, by event time, drained on stop.
+"""Pub/Sub and Kafka into Beam's local streaming runner: in large batches, by event time, drained on stop.
 
 Beam's own local Pub/Sub read (the bundle-based DirectRunner's) pulls 10 messages per bundle,
 holds an idle subscription's pull for 30 s while the other inputs wait, sets the watermark
@@ -22,6 +22,15 @@ read; every step after it is the pipeline that runs on Dataflow.
 - A batch is acknowledged once the runner has taken it. ``drain()`` stops pulling, hands
   over what was pulled, then ends the stream: the runner advances every watermark to the
   end, fires every open window, writes it and finishes.
+
+``KafkaFeed`` is the same feed over Kafka topics (``kafka://...`` inputs without ``until=end``):
+one consumer per topic, assigned every partition (new ones are picked up as they appear),
+starting from the group's committed offsets (else ``start``); event time from the
+``event_time`` header, else the message's timestamp; the input's event time is the newest
+of its slowest active partition, so each partition holds the watermark back until it goes
+quiet. What the runner has taken is committed for the group only by ``commit()``, which the
+runner calls after a drained run has written everything: a run killed before that is read
+again from the last commit, and the keyed warehouse tables make the replay write the same rows.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import apache_beam as beam
 import grpc
@@ -43,10 +52,20 @@ from apache_beam.testing.test_stream import TestStream
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
 
+from beam_pipelines.common.kafka import (
+    commit_offsets,
+    consume,
+    kafka_consumer,
+    message_event_ms,
+    message_item,
+    start_positions,
+    topic_partitions,
+)
 from streamforge.config import LocalStreamingConfig
+from streamforge.kafka import KafkaUrl
 from streamforge.timeutil import parse_timestamp, to_millis
 
-__all__ = ["MESSAGE_CODER", "FeedCounts", "PubSubFeed"]
+__all__ = ["MESSAGE_CODER", "FeedCounts", "KafkaFeed", "PubSubFeed", "Received"]
 
 #: What the feed hands the pipeline: (payload, encoding attribute).
 MESSAGE_CODER = beam.coders.TupleCoder([beam.coders.BytesCoder(), beam.coders.StrUtf8Coder()])
@@ -72,31 +91,58 @@ class FeedCounts:
     newest_ms: int | None = None
 
 
+class Received(NamedTuple):
+    """One message as a source hands it to the feed."""
+
+    data: bytes
+    encoding: str
+    event_id: str | None
+    event_ms: int
+    partition: int  # 0 for Pub/Sub
+    token: Any  # what ``_taken`` needs: a Pub/Sub ack id, a Kafka offset
+
+
 @dataclass
 class _Input:
     subscription: str
-    newest_ms: int | None = None  # the newest event time read
+    newest_by_partition: dict[int, int] = field(default_factory=dict)  # the newest event time read
+    read_by_partition: dict[int, float] = field(default_factory=dict)  # when each partition was last read
     last_read: float = field(default_factory=time.monotonic)
     watermark_ms: int | None = None  # the last watermark sent
     counts: FeedCounts = field(default_factory=FeedCounts)
 
+    def saw(self, partition: int, event_ms: int, now: float) -> None:
+        newest = self.newest_by_partition.get(partition)
+        if newest is None or event_ms > newest:
+            self.newest_by_partition[partition] = event_ms
+        self.read_by_partition[partition] = now
 
-class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
-    """Feeds ``paths`` (projects/P/subscriptions/S or projects/P/topics/T) to one local pipeline:
-    ``start()``, build the pipeline with ``read(pipeline)`` and ``output(path)``, run it;
-    ``drain()`` to end it, ``close()`` after."""
+    def newest_ms(self, now: float, idle_s: float) -> int | None:
+        """The input's event time: the newest read in its slowest partition still active
+        (every partition's newest when all are quiet); None before any data."""
+        if not self.newest_by_partition:
+            return None
+        active = [ms for p, ms in self.newest_by_partition.items() if now - self.read_by_partition[p] < idle_s]
+        return min(active) if active else max(self.newest_by_partition.values())
 
-    def __init__(self, paths: list[str], settings: LocalStreamingConfig, dedup_ttl: timedelta,
-                 subscriber: Any = None, clock=time.monotonic):
+
+class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
+    """What every feed does: serve the TestStream service, gather what the sources pulled,
+    drop redeliveries, advance watermarks by event time, hand over, drain. A source supplies
+    ``_start_sources``, ``_fetch(path)`` (a list of ``Received``, empty when there is none
+    now), ``_taken(path, tokens)`` and ``_close_sources``."""
+
+    name = "feed"
+
+    def __init__(self, paths: list[str], settings: LocalStreamingConfig, dedup_ttl: timedelta, clock=time.monotonic):
         self.inputs = {path: _Input(path) for path in dict.fromkeys(paths)}
         self.batch = settings.pull_batch
         self.lag_ms = int(settings.watermark_lag.total_seconds() * 1000)
         self.idle_s = settings.idle_input.total_seconds()
         self.ttl_ms = int(dedup_ttl.total_seconds() * 1000)
-        self.subscriber = subscriber or pubsub_v1.SubscriberClient()
         self.clock = clock
         self.endpoint: str | None = None
-        self._pulled: queue.Queue[tuple[str, list[Any]]] = queue.Queue(maxsize=16)
+        self._pulled: queue.Queue[tuple[str, list[Received]]] = queue.Queue(maxsize=16)
         self._pulling = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: grpc.Server | None = None
@@ -106,7 +152,6 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         self._expiries: list[tuple[int, int]] = []
         self._errors: list[BaseException] = []
         self._outputs: dict[str, Any] | None = None
-        self._temporary: list[str] = []
 
     # -- the pipeline's side -------------------------------------------------------------------
 
@@ -114,7 +159,7 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         """Add the one root step that reads every input to ``pipeline`` (before ``output``)."""
         if self.endpoint is None:
             raise RuntimeError("start() the feed before building the pipeline")
-        self._outputs = pipeline | "Read Pub/Sub (local feed)" >> TestStream(
+        self._outputs = pipeline | f"Read {self.name} (local feed)" >> TestStream(
             coder=MESSAGE_CODER, output_tags=list(self.inputs), endpoint=self.endpoint)
 
     def output(self, path: str) -> beam.PCollection:
@@ -126,11 +171,13 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
     def __reduce__(self) -> tuple[Any, ...]:
         # Beam pickles composite transforms, and the ones that read through the feed hold it,
         # into the pipeline proto; the feed lives in this process only, so its pickle is a name.
-        return str, (f"PubSubFeed({self.endpoint})",)
+        return str, (f"{type(self).__name__}({self.endpoint})",)
 
     def counts(self) -> dict[str, FeedCounts]:
         """A copy of each input's counts, by path."""
-        return {path: FeedCounts(s.counts.pulled, s.counts.duplicates, s.counts.acked, s.watermark_ms, s.newest_ms)
+        now = self.clock()
+        return {path: FeedCounts(s.counts.pulled, s.counts.duplicates, s.counts.acked, s.watermark_ms,
+                                 s.newest_ms(now, self.idle_s))
                 for path, s in self.inputs.items()}
 
     @property
@@ -140,17 +187,13 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> PubSubFeed:
+    def start(self) -> _Feed:
         self._server = grpc.server(ThreadPoolExecutor(max_workers=2))
         beam_interactive_api_pb2_grpc.add_TestStreamServiceServicer_to_server(self, self._server)
         port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
         self.endpoint = f"127.0.0.1:{port}"
-        for path, state in self.inputs.items():
-            if "/topics/" in path:
-                name = f"{path.split('/topics/')[0]}/subscriptions/streamforge-local-{uuid.uuid4().hex[:12]}"
-                state.subscription = self.subscriber.create_subscription(name=name, topic=path).name
-                self._temporary.append(state.subscription)
+        self._start_sources()
         self._pulling.set()
         for path in self.inputs:
             thread = threading.Thread(target=self._pull, args=(path,), name=f"pull {path}", daemon=True)
@@ -168,39 +211,45 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
             thread.join(timeout=30)
         if self._server is not None:
             self._server.stop(grace=None).wait()
-        for subscription in self._temporary:
-            self.subscriber.delete_subscription(subscription=subscription)
-        self._temporary.clear()
+        self._close_sources()
 
-    def __enter__(self) -> PubSubFeed:
+    def __enter__(self) -> _Feed:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- pulling -------------------------------------------------------------------------------
+    # -- the sources ---------------------------------------------------------------------------
+
+    def _start_sources(self) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, path: str) -> list[Received]:
+        raise NotImplementedError
+
+    def _taken(self, path: str, tokens: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _close_sources(self) -> None:
+        raise NotImplementedError
 
     def _pull(self, path: str) -> None:
-        subscription = self.inputs[path].subscription
         while self._pulling.is_set():
             try:
-                response = self.subscriber.pull(request={"subscription": subscription, "max_messages": self.batch},
-                                                timeout=2.0)
-            except (exceptions.DeadlineExceeded, exceptions.RetryError, exceptions.ServiceUnavailable):
-                continue
+                received = self._fetch(path)
             except Exception as exc:  # noqa: BLE001 - reported by the runner, which stops the run
                 self._errors.append(exc)
                 self._pulling.clear()
                 return
-            if not response.received_messages:
+            if not received:
                 continue
             while True:
                 try:
-                    self._pulled.put((path, list(response.received_messages)), timeout=0.5)
+                    self._pulled.put((path, received), timeout=0.5)
                     break
                 except queue.Full:
                     if not self._pulling.is_set():
-                        return  # not acknowledged: Pub/Sub delivers them again to the next run
+                        return  # never handed over: not acknowledged (Pub/Sub) or committed (Kafka)
 
     # -- the TestStream service ----------------------------------------------------------------
 
@@ -226,12 +275,14 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                 if self._pulled.empty():
                     return
                 continue
-            acks: dict[str, list[str]] = {}
-            for path, elements in self._elements(batches, acks).items():
+            taken: dict[str, list[Any]] = {}
+            for path, elements in self._elements(batches, taken).items():
                 for chunk in _chunks(elements):
                     yield _Event(element_event=_Event.AddElements(elements=chunk, tag=path))
                 last_sent = self.clock()
-            self._acknowledge(acks)
+            for path, tokens in taken.items():
+                self._taken(path, tokens)
+                self.inputs[path].counts.acked += len(tokens)
             for path, watermark_ms in self._advanced_watermarks().items():
                 yield _Event(watermark_event=_Event.AdvanceWatermark(new_watermark=watermark_ms * 1000, tag=path))
                 last_sent = self.clock()
@@ -240,7 +291,7 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                 yield _Event(processing_time_event=_Event.AdvanceProcessingTime(advance_duration=advance))
                 last_sent = self.clock()
 
-    def _gather(self) -> list[tuple[str, list[Any]]]:
+    def _gather(self) -> list[tuple[str, list[Received]]]:
         batches = []
         try:
             batches.append(self._pulled.get(timeout=0.2))
@@ -254,30 +305,25 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                 break
         return batches
 
-    def _elements(self, batches: list[tuple[str, list[Any]]], acks: dict[str, list[str]]) -> dict[str, list[Any]]:
+    def _elements(self, batches: list[tuple[str, list[Received]]], taken: dict[str, list[Any]]) -> dict[str, list[Any]]:
         now = self.clock()
         out: dict[str, list[Any]] = {}
+        encode = MESSAGE_CODER.encode
+        element = beam_runner_api_pb2.TestStreamPayload.TimestampedElement
         for path, messages in batches:
             state = self.inputs[path]
             state.counts.pulled += len(messages)
             state.last_read = now
-            encode = MESSAGE_CODER.encode
             elements = out.setdefault(path, [])
-            ids = acks.setdefault(path, [])
-            for received in messages:
-                ids.append(received.ack_id)
-                message = received.message
-                attributes = message.attributes
-                event_ms = _event_time_ms(attributes.get("event_time"), message.publish_time)
-                event_id = attributes.get("event_id")
-                if event_id and self._repeat(hash((path, event_id)), event_ms):
+            tokens = taken.setdefault(path, [])
+            for message in messages:
+                tokens.append(message.token)
+                if message.event_id and self._repeat(hash((path, message.event_id)), message.event_ms):
                     state.counts.duplicates += 1
                     continue
-                if state.newest_ms is None or event_ms > state.newest_ms:
-                    state.newest_ms = event_ms
-                elements.append(beam_runner_api_pb2.TestStreamPayload.TimestampedElement(
-                    encoded_element=encode((message.data, attributes.get("encoding", "json"))),
-                    timestamp=event_ms * 1000))
+                state.saw(message.partition, message.event_ms, now)
+                elements.append(element(encoded_element=encode((message.data, message.encoding)),
+                                        timestamp=message.event_ms * 1000))
         return {path: elements for path, elements in out.items() if elements}
 
     def _repeat(self, key: int, event_ms: int) -> bool:
@@ -288,32 +334,26 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         heapq.heappush(self._expiries, (expiry, key))
         return False
 
-    def _acknowledge(self, acks: dict[str, list[str]]) -> None:
-        for path, ids in acks.items():
-            for start in range(0, len(ids), _ACK_CHUNK):
-                chunk = ids[start:start + _ACK_CHUNK]
-                self.subscriber.acknowledge(request={"subscription": self.inputs[path].subscription, "ack_ids": chunk})
-                self.inputs[path].counts.acked += len(chunk)
-
     def _advanced_watermarks(self) -> dict[str, int]:
         """Each input's new watermark (ms), where it moved forward."""
         now = self.clock()
-        active = [s.newest_ms - self.lag_ms for s in self.inputs.values()
-                  if s.newest_ms is not None and now - s.last_read < self.idle_s]
+        newest = {path: s.newest_ms(now, self.idle_s) for path, s in self.inputs.items()}
+        active = [newest[path] - self.lag_ms for path, s in self.inputs.items()
+                  if newest[path] is not None and now - s.last_read < self.idle_s]
         advanced = {}
-        if all(s.newest_ms is None for s in self.inputs.values()):
+        if all(ms is None for ms in newest.values()):
             return advanced  # nothing read anywhere yet: event time is unknown
         for path, state in self.inputs.items():
-            if state.newest_ms is None and now - state.last_read < self.idle_s:
+            if newest[path] is None and now - state.last_read < self.idle_s:
                 continue
-            own = state.newest_ms - self.lag_ms if state.newest_ms is not None else None
+            own = newest[path] - self.lag_ms if newest[path] is not None else None
             if now - state.last_read >= self.idle_s:
                 if active:
                     own = max(own if own is not None else min(active), min(active))
                 else:  # every input quiet: event time goes on with the clock
-                    newest = max(s.newest_ms for s in self.inputs.values() if s.newest_ms is not None)
+                    latest = max(ms for ms in newest.values() if ms is not None)
                     quiet_ms = int((now - max(s.last_read for s in self.inputs.values())) * 1000)
-                    own = max(own if own is not None else newest - self.lag_ms, newest - self.lag_ms + quiet_ms)
+                    own = max(own if own is not None else latest - self.lag_ms, latest - self.lag_ms + quiet_ms)
             if own is not None and (state.watermark_ms is None or own > state.watermark_ms):
                 state.watermark_ms = own
                 advanced[path] = own
@@ -328,6 +368,112 @@ class PubSubFeed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         while self._expiries and self._expiries[0][0] <= low:
             _, key = heapq.heappop(self._expiries)
             self._seen.pop(key, None)
+
+
+class PubSubFeed(_Feed):
+    """Feeds ``paths`` (projects/P/subscriptions/S or projects/P/topics/T) to one local pipeline:
+    ``start()``, build the pipeline with ``read(pipeline)`` and ``output(path)``, run it;
+    ``drain()`` to end it, ``close()`` after."""
+
+    name = "Pub/Sub"
+
+    def __init__(self, paths: list[str], settings: LocalStreamingConfig, dedup_ttl: timedelta,
+                 subscriber: Any = None, clock=time.monotonic):
+        super().__init__(paths, settings, dedup_ttl, clock)
+        self.subscriber = subscriber or pubsub_v1.SubscriberClient()
+        self._temporary: list[str] = []
+
+    def _start_sources(self) -> None:
+        for path, state in self.inputs.items():
+            if "/topics/" in path:
+                name = f"{path.split('/topics/')[0]}/subscriptions/streamforge-local-{uuid.uuid4().hex[:12]}"
+                state.subscription = self.subscriber.create_subscription(name=name, topic=path).name
+                self._temporary.append(state.subscription)
+
+    def _fetch(self, path: str) -> list[Received]:
+        try:
+            response = self.subscriber.pull(request={"subscription": self.inputs[path].subscription,
+                                                     "max_messages": self.batch}, timeout=2.0)
+        except (exceptions.DeadlineExceeded, exceptions.RetryError, exceptions.ServiceUnavailable):
+            return []
+        received = []
+        for item in response.received_messages:
+            message = item.message
+            attributes = message.attributes
+            received.append(Received(message.data, attributes.get("encoding", "json"), attributes.get("event_id"),
+                                     _event_time_ms(attributes.get("event_time"), message.publish_time), 0,
+                                     item.ack_id))
+        return received
+
+    def _taken(self, path: str, tokens: list[Any]) -> None:
+        for start in range(0, len(tokens), _ACK_CHUNK):
+            self.subscriber.acknowledge(request={"subscription": self.inputs[path].subscription,
+                                                 "ack_ids": tokens[start:start + _ACK_CHUNK]})
+
+    def _close_sources(self) -> None:
+        for subscription in self._temporary:
+            self.subscriber.delete_subscription(subscription=subscription)
+        self._temporary.clear()
+
+
+class KafkaFeed(_Feed):
+    """Feeds Kafka topics (``inputs``: path -> ``KafkaUrl``) to one local pipeline, as
+    PubSubFeed does; ``commit()`` after a drained run (module docstring)."""
+
+    name = "Kafka"
+    DISCOVER_EVERY_S = 30.0
+
+    def __init__(self, inputs: dict[str, KafkaUrl], settings: LocalStreamingConfig, dedup_ttl: timedelta,
+                 clock=time.monotonic):
+        super().__init__(list(inputs), settings, dedup_ttl, clock)
+        self.urls = inputs
+        self._clients: dict[str, Any] = {}
+        self._positions: dict[str, dict[int, int]] = {path: {} for path in inputs}  # partition -> next offset
+        self._assigned: dict[str, set[int]] = {path: set() for path in inputs}
+        self._discovered: dict[str, float] = {}
+
+    def _start_sources(self) -> None:
+        for path, url in self.urls.items():
+            self._clients[path] = kafka_consumer(url)
+            self._assign_new_partitions(path)
+
+    def _assign_new_partitions(self, path: str) -> None:
+        url, client = self.urls[path], self._clients[path]
+        self._discovered[path] = time.monotonic()
+        partitions = sorted(set(topic_partitions(client, url)) - self._assigned[path])
+        if partitions:
+            client.consumer.incremental_assign(start_positions(client, url, partitions))
+            self._assigned[path].update(partitions)
+
+    def _fetch(self, path: str) -> list[Received]:
+        if time.monotonic() - self._discovered[path] >= self.DISCOVER_EVERY_S:
+            self._assign_new_partitions(path)
+        received = []
+        for message in consume(self._clients[path], self.urls[path], self.batch, timeout=0.5):
+            data, encoding, event_id = message_item(message)
+            received.append(Received(data, encoding, event_id, message_event_ms(message), message.partition(),
+                                     (message.partition(), message.offset())))
+        return received
+
+    def _taken(self, path: str, tokens: list[Any]) -> None:
+        positions = self._positions[path]
+        for partition, offset in tokens:
+            if offset + 1 > positions.get(partition, -1):
+                positions[partition] = offset + 1
+
+    def commit(self) -> dict[str, dict[int, int]]:
+        """Commit what the runner took, for each input's group; returns the offsets committed."""
+        committed = {}
+        for path, positions in self._positions.items():
+            if positions:
+                commit_offsets(self._clients[path], self.urls[path], positions)
+                committed[path] = dict(positions)
+        return committed
+
+    def _close_sources(self) -> None:
+        for client in self._clients.values():
+            client.consumer.close()
+        self._clients.clear()
 
 
 def _chunks(elements: list[Any]) -> Iterator[list[Any]]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
-from beam_pipelines.local.feed import MESSAGE_CODER, PubSubFeed
+from beam_pipelines.local.feed import MESSAGE_CODER, PubSubFeed, _Input
 from streamforge.config import LocalStreamingConfig
 from streamforge.timeutil import format_timestamp, to_millis
 
@@ -100,3 +100,17 @@ def test_a_drain_hands_over_what_was_pulled_then_ends_the_stream() -> None:
     elements = sum(len(e.element_event.elements) for e in events if e.HasField("element_event"))
     assert elements == 51 and len(subscriber.acked) == 51
     assert not feed.errors
+
+
+def test_a_kafka_input_keeps_a_watermark_per_partition() -> None:
+    """The input's event time is its slowest active partition's newest: a partition behind
+    holds the watermark back until it goes quiet (KafkaFeed reads partitions this way)."""
+    state = _Input("kafka-topic")
+    state.saw(0, 10_000, now=100.0)
+    state.saw(1, 4_000, now=100.0)
+    state.saw(0, 12_000, now=100.2)
+    assert state.newest_ms(now=100.2, idle_s=0.3) == 4_000  # partition 1 is behind
+    assert state.newest_ms(now=100.45, idle_s=0.3) == 12_000  # partition 1 quiet: no longer holds it back
+    state.saw(1, 5_000, now=100.5)
+    assert state.newest_ms(now=100.5, idle_s=0.3) == 5_000  # active again
+    assert state.newest_ms(now=101.0, idle_s=0.3) == 12_000  # all quiet: the newest of all
