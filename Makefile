@@ -27,10 +27,11 @@ test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint (ruff, configured in pyprojec
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 35 minutes)
+bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 40 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
 	$(BIN)/python benchmarks/live_streaming.py
+	$(BIN)/python benchmarks/kafka_input.py
 	$(BIN)/python benchmarks/cdc_latency.py
 	$(BIN)/python benchmarks/functions_latency.py
 	$(BIN)/python benchmarks/batch_daily.py

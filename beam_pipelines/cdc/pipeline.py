@@ -40,6 +40,7 @@ from beam_pipelines.cdc.replicas import DuckDBReplicas, bigquery_replica_row
 from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec, remote_path
+from beam_pipelines.common.kafka import ReadKafkaBatches
 from beam_pipelines.common.warehouse import WriteTable, acquire_writer, release_writer, table_name
 from streamforge.cdc.tables import SourceTable
 from streamforge.cdc.warehouse import (
@@ -50,6 +51,8 @@ from streamforge.cdc.warehouse import (
     replica_name,
     replica_view_sql,
 )
+from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
+from streamforge.naming import consumer_group
 
 __all__ = ["PUBSUB_TABLES_INPUT", "ApplyReplica", "CdcInput", "CdcJob", "ParseChanges", "ReadChanges", "change_identity", "parse_cdc_input"]
 
@@ -64,12 +67,16 @@ PUBSUB_TABLES_INPUT = re.compile(r"^pubsub://projects/[a-z][-a-z0-9]{4,28}[a-z0-
 class CdcInput:
     """Where each captured table's change events are read from."""
 
-    kind: str  # "file" or "pubsub"
-    sources: tuple[tuple[str, str], ...]  # (table or "*", path, glob or subscription path)
+    kind: str  # "file", "pubsub" or "kafka"
+    sources: tuple[tuple[str, str], ...]  # (table or "*", path, glob, subscription path or Kafka topic)
+    kafka: tuple[KafkaUrl, ...] = ()  # Kafka: each source's URL (planned, for a bounded read), in order
 
     @property
     def bounded(self) -> bool:
-        return self.kind == "file"
+        return self.kind == "file" or (self.kind == "kafka" and all(url.bounded for url in self.kafka))
+
+    def kafka_url(self, location: str) -> KafkaUrl | None:
+        return next((url for url in self.kafka if url.topic == location), None)
 
     @property
     def local(self) -> bool:
@@ -77,6 +84,8 @@ class CdcInput:
         return self.kind == "file" and any("://" not in location for _, location in self.sources)
 
     def __str__(self) -> str:
+        if self.kafka:
+            return ", ".join(str(url) for url in self.kafka)
         return ", ".join(location if "://" in location or self.kind != "file" else f"file://{location}"
                          for _, location in self.sources)
 
@@ -108,6 +117,18 @@ def parse_cdc_input(url: str, topics: Mapping[str, str], option: str = "--input"
         if not glob.glob(location):
             raise SpecError(f"{option} {url}: no such file or directory")
         return CdcInput("file", (("*", location),))
+    if url.startswith("kafka://"):
+        try:
+            kafka = parse_kafka_url(url, option, consumer_group("cdc"))
+        except KafkaUrlError as exc:
+            raise SpecError(str(exc)) from None
+        if kafka.topic:
+            table = next((t for t, topic in topics.items() if topic == kafka.topic), None)
+            if table is None or len(topics) > 1:
+                raise SpecError(f"{option} {kafka}: give kafka://HOST:PORT without a topic: each captured table is "
+                                f"read from its topic in the Debezium properties ({', '.join(sorted(topics.values()))})")
+        return CdcInput("kafka", tuple((t, topic) for t, topic in topics.items()),
+                        tuple(kafka.with_topic(topic) for topic in topics.values()))
     if url.startswith("pubsub://"):
         path = url[len("pubsub://"):]
         if "{table}" not in path and len(topics) == 1 and path.startswith("projects/") and "/subscriptions/" in path:
@@ -116,8 +137,8 @@ def parse_cdc_input(url: str, topics: Mapping[str, str], option: str = "--input"
             raise SpecError(f"{option} {url}: expected pubsub://projects/P/subscriptions/NAME with {{table}} in NAME "
                             "(one subscription per table topic), e.g. pubsub://projects/P/subscriptions/cdc-{table}")
         return CdcInput("pubsub", tuple((t, path.replace("{table}", t)) for t in topics))
-    raise SpecError(f"{option} {url}: expected file://DIR or gs://BUCKET/DIR (of cdc run's JSONL files) or "
-                    "pubsub://projects/P/subscriptions/...{table}")
+    raise SpecError(f"{option} {url}: expected file://DIR or gs://BUCKET/DIR (of cdc run's JSONL files), "
+                    "pubsub://projects/P/subscriptions/...{table} or kafka://HOST:PORT[?until=end]")
 
 
 class _ParseChange(beam.DoFn):
@@ -163,19 +184,25 @@ class ParseChanges(beam.PTransform):
 
 
 class ReadChanges(beam.PTransform):
-    """The payloads of one input: a JSONL file's lines, or a subscription's message data
-    (from ``local_feed`` on the local streaming runner, as io.ReadMessages)."""
+    """The payloads of one input: a JSONL file's lines, a bounded Kafka read's values, or a
+    subscription's or topic's message data (from ``local_feed`` on the local streaming runner,
+    as io.ReadMessages). A Kafka tombstone (no value) becomes ``null``, as in the files."""
 
-    def __init__(self, kind: str, location: str, local_feed: Any = None):
+    def __init__(self, kind: str, location: str, local_feed: Any = None, kafka: KafkaUrl | None = None):
         super().__init__()
-        self.kind, self.location, self.local_feed = kind, location, local_feed
+        self.kind, self.location, self.local_feed, self.kafka = kind, location, local_feed, kafka
 
     def expand(self, pbegin):
         if self.kind == "file":
             return (pbegin | "Read lines" >> ReadLineBatches(self.location, batch=1000)
                     | "Lines" >> beam.FlatMap(lambda batch: batch))
+        if self.kind == "kafka" and self.kafka is not None and self.kafka.bounded:
+            return (pbegin | "Read Kafka" >> ReadKafkaBatches(self.kafka, batch=1000)
+                    | "Values" >> beam.FlatMap(lambda batch: [item[0] or b"null" for item in batch]))
         if self.local_feed is not None:
-            return self.local_feed.output(self.location) | "Message data" >> beam.Map(lambda message: message[0])
+            return self.local_feed.output(self.location) | "Message data" >> beam.Map(lambda message: message[0] or b"null")
+        if self.kind == "kafka":
+            raise SpecError(f"{self.kafka}: streaming from Kafka runs on this machine's runner only so far")
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(subscription=self.location)
 
 
@@ -309,8 +336,8 @@ class CdcJob(beam.PTransform):
     def expand(self, pbegin):
         streaming = not self.source.bounded
         sink = {"warehouse": self.warehouse, "streaming": streaming}
-        payloads = [pbegin | f"Read {table if table != '*' else 'all'} changes" >> ReadChanges(self.source.kind, location,
-                                                                                               self.local_feed)
+        payloads = [pbegin | f"Read {table if table != '*' else 'all'} changes" >> ReadChanges(
+                        self.source.kind, location, self.local_feed, self.source.kafka_url(location))
                     for table, location in self.source.sources]
         all_payloads = payloads | "All changes" >> beam.Flatten() if len(payloads) > 1 else payloads[0]
         source = ", ".join(location for _, location in self.source.sources)

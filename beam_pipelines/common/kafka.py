@@ -1,4 +1,5 @@
-"""Bounded Kafka reads (``kafka://.../TOPIC?until=end``): a native reader on confluent-kafka.
+"""Reading Kafka with confluent-kafka: bounded reads (``kafka://.../TOPIC?until=end``), and the
+client helpers the local streaming feed (local/feed.py, ``KafkaFeed``) uses.
 
 When the job starts, ``plan_bounded`` fixes what to read: every partition of the topic from
 its start offset (``start``: earliest, the group's committed offsets, a time) to the end
@@ -54,6 +55,7 @@ class _Client:
 
 
 def kafka_consumer(url: KafkaUrl, **extra: Any) -> _Client:
+    """A consumer for ``url`` (its group, or READER_GROUP), committing only when asked."""
     try:
         from confluent_kafka import Consumer
     except ImportError:

@@ -170,7 +170,8 @@ class ProductCatalog(beam.PTransform):
 
     def expand(self, pbegin):
         products = {"products": load_source_tables()["products"]}
-        reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location, self.local_feed)
+        reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location, self.local_feed,
+                                                                                       self.source.kafka_url(location))
                  for n, (_, location) in enumerate(self.source.sources)]
         payloads = reads | "All product changes" >> beam.Flatten() if len(reads) > 1 else reads[0]
         source = ", ".join(location for _, location in self.source.sources)

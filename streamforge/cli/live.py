@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,11 @@ def _state(workdir: Path) -> dict | None:
     return state
 
 
+class Transport(str, Enum):
+    pubsub = "pubsub"
+    kafka = "kafka"
+
+
 def up(
     ctx: typer.Context,
     rate: float = typer.Option(200.0, "--rate", help="Simulated shop traffic, events per second (the busy-shop "
@@ -61,6 +67,10 @@ def up(
                                              help="Stop by itself after this long (as Ctrl-C would)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background: `streamforge status` "
                                                               "shows it, `streamforge down` stops it."),
+    transport: Transport = typer.Option(Transport.pubsub, "--transport",
+                                        help="What carries the events and the database changes: the Pub/Sub "
+                                             "emulator, or a local Kafka broker (Tansu). Alerts go through Pub/Sub "
+                                             "either way."),
 ) -> None:
     """Start the whole system on 127.0.0.1: the Pub/Sub emulator with the deployment's topics
     and subscriptions, PostgreSQL with the CDC capture and workload, the simulator, the
@@ -76,7 +86,8 @@ def up(
     config_file = ctx.find_root().params.get("config")
     workdir.mkdir(parents=True, exist_ok=True)
     settings = LiveSettings(workdir.resolve(), project, rate, cdc, seed=seed, dashboard_port=port,
-                            config_file=Path(config_file).resolve() if config_file else None)
+                            config_file=Path(config_file).resolve() if config_file else None,
+                            transport=transport.value)
     err = Console(stderr=True)
     try:
         system = LiveSystem(settings, config, say=lambda line: err.print(line, highlight=False))

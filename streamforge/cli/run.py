@@ -48,8 +48,8 @@ def run(
         help="file://PATH or gs://BUCKET/PATH (batch), kafka://HOST:PORT/TOPIC?until=end (batch, to the end offsets "
              "at start; options in docs/pipelines.md), pubsub://projects/P/subscriptions/S, "
              "pubsub://projects/P/topics/T or kafka://HOST:PORT/TOPIC (streaming). For `all`: a directory (file://DIR or gs://BUCKET/DIR) holding "
-             "clickstream.jsonl and orders.jsonl, or kafka://HOST:PORT[?until=end] (the topics from config). For `cdc`: file://DIR or gs://BUCKET/DIR of `cdc run`'s files, or "
-             "pubsub://projects/P/subscriptions/NAME with {table} in NAME."),
+             "clickstream.jsonl and orders.jsonl, or kafka://HOST:PORT[?until=end] (the topics from config). For `cdc`: file://DIR or gs://BUCKET/DIR of `cdc run`'s files, "
+             "pubsub://projects/P/subscriptions/NAME with {table} in NAME, or kafka://HOST:PORT[?until=end]."),
     clickstream: Optional[str] = typer.Option(None, metavar="URL", help="Clickstream input (sessions, all)."),
     orders: Optional[str] = typer.Option(None, metavar="URL", help="Orders input (revenue, fraud, all)."),
     warehouse: str = typer.Option("duckdb://out/warehouse.duckdb", metavar="URL",

@@ -4,6 +4,8 @@ Everything runs on 127.0.0.1 as child processes of the `up` process, each in its
 group, its output in ``WORKDIR/logs/``:
 
     Pub/Sub emulator -> topics and subscriptions (streamforge/topology.py, as `pulumi up` makes them)
+    (with transport "kafka": also a Kafka broker, Tansu, carrying the events and the changes;
+     the alerts and dead letters still go through Pub/Sub, as in production)
     webhook sink  <- alert dispatcher (functions-framework, fed by the push subscription)
     PostgreSQL + shop schema -> CDC capture (Debezium, embedded) -> `run cdc` -> WORKDIR/cdc.duckdb
                  + OLTP workload
@@ -35,9 +37,16 @@ from streamforge.config import Config
 from streamforge.functions.webhook_sink import SECRET_ENV
 from streamforge.live.progress import read_job_progress
 from streamforge.pubsub_setup import check_project, create_topology
-from streamforge.services import LocalService, free_port, start_postgres, start_pubsub_emulator, start_service
+from streamforge.services import (
+    LocalService,
+    free_port,
+    start_kafka_broker,
+    start_postgres,
+    start_pubsub_emulator,
+    start_service,
+)
 from streamforge.topology import topology
-from streamforge.transport import STREAM_FILES
+from streamforge.transport import STREAM_FILES, ensure_kafka_topics
 from streamforge.warehouse import open_for_reading
 
 __all__ = ["STATE_FILE", "LiveSettings", "LiveSystem", "Progress", "count_alerts", "read_progress", "sink_records"]
@@ -55,6 +64,7 @@ class LiveSettings:
     seed: int = 42
     dashboard_port: int = 8050
     config_file: Path | None = None  # the --config the children read too
+    transport: str = "pubsub"  # or "kafka": events and CDC changes through a local Kafka broker
 
     @property
     def warehouse(self) -> Path:
@@ -128,6 +138,7 @@ class LiveSystem:
         self.services: dict[str, LocalService] = {}
         self.urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
+        self.kafka = ""  # the broker's HOST:PORT with transport "kafka"
         self.secret = secrets.token_hex(16)
         check_project(settings.project)
 
@@ -165,7 +176,10 @@ class LiveSystem:
                                "STREAMFORGE_ALERT_LEDGER": "memory"})
         self.urls["alert dispatcher (push endpoint)"] = f"http://127.0.0.1:{dispatcher_port}/"
 
-        layout = topology(self.config, DebeziumServerConfig.load() if s.cdc else None)
+        debezium = DebeziumServerConfig.load() if s.cdc else None
+        layout = topology(self.config, debezium)
+        if s.transport == "kafka":
+            self._start_kafka(debezium)
         create_topology(pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient(), s.project, layout,
                         {"alert_dispatcher": self.urls["alert dispatcher (push endpoint)"]})
         self.say(f"project {s.project}: {len(layout.topics)} topics, {len(layout.subscriptions)} subscriptions")
@@ -173,17 +187,20 @@ class LiveSystem:
         if s.cdc:
             self._start_cdc(layout.cdc_subscription_pattern)
 
-        sub = f"pubsub://projects/{s.project}/subscriptions"
         topics = self.config.topics
+        if s.transport == "kafka":
+            inputs = ("--input", f"kafka://{self.kafka}")  # each stream's topic from [topics]
+        else:
+            sub = f"pubsub://projects/{s.project}/subscriptions"
+            inputs = ("--clickstream", f"{sub}/{layout.subscription('analytics', topics.clickstream).id}",
+                      "--orders", f"{sub}/{layout.subscription('analytics', topics.orders).id}")
         self._streamforge(
-            "analytics-job", "run", "all",
-            "--clickstream", f"{sub}/{layout.subscription('analytics', topics.clickstream).id}",
-            "--orders", f"{sub}/{layout.subscription('analytics', topics.orders).id}",
+            "analytics-job", "run", "all", *inputs,
             "--warehouse", f"duckdb://{s.warehouse}", "--alerts-topic", f"projects/{s.project}/topics/{topics.fraud_alerts}",
             "--dead-letter-topic", f"projects/{s.project}/topics/{topics.dead_letter}",
             "--progress-file", str(s.progress_file("analytics")))
         self._wait_for_file(s.progress_file("analytics"), "analytics-job")
-        self._streamforge("simulator", "simulate", "--output", f"pubsub://{s.project}", "--rate", str(s.rate),
+        self._streamforge("simulator", "simulate", "--output", self._producer_output, "--rate", str(s.rate),
                           "--seed", str(s.seed), "--record", str(s.published),
                           "--labels", str(s.labels))
         self.say(f"simulator publishing about {s.rate:,.0f} events/s (recorded in {s.published})")
@@ -194,6 +211,22 @@ class LiveSystem:
         self.urls["dashboard"] = f"http://127.0.0.1:{s.dashboard_port}/"
         self.write_state()
 
+    @property
+    def _producer_output(self) -> str:
+        return f"kafka://{self.kafka}" if self.settings.transport == "kafka" else f"pubsub://{self.settings.project}"
+
+    def _start_kafka(self, debezium: DebeziumServerConfig | None) -> None:
+        """The broker, with the event topics (and the captured tables' topics) made before any
+        job subscribes: 3 partitions each, as the producers would make them."""
+        broker = start_kafka_broker(self.settings.workdir / "logs" / "kafka-broker.log")
+        self.services["kafka-broker"] = broker
+        self.kafka = broker.address
+        topics = [self.config.topics.clickstream, self.config.topics.orders]
+        if debezium is not None:
+            topics += [debezium.topic(table) for table in debezium.tables]
+        ensure_kafka_topics(broker.address, topics, RuntimeError, partitions=3)
+        self.say(f"Kafka broker (Tansu) on {broker.address}: {len(topics)} topics")
+
     def _start_cdc(self, pattern: str) -> None:
         s = self.settings
         database = start_postgres(s.workdir / "logs" / "postgres.log")
@@ -201,9 +234,11 @@ class LiveSystem:
         self.say(f"PostgreSQL on {database.address}")
         url = database.address
         self._run_once("cdc-init", "cdc", "workload", "--database", url, "--operations", "1", "--init", "-q")
-        self._streamforge("cdc-capture", "cdc", "run", "--output", f"pubsub://{s.project}", "--database", url,
+        self._streamforge("cdc-capture", "cdc", "run", "--output", self._producer_output, "--database", url,
                           "--offsets", str(s.workdir / "cdc-offsets.dat"), "-q")
-        self._streamforge("cdc-job", "run", "cdc", "--input", f"pubsub://projects/{s.project}/subscriptions/{pattern}",
+        changes = (f"kafka://{self.kafka}" if s.transport == "kafka"
+                   else f"pubsub://projects/{s.project}/subscriptions/{pattern}")
+        self._streamforge("cdc-job", "run", "cdc", "--input", changes,
                           "--warehouse", f"duckdb://{s.cdc_warehouse}", "--progress-file", str(s.progress_file("cdc")))
         self._streamforge("cdc-workload", "cdc", "workload", "--database", url, "--rate", str(s.cdc_rate), "--no-init")
 
@@ -249,6 +284,7 @@ class LiveSystem:
         for name in ("dashboard", "alert-dispatcher", "webhook-sink"):
             self._stop(name, signal.SIGTERM)
         self._stop("postgres", signal.SIGINT, timeout=30)
+        self._stop("kafka-broker", signal.SIGTERM)
         self._stop("pubsub-emulator", signal.SIGTERM)
         (self.settings.workdir / STATE_FILE).unlink(missing_ok=True)
 

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from streamforge.cdc.lifecycle import ORDER_TRANSITIONS
-from tests.support.capture import start_capture, stop_capture
+from tests.support.capture import start_capture, stop_capture, summary_row
 from tests.support.cli import run_entry_point
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -130,7 +130,7 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
     files = {p.name: p.read_bytes().splitlines() for p in (tmp_path / "changes").glob("cdc.public.*.jsonl")}
     lines = sum(len(v) for v in files.values())
     tombstones = sum(line == b"null" for v in files.values() for line in v)
-    read, changes, redelivered, job_tombstones, heartbeats, dead_lettered, applied, stale = _report_row(job.stdout)
+    read, changes, redelivered, job_tombstones, heartbeats, dead_lettered, applied, stale = summary_row(job.stdout)
 
     with duckdb.connect(str(warehouse), read_only=True) as wh, psycopg.connect(url) as pg:
         # counts add up: every line is a change, a tombstone or a dead letter
@@ -176,16 +176,6 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
         assert price_moves == wh.execute(
             "SELECT count(*) FROM products_changelog WHERE op = 'u' AND "
             "json_extract_string(before, '$.price') <> json_extract_string(after, '$.price')").fetchone()[0] > 0
-
-
-def _report_row(stdout: str) -> list[int]:
-    """The numbers of the run's summary table (read, changes, redelivered, tombstones, heartbeats,
-    dead-lettered, applied, stale)."""
-    for line in stdout.splitlines():
-        cells = [c.strip().replace(",", "") for c in line.strip("│ ").split("│")]
-        if len(cells) == 8 and all(c.isdigit() for c in cells):
-            return [int(c) for c in cells]
-    raise AssertionError(f"no summary row in:\n{stdout}")
 
 
 def _wait_until_slot_released(url: str, timeout: float = 30) -> None:

@@ -1,6 +1,7 @@
 """`streamforge up` from start to clean stop, as a user runs it (a separate process, Ctrl-C).
 
-Reduced rate, about a minute, CDC included. While it runs: the warehouse fills and is read
+Reduced rate, about a minute, CDC included; once over the Pub/Sub emulator, once over a Kafka
+broker (`--transport kafka`: events and changes through Tansu, alerts through Pub/Sub). While it runs: the warehouse fills and is read
 from another process, and an injected RAPID_ORDERS case reaches the webhook through the
 push subscription and the dispatcher. After Ctrl-C: every alert arrived signed and once;
 every session of the run is in user_sessions and revenue per minute equals SQL over what the
@@ -65,39 +66,47 @@ def _rows(path: Path, sql: str) -> list[tuple]:
         return []
 
 
-def _inject_rapid_orders(emulator: str, project: str, record: Path) -> str:
-    """Three orders by one user within seconds (RAPID_ORDERS), published as the simulator does."""
-    from google.cloud import pubsub_v1
-
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator
-    publisher = pubsub_v1.PublisherClient()
+def _inject_rapid_orders(state: dict, project: str, record: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Three orders by one user within seconds (RAPID_ORDERS), published as the simulator does
+    (to the Kafka broker's orders topic when the run has one)."""
     schema, now = get_schema("order_event"), datetime.now(timezone.utc)
-    lines = []
-    for i in range(3):
-        order = sample("order_event", event_id=f"inject-{i}", order_id=f"INJ{i}", user_id="U-injected",
-                       event_time=now + timedelta(milliseconds=200 * i), status="CREATED")
-        data = schema.to_json(order)
-        publisher.publish(f"projects/{project}/topics/orders", data, event_id=order["event_id"],
-                          event_time=format_timestamp(order["event_time"]), encoding="json").result(timeout=30)
-        lines.append(data)
+    orders = [sample("order_event", event_id=f"inject-{i}", order_id=f"INJ{i}", user_id="U-injected",
+                     event_time=now + timedelta(milliseconds=200 * i), status="CREATED") for i in range(3)]
+    lines = [schema.to_json(order) for order in orders]
+    attributes = [{"event_id": o["event_id"], "event_time": format_timestamp(o["event_time"]), "encoding": "json"}
+                  for o in orders]
+    if "kafka-broker" in state["services"]:
+        from tests.support.kafka import produce
+
+        produce(state["services"]["kafka-broker"]["address"], "orders",
+                [(line, [(k, v.encode()) for k, v in a.items()]) for line, a in zip(lines, attributes)], partitions=3)
+    else:
+        from google.cloud import pubsub_v1
+
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", state["services"]["pubsub-emulator"]["address"])
+        publisher = pubsub_v1.PublisherClient()
+        for line, a in zip(lines, attributes):
+            publisher.publish(f"projects/{project}/topics/orders", line, **a).result(timeout=30)
     record.write_bytes(b"".join(line + b"\n" for line in lines))
     return "U-injected"
 
 
-def test_up_runs_the_whole_system_and_stops_without_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["pubsub", pytest.param("kafka", marks=pytest.mark.kafka)])
+def test_up_runs_the_whole_system_and_stops_without_loss(tmp_path: Path, transport: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     workdir, log = tmp_path / "live", tmp_path / "up.log"
     project = "live-test-project"
     with open(log, "wb") as out:
         up = subprocess.Popen([str(STREAMFORGE), "up", "--rate", "60", "--workdir", str(workdir), "--project", project,
-                               "--port", str(free_port()), "--seed", "3"],
+                               "--port", str(free_port()), "--seed", "3", "--transport", transport],
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               env=entry_point_env(), start_new_session=True)
     pids: list[int] = []
     try:
         state = _wait("the system to start", lambda: _state(workdir), 240, up, log)
         pids = [service["pid"] for service in state["services"].values()]
-        emulator = state["services"]["pubsub-emulator"]["address"]
-        user = _inject_rapid_orders(emulator, project, tmp_path / "injected.jsonl")
+        assert ("kafka-broker" in state["services"]) == (transport == "kafka")
+        user = _inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
         warehouse = workdir / "warehouse.duckdb"
         # the tables fill while it runs, and another process can read them (the snapshot)
         _wait("revenue rows", lambda: _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")[:1] != [(0,)]

@@ -104,3 +104,43 @@ def test_the_patch_is_undone_on_exit() -> None:
     with patched_direct_runner():
         assert executor.TransformExecutor.call is not before[0]
     assert (executor.TransformExecutor.call, watermark_manager._TransformWatermarks.extract_transform_timers) == before
+
+
+def test_the_earliest_hold_is_the_minimum_of_the_holds_under_any_updates() -> None:
+    """Fix 5 against min() over a plain dict, through random sets, moves and deletes."""
+    import random
+
+    from apache_beam.utils.timestamp import Timestamp
+
+    from beam_pipelines.local.direct_runner_fixes import _EarliestHolds
+
+    rng, holds, plain = random.Random(7), _EarliestHolds(), {}
+    infinity = Timestamp.of(2**62 / 1e6)
+    for step in range(20_000):
+        key = b"k%d" % rng.randrange(300)
+        if rng.random() < 0.2:
+            holds.pop(key, None)
+            plain.pop(key, None)
+        else:
+            hold = Timestamp(micros=rng.randrange(10**9))
+            holds[key], plain[key] = hold, hold
+        expected = min(plain.values(), default=None)
+        earliest = holds.earliest()
+        assert (earliest if plain else None) == expected, step
+        assert earliest < infinity or not plain
+    assert len(holds._heap) <= 4 * len(holds) + 1024  # stale entries do not pile up
+
+
+def test_merging_state_tags_are_made_once() -> None:
+    """Fix 6: the same tag and combine function give the same no-extraction tag, which combines alike."""
+    from apache_beam.transforms import combiners, trigger
+
+    tag = trigger._CombiningValueStateTag("count", combiners.CountCombineFn())
+    with patched_direct_runner():
+        first, again = tag.without_extraction(), tag.with_prefix("").without_extraction()
+        assert first is again
+    plain = tag.without_extraction()
+    assert first is not plain
+    for made in (first, plain):
+        fn = made.combine_fn
+        assert fn.extract_output(fn.add_input(fn.add_input(fn.create_accumulator(), "a"), "b")) == 2

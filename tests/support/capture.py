@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.support.cli import STREAMFORGE, entry_point_env
 
-__all__ = ["start_capture", "stop_capture"]
+__all__ = ["start_capture", "stop_capture", "summary_row"]
 
 
 def start_capture(url: str, output: str, offsets: Path, **env: str) -> subprocess.Popen:
@@ -28,3 +28,13 @@ def stop_capture(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
         process.kill()
         process.wait()
         raise AssertionError(f"cdc run did not stop within 60 s of {signal.Signals(sig).name}") from None
+
+
+def summary_row(stdout: str) -> list[int]:
+    """The numbers of `run cdc`'s summary table (read, changes, redelivered, tombstones,
+    heartbeats, dead-lettered, applied, stale)."""
+    for line in stdout.splitlines():
+        cells = [c.strip().replace(",", "") for c in line.strip("│ ").split("│")]
+        if len(cells) == 8 and all(c.isdigit() for c in cells):
+            return [int(c) for c in cells]
+    raise AssertionError(f"no summary row in:\n{stdout}")

