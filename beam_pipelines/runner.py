@@ -1,11 +1,13 @@
 """How a job runs: on the local runners of this machine, or submitted to Dataflow.
 
 - Locally (the default): the DirectRunner's engines, with this process tuned for them while
-  the job runs (``local_runner_tuning``). A batch job runs to the end. A streaming job reads
-  Pub/Sub through the local feed (local/feed.py) on the patched runner
-  (local/direct_runner_fixes.py) until ``should_stop()`` is true; then it drains: the feed stops
-  pulling, the watermarks go to the end, every open window fires and is written, and the
-  job finishes. The counters come back as a ``JobReport``.
+  the job runs (``local_runner_tuning``). A batch job runs to the end; its bounded Kafka reads
+  are planned when it starts and their offsets committed once it has written its results. A
+  streaming job reads Pub/Sub or Kafka through the local feed (local/feed.py) on the patched
+  runner (local/direct_runner_fixes.py) until ``should_stop()`` is true; then it drains: the
+  feed stops pulling, the watermarks go to the end, every open window fires and is written,
+  the job finishes, and the Kafka feed commits what was taken. The counters come back as a
+  ``JobReport``.
 - Remote (``--runner DataflowRunner``): ``submit`` builds the job, submits it and returns at
   once with a ``Submission`` (id, name, region, console link); following, draining and
   cancelling it are dataflow/control.py's. With ``--dry_run=True`` the whole job is built
@@ -205,6 +207,7 @@ def plan_kafka_reads(request: Request) -> Request:
 
 
 def commit_kafka_reads(request: Request) -> None:
+    """Commit each planned bounded Kafka read's end offsets for its group (kafka.commit_bounded)."""
     for url in kafka_urls(request):
         if url.bounded:
             commit_bounded(url)

@@ -144,7 +144,7 @@ def tansu_binary() -> Path:
 
 
 def start_kafka_broker(log: Path, port: int | None = None) -> LocalService:
-    """A memory-only Tansu broker on 127.0.0.1 (its own default listener is 0.0.0.0, so both
+    """A memory-only Tansu broker on 127.0.0.1 (its own default listener is every interface, so both
     listener URLs are given); its address is HOST:PORT. Nothing survives a restart."""
     port = port or free_port()
     url = f"tcp://{LOOPBACK}:{port}"
