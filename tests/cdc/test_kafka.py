@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import psycopg
@@ -14,6 +15,7 @@ import pytest
 
 from tests.support.capture import start_capture, stop_capture, summary_row
 from tests.support.cli import run_entry_point
+from tests.support.servers import ServerUnavailable, kafka_broker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
 REPLICAS = ("products", "orders", "order_items", "customers")
@@ -50,6 +52,16 @@ def _wait_for(condition, what: str, process, timeout: float = 90) -> None:
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
+
+
+@pytest.fixture()
+def kafka() -> Iterator[str]:
+    """A broker of its own: the session's broker already holds other tests' cdc.public.* topics."""
+    try:
+        with kafka_broker() as address:
+            yield address
+    except ServerUnavailable as exc:
+        pytest.skip(f"no Kafka-compatible broker: {exc}")
 
 
 def test_changes_over_kafka_give_replicas_equal_to_the_source(shop_db: str, kafka: str, tmp_path: Path) -> None:
