@@ -55,7 +55,8 @@ def test_bounded_kafka_read_equals_the_files(kafka: str, from_files: tuple[Path,
     """The same simulation (seed 7): the valid events are the same in every format; the injected
     faults are drawn per format (binary ones for Avro), so only JSON's accounting equals the files'."""
     config_file = tmp_path / "topics.toml"
-    config_file.write_text(f'[topics]\nclickstream = "clicks-{fmt}"\norders = "orders-{fmt}"\n')
+    # topics of this test's own (the session's broker is shared; tests/simulator uses clicks-FMT)
+    config_file.write_text(f'[topics]\nclickstream = "input-clicks-{fmt}"\norders = "input-orders-{fmt}"\n')
     result = run_cli("--config", str(config_file), "simulate", "--output", f"kafka://{kafka}", "--format", fmt,
                      *SIMULATION)
     assert result.exit_code == 0, result.output

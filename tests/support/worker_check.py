@@ -76,7 +76,7 @@ def parse_samples(dofns: dict[str, Any], samples: dict[str, Any]) -> dict[str, A
         fn = dofns[step]
         fn.setup()
         if "_FirstValidOfEachId" in step:  # batch: a packed shard of lines
-            elements = [(0, [pack([p.encode() for p in payloads])])]
+            elements = [(0, [("json", pack([p.encode() for p in payloads]))])]  # (encoding, packed lines)
         elif "(_Validate)" in step:  # streaming: Pub/Sub messages
             elements = [PubsubMessage(p.encode(), {"encoding": "json"}) for p in payloads]
         else:  # CDC: message data
