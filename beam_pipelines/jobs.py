@@ -9,8 +9,8 @@
     every dead letter                     -> Write dead letters (+ Publish dead letters)
 
 ``all`` builds the three jobs in one pipeline that reads and parses each stream once; ``cdc``
-is the CDC job (cdc/pipeline.py). Bounded (file) inputs run in batch mode, Pub/Sub inputs in
-streaming mode. What to build comes from requests.py; how it runs, from runner.py.
+is the CDC job (cdc/pipeline.py). Bounded inputs (files, ``kafka://...?until=end``) run in batch
+mode, Pub/Sub and Kafka inputs in streaming mode. What to build comes from requests.py; how it runs, from runner.py.
 
 ``local_feed`` is the one switch between the local streaming form and the Dataflow form: on
 the local runner a ``PubSubFeed`` or ``KafkaFeed`` (local/feed.py) reads every streaming input
@@ -59,7 +59,10 @@ def build(pipeline: beam.Pipeline, request: Request, local_feed: PubSubFeed | Ka
 def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: PubSubFeed | KafkaFeed | None) -> None:
     options = pipeline.options or PipelineOptions()
     config, job, streaming = request.config, request.job, request.streaming
-    id_label = streaming and (_on_dataflow(options) or local_feed is not None)
+    # Redeliveries are dropped before the pipeline by the local feed, and on Dataflow by Pub/Sub's
+    # id_label; Kafka on Dataflow has no such label, so the parse step drops them in keyed state.
+    pubsub = all(spec.kind == "pubsub" for spec in request.inputs.values())
+    id_label = streaming and (local_feed is not None or (_on_dataflow(options) and pubsub))
     dedup = DedupMode.ID_LABEL if id_label else DedupMode.STATE if streaming else DedupMode.GROUP
     sink = {"warehouse": request.warehouse, "streaming": streaming}
     dead_letters: list[beam.PCollection] = []

@@ -27,6 +27,7 @@ from beam_pipelines.common.io import (
     parse_warehouse,
     remote_path,
 )
+from beam_pipelines.common.kafka_io import KafkaOnRunnerError, read_settings
 from streamforge.cdc.config import ConfigError, DebeziumServerConfig
 from streamforge.cdc.tables import SourceTable, load_source_tables
 from streamforge.config import Config, TopicsConfig
@@ -35,7 +36,7 @@ from streamforge.naming import consumer_group
 from streamforge.transport import STREAM_FILES
 
 __all__ = ["ANALYTICS_JOBS", "STREAMS", "TOPIC", "CdcRequest", "JobRequest", "Request", "analytics_request",
-           "cdc_request", "kafka_streams", "kafka_urls", "pubsub_sources", "remote_problems", "with_kafka_urls"]
+           "cdc_request", "kafka_inputs", "kafka_streams", "kafka_urls", "pubsub_sources", "remote_problems", "with_kafka_urls"]
 
 ANALYTICS_JOBS = ("sessions", "revenue", "fraud", "all")
 #: The streams each analytics job reads.
@@ -111,11 +112,16 @@ def pubsub_sources(request: Request) -> list[tuple[str, str]]:
 
 def kafka_urls(request: Request) -> list[KafkaUrl]:
     """Every Kafka input of ``request``: event streams, the catalogue's and CDC's topics."""
-    sources = [request.catalog] if isinstance(request, JobRequest) and request.catalog is not None else []
+    return [url for _, url in kafka_inputs(request)]
+
+
+def kafka_inputs(request: Request) -> list[tuple[str, KafkaUrl]]:
+    """(the option that gave it, URL) of every Kafka input of ``request``."""
     if isinstance(request, CdcRequest):
-        sources.append(request.source)
-    urls = [spec.kafka for spec in request.inputs.values() if spec.kafka is not None] if isinstance(request, JobRequest) else []
-    return urls + [url for source in sources for url in source.kafka]
+        return [("--input", url) for url in request.source.kafka]
+    option = (lambda stream: "--input") if request.job != "all" else (lambda stream: f"--{stream}")
+    found = [(option(stream), spec.kafka) for stream, spec in request.inputs.items() if spec.kafka is not None]
+    return found + [("--catalog", url) for url in (request.catalog.kafka if request.catalog is not None else ())]
 
 
 def with_kafka_urls(request: Request, change: Callable[[KafkaUrl], KafkaUrl]) -> Request:
@@ -224,19 +230,18 @@ def remote_problems(request: Request) -> list[str]:
     problems = []
     inputs = request.inputs.items() if isinstance(request, JobRequest) else [("input", request.source)]
     for name, spec in inputs:
-        if spec.kind == "kafka":
-            option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
-            problems.append(f"{option} {spec}: Kafka inputs run on this machine's runner so far (Beam's Kafka IO on "
-                            "Dataflow is not built yet)")
+        option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
         if spec.local:
-            option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
             problems.append(f"{option} {spec}: a path on this machine, which the workers cannot read; copy it to "
                             "Cloud Storage (gcloud storage cp) and give gs://BUCKET/PATH")
-    if isinstance(request, CdcRequest) and request.source.kind == "kafka":
-        problems.append(f"--input {request.source}: Kafka inputs run on this machine's runner so far (Beam's Kafka IO "
-                        "on Dataflow is not built yet)")
-    if isinstance(request, JobRequest) and request.catalog is not None and request.catalog.kind == "kafka":
-        problems.append(f"--catalog {request.catalog}: Kafka inputs run on this machine's runner so far")
+    refused: set[str] = set()
+    for option, url in kafka_inputs(request):
+        try:
+            read_settings(url)
+        except KafkaOnRunnerError as exc:
+            if option not in refused:  # CDC's topics share one URL, and so its problem
+                refused.add(option)
+                problems.append(f"{option} {exc}")
     if isinstance(request, JobRequest) and request.catalog is not None and request.catalog.local:
         problems.append(f"--catalog {request.catalog}: a path on this machine, which the workers cannot read; "
                         "give gs://BUCKET/DIR or pubsub://projects/P/subscriptions/S")
@@ -244,3 +249,4 @@ def remote_problems(request: Request) -> list[str]:
         problems.append(f"--warehouse {request.warehouse}: a DuckDB file would be written on the workers' disks "
                         "and lost; give bigquery://PROJECT.DATASET")
     return problems
+

@@ -22,7 +22,9 @@ Options (none is a secret; secrets come only from the environment, below):
 Environment: ``STREAMFORGE_KAFKA_USERNAME`` and ``STREAMFORGE_KAFKA_PASSWORD`` (SASL),
 ``STREAMFORGE_SCHEMA_REGISTRY_AUTH`` (``USER:PASSWORD`` for the registry). A URL carrying a
 password or user info is refused: it would end up in shell history, process lists and logs.
-``str()`` of a parsed URL is safe to print.
+``str()`` of a parsed URL is safe to print. On a remote runner (Beam's Kafka IO, whose consumer
+settings are part of the job graph) SASL and ``ca`` are refused:
+beam_pipelines/common/kafka_io.py says why.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec, remote_path
 from beam_pipelines.common.kafka import ReadKafkaBatches
+from beam_pipelines.common.kafka_io import ReadKafkaRecords
 from beam_pipelines.common.warehouse import WriteTable, acquire_writer, release_writer, table_name
 from streamforge.cdc.tables import SourceTable
 from streamforge.cdc.warehouse import (
@@ -184,7 +185,7 @@ class ParseChanges(beam.PTransform):
 
 
 class ReadChanges(beam.PTransform):
-    """The payloads of one input: a JSONL file's lines, a bounded Kafka read's values, or a
+    """The payloads of one input: a JSONL file's lines, a Kafka topic's values, or a
     subscription's or topic's message data (from ``local_feed`` on the local streaming runner,
     as io.ReadMessages). A Kafka tombstone (no value) becomes ``null``, as in the files."""
 
@@ -202,7 +203,8 @@ class ReadChanges(beam.PTransform):
         if self.local_feed is not None:
             return self.local_feed.output(self.location) | "Message data" >> beam.Map(lambda message: message[0] or b"null")
         if self.kind == "kafka":
-            raise SpecError(f"{self.kafka}: streaming from Kafka runs on this machine's runner only so far")
+            return (pbegin | "Read Kafka" >> ReadKafkaRecords(self.kafka)
+                    | "Values" >> beam.Map(lambda message: message[0] or b"null"))
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(subscription=self.location)
 
 

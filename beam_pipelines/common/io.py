@@ -8,8 +8,9 @@
   event time comes from the ``event_time`` attribute the producers set. Reading a topic
   makes Beam create a temporary subscription.
 - ``kafka://HOST:PORT[,HOST:PORT]/TOPIC``: unbounded (streaming; locally through the local feed,
-  local/feed.py); with ``?until=end`` a bounded read, from ``start`` to the end offsets when the
-  job starts (batch mode; kafka.py). streamforge/kafka.py has the options.
+  local/feed.py, on Dataflow through Beam's Kafka IO, kafka_io.py); with ``?until=end`` a
+  bounded read, from ``start`` to the end offsets when the job starts (batch mode, locally;
+  kafka.py). streamforge/kafka.py has the options.
 - ``bigquery://PROJECT.DATASET`` or ``duckdb:///ABS/PATH`` (``duckdb://rel/path``): the
   warehouse (see warehouse.py).
 
@@ -33,9 +34,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.common.kafka import ReadKafkaBatches
+from beam_pipelines.common.kafka_io import ReadKafkaRecords
 from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
 
-__all__ = ["BIGQUERY_DATASET", "GCS_PATH", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches",
+__all__ = ["BIGQUERY_DATASET", "GCS_PATH", "KAFKA_INPUT", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches",
            "ReadMessages", "SpecError", "WarehouseSpec", "kafka_input", "parse_input", "parse_warehouse", "remote_path"]
 
 #: Beam filesystems besides the local one that an input may name.
@@ -43,6 +45,7 @@ REMOTE_SCHEMES = ("gs", "s3", "azfs", "hdfs")
 #: The URL forms an input or warehouse may take (also the Flex Templates' parameter regexes).
 GCS_PATH = re.compile(r"^gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/.+$")
 PUBSUB_INPUT = re.compile(r"^pubsub://(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(subscriptions|topics)/[A-Za-z][-\w.~+%]{2,254})$")
+KAFKA_INPUT = re.compile(r"^kafka://[A-Za-z0-9\[][-A-Za-z0-9.:,\[\]]*(/[A-Za-z0-9._-]{1,249})?(\?[^\s@]*)?$")
 BIGQUERY_DATASET = re.compile(r"^bigquery://([a-z][-a-z0-9:.]{4,62}[a-z0-9])\.([A-Za-z_][A-Za-z0-9_]{0,1023})$")
 
 
@@ -239,7 +242,8 @@ class ReadMessages(beam.PTransform):
     """The raw payloads of one input: lists of lines (bytes) for a file, lists of message
     items for a bounded Kafka read (planned: kafka.plan_bounded), PubsubMessages for
     Pub/Sub; ``(data, encoding)`` pairs from ``local_feed`` (the local streaming runner's
-    Pub/Sub read, beam_pipelines/local/feed.py), which also drops redeliveries by id."""
+    Pub/Sub or Kafka read, beam_pipelines/local/feed.py), which also drops redeliveries by id,
+    and from an unbounded Kafka read on a remote runner (kafka_io.py)."""
 
     def __init__(self, spec: InputSpec, *, use_id_label: bool = False, local_feed: Any = None):
         super().__init__()
@@ -255,7 +259,7 @@ class ReadMessages(beam.PTransform):
         if self.local_feed is not None:
             return self.local_feed.output(self.spec.location)
         if self.spec.kind == "kafka":
-            raise SpecError(f"{self.spec}: streaming from Kafka runs on this machine's runner only so far")
+            return pbegin | "Read Kafka" >> ReadKafkaRecords(self.spec.kafka)
         where = {"subscription": self.spec.location} if self.spec.is_subscription else {"topic": self.spec.location}
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(
             **where,

@@ -32,10 +32,13 @@ from apache_beam.metrics import Metrics
 from streamforge.kafka import KafkaUrl, PartitionRange
 from streamforge.timeutil import parse_timestamp, to_millis
 
-__all__ = ["KafkaReadError", "ReadKafkaBatches", "commit_bounded", "commit_offsets", "consume", "kafka_consumer",
-           "message_event_ms", "message_item", "plan_bounded", "start_positions", "topic_partitions"]
+__all__ = ["DISCOVER_EVERY_S", "KafkaReadError", "ReadKafkaBatches", "commit_bounded", "commit_offsets", "consume",
+           "item_of", "kafka_consumer", "message_event_ms", "message_item", "plan_bounded", "start_positions",
+           "topic_partitions"]
 
 TIMEOUT_S = 10.0
+#: How often an unbounded read looks for new partitions (locally and on Dataflow).
+DISCOVER_EVERY_S = 30.0
 #: The group a read without one identifies itself with (it never commits).
 READER_GROUP = "streamforge-reader"
 
@@ -216,11 +219,20 @@ def commit_bounded(url: KafkaUrl) -> None:
 
 
 def message_item(message: Any) -> tuple[bytes, str, str | None]:
-    """A Kafka message -> ``(payload, encoding, event_id)`` (module docstring)."""
-    payload = message.value() or b""
-    headers = dict(message.headers() or ())
-    encoding = headers.get("encoding")
-    event_id = headers.get("event_id")
+    """A confluent-kafka message -> ``(payload, encoding, event_id)`` (module docstring)."""
+    return item_of(message.value(), message.headers() or ())
+
+
+def item_of(value: bytes | None, headers: Iterable[tuple[str, bytes | None]]) -> tuple[bytes, str, str | None]:
+    """A message's value and headers -> ``(payload, encoding, event_id)``: the encoding from the
+    ``encoding`` header, else Confluent when the payload starts with the zero magic byte, else JSON."""
+    payload = value or b""
+    encoding = event_id = None
+    for name, header in headers:
+        if name == "encoding" and header is not None:
+            encoding = header
+        elif name == "event_id" and header is not None:
+            event_id = header
     if encoding is None:
         encoding_name = "confluent" if payload[:1] == b"\x00" else "json"
     else:

@@ -10,9 +10,9 @@ and the Beam counters of namespace ``<stream>`` say so.
 
 Deduplication has three expansions with the same result:
 
-- Dataflow streaming: Pub/Sub's ``id_label`` (``event_id`` attribute) drops redeliveries
-  before the pipeline sees them (io.ReadMessages).
-- Other streaming runners: ``DropRepeats`` (dedup.py) remembers each event_id for
+- Dataflow streaming from Pub/Sub: Pub/Sub's ``id_label`` (``event_id`` attribute) drops
+  redeliveries before the pipeline sees them (io.ReadMessages).
+- Other streaming runners, and Kafka on Dataflow: ``DropRepeats`` (dedup.py) remembers each event_id for
   ``pipelines.dedup_ttl`` of event time in keyed state, then an event-time timer clears it.
 - Bounded input (batch): batches of payloads are split by a hash of the event_id into a
   fixed number of shards and grouped; each shard then sees every copy of its events. On a

@@ -7,7 +7,9 @@
   pip's constraints), and ``wheelhouse/requirements.txt`` naming each ``name==version``;
 - ``Dockerfile``, ``install-wheelhouse.sh`` and ``main.py`` from ``dataflow/``;
 - ``cloudbuild.yaml`` with the build arguments: Beam's version from pyproject.toml (through
-  the installed metadata), the Python version and the launcher base image from here.
+  the installed metadata), the Python version and the launcher base image from here, and
+  the folder for the Kafka IO expansion service's jar from common/kafka_io.py. The image
+  adds Java and that jar for the launcher (Kafka inputs): the build needs the internet.
 
 Wheels of packages with compiled code must fit the image (Linux x86_64, CPython 3.11, glibc
 of Debian 12), so the wheelhouse is built on such a machine, or inside the Beam SDK image.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from beam_pipelines.common.kafka_io import IMAGE_JAR_DIR
 from beam_pipelines.dataflow.staging import DISTRIBUTION, WORKER_EXTRA, installed_closure
 from streamforge.packaging import PackagingError, checkout
 
@@ -58,8 +61,10 @@ def beam_image(beam_version: str) -> str:
 
 
 def build_args(pins: dict[str, str]) -> dict[str, str]:
-    """The Dockerfile's build arguments: Beam's version as pinned (pyproject.toml, installed here)."""
-    return {"BEAM_VERSION": pins["apache-beam"], "PYTHON_VERSION": PYTHON_VERSION, "LAUNCHER_IMAGE": LAUNCHER_IMAGE}
+    """The Dockerfile's build arguments: Beam's version as pinned (pyproject.toml, installed here),
+    and where the image keeps the Kafka IO expansion service's jar (kafka_io.py looks there)."""
+    return {"BEAM_VERSION": pins["apache-beam"], "PYTHON_VERSION": PYTHON_VERSION, "LAUNCHER_IMAGE": LAUNCHER_IMAGE,
+            "KAFKA_JAR_DIR": IMAGE_JAR_DIR}
 
 
 def _check_host(beam_version: str) -> None:

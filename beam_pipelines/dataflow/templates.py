@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beam_pipelines.cdc.pipeline import PUBSUB_TABLES_INPUT
-from beam_pipelines.common.io import BIGQUERY_DATASET, GCS_PATH, PUBSUB_INPUT
+from beam_pipelines.common.io import BIGQUERY_DATASET, GCS_PATH, KAFKA_INPUT, PUBSUB_INPUT
 from beam_pipelines.requests import ANALYTICS_JOBS, TOPIC
 
 __all__ = ["TEMPLATES", "Parameter", "Template", "metadata", "spec"]
@@ -27,7 +27,9 @@ def _either(*patterns: str) -> str:
     return "^(?:" + "|".join(p.removeprefix("^").removesuffix("$") for p in patterns) + ")$"
 
 
-_GCS_OR_PUBSUB = _either(GCS_PATH.pattern, PUBSUB_INPUT.pattern)
+_STREAM_INPUT = _either(GCS_PATH.pattern, PUBSUB_INPUT.pattern, KAFKA_INPUT.pattern)
+_KAFKA_HELP = ("kafka://HOST:PORT[,HOST:PORT]/TOPIC?group=NAME&start=committed|earliest|latest|TIME (streaming, "
+               "Beam's Kafka IO; plaintext or security=ssl, no SASL: its password would be in the job graph)")
 _TOML = r"^gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/.+\.toml$"
 
 
@@ -78,7 +80,7 @@ _CONFIG = Parameter(
 ANALYTICS = Template(
     "analytics", "StreamForge analytics",
     "Clickstream and order events -> user sessions, revenue per minute and fraud alerts in BigQuery, with dead "
-    "letters. Pub/Sub inputs stream; Cloud Storage inputs run as a batch job.",
+    "letters. Pub/Sub and Kafka inputs stream; Cloud Storage inputs run as a batch job.",
     (
         Parameter("job", "Job", "Which analytics to run; all runs the three in one job, reading each stream once.",
                   "^(" + "|".join(ANALYTICS_JOBS) + ")$", optional=False, type="ENUM",
@@ -87,15 +89,16 @@ ANALYTICS = Template(
                            ("fraud", "orders -> fraud_alerts (and the alerts topic)"),
                            ("all", "all of the above"))),
         Parameter("input", "Input",
-                  "For sessions, revenue, fraud: pubsub://projects/P/subscriptions/S (streaming) or gs://BUCKET/PATH "
-                  "of JSON lines, a glob allowed (batch). For all: gs://BUCKET/DIR holding clickstream.jsonl and "
-                  "orders.jsonl, or give clickstream and orders.", _GCS_OR_PUBSUB),
+                  "For sessions, revenue, fraud: pubsub://projects/P/subscriptions/S (streaming), " + _KAFKA_HELP +
+                  ", or gs://BUCKET/PATH of JSON lines, a glob allowed (batch). For all: gs://BUCKET/DIR holding "
+                  "clickstream.jsonl and orders.jsonl, kafka://HOST:PORT (each stream's topic from the settings), or "
+                  "give clickstream and orders.", _STREAM_INPUT),
         Parameter("clickstream", "Clickstream input",
-                  "The clickstream for sessions and all: pubsub://projects/P/subscriptions/S or gs://BUCKET/PATH.",
-                  _GCS_OR_PUBSUB),
+                  "The clickstream for sessions and all: pubsub://projects/P/subscriptions/S, kafka://HOST:PORT/TOPIC "
+                  "or gs://BUCKET/PATH.", _STREAM_INPUT),
         Parameter("orders", "Orders input",
-                  "The order events for revenue, fraud and all: pubsub://projects/P/subscriptions/S or gs://BUCKET/PATH.",
-                  _GCS_OR_PUBSUB),
+                  "The order events for revenue, fraud and all: pubsub://projects/P/subscriptions/S, "
+                  "kafka://HOST:PORT/TOPIC or gs://BUCKET/PATH.", _STREAM_INPUT),
         _WAREHOUSE,
         Parameter("alerts_topic", "Fraud alerts topic",
                   "Also publish every fraud alert (JSON) to this topic, projects/P/topics/T: the alert dispatcher "
@@ -104,9 +107,9 @@ ANALYTICS = Template(
                   "Also publish every dead letter (JSON, with the reason and the original payload) to this topic, "
                   "projects/P/topics/T.", TOPIC.pattern, type="PUBSUB_TOPIC"),
         Parameter("catalog", "Product catalogue changes",
-                  "revenue and all: the products change stream from CDC (pubsub://projects/P/subscriptions/S, or "
-                  "gs://BUCKET/DIR of cdc run's files); revenue by category then uses the database's categories.",
-                  _GCS_OR_PUBSUB),
+                  "revenue and all: the products change stream from CDC (pubsub://projects/P/subscriptions/S, "
+                  "kafka://HOST:PORT, or gs://BUCKET/DIR of cdc run's files); revenue by category then uses the "
+                  "database's categories.", _STREAM_INPUT),
         Parameter("raw_events", "Keep raw events",
                   "true: also write every valid, deduplicated event to clickstream_events and order_events (what "
                   "the daily batch reads).", "^(true|false)$", type="BOOLEAN", default="false"),
@@ -121,8 +124,10 @@ CDC = Template(
     (
         Parameter("input", "Change events",
                   "pubsub://projects/P/subscriptions/NAME with {table} in NAME, one subscription per table topic "
-                  "(e.g. pubsub://projects/P/subscriptions/cdc-{table}; streaming), or gs://BUCKET/DIR of cdc run's "
-                  "JSONL files (batch).", _either(PUBSUB_TABLES_INPUT.pattern, GCS_PATH.pattern), optional=False),
+                  "(e.g. pubsub://projects/P/subscriptions/cdc-{table}; streaming), kafka://HOST:PORT (the "
+                  "Debezium topics, streaming through Beam's Kafka IO), or gs://BUCKET/DIR of cdc run's JSONL files "
+                  "(batch).", _either(PUBSUB_TABLES_INPUT.pattern, KAFKA_INPUT.pattern, GCS_PATH.pattern),
+                  optional=False),
         _WAREHOUSE,
         _CONFIG,
     ),

@@ -1,4 +1,4 @@
-"""Six fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
+"""Seven fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
 
 1. Counters of every bundle after a step's first on a worker thread were lost. The executor
    gives each bundle a new MetricsContainer, but the thread's StateSampler caches the scoped
@@ -43,6 +43,15 @@ timers as the original, which still decides which of a key's timers are due.
    ``_CombiningValueStateTag.without_extraction``, which defined a new CombineFn class on every
    call: 22% of the worker thread. The result depends only on the tag's name and combine
    function, so it is made once for each (``_without_extraction_once``).
+
+7. A late pane kept its window's watermark hold when the step's output watermark was still
+   before the window's end (``GeneralTriggerDriver._output`` keeps the hold then, for the
+   on-time pane to come). A late element that extends a session moves the window's end past
+   that watermark, and after the on-time pane no timer is set again: the hold stayed for
+   good, held the step's output watermark there, and the run ended in the runner's "pipeline
+   stall" (catching up on 485,000 Kafka messages left 3,260 such holds). A pane fired after
+   the on-time pane (``AfterWatermark``'s late phase) now releases its hold
+   (``_output_releasing_late_holds``).
 
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
@@ -273,6 +282,20 @@ def _without_extraction_once(self: Any) -> Any:
 _ORIGINAL_WITHOUT_EXTRACTION = trigger._CombiningValueStateTag.without_extraction
 
 
+def _output_releasing_late_holds(self: Any, window: Any, finished: bool, state: Any, output_watermark: Any,
+                                 maybe_ontime: bool) -> Any:
+    """``GeneralTriggerDriver._output``; a pane after the on-time pane also clears the window's hold."""
+    trigger_fn = self.trigger_fn
+    late = isinstance(trigger_fn, trigger.AfterWatermark) and bool(trigger_fn.is_late(state.at(window, self.clock)))
+    pane = _ORIGINAL_OUTPUT(self, window, finished, state, output_watermark, maybe_ontime)
+    if late:
+        state.clear_state(window, self.WATERMARK_HOLD)
+    return pane
+
+
+_ORIGINAL_OUTPUT = trigger.GeneralTriggerDriver._output
+
+
 class _BoundedQueue(queue.Queue):
     """The TestStream service reader's buffer (its only Queue), bounded."""
 
@@ -315,6 +338,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (watermark_manager._TransformWatermarks, "hold", _hold),
         (watermark_manager._TransformWatermarks, "refresh", _refresh),
         (trigger._CombiningValueStateTag, "without_extraction", _without_extraction_once),
+        (trigger.GeneralTriggerDriver, "_output", _output_releasing_late_holds),
         (userstate, "get_dofn_specs", specs),
         (userstate, "is_stateful_dofn", stateful),
         (transform_evaluator, "get_dofn_specs", specs),

@@ -53,6 +53,7 @@ from google.api_core import exceptions
 from google.cloud import pubsub_v1
 
 from beam_pipelines.common.kafka import (
+    DISCOVER_EVERY_S,
     commit_offsets,
     consume,
     kafka_consumer,
@@ -421,7 +422,7 @@ class KafkaFeed(_Feed):
     PubSubFeed does; ``commit()`` after a drained run (module docstring)."""
 
     name = "Kafka"
-    DISCOVER_EVERY_S = 30.0
+    DISCOVER_EVERY_S = DISCOVER_EVERY_S
 
     def __init__(self, inputs: dict[str, KafkaUrl], settings: LocalStreamingConfig, dedup_ttl: timedelta,
                  clock=time.monotonic):

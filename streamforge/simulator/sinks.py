@@ -17,6 +17,7 @@ import orjson
 
 from streamforge.config import TopicsConfig
 from streamforge.schemas import get_schema
+from streamforge.timeutil import parse_timestamp, to_millis
 from streamforge.transport import (
     STREAM_FILES,
     STREAM_SCHEMAS,
@@ -210,7 +211,8 @@ class PubSubSink(_Sink):
 
 
 class KafkaSink(_Sink):
-    """Produces to the clickstream and orders topics, keyed by user_id (per-user ordering).
+    """Produces to the clickstream and orders topics, keyed by user_id (per-user ordering), each
+    message's Kafka timestamp its event time (what Beam's Kafka IO takes as event time).
 
     Missing topics are created with 3 partitions.
     """
@@ -232,11 +234,13 @@ class KafkaSink(_Sink):
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
         headers = [(name, value.encode()) for name, value in message_attributes(stream, event_id, event_time,
                                                                                   self.format).items()]
+        timestamp_ms = to_millis(parse_timestamp(event_time))  # Kafka IO's event time on Dataflow (CreateTime)
         self._tracker.sending()
         while True:
             try:
                 self._producer.produce(
-                    self._topics[stream], value=payload, key=key, headers=headers, on_delivery=self._on_delivery
+                    self._topics[stream], value=payload, key=key, headers=headers, timestamp=timestamp_ms,
+                    on_delivery=self._on_delivery
                 )
                 break
             except BufferError:  # local queue full: let deliveries drain

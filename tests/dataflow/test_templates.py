@@ -13,7 +13,7 @@ from google.cloud import dataflow_v1beta3 as dataflow
 from beam_pipelines.common.io import SpecError
 from beam_pipelines.dataflow import launcher
 from beam_pipelines.dataflow.templates import TEMPLATES
-from beam_pipelines.requests import analytics_request
+from beam_pipelines.requests import analytics_request, cdc_request
 from streamforge.config import load_config
 from streamforge.packaging import REPO_ROOT
 from tests.support.cli import run_entry_point
@@ -42,7 +42,8 @@ def test_the_written_specs_are_what_dataflow_reads(tmp_path: Path) -> None:
 
 
 GOOD = {
-    "input": [subscription("orders-beam"), f"{BUCKET}/orders/*.jsonl", f"{BUCKET}/day"],
+    "input": [subscription("orders-beam"), f"{BUCKET}/orders/*.jsonl", f"{BUCKET}/day",
+              "kafka://broker-1:9092,broker-2:9092/orders?group=shop&start=2026-12-01T00:00:00Z"],
     "warehouse": [WAREHOUSE, "bigquery://my-proj-123.shop_analytics"],
     "alerts_topic": [ALERTS],
     "config": [f"{BUCKET}/streamforge.toml"],
@@ -50,7 +51,8 @@ GOOD = {
     "job": ["sessions", "all"],
 }
 BAD = {
-    "input": ["file:///tmp/orders.jsonl", "gs://X/orders.jsonl", "pubsub://orders", f"{BUCKET}"],
+    "input": ["file:///tmp/orders.jsonl", "gs://X/orders.jsonl", "pubsub://orders", f"{BUCKET}",
+              "kafka://shop:secret@broker-1:9092/orders", "kafka:///orders"],
     "warehouse": ["duckdb://out/w.duckdb", "bigquery://p.d", "my-proj-123.analytics"],
     "alerts_topic": ["fraud-alerts", f"pubsub://{ALERTS}"],
     "config": [f"{BUCKET}/streamforge.yaml", "/etc/streamforge.toml"],
@@ -73,6 +75,8 @@ def test_what_the_regexes_let_through_the_library_accepts() -> None:
         analytics_request("revenue", load_config(), warehouse=value, input_url=f"{BUCKET}/o.jsonl")
     cdc_input = re.compile(TEMPLATES["cdc"].parameter("input").regex)
     assert cdc_input.match(subscription("cdc-{table}")) and cdc_input.match(f"{BUCKET}/cdc")
+    assert cdc_input.match("kafka://broker-1:9092")
+    cdc_request(load_config(), input_url="kafka://broker-1:9092", warehouse=WAREHOUSE)
     assert not cdc_input.match(subscription("cdc-products")) and not cdc_input.match("file:///tmp/cdc")
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 
 import apache_beam as beam
+import pytest
 from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing import test_stream
 from apache_beam.transforms import window
 from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 
 from beam_pipelines.local.direct_runner_fixes import BEAM_VERSION, patched_direct_runner
@@ -144,3 +146,34 @@ def test_merging_state_tags_are_made_once() -> None:
     for made in (first, plain):
         fn = made.combine_fn
         assert fn.extract_output(fn.add_input(fn.add_input(fn.create_accumulator(), "a"), "b")) == 2
+
+
+def _late_extension(name: str) -> None:
+    """A session's on-time pane, then a late element that extends the session past the watermark."""
+    stream = (test_stream.TestStream()
+              .add_elements([beam.window.TimestampedValue(("u", 1), 10)])
+              .advance_watermark_to(45)  # [10, 40) is on time at 40
+              .add_elements([beam.window.TimestampedValue(("u", 2), 30)])  # late: [10, 60) now
+              .advance_watermark_to(100)
+              .advance_watermark_to_infinity())
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    (pipeline | stream
+     | "Sessions" >> beam.WindowInto(window.Sessions(30), trigger=AfterWatermark(late=AfterCount(1)),
+                                     accumulation_mode=AccumulationMode.ACCUMULATING, allowed_lateness=300)
+     | "Group" >> beam.GroupByKey()
+     | "Panes" >> beam.Map(lambda kv, w=beam.DoFn.WindowParam: (float(w.start), float(w.end), sorted(kv[1])))
+     | "Collect" >> beam.ParDo(_Collect(name)))
+    pipeline.run().wait_until_finish()
+
+
+def test_a_late_pane_releases_its_windows_hold() -> None:
+    """Fix 7: Beam's runner keeps the hold of a late pane whose window ends past the watermark, and
+    the run never ends (its stall error); with the fix the run ends with both panes."""
+    _OUTPUTS.clear()
+    with pytest.raises(TypeError, match="exceptions must derive from BaseException"):  # the stall, as Beam raises it
+        _late_extension("plain")
+    with patched_direct_runner():
+        _late_extension("fixed")
+    assert _OUTPUTS["fixed"] == [(10.0, 40.0, [1]), (10.0, 60.0, [1, 2])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -90,6 +91,9 @@ def test_kafka(kafka: str, reference: dict[str, list[bytes]], tmp_path: Path, fm
         assert headers["event_id"].decode() == value["event_id"]
         assert headers["event_time"].decode() == value["event_time"]
         assert headers["encoding"].decode() == fmt
+        kind, timestamp_ms = message.timestamp()  # Kafka IO's event time on Dataflow: the event time
+        assert kind == 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
+        assert timestamp_ms == int(datetime.fromisoformat(value["event_time"]).timestamp() * 1000)
         partitions_of_user.setdefault(message.key(), set()).add((message.topic(), message.partition()))
         received[stream].append(orjson.dumps(value))
     for stream, lines in reference.items():
