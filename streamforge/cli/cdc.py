@@ -24,7 +24,8 @@ __all__ = ["app"]
 app = typer.Typer(help="Change data capture: run the Debezium connector locally, or drive OLTP changes.",
                   no_args_is_help=True, rich_markup_mode=None)
 
-_DATABASE_HELP = "postgresql://USER@HOST:PORT/DBNAME of the shop database (the password from PGPASSWORD)."
+_DATABASE_HELP = ("postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME of the shop database (the password here, "
+                  "percent-encoded, or from PGPASSWORD; never printed).")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

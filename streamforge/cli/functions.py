@@ -12,10 +12,10 @@ from typing import List, Optional
 import orjson
 import typer
 
-from streamforge.functions.packaging import FUNCTIONS, function_source
+from streamforge.config import ConfigError, load_config
+from streamforge.functions.packaging import FUNCTIONS, deploy_command, function_source
 from streamforge.functions.packaging import package as build
 from streamforge.functions.webhook_sink import SECRET_ENV, Received, WebhookSink
-from streamforge.naming import function_name
 from streamforge.packaging import PackagingError, build_wheel
 from streamforge.shutdown import stop_on_signals
 
@@ -61,6 +61,7 @@ def serve(
 
 @app.command("package")
 def package(
+    ctx: typer.Context,
     names: Optional[List[str]] = typer.Argument(None, metavar="[alert_dispatcher|ingest]...",
                                                 help="Functions to package [default: all]."),
     output: Path = typer.Option(Path("dist/functions"), "--output", "-o", metavar="DIR", help="Where the folders and zips go."),
@@ -69,15 +70,14 @@ def package(
     """Build each function's deployable folder (main.py, requirements.txt, the streamforge
     wheel) and its zip, ready for `gcloud functions deploy --source DIR/NAME` or an upload."""
     try:
+        config = load_config(ctx.find_root().params.get("config"))  # the topic names in the deploy lines
         with tempfile.TemporaryDirectory(prefix="sf-wheel-") as tmp:
             wheel = build_wheel(Path(tmp))
             for name in names or list(FUNCTIONS):
                 archive = build(name, output, wheel, functions_dir)
-                spec = FUNCTIONS[name]
                 typer.echo(f"{archive}  ({archive.stat().st_size:,} bytes)")
-                typer.echo(f"  deploy: gcloud functions deploy {function_name(name)} --gen2 "
-                           f"--runtime=python311 --source={output / name} --entry-point={spec.target} {spec.trigger}")
-    except PackagingError as exc:
+                typer.echo(f"  deploy: {deploy_command(name, output / name, config)}")
+    except (ConfigError, PackagingError) as exc:
         raise _fail(str(exc), 1) from None
 
 

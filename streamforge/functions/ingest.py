@@ -11,7 +11,8 @@ rejected with the reason, so one bad event never costs the good ones. Statuses:
 
 - 200 all accepted; 207 some accepted, some rejected; 422 none accepted;
 - 503 (with Retry-After) when the output did not confirm some events: they are marked
-  ``failed`` and may be sent again (the pipelines deduplicate by event_id);
+  ``failed`` and may be sent again (the pipelines deduplicate by event_id); why the output
+  failed (Pub/Sub's error, a file path) is logged, never answered: it is ours, not the client's;
 - 400 malformed body, 401 missing or wrong key, 403 origin not allowed, 405 not POST,
   413 body or batch too large, 415 not JSON.
 
@@ -35,14 +36,19 @@ from streamforge.config import Config, IngestConfig, load_config
 from streamforge.functions.logs import log
 from streamforge.functions.outputs import OUTPUT_ENV, EventOutput, Message, OutputError, open_output
 from streamforge.schemas import InvalidEvent, get_schema
+from streamforge.schemas.errors import show_value
 from streamforge.timeutil import format_duration, format_timestamp
 from streamforge.transport import STREAM_SCHEMAS, message_attributes
 
-__all__ = ["API_KEYS_ENV", "IngestAnswer", "IngestConfigError", "IngestService", "parse_api_keys"]
+__all__ = ["API_KEYS_ENV", "FAILED_REASON", "IngestAnswer", "IngestConfigError", "IngestService", "parse_api_keys"]
 
 API_KEYS_ENV = "STREAMFORGE_INGEST_API_KEYS"
 _MIN_KEY_LENGTH = 16
 _RETRY_AFTER_SECONDS = "5"
+#: What a client is told about an event the output did not confirm (the cause is logged).
+FAILED_REASON = "not stored: the event stream did not confirm it; send it again after Retry-After"
+#: The longest event_id echoed back (the schemas' limit); a longer one is answered as null.
+_MAX_ECHOED_ID = 64
 
 
 class IngestConfigError(ValueError):
@@ -184,7 +190,7 @@ class IngestService:
             return f"body must be a JSON object with the lists {streams}, got {type(batch).__name__}"
         unknown = [k for k in batch if k not in STREAM_SCHEMAS]
         if unknown:
-            return f"unknown key {unknown[0]!r}: the body holds the lists {streams}"
+            return f"unknown key {show_value(unknown[0])}: the body holds the lists {streams}"
         if not batch:
             return f"body holds none of the lists {streams}"
         for stream, events in batch.items():
@@ -203,7 +209,8 @@ class IngestService:
             schema, answers = self._schemas[stream], results.setdefault(stream, [])
             for index, event in enumerate(events):
                 event_id = event.get("event_id") if isinstance(event, dict) else None
-                entry: dict[str, Any] = {"index": index, "event_id": event_id if isinstance(event_id, str) else None}
+                echoed = event_id if isinstance(event_id, str) and len(event_id) <= _MAX_ECHOED_ID else None
+                entry: dict[str, Any] = {"index": index, "event_id": echoed}
                 answers.append(entry)
                 if not isinstance(event, dict):
                     entry.update(status="rejected", reason=f"{stream}[{index}] is not a JSON object")
@@ -229,12 +236,17 @@ class IngestService:
                 slots.append(entry)
         errors = self.output.publish(messages, self.settings.publish_timeout.total_seconds()) if messages else []
         for entry, error in zip(slots, errors):
-            entry.update(status="accepted") if error is None else entry.update(status="failed", reason=error)
+            entry.update(status="accepted") if error is None else entry.update(status="failed", reason=FAILED_REASON)
+        causes = [error for error in errors if error is not None]
+        if causes:
+            log("ERROR", "ingest output failed", api_key=key_id, failed=len(causes), cause=causes[0],
+                output=self.output.describe())
         counts = {status: sum(1 for answers in results.values() for e in answers if e["status"] == status)
                   for status in ("accepted", "rejected", "failed")}
         body = {"received_at": received_at, **counts, "results": results}
         log("WARNING" if counts["rejected"] or counts["failed"] else "INFO", "ingest batch", api_key=key_id, **counts,
-            first_problem=next((e["reason"] for answers in results.values() for e in answers if "reason" in e), None))
+            first_problem=next((e["reason"] for answers in results.values() for e in answers
+                                if e["status"] == "rejected"), None))
         if counts["failed"]:
             return IngestAnswer(503, body, {"Retry-After": _RETRY_AFTER_SECONDS})
         if counts["rejected"] == 0:

@@ -15,9 +15,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamforge.config import Config, embedded_defaults
+from streamforge.naming import function_name
 from streamforge.packaging import REPO_ROOT, WHEEL_NAME, PackagingError, build_wheel
 
-__all__ = ["FUNCTIONS", "FunctionSpec", "function_source", "package"]
+__all__ = ["FUNCTIONS", "FunctionSpec", "deploy_command", "function_source", "package"]
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,26 @@ class FunctionSpec:
     name: str  # its folder under functions/
     target: str  # the entry point in its main.py
     signature_type: str  # functions-framework's: http or cloudevent
-    trigger: str  # for the deploy hint
+    trigger: str  # gcloud's trigger flags for the deploy hint; {fraud_alerts} is the configured topic
     push_target: str | None = None  # the HTTP entry point for a Pub/Sub push subscription (what infra deploys)
 
 
 FUNCTIONS = {
+    # --retry: without it an Eventarc-triggered function drops the event on any failure, and
+    # the dispatcher fails on purpose (a 5xx or a timeout at a webhook) to get the alert again.
     "alert_dispatcher": FunctionSpec("alert_dispatcher", "dispatch_alert", "cloudevent",
-                                     "--trigger-topic=fraud-alerts", push_target="dispatch_push"),
+                                     "--trigger-topic={fraud_alerts} --retry", push_target="dispatch_push"),
     "ingest": FunctionSpec("ingest", "ingest", "http", "--trigger-http --allow-unauthenticated"),
 }
+
+
+def deploy_command(name: str, source: Path, config: Config | None = None) -> str:
+    """The ``gcloud functions deploy`` line for a folder ``package`` built (Eventarc for the
+    dispatcher; ``pulumi up`` deploys it behind a push subscription instead, docs/infra.md)."""
+    spec = FUNCTIONS[name]
+    topics = (config or embedded_defaults()).topics
+    return (f"gcloud functions deploy {function_name(name)} --gen2 --runtime=python311 --source={source} "
+            f"--entry-point={spec.target} {spec.trigger.format(fraud_alerts=topics.fraud_alerts)}")
 
 
 def function_source(name: str, functions_dir: Path | None = None) -> Path:

@@ -2,8 +2,9 @@
 
 A generic JSON webhook request carries three headers beside the alert body:
 
-- ``Idempotency-Key``: the alert_id; a receiver that has seen it already can answer 200
-  and do nothing (a retried alert reaches a webhook again only if it never answered 2xx);
+- ``Idempotency-Key``: the alert_id, for receivers that dedupe on a header. It is not
+  signed: a receiver dedupes on the signed body's ``alert_id`` (a replay with another key
+  verifies again), answering 200 and doing nothing for one it has seen;
 - ``X-StreamForge-Timestamp``: Unix seconds when the request was signed;
 - ``X-StreamForge-Signature``: ``v1=`` and the hex HMAC-SHA256, keyed with the webhook's
   secret, of ``<timestamp>.<body>``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from typing import Mapping, Sequence
 
@@ -37,6 +39,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: How far a signed timestamp may be from the receiver's clock.
 DEFAULT_TOLERANCE_SECONDS = 300
 _SCHEME = "v1"
+#: Unix seconds as a sender writes them: ASCII digits only (``str.isdigit`` also takes ``²``),
+#: and few enough that the value stays a plausible time (no 400-digit number to overflow on).
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 
 class SignatureError(ValueError):
@@ -60,6 +65,8 @@ def verify_signature(secrets: str | bytes | Sequence[str | bytes], headers: Mapp
                      tolerance: float = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> int:
     """Checks a received request; returns its signed timestamp or raises SignatureError.
 
+    Whatever the headers hold, the only exception a request can cause is SignatureError.
+
     ``secrets`` may list several (the current and the previous one while rotating); ``headers``
     is any case-insensitive mapping of the request's headers (or a plain dict with the exact
     names); ``body`` the raw bytes as received, before any JSON parsing.
@@ -72,14 +79,15 @@ def verify_signature(secrets: str | bytes | Sequence[str | bytes], headers: Mapp
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
     if not signature:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-    if not timestamp_text.isdigit():
-        raise SignatureError(f"{TIMESTAMP_HEADER} {timestamp_text[:40]!r} is not Unix seconds")
+    if not _UNIX_SECONDS.fullmatch(timestamp_text):
+        raise SignatureError(f"{TIMESTAMP_HEADER} {timestamp_text[:40]!r} is not Unix seconds (1 to 12 ASCII digits)")
     timestamp = int(timestamp_text)
     skew = (time.time() if now is None else now) - timestamp
     if abs(skew) > tolerance:
         raise SignatureError(f"{TIMESTAMP_HEADER} is {abs(skew):.0f} s {'old' if skew > 0 else 'ahead'} "
                              f"(tolerance {tolerance:.0f} s): a replayed or delayed request")
-    offered = [part.strip() for part in signature.split(",")]
+    # a hex digest is ASCII: any other part cannot match (and compare_digest refuses non-ASCII str)
+    offered = [part.strip() for part in signature.split(",") if part.isascii()]
     if not any(part.startswith(f"{_SCHEME}=") for part in offered):
         raise SignatureError(f"{SIGNATURE_HEADER} has no {_SCHEME}= signature")
     for key in keys:

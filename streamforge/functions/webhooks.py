@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from streamforge.events import FraudPattern
+from streamforge.functions.destinations import LOOPBACK_HOSTS, DestinationRefused, check_host
 from streamforge.functions.signing import signature_headers
 from streamforge.schemas import get_schema
 from streamforge.timeutil import format_timestamp
@@ -32,8 +33,7 @@ WEBHOOKS_ENV = "STREAMFORGE_WEBHOOKS"
 #: ``json``: the alert as JSON, signed; ``slack``: a Slack incoming-webhook message.
 FORMATS = ("json", "slack")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_KEYS = ("name", "format", "url", "url_env", "secret_env", "alert_types", "min_risk_score")
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_KEYS = ("name", "format", "url", "url_env", "secret_env", "alert_types", "min_risk_score", "allow_private")
 
 
 class WebhookConfigError(ValueError):
@@ -50,6 +50,7 @@ class Webhook:
     secret: str | None = field(default=None, repr=False)
     alert_types: frozenset[str] | None = None  # None: every type
     min_risk_score: float = 0.0
+    allow_private: bool = False  # may reach private and loopback addresses (destinations.py)
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
         if self.alert_types is not None and alert["alert_type"] not in self.alert_types:
@@ -102,7 +103,10 @@ def _parse_one(entry: Any, where: str, environ: Mapping[str, str]) -> Webhook:
     fmt = entry.get("format", "json")
     if fmt not in FORMATS:
         raise WebhookConfigError(f"{where}: 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    url = _url(entry, where, environ)
+    allow_private = entry.get("allow_private", False)
+    if not isinstance(allow_private, bool):
+        raise WebhookConfigError(f"{where}: 'allow_private' must be true or false, got {allow_private!r}")
+    url = _url(entry, where, environ, allow_private)
     secret = None
     if fmt == "json":
         if "secret_env" not in entry:
@@ -122,7 +126,7 @@ def _parse_one(entry: Any, where: str, environ: Mapping[str, str]) -> Webhook:
     score = entry.get("min_risk_score", 0.0)
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
         raise WebhookConfigError(f"{where}: 'min_risk_score' must be a number from 0 to 1, got {score!r}")
-    return Webhook(name, fmt, url, secret, alert_types, float(score))
+    return Webhook(name, fmt, url, secret, alert_types, float(score), allow_private)
 
 
 def _from_env(entry: Mapping[str, Any], key: str, where: str, environ: Mapping[str, str]) -> str:
@@ -135,17 +139,22 @@ def _from_env(entry: Mapping[str, Any], key: str, where: str, environ: Mapping[s
     return value
 
 
-def _url(entry: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> str:
+def _url(entry: Mapping[str, Any], where: str, environ: Mapping[str, str], allow_private: bool) -> str:
     if ("url" in entry) == ("url_env" in entry):
         raise WebhookConfigError(f"{where}: give exactly one of 'url' and 'url_env' (use url_env when the URL holds a token)")
     url = entry["url"] if "url" in entry else _from_env(entry, "url_env", where, environ)
     if not isinstance(url, str):
         raise WebhookConfigError(f"{where}: 'url' must be a string")
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return url
-    if parts.scheme == "http" and host in _LOOPBACK_HOSTS:
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname or "", parts.port  # ValueError: a port that is not a number or out of range
+    except ValueError:
+        raise WebhookConfigError(f"{where}: the URL's host or port cannot be read") from None
+    if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in LOOPBACK_HOSTS):
+        try:
+            check_host(host, allow_private=allow_private)
+        except DestinationRefused as exc:
+            raise WebhookConfigError(f"{where}: {exc}") from None
         return url
     # Not the URL itself in the message: it may embed a token.
     raise WebhookConfigError(f"{where}: the URL must be https://HOST/... (http:// only for a receiver on "

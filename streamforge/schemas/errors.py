@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MISSING", "FieldError", "InvalidEvent", "SchemaDefinitionError", "UnknownSchema"]
+__all__ = ["MISSING", "FieldError", "InvalidEvent", "SchemaDefinitionError", "UnknownSchema", "show_value"]
 
 _MAX_SHOWN = 80
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -47,10 +48,28 @@ def test_properties_parsing_and_errors(tmp_path: Path) -> None:
     path.write_text("debezium.sink.type=kafka\n")
     with pytest.raises(ConfigError, match="debezium.sink.type must be pubsub"):
         DebeziumServerConfig.load(path)
-    with pytest.raises(ConfigError, match="expected postgresql://USER@HOST:PORT/DBNAME"):
+    with pytest.raises(ConfigError, match=re.escape("expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")):
         DatabaseURL.parse("mysql://x@h/db")
     result = run_cli("cdc", "run", "--database", "postgresql://u@127.0.0.1:1/db", "--output", "s3://bucket")
     assert result.exit_code == 2 and "expected pubsub://PROJECT, kafka://HOST:PORT or file://DIR" in result.output
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("postgresql://shop:hunter2-secret@127.0.0.1:99999/shopdb", "a port is a number from 1 to 65535"),
+    ("postgresql://shop:hunter2-secret@127.0.0.1:54x2/shopdb", "a port is a number from 1 to 65535"),
+    ("postgresql://shop:hunter2-secret@127.0.0.1:0/shopdb", "port 0 is not a port"),
+    ("postgresql://shop:hunter2/secret@127.0.0.1/shopdb", "must be percent-encoded"),  # an unencoded / in it
+    ("postgresql://shop:hunter2-secret@127.0.0.1:5432", "expected postgresql://USER[:PASSWORD]@HOST"),
+    ("mysql://shop:hunter2-secret@127.0.0.1/shopdb", "expected postgresql://USER[:PASSWORD]@HOST"),
+    ("postgresql://shop:hunter2-secret@[::1/shopdb", "the host or port cannot be read"),
+])
+def test_a_bad_database_url_is_a_clear_error_that_never_shows_the_password(url, reason) -> None:
+    with pytest.raises(ConfigError, match=re.escape(reason)) as raised:
+        DatabaseURL.parse(url)
+    assert "hunter2" not in str(raised.value) and "://shop:***@" in str(raised.value)
+    result = run_cli("cdc", "run", "--database", url, "--output", "file://unused")  # the command, as a user meets it
+    assert result.exit_code == 2 and reason in result.output and "Traceback" not in result.output
+    assert "hunter2" not in result.output
 
 
 def _stop(process: subprocess.Popen) -> None:

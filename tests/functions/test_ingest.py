@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamforge.config import load_config
-from streamforge.functions.ingest import IngestConfigError, IngestService
+from streamforge.functions.ingest import FAILED_REASON, IngestConfigError, IngestService
 from streamforge.functions.outputs import FileOutput, OutputError
 from tests.functions.conftest import API_KEY, write_config
 from tests.support.samples import CLICK, ORDER, sample
@@ -161,23 +161,43 @@ def test_cors_for_allowed_origins_only(function_client, out, tmp_path) -> None:
 
 
 class _FlakyOutput:
-    """Confirms every other message: what Pub/Sub timing out on some events looks like."""
+    """Confirms every other message, and says why the others failed as Pub/Sub and the file
+    output do: with internals (a resource path, a directory) a client must never see."""
 
     def publish(self, messages, timeout):
-        return [None if i % 2 == 0 else f"Pub/Sub did not confirm within {timeout:g} s" for i in range(len(messages))]
+        return [None if i % 2 == 0 else "Pub/Sub publish failed: NotFound: 404 Resource not found "
+                "(resource=projects/internal-prj/topics/clickstream); write to /srv/ingest failed"
+                for i in range(len(messages))]
 
     def describe(self) -> str:
         return "flaky"
 
 
-def test_events_the_output_did_not_confirm_are_failed_and_the_answer_is_503() -> None:
+def test_events_the_output_did_not_confirm_are_failed_and_the_cause_is_logged_not_answered(capsys) -> None:
     service = IngestService(load_config().ingest, (API_KEY,), _FlakyOutput(), timedelta(minutes=5))
     events = [sample("clickstream_event", event_id=f"e{i}") for i in range(4)]
     data = json.dumps({"clickstream": events}).encode()
     answer = service.handle("POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(data), len(data))
     assert answer.status == 503 and answer.headers["Retry-After"] == "5"
     assert [e["status"] for e in answer.body["results"]["clickstream"]] == ["accepted", "failed", "accepted", "failed"]
-    assert answer.body["results"]["clickstream"][1]["reason"] == "Pub/Sub did not confirm within 10 s"
+    assert answer.body["results"]["clickstream"][1]["reason"] == FAILED_REASON
+    assert b"internal-prj" not in answer.json() and b"/srv/ingest" not in answer.json()
+    (logged,) = [line for line in map(json.loads, capsys.readouterr().out.splitlines())
+                 if line["message"] == "ingest output failed"]
+    assert logged["failed"] == 2 and "internal-prj" in logged["cause"] and logged["severity"] == "ERROR"
+
+
+@pytest.mark.parametrize("batch, echoed", [
+    ({"K" * 500_000: []}, "unknown key 'KKKK"),
+    ({"clickstream": [{**CLICK, "event_id": "K" * 500_000}]}, "event_id='KKKK"),
+    ({"clickstream": [{**CLICK, "event_id": "K" * 65}]}, "longer than 64 characters"),
+])
+def test_what_a_client_sent_is_echoed_only_in_short(client, batch, echoed) -> None:
+    response = client.post("/", headers=HEADERS, json=batch)
+    assert response.status_code in (400, 422) and echoed in response.get_data(as_text=True)
+    assert len(response.get_data()) < 1000  # was the whole key or id: a 500 KB answer
+    if response.status_code == 422:
+        assert response.get_json()["results"]["clickstream"][0]["event_id"] is None
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

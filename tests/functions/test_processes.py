@@ -208,3 +208,6 @@ def test_the_package_command_builds_both_folders_and_says_how_to_deploy(tmp_path
     for name, entry in (("alert_dispatcher", "dispatch_alert"), ("ingest", "ingest")):
         assert (tmp_path / f"{name}.zip").is_file() and (tmp_path / name / "wheels" / WHEEL_NAME).is_file()
         assert f"--source={tmp_path / name} --entry-point={entry}" in result.stdout
+    # Eventarc drops an event whose function failed unless the trigger retries
+    dispatcher_line = next(line for line in result.stdout.splitlines() if "--entry-point=dispatch_alert" in line)
+    assert dispatcher_line.endswith("--trigger-topic=fraud-alerts --retry")

@@ -8,6 +8,8 @@ import hmac
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamforge.functions.signing import (
     IDEMPOTENCY_HEADER,
@@ -81,3 +83,34 @@ def test_the_documented_snippet_verifies_what_the_dispatcher_sends() -> None:
     assert verify("another-secret-0123456789", headers, BODY) is False
     stale = signature_headers(SECRET, "a-1", BODY, now=NOW)
     assert verify(SECRET, stale, BODY) is False
+
+
+#: Headers an attacker crafted: each made the old verifier (and the old docs snippet) raise
+#: ValueError, OverflowError or TypeError instead of refusing the request.
+CRAFTED = [
+    {TIMESTAMP_HEADER: "\u00b2", SIGNATURE_HEADER: "v1=00"},  # str.isdigit() is True, int() fails
+    {TIMESTAMP_HEADER: "1" + "0" * 400, SIGNATURE_HEADER: "v1=00"},  # int, but no float
+    {TIMESTAMP_HEADER: "\u0661\u0667\u0669\u0660", SIGNATURE_HEADER: "v1=00"},  # Arabic-Indic digits
+    {TIMESTAMP_HEADER: "1790000000", SIGNATURE_HEADER: "v1=\u00e9" + "0" * 63},  # compare_digest: TypeError
+    {TIMESTAMP_HEADER: "1790000000", SIGNATURE_HEADER: "v1=abc,v1=\ud800"},
+]
+
+
+@pytest.mark.parametrize("headers", CRAFTED, ids=["superscript", "400-digits", "arabic-digits", "non-ascii-sig",
+                                                   "surrogate"])
+def test_crafted_headers_are_refused_with_a_signature_error(headers) -> None:
+    with pytest.raises(SignatureError):
+        verify_signature(SECRET, headers, BODY, now=NOW)
+    assert _docs_snippet()["verify_streamforge_signature"](SECRET, headers, BODY) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(timestamp=st.one_of(st.text(max_size=30), st.integers().map(str)), signature=st.text(max_size=80),
+       body=st.binary(max_size=64))
+def test_no_header_value_raises_anything_but_a_signature_error(timestamp, signature, body) -> None:
+    headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature}
+    try:
+        verify_signature(SECRET, headers, body, now=NOW)
+    except SignatureError:
+        pass
+    assert _docs_snippet()["verify_streamforge_signature"](SECRET, headers, body) in (True, False)

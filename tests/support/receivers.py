@@ -3,6 +3,7 @@ statuses (and delays) a test queues, and records every request it got."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -75,3 +76,53 @@ class ScriptedReceiver:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class RawReceiver:
+    """A TCP server on 127.0.0.1 whose answers a test writes by hand: for each connection it
+    reads one request (headers and Content-Length body) and calls ``answer(conn)``, which may
+    trickle bytes, send a huge body or say nothing. ``requests`` counts the requests read."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer, self.requests, self.sent = answer, 0, 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._stopped = threading.Event()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self._server.getsockname()[1]}{path}"
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next((line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), b"0"))
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.requests += 1
+            try:
+                self.answer(conn, self)
+            except OSError:  # the client gave up: what these tests provoke
+                pass
+
+    def __enter__(self) -> RawReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stopped.set()
+        self._server.close()
