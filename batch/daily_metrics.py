@@ -106,7 +106,7 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     report = DailyRun(dates)
     with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
         events = _Events(lambda stream: read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew,
-                                                    Path(scratch)),
+                                                    Path(scratch), config.pipelines.min_event_time),
                          int(spark.conf.get("spark.sql.shuffle.partitions")))
 
         def write(name: str, frame, since: float) -> None:

@@ -72,7 +72,7 @@ def _in_dates(checked: Checked, dates: list[date]) -> Checked:
 
 
 def read_events(spark: SparkSession, source: Source, stream: str, dates: list[date], now: datetime,
-                max_clock_skew: timedelta, scratch: Path | None = None) -> Checked:
+                max_clock_skew: timedelta, scratch: Path | None = None, min_event_time: datetime | None = None) -> Checked:
     """The ``stream``'s checked events of ``dates`` (UTC days) from ``source``."""
     table = STREAMS[stream][1]
     if source.kind == "jsonl":
@@ -82,7 +82,7 @@ def read_events(spark: SparkSession, source: Source, stream: str, dates: list[da
         if not found:
             raise SourceError(f"no {name} in {directory} (the simulator's output directory)")
         lines = spark.read.text(str(found[0]))
-        return _in_dates(check_json_lines(stream, lines, now, max_clock_skew), dates)
+        return _in_dates(check_json_lines(stream, lines, now, max_clock_skew, min_event_time), dates)
     if source.kind == "parquet":
         path = Path(source.location) / table
         if not path.exists():
@@ -93,7 +93,7 @@ def read_events(spark: SparkSession, source: Source, stream: str, dates: list[da
     start, end = _day_bounds(dates)  # filtered before the checks: Parquet and BigQuery skip the other days
     frame = frame.where(F.col("event_time").isNull()
                         | ((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end))))
-    return check_typed(stream, frame, now, max_clock_skew)
+    return check_typed(stream, frame, now, max_clock_skew, min_event_time)
 
 
 def read_table(spark: SparkSession, source: Source, table: str, time_columns: tuple[str, ...], dates: list[date],

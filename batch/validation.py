@@ -10,8 +10,11 @@ time, so the same checks are built here as column expressions:
   range, the RFC 3339 form of timestamps;
 - the cross-field rules of ``streamforge/schemas/rules.py``: the fields each clickstream
   event type needs (the same table, imported), an order's amounts adding up, card payments
-  carrying a fingerprint;
-- the pipelines' clock check: an event_time further ahead than ``max_clock_skew`` is refused.
+  carrying a fingerprint, no hidden characters in text and regions, categories and
+  currencies from ``streamforge/vocabulary.py`` (the same lists and pattern, imported);
+- the pipelines' clock checks: an event_time further ahead than ``max_clock_skew`` is
+  refused, and one before ``min_event_time`` (the batch reads files and tables, which carry no
+  receipt time, so the pipelines' max_event_age does not apply to them either).
 
 ``tests/batch/test_validation.py`` holds this to the Python validator on every kind of
 malformed message the simulator makes. A row that fails is kept with the first reason found
@@ -31,6 +34,7 @@ from pyspark.sql import types as T
 
 from batch.schemas import CORRUPT, Field, fields, json_schema, typed_schema
 from streamforge.schemas.rules import CLICKSTREAM_REQUIRED
+from streamforge.vocabulary import CATEGORIES, CURRENCIES, HIDDEN_CHARACTERS, REGION_CODES
 
 __all__ = ["PAYLOAD", "REASON", "Checked", "check_json_lines", "check_typed", "payload_encoding", "payload_text"]
 
@@ -213,10 +217,38 @@ def _typed(column: Column, field: Field) -> Column:
 
 # -- cross-field rules (streamforge/schemas/rules.py) -----------------------------------------------
 
+def _hidden_in(name: str):
+    """An array item's test for F.exists (a one-argument function, as Spark requires)."""
+    return lambda item: item[name].rlike(HIDDEN_CHARACTERS)
+
+
+def _content(stream: str) -> list[tuple[Column, str]]:
+    """No hidden characters in any text field (nested ones too), and known vocabulary."""
+    checks = []
+    for field in fields(stream):
+        if field.kind == "string":
+            checks.append((F.col(field.name).rlike(HIDDEN_CHARACTERS),
+                           f"{field.name}: contains a control, bidi or zero-width character"))
+        elif field.kind == "array":
+            for child in field.children():
+                if child.kind == "string":
+                    checks.append((F.exists(field.name, _hidden_in(child.name)),
+                                   f"{field.name}[].{child.name}: contains a control, bidi or zero-width character"))
+    regions, categories = sorted(REGION_CODES), list(CATEGORIES)
+    if stream == "clickstream":
+        return checks + [(~F.col("geo_region").isin(regions), "geo_region: not a known region"),
+                         (F.col("category").isNotNull() & ~F.col("category").isin(categories),
+                          "category: not a known category")]
+    return checks + [(~F.col("shipping_region").isin(regions), "shipping_region: not a known region"),
+                     (~F.col("currency").isin(sorted(CURRENCIES)), "currency: not a known ISO 4217 currency"),
+                     (F.exists("items", lambda item: ~item["category"].isin(categories)),
+                      "items[].category: not a known category")]
+
+
 def _rules(stream: str) -> list[tuple[Column, str]]:
     if stream == "clickstream":
         return [((F.col("event_type") == event_type) & F.col(name).isNull(), f"{name}: required for event_type {event_type}")
-                for event_type, names in CLICKSTREAM_REQUIRED.items() for name in names]
+                for event_type, names in CLICKSTREAM_REQUIRED.items() for name in names] + _content(stream)
     lines = F.aggregate("items", F.lit(0).cast(_MONEY_SUM),
                         lambda total, item: (total + item["unit_price"] * item["quantity"]).cast(_MONEY_SUM))
     subtotal, discount, shipping = F.col("subtotal"), F.col("discount"), F.col("shipping")
@@ -226,22 +258,27 @@ def _rules(stream: str) -> list[tuple[Column, str]]:
         (F.col("total_amount") != subtotal - discount + shipping, "total_amount: must equal subtotal - discount + shipping"),
         ((F.col("payment_method") == "card") & F.col("card_fingerprint").isNull(),
          "card_fingerprint: required when payment_method is card"),
-    ]
+    ] + _content(stream)
 
 
 def _first_reason(checks: list[tuple[Column, str]]) -> Column:
     return F.coalesce(*[F.when(bad, F.lit(reason)) for bad, reason in checks], F.lit(None).cast("string"))
 
 
-def _finish(stream: str, rows: DataFrame, payload: Column, now: datetime, max_clock_skew: timedelta) -> Checked:
+def _finish(stream: str, rows: DataFrame, payload: Column, now: datetime, max_clock_skew: timedelta,
+            min_event_time: datetime | None) -> Checked:
     """``rows``: typed columns and REASON (the field checks). Adds the rules and the clock."""
     horizon = F.lit(now + max_clock_skew).cast(T.TimestampType())
     later = _rules(stream) + [(F.col("event_time") > horizon,
                                f"event_time: more than {max_clock_skew} ahead of the clock (future)")]
+    if min_event_time is not None:
+        later.append((F.col("event_time") < F.lit(min_event_time).cast(T.TimestampType()),
+                      f"event_time: before min_event_time {min_event_time:%Y-%m-%dT%H:%M:%SZ} (too_old)"))
     return Checked(stream, rows.withColumn(REASON, F.coalesce(F.col(REASON), _first_reason(later))), payload)
 
 
-def check_json_lines(stream: str, lines: DataFrame, now: datetime, max_clock_skew: timedelta) -> Checked:
+def check_json_lines(stream: str, lines: DataFrame, now: datetime, max_clock_skew: timedelta,
+                     min_event_time: datetime | None = None) -> Checked:
     """``lines``: one JSON message per row in column ``value`` (as spark.read.text gives them)."""
     parsed = lines.select(F.col("value").alias(PAYLOAD),
                           F.from_json("value", json_schema(stream),
@@ -255,7 +292,7 @@ def check_json_lines(stream: str, lines: DataFrame, now: datetime, max_clock_ske
     quick, detailed = _field_checks(stream, raw=True)
     checked = flat.withColumn(REASON, _reason([bad for bad, _ in framing] + quick, framing + detailed))
     typed = checked.select(*[_typed(F.col(f.name), f).alias(f.name) for f in fields(stream)], REASON, PAYLOAD)
-    return _finish(stream, typed, F.col(PAYLOAD), now, max_clock_skew)
+    return _finish(stream, typed, F.col(PAYLOAD), now, max_clock_skew, min_event_time)
 
 
 def payload_encoding(payload: Column) -> Column:
@@ -267,7 +304,8 @@ def payload_text(payload: Column) -> Column:
     return F.when(F.is_valid_utf8(payload), payload).otherwise(F.base64(payload.cast("binary")))
 
 
-def check_typed(stream: str, table: DataFrame, now: datetime, max_clock_skew: timedelta) -> Checked:
+def check_typed(stream: str, table: DataFrame, now: datetime, max_clock_skew: timedelta,
+                min_event_time: datetime | None = None) -> Checked:
     """``table``: rows with the schema's columns (Parquet, a warehouse table): cast, then checked."""
     schema = typed_schema(stream)
     missing = [f.name for f in schema.fields if f.name not in table.columns]
@@ -276,4 +314,4 @@ def check_typed(stream: str, table: DataFrame, now: datetime, max_clock_skew: ti
     cast = table.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
     checked = cast.withColumn(REASON, _reason(*_field_checks(stream, raw=False)))
     payload = F.to_json(F.struct(*[F.col(f.name) for f in schema.fields]))  # built for rejected rows only
-    return _finish(stream, checked, payload, now, max_clock_skew)
+    return _finish(stream, checked, payload, now, max_clock_skew, min_event_time)

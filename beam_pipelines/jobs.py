@@ -75,6 +75,8 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
                                                                 local_feed=local_feed)
             | f"Parse {stream}" >> ParseEvents(stream, job, dedup, dedup_ttl=config.pipelines.dedup_ttl,
                                                max_clock_skew=config.pipelines.max_clock_skew,
+                                               min_event_time=config.pipelines.min_event_time,
+                                               max_event_age=config.pipelines.max_event_age,
                                                shards=config.pipelines.dedup_shards,
                                                schema_registry=request.inputs[stream].schema_registry)
         )

@@ -5,6 +5,12 @@ from Pub/Sub, JSON, Avro or the Confluent wire format as the message's ``encodin
 says. A message that fails (bad JSON or Avro, missing or invalid fields, unknown enum values,
 an unknown encoding, an event time too far ahead of the clock) becomes a dead letter with the
 reason; a valid event whose event_id was seen before is counted as a duplicate and dropped.
+Event times that cannot be real are dead letters too, the same way in batch and streaming:
+before ``pipelines.min_event_time`` (epoch zero is a missing clock, not a time; reason
+``too_old``), or older than ``pipelines.max_event_age`` when StreamForge received it from
+its producer: the ``received_at`` attribute the ingest function sets. Messages without it
+(the simulator's, files, Kafka, a backend publishing directly) may be replays of history,
+where a publish time says nothing about the event, so only the floor applies to them.
 So for every input: ``read = parsed + dead_lettered`` and ``parsed = unique + duplicates``,
 and the Beam counters of namespace ``<stream>`` say so.
 
@@ -28,7 +34,7 @@ import hashlib
 import pickle
 import time
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Iterable, NamedTuple
 
 import apache_beam as beam
@@ -43,11 +49,11 @@ from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.packing import Packed, pack, unpack
 from streamforge.schemas import FieldError, InvalidEvent, get_schema, registry
 from streamforge.schemas.remote import RemoteSchemaError, RemoteSchemas, header_schema_id
-from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, to_millis
+from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, parse_timestamp, to_millis
 from streamforge.transport import STREAM_SCHEMAS as STREAM_SUBJECTS
 
 __all__ = ["DEAD_LETTER", "ENCODINGS", "DedupMode", "EventBatch", "EventParser", "ParseEvents", "Parsed", "event_id_key", "now_ms",
-           "payload_and_encoding"]
+           "payload_and_encoding", "receipt_ms"]
 
 DEAD_LETTER = "dead_letter"
 #: Message encodings the parse step decodes (the ``encoding`` attribute of a Pub/Sub message).
@@ -112,10 +118,13 @@ class EventParser:
     """Plain Python: one payload -> (event, None) or (None, dead letter)."""
 
     def __init__(self, stream: str, pipeline: str, step: str, max_clock_skew: timedelta,
-                 schema_registry: str | None = None):
+                 schema_registry: str | None = None, *, min_event_time: datetime | None = None,
+                 max_event_age: timedelta | None = None):
         self.schema = get_schema(STREAM_SUBJECTS[stream])
         self.pipeline, self.step = pipeline, step
         self.max_skew_ms = int(max_clock_skew.total_seconds() * 1000)
+        self.min_event_ms = None if min_event_time is None else to_millis(min_event_time)
+        self.max_age_ms = None if max_event_age is None else int(max_event_age.total_seconds() * 1000)
         self.schema_registry = schema_registry  # a URL: writer schemas for ids we do not have
         self._remote: RemoteSchemas | None = None
 
@@ -136,10 +145,11 @@ class EventParser:
             raise InvalidEvent(self.schema.subject, [FieldError("schema_id", schema_id, reason)], "invalid_avro") from None
         return self.schema.from_confluent_written_with(payload, writer)
 
-    def parse(self, payload: bytes, clock_ms: int,
-              encoding: str = "json") -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    def parse(self, payload: bytes, clock_ms: int, encoding: str = "json",
+              received_ms: int | None = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``clock_ms`` is the pipeline's clock (the dead letter's received_at); ``encoding`` one
-        of ENCODINGS (JSON, plain Avro binary of this schema, or the Confluent wire format)."""
+        of ENCODINGS (JSON, plain Avro binary of this schema, or the Confluent wire format);
+        ``received_ms`` when the message was received, if it says (module docstring)."""
         try:
             if encoding == "json":
                 event = self.schema.from_json(payload)
@@ -154,12 +164,25 @@ class EventParser:
         except InvalidEvent as exc:
             return None, from_invalid_event(self.pipeline, self.step, exc, payload,
                                             received_at=millis_to_datetime(clock_ms))
-        ahead_ms = to_millis(event["event_time"]) - clock_ms
+        event_ms = to_millis(event["event_time"])
+        ahead_ms = event_ms - clock_ms
+        reason = error = None
         if ahead_ms > self.max_skew_ms:
-            error = (f"event_time {format_millis(to_millis(event['event_time']))} is "
-                     f"{format_duration(timedelta(milliseconds=ahead_ms))} ahead of the pipeline clock "
-                     f"(pipelines.max_clock_skew is {format_duration(timedelta(milliseconds=self.max_skew_ms))})")
-            return None, dead_letter(self.pipeline, self.step, "future", error, payload,
+            reason, error = "future", (
+                f"event_time {format_millis(event_ms)} is {format_duration(timedelta(milliseconds=ahead_ms))} ahead "
+                f"of the pipeline clock (pipelines.max_clock_skew is "
+                f"{format_duration(timedelta(milliseconds=self.max_skew_ms))})")
+        elif self.min_event_ms is not None and event_ms < self.min_event_ms:
+            reason, error = "too_old", (
+                f"event_time {format_millis(event_ms)} is before pipelines.min_event_time "
+                f"{format_millis(self.min_event_ms)}: not a real time (epoch zero is a missing clock)")
+        elif self.max_age_ms is not None and received_ms is not None and received_ms - event_ms > self.max_age_ms:
+            reason, error = "too_old", (
+                f"event_time {format_millis(event_ms)} is {format_duration(timedelta(milliseconds=received_ms - event_ms))}"
+                f" before the message was received ({format_millis(received_ms)}; pipelines.max_event_age is "
+                f"{format_duration(timedelta(milliseconds=self.max_age_ms))})")
+        if reason is not None:
+            return None, dead_letter(self.pipeline, self.step, reason, error, payload,
                                      received_at=millis_to_datetime(clock_ms), event_id=event["event_id"],
                                      event_time=event["event_time"])
         return event, None
@@ -181,15 +204,32 @@ class _Counters:
         self.duplicates = Metrics.counter(stream, "duplicates")
 
 
-def payload_and_encoding(message: bytes | tuple[bytes, str] | PubsubMessage) -> tuple[bytes, str]:
-    """A raw payload is JSON; a Pub/Sub message says its encoding in the ``encoding``
-    attribute, as StreamForge's producers set it (JSON when absent); the local feed
-    (beam_pipelines/local/feed.py) hands over ``(data, encoding)``."""
+def payload_and_encoding(message: bytes | tuple | PubsubMessage) -> tuple[bytes, str, int | None]:
+    """``(payload, encoding, received_ms)``. A raw payload is JSON, received at an unknown
+    time; a Pub/Sub message says its encoding in the ``encoding`` attribute, as StreamForge's
+    producers set it (JSON when absent), and its receipt in ``received_at`` (the ingest
+    function sets it); the local feed (beam_pipelines/local/feed.py) hands over
+    ``(data, encoding, received_ms)`` with -1 for unknown, a Kafka read ``(data, encoding)``."""
     if isinstance(message, tuple):
-        return message
+        if len(message) == 3:
+            data, encoding, received = message
+            return data, encoding, None if received < 0 else received
+        return message[0], message[1], None
     if isinstance(message, PubsubMessage):
-        return message.data, (message.attributes or {}).get("encoding", "json")
-    return message, "json"
+        attributes = message.attributes or {}
+        return message.data, attributes.get("encoding", "json"), receipt_ms(attributes.get("received_at"))
+    return message, "json", None
+
+
+def receipt_ms(received_at: str | None) -> int | None:
+    """When StreamForge received a message from its producer: the ``received_at`` attribute
+    the ingest function sets; None when absent or unreadable (then only the floor applies)."""
+    if not received_at:
+        return None
+    try:
+        return to_millis(parse_timestamp(received_at))
+    except ValueError:
+        return None
 
 
 class _Validate(beam.DoFn):
@@ -203,8 +243,8 @@ class _Validate(beam.DoFn):
 
     def process(self, message: bytes | tuple[bytes, str] | PubsubMessage) -> Iterable[Any]:
         self.counters.read.inc()
-        payload, encoding = payload_and_encoding(message)
-        event, rejected = self.parser.parse(payload, now_ms(), encoding)
+        payload, encoding, received_ms = payload_and_encoding(message)
+        event, rejected = self.parser.parse(payload, now_ms(), encoding, received_ms)
         if rejected is not None:
             self.counters.dead_lettered.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, rejected)
@@ -330,12 +370,14 @@ class ParseEvents(beam.PTransform):
     io.ReadLineBatches reads them; otherwise one payload each."""
 
     def __init__(self, stream: str, pipeline: str, dedup: str, *, dedup_ttl: timedelta, max_clock_skew: timedelta,
-                 shards: int = 64, schema_registry: str | None = None):
+                 shards: int = 64, schema_registry: str | None = None, min_event_time: datetime | None = None,
+                 max_event_age: timedelta | None = None):
         super().__init__()
         if stream not in STREAM_SUBJECTS:
             raise ValueError(f"unknown stream {stream!r}; expected one of {', '.join(STREAM_SUBJECTS)}")
         self.stream, self.dedup, self.dedup_ttl, self.shards = stream, dedup, dedup_ttl, shards
-        self.parser = EventParser(stream, pipeline, f"Parse {stream}", max_clock_skew, schema_registry)
+        self.parser = EventParser(stream, pipeline, f"Parse {stream}", max_clock_skew, schema_registry,
+                                  min_event_time=min_event_time, max_event_age=max_event_age)
 
     def expand(self, payloads: beam.PCollection) -> Parsed:
         if self.dedup == DedupMode.GROUP:

@@ -62,14 +62,15 @@ from beam_pipelines.common.kafka import (
     start_positions,
     topic_partitions,
 )
+from beam_pipelines.common.parse import receipt_ms
 from streamforge.config import LocalStreamingConfig
 from streamforge.kafka import KafkaUrl
 from streamforge.timeutil import parse_timestamp, to_millis
 
 __all__ = ["MESSAGE_CODER", "FeedCounts", "KafkaFeed", "PubSubFeed", "Received"]
 
-#: What the feed hands the pipeline: (payload, encoding attribute).
-MESSAGE_CODER = beam.coders.TupleCoder([beam.coders.BytesCoder(), beam.coders.StrUtf8Coder()])
+#: What the feed hands the pipeline: (payload, encoding attribute, receipt ms or -1 when unknown).
+MESSAGE_CODER = beam.coders.TupleCoder([beam.coders.BytesCoder(), beam.coders.StrUtf8Coder(), beam.coders.VarIntCoder()])
 _Event = beam_runner_api_pb2.TestStreamPayload.Event
 _HEARTBEAT_S = 1.0  # the runner gives up on a TestStream service silent for 30 s
 _GATHER_S = 0.25  # how long a batch waits for more pulls to join it
@@ -101,6 +102,7 @@ class Received(NamedTuple):
     event_ms: int
     partition: int  # 0 for Pub/Sub
     token: Any  # what ``_taken`` needs: a Pub/Sub ack id, a Kafka offset
+    received_ms: int = -1  # its received_at attribute (the ingest function's), -1 when it has none
 
 
 @dataclass
@@ -164,7 +166,7 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
             coder=MESSAGE_CODER, output_tags=list(self.inputs), endpoint=self.endpoint)
 
     def output(self, path: str) -> beam.PCollection:
-        """The ``(data, encoding)`` messages of ``path``, timestamped with their event time."""
+        """The ``(data, encoding, received_ms)`` messages of ``path``, timestamped with their event time."""
         if self._outputs is None:
             raise RuntimeError("read(pipeline) first")
         return self._outputs[path]
@@ -323,7 +325,7 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                     state.counts.duplicates += 1
                     continue
                 state.saw(message.partition, message.event_ms, now)
-                elements.append(element(encoded_element=encode((message.data, message.encoding)),
+                elements.append(element(encoded_element=encode((message.data, message.encoding, message.received_ms)),
                                         timestamp=message.event_ms * 1000))
         return {path: elements for path, elements in out.items() if elements}
 
@@ -403,7 +405,7 @@ class PubSubFeed(_Feed):
             attributes = message.attributes
             received.append(Received(message.data, attributes.get("encoding", "json"), attributes.get("event_id"),
                                      _event_time_ms(attributes.get("event_time"), message.publish_time), 0,
-                                     item.ack_id))
+                                     item.ack_id, receipt_ms(attributes.get("received_at")) or -1))
         return received
 
     def _taken(self, path: str, tokens: list[Any]) -> None:

@@ -79,9 +79,11 @@ class PipelineConfig:
     dedup_shards: int
     max_clock_skew: timedelta
     lateness_margin: timedelta
+    min_event_time: datetime
+    max_event_age: timedelta
 
     def __post_init__(self) -> None:
-        for name in ("dedup_ttl", "max_clock_skew", "lateness_margin"):
+        for name in ("dedup_ttl", "max_clock_skew", "lateness_margin", "max_event_age"):
             if getattr(self, name).total_seconds() < 0:
                 raise ConfigError(f"pipelines.{name} must not be negative", name)
         if self.dedup_shards < 1:

@@ -45,6 +45,7 @@ __all__ = ["API_KEYS_ENV", "FAILED_REASON", "IngestAnswer", "IngestConfigError",
 API_KEYS_ENV = "STREAMFORGE_INGEST_API_KEYS"
 _MIN_KEY_LENGTH = 16
 _RETRY_AFTER_SECONDS = "5"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: What a client is told about an event the output did not confirm (the cause is logged).
 FAILED_REASON = "not stored: the event stream did not confirm it; send it again after Retry-After"
 #: The longest event_id echoed back (the schemas' limit); a longer one is answered as null.
@@ -83,10 +84,12 @@ def _key_id(key: str) -> str:
 
 class IngestService:
     def __init__(self, settings: IngestConfig, api_keys: tuple[str, ...], output: EventOutput,
-                 max_clock_skew: timedelta):
+                 max_clock_skew: timedelta, min_event_time: datetime | None = None,
+                 max_event_age: timedelta | None = None):
         self.settings, self.output = settings, output
         self._keys = [k.encode() for k in api_keys]
         self._max_skew = max_clock_skew  # as for the pipelines: later is a clock problem
+        self._min_time, self._max_age = min_event_time, max_event_age  # as for the pipelines: not a real time
         self._schemas = {stream: get_schema(subject) for stream, subject in STREAM_SCHEMAS.items()}
         self._allow_any_origin = "*" in settings.allowed_origins
         self._preflight = {
@@ -108,7 +111,8 @@ class IngestService:
             output = open_output(url, config.topics)
         except OutputError as exc:
             raise IngestConfigError(str(exc)) from None
-        service = cls(config.ingest, keys, output, config.pipelines.max_clock_skew)
+        service = cls(config.ingest, keys, output, config.pipelines.max_clock_skew, config.pipelines.min_event_time,
+                      config.pipelines.max_event_age)
         log("INFO", "ingest ready", output=output.describe(), api_keys=[_key_id(k) for k in keys],
             max_body_bytes=config.ingest.max_body_bytes, max_batch_events=config.ingest.max_batch_events)
         return service
@@ -201,6 +205,7 @@ class IngestService:
     def _ingest(self, batch: dict[str, list[Any]], now: datetime, key_id: str) -> IngestAnswer:
         received_at = format_timestamp(now)
         horizon = now + self._max_skew
+        floor = max(t for t in (self._min_time, now - self._max_age if self._max_age else None, _EPOCH) if t)
         results: dict[str, list[dict[str, Any]]] = {}
         messages: list[Message] = []
         slots: list[dict[str, Any]] = []  # the result entry of each message
@@ -230,6 +235,11 @@ class IngestService:
                     entry.update(status="rejected", reason=(
                         f"event_time {format_timestamp(record['event_time'])} is {format_duration(ahead)} ahead of the "
                         f"server clock (at most {format_duration(self._max_skew)}): fix the client's clock"))
+                    continue
+                if record["event_time"] < floor:
+                    entry.update(status="rejected", reason=(
+                        f"event_time {format_timestamp(record['event_time'])} is before {format_timestamp(floor)} "
+                        f"(pipelines.min_event_time, or pipelines.max_event_age before now): not a real time"))
                     continue
                 messages.append(Message(stream, schema.to_json(record, validate=False), message_attributes(
                     stream, event_id, format_timestamp(record["event_time"]), "json", received_at=received_at)))

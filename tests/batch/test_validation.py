@@ -83,6 +83,11 @@ EDGE_ORDERS = [
     sample("order_event", order_id="x" * 65),                                    # maxLength
     sample("order_event", session_id=None),                                      # nullable
     {k: v for k, v in ORDER.items() if k != "user_id"},
+    sample("order_event", shipping_region="\u202eus-east"),                      # a bidi override
+    sample("order_event", shipping_region="mars-north"),                         # not a region
+    sample("order_event", currency="XYZ"),                                       # not ISO 4217
+    sample("order_event", items=[{**ORDER["items"][0], "category": "Electronics"}]),  # not a category
+    sample("order_event", items=[{**ORDER["items"][0], "product_id": "P\u0000"}]),   # NUL inside an item
 ]
 EDGE_CLICKS = [
     sample("clickstream_event"),
@@ -97,6 +102,11 @@ EDGE_CLICKS = [
     sample("clickstream_event", page_url="https://x/" + "p" * 2100),
     sample("clickstream_event", user_agent="é" * 300),                           # 300 characters, 600 bytes
     sample("clickstream_event", user_agent="é" * 513),
+    sample("clickstream_event", geo_region="\u202e\u0000\ud7ffus-east"),
+    sample("clickstream_event", user_id="U\u200b1"),                             # zero width
+    sample("clickstream_event", page_url="https://x/\n"),
+    sample("clickstream_event", geo_region="mars-north"),
+    sample("clickstream_event", category="Electronics"),
 ]
 
 
@@ -120,3 +130,15 @@ def test_events_from_the_future_are_refused_like_the_pipelines_do(spark, tmp_pat
              _line(sample("clickstream_event", event_id="later", event_time=later))]
     actual, reasons = _spark_verdicts(spark, "clickstream", lines, tmp_path)
     assert actual == [True, False] and "ahead of the clock (future)" in reasons[lines[1]]
+
+
+@pytest.mark.slow
+def test_impossible_times_are_refused_like_the_pipelines_do(spark, tmp_path) -> None:
+    lines = [_line(sample("clickstream_event", event_id="epoch", event_time="1970-01-01T00:00:00Z")),
+             _line(sample("clickstream_event", event_id="y2000", event_time="2000-01-01T00:00:00Z"))]
+    path = tmp_path / "clickstream.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    floor = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    checked = check_json_lines("clickstream", spark.read.text(str(path)), NOW, SKEW, floor)
+    reasons = [row["_reason"] for row in checked.rows.orderBy("event_id").collect()]
+    assert reasons == ["event_time: before min_event_time 2000-01-01T00:00:00Z (too_old)", None]

@@ -16,6 +16,9 @@ from streamforge.functions.dispatcher import PUBSUB_MESSAGE_PUBLISHED
 from streamforge.functions.packaging import FUNCTIONS
 from streamforge.packaging import REPO_ROOT
 
+#: The samples and the simulator's default run are dated 2026-11-01: replaying them through
+#: ingest needs a wider max_event_age than the default 7 days (a test of the bound sets its own).
+REPLAY_CONFIG = '[pipelines]\nmax_event_age = "36500d"\n'
 #: Test-only signing secret and API key (not secrets of any deployment).
 SECRET = "test-signing-secret-0123456789"
 API_KEY = "test-api-key-0123456789abcdef"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from streamforge.config import load_config
 from streamforge.functions.ingest import FAILED_REASON, IngestConfigError, IngestService
 from streamforge.functions.outputs import FileOutput, OutputError
-from tests.functions.conftest import API_KEY, write_config
+from tests.functions.conftest import API_KEY, REPLAY_CONFIG, write_config
 from tests.support.samples import CLICK, ORDER, sample
 
 HEADERS = {"X-API-Key": API_KEY}
@@ -32,9 +32,10 @@ def out(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(function_client, out):
+def client(function_client, out, tmp_path):
     return function_client("ingest", STREAMFORGE_INGEST_API_KEYS=f"old-key-0123456789abc, {API_KEY}",
-                           STREAMFORGE_INGEST_OUTPUT=f"file://{out}")
+                           STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
+                           STREAMFORGE_CONFIG=str(write_config(tmp_path / "replay.toml", REPLAY_CONFIG)))
 
 
 def _simulated(run: Path, clicks: int, orders: int) -> tuple[list[dict], list[dict]]:
@@ -81,6 +82,20 @@ def test_an_event_id_twice_in_one_batch_and_events_from_the_future(client, out) 
     assert len(_lines(out / "clickstream.jsonl")) == 1
 
 
+def test_events_older_than_the_bound_or_at_epoch_zero_are_rejected(function_client, out) -> None:
+    client = function_client("ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
+                             STREAMFORGE_CONFIG="")  # the defaults: max_event_age 7 days
+    now = datetime.now(timezone.utc)
+    times = [now - timedelta(days=8), datetime(1970, 1, 1, tzinfo=timezone.utc), now - timedelta(days=6)]
+    batch = {"clickstream": [sample("clickstream_event", event_id=f"t-{i}", event_time=t.isoformat()) for i, t in
+                             enumerate(times)]}
+    entries = client.post("/", headers=HEADERS, json=batch).get_json()["results"]["clickstream"]
+    assert [e["status"] for e in entries] == ["rejected", "rejected", "accepted"]
+    assert "pipelines.max_event_age before now): not a real time" in entries[0]["reason"]
+    assert entries[1]["reason"].startswith("event_time 1970-01-01T00:00:00.000Z is before ")
+    assert [e["event_id"] for e in _lines(out / "clickstream.jsonl")] == ["t-2"]
+
+
 @pytest.mark.parametrize("headers, error", [
     ({}, "missing X-API-Key header"),
     ({"X-API-Key": "guess-guess-guess-guess"}, "invalid API key"),
@@ -119,7 +134,7 @@ def test_compressed_bodies_and_other_methods(client) -> None:
 
 
 def test_body_and_batch_limits(function_client, out, tmp_path) -> None:
-    config = write_config(tmp_path / "c.toml", "[ingest]\nmax_body_bytes = 4096\nmax_batch_events = 3\n")
+    config = write_config(tmp_path / "c.toml", REPLAY_CONFIG + "[ingest]\nmax_body_bytes = 4096\nmax_batch_events = 3\n")
     client = function_client("ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
                              STREAMFORGE_CONFIG=str(config))
     data = json.dumps({"clickstream": [CLICK] * 20}).encode()
@@ -142,7 +157,7 @@ def test_a_body_without_content_length_is_cut_at_the_limit(tmp_path) -> None:
 
 
 def test_cors_for_allowed_origins_only(function_client, out, tmp_path) -> None:
-    config = write_config(tmp_path / "c.toml", '[ingest]\nallowed_origins = ["https://shop.example.com"]\n')
+    config = write_config(tmp_path / "c.toml", REPLAY_CONFIG + '[ingest]\nallowed_origins = ["https://shop.example.com"]\n')
     client = function_client("ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
                              STREAMFORGE_CONFIG=str(config))
     preflight = client.options("/", headers={"Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST",

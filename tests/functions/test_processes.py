@@ -19,7 +19,15 @@ import requests
 
 from streamforge.functions.packaging import package
 from streamforge.packaging import WHEEL_NAME, build_wheel
-from tests.functions.conftest import API_KEY, SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
+from tests.functions.conftest import (
+    API_KEY,
+    REPLAY_CONFIG,
+    SECRET,
+    dispatcher_env,
+    json_webhook,
+    pubsub_event,
+    write_config,
+)
 from tests.support.cli import STREAMFORGE, entry_point_env
 from tests.support.functions import install_wheel, running_function
 from tests.support.pubsub import pull_messages
@@ -177,7 +185,9 @@ def _published(output: dict[str, Any], stream: str, count: int) -> list[dict[str
 def test_packaged_ingest_rejects_bad_keys_bodies_and_events_and_publishes_the_good_ones(bundles, ingest_output) -> None:
     good_clicks = [sample("clickstream_event", event_id=f"c-{i}") for i in range(3)]
     bad_click = sample("clickstream_event", event_id="c-bad", device_type="fridge")
-    with running_function("ingest", {"STREAMFORGE_INGEST_API_KEYS": API_KEY, **ingest_output["env"]},
+    replay = write_config(bundles["dist"] / "replay.toml", REPLAY_CONFIG)
+    with running_function("ingest", {"STREAMFORGE_INGEST_API_KEYS": API_KEY, "STREAMFORGE_CONFIG": str(replay),
+                                     **ingest_output["env"]},
                           bundle=bundles["dist"] / "ingest", site=bundles["site"]) as function:
         post = lambda body, **headers: requests.post(function.url, data=body, timeout=30,  # noqa: E731
                                                      headers={"Content-Type": "application/json", **headers})

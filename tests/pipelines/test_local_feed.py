@@ -68,7 +68,7 @@ def test_elements_carry_their_event_time_and_redeliveries_are_dropped() -> None:
     (added,) = [e.element_event for e in events if e.HasField("element_event")]
     assert added.tag == A
     assert [(MESSAGE_CODER.decode(e.encoded_element), e.timestamp // 1000) for e in added.elements] == [
-        ((b"{}", "json"), to_millis(T0)), ((b"{}", "json"), to_millis(T0) + 5000)]
+        ((b"{}", "json", -1), to_millis(T0)), ((b"{}", "json", -1), to_millis(T0) + 5000)]  # no received_at
     counts = feed.counts()[A]
     assert (counts.pulled, counts.duplicates, counts.acked) == (3, 1, 3)
     assert sorted(subscriber.acked) == ["ack-a1", "ack-a1", "ack-a2"]  # the redelivery is acknowledged too

@@ -156,11 +156,18 @@ def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
     now = to_millis(record["event_time"])
     for encoding, data in (("json", clicks.to_json(record)), ("avro", clicks.to_avro(record)),
                            ("confluent", clicks.to_confluent(record))):
-        payload, found = payload_and_encoding(PubsubMessage(data, {"encoding": encoding}))
-        assert (payload, found) == (data, encoding)
+        payload, found, received = payload_and_encoding(PubsubMessage(data, {"encoding": encoding}))
+        assert (payload, found, received) == (data, encoding, None)
         assert parser.parse(payload, now, found) == (record, None)
-    assert payload_and_encoding(PubsubMessage(b"{}", None)) == (b"{}", "json")
-    assert payload_and_encoding(b"{}") == (b"{}", "json")
+    assert payload_and_encoding(PubsubMessage(b"{}", None)) == (b"{}", "json", None)
+    assert payload_and_encoding(b"{}") == (b"{}", "json", None)
+    # the receipt: the ingest function's received_at; a publish time says nothing (a replay)
+    published = datetime(2026, 11, 1, 8, 0, 5, tzinfo=timezone.utc)
+    assert payload_and_encoding(PubsubMessage(b"{}", {"received_at": "2026-11-01T08:00:00.000Z"},
+                                              publish_time=published))[2] == to_millis(published) - 5000
+    assert payload_and_encoding(PubsubMessage(b"{}", {}, publish_time=published))[2] is None
+    assert payload_and_encoding(PubsubMessage(b"{}", {"received_at": "soon"}))[2] is None
+    assert payload_and_encoding((b"{}", "avro", -1)) == (b"{}", "avro", None)
     # an order in the Confluent format on the clickstream: the schema id says it is not a click
     _, rejected = parser.parse(orders.to_confluent(sample("order_event")), now, "confluent")
     assert rejected["reason"] == "invalid_avro" and "expected clickstream_event" in rejected["error"]
