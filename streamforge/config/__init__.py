@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from streamforge.timeutil import parse_duration, parse_timestamp
+from streamforge.vocabulary import CURRENCIES
 
 __all__ = [
     "Config",
@@ -154,7 +155,7 @@ class SimulatorConfig:
             raise ConfigError(f"simulator.sessions_per_second must be positive, got {self.sessions_per_second}", "sessions_per_second")
         if self.users < 1:
             raise ConfigError(f"simulator.users must be at least 1, got {self.users}", "users")
-        if len(self.currency) != 3 or not self.currency.isascii() or not self.currency.isupper():
+        if self.currency not in CURRENCIES:  # else every simulated order would be dead-lettered
             raise ConfigError(f"simulator.currency must be an ISO 4217 code like USD, got {self.currency!r}", "currency")
         for name in ("fraud_rate", "malformed_fraction", "duplicate_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:

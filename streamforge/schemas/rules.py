@@ -69,9 +69,23 @@ def ends_after_start(start: str, end: str) -> Rule:
     return rule
 
 
-def no_hidden_characters(record: Mapping[str, Any], path: str = "") -> list[FieldError]:
+def no_hidden_characters(record: Mapping[str, Any]) -> list[FieldError]:
     """Every text field of an input event, nested ones too: no control, bidi or zero-width
     character (vocabulary.py), which would make a value look like another or break a report."""
+    texts = []  # one test of all the text first: most events are clean, and a call per field costs
+    for value in record.values():
+        if type(value) is str:
+            texts.append(value)
+        elif type(value) is list:
+            for item in value:
+                if isinstance(item, Mapping):
+                    texts.extend(text for text in item.values() if type(text) is str)
+    if hidden_character("".join(texts)) is None:
+        return []
+    return _hidden_fields(record, "")
+
+
+def _hidden_fields(record: Mapping[str, Any], path: str) -> list[FieldError]:
     errors = []
     for name, value in record.items():
         where = f"{path}{name}"
@@ -83,33 +97,37 @@ def no_hidden_characters(record: Mapping[str, Any], path: str = "") -> list[Fiel
         elif type(value) is list:
             for index, item in enumerate(value):
                 if isinstance(item, Mapping):
-                    errors.extend(no_hidden_characters(item, f"{where}[{index}]."))
+                    errors.extend(_hidden_fields(item, f"{where}[{index}]."))
     return errors
 
 
-def _known(values: Any, what: str) -> Callable[[Any, str], list[FieldError]]:
-    listed = ", ".join(sorted(values)) if len(values) <= 20 else f"{len(values)} codes"
-
-    def check(value: Any, where: str) -> list[FieldError]:
-        if value is None or value in values:
-            return []
-        return [FieldError(where, value, f"not a known {what} ({listed}; streamforge/vocabulary.py)")]
-
-    return check
+_CATEGORY_SET = frozenset(CATEGORIES)
 
 
-_REGION, _CATEGORY = _known(REGION_CODES, "region"), _known(CATEGORIES, "category")
-_CURRENCY = _known(CURRENCIES, "ISO 4217 currency")
+def _unknown(where: str, value: Any, known: Any, what: str) -> FieldError:
+    listed = ", ".join(sorted(known)) if len(known) <= 20 else f"{len(known)} codes"
+    return FieldError(where, value, f"not a known {what} ({listed}; streamforge/vocabulary.py)")
 
 
 def clickstream_vocabulary(record: Mapping[str, Any]) -> list[FieldError]:
-    return _REGION(record["geo_region"], "geo_region") + _CATEGORY(record.get("category"), "category")
+    region, category = record["geo_region"], record.get("category")
+    errors = []
+    if region not in REGION_CODES:
+        errors.append(_unknown("geo_region", region, REGION_CODES, "region"))
+    if category is not None and category not in _CATEGORY_SET:
+        errors.append(_unknown("category", category, CATEGORIES, "category"))
+    return errors
 
 
 def order_vocabulary(record: Mapping[str, Any]) -> list[FieldError]:
-    errors = _REGION(record["shipping_region"], "shipping_region") + _CURRENCY(record["currency"], "currency")
+    errors = []
+    if record["shipping_region"] not in REGION_CODES:
+        errors.append(_unknown("shipping_region", record["shipping_region"], REGION_CODES, "region"))
+    if record["currency"] not in CURRENCIES:
+        errors.append(_unknown("currency", record["currency"], CURRENCIES, "ISO 4217 currency"))
     for index, item in enumerate(record["items"]):
-        errors += _CATEGORY(item["category"], f"items[{index}].category")
+        if item["category"] not in _CATEGORY_SET:
+            errors.append(_unknown(f"items[{index}].category", item["category"], CATEGORIES, "category"))
     return errors
 
 
