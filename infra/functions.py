@@ -16,6 +16,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.component import Area
+from infra.edge import INGRESS_BEHIND_EDGE
 from infra.identities import Identities
 from infra.ledger import AlertLedger
 from infra.messaging import Messaging
@@ -69,7 +70,8 @@ class Functions(Area):
         # -- ingest ---------------------------------------------------------------------------
         keys = managed_secret(settings, "ingest-api-keys", settings.ingest_api_keys, ["ingest"], identities, self)
         self.ingest = self._function(
-            "ingest", FUNCTIONS["ingest"].target, "ingest", ingress="ALLOW_ALL", timeout=60,
+            "ingest", FUNCTIONS["ingest"].target, "ingest", timeout=60,
+            ingress=INGRESS_BEHIND_EDGE if settings.ingest_edge.domain else "ALLOW_ALL",  # the edge: infra/edge.py
             environment={"GOOGLE_CLOUD_PROJECT": settings.project}, secrets={API_KEYS_ENV: keys})
         if settings.ingest_public:  # browsers and apps call it; the function checks the API key
             gcp.cloudrunv2.ServiceIamMember("ingest-public", project=settings.project, location=settings.region,

@@ -10,6 +10,7 @@ from infra.apis import ProjectApis
 from infra.artifacts import read_batch_package, read_template
 from infra.batch import DailyBatch
 from infra.cdc import ChangeCapture
+from infra.edge import IngestEdge
 from infra.functions import DEPLOYED, Functions
 from infra.identities import Identities
 from infra.ledger import AlertLedger
@@ -41,6 +42,7 @@ class Platform:
     observability: Observability
     cdc: ChangeCapture | None
     pipelines: Pipelines | None
+    edge: IngestEdge | None = None
 
 
 def deploy(settings: Settings | None = None) -> Platform:
@@ -64,6 +66,7 @@ def deploy(settings: Settings | None = None) -> Platform:
     storage = Storage(settings, identities, templates, DEPLOYED, batch_package, after_apis)
     ledger = AlertLedger(settings, after_apis)
     functions = Functions(settings, identities, messaging, storage, ledger, after_apis)
+    edge = IngestEdge(settings, functions.ingest, after_apis) if settings.ingest_edge.domain else None
     cdc = ChangeCapture(settings, debezium, identities, messaging, storage, after_apis) if debezium else None
     batch = DailyBatch(settings, batch_package, identities, storage, warehouse, after_apis)
     pipelines = (Pipelines(settings, templates, identities, messaging, warehouse, storage, after_apis)
@@ -76,7 +79,9 @@ def deploy(settings: Settings | None = None) -> Platform:
     pulumi.export("subscriptions", [s.id for s in layout.subscriptions])
     pulumi.export("dataset", warehouse.ref)
     pulumi.export("tables", sorted(warehouse.tables))
-    pulumi.export("ingest_url", functions.ingest.url)
+    pulumi.export("ingest_url", edge.url if edge is not None else functions.ingest.url)
+    if edge is not None:  # point the domain's DNS A record here
+        pulumi.export("ingest_edge_address", edge.address.address)
     pulumi.export("alert_dispatcher_url", functions.dispatcher.url)
     pulumi.export("dataflow_jobs", jobs)
     pulumi.export("buckets", {"dataflow": storage.dataflow.name, "templates": storage.templates.name,
@@ -93,4 +98,4 @@ def deploy(settings: Settings | None = None) -> Platform:
         "monitoring": console.format("monitoring/dashboards"),
         "workflows": console.format(f"workflows/workflow/{settings.region}/{batch.name}/executions"),
     })
-    return Platform(settings, messaging, warehouse, storage, functions, batch, observability, cdc, pipelines)
+    return Platform(settings, messaging, warehouse, storage, functions, batch, observability, cdc, pipelines, edge)

@@ -33,6 +33,7 @@ _DATASET = re.compile(r"^\w{1,1024}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LABEL = re.compile(r"^[a-z][-_a-z0-9]{0,62}$")
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 class SettingsError(ValueError):
@@ -55,6 +56,13 @@ class CdcSettings:
     database: str = "shop"
     user: str = "debezium"
     debezium_image: str = DEBEZIUM_SERVER_IMAGE  # pulled through an Artifact Registry remote repository
+
+
+@dataclass(frozen=True)
+class IngestEdgeSettings:
+    domain: str = ""  # set: an HTTPS load balancer with Cloud Armor in front of ingest (infra/edge.py)
+    requests_per_minute_per_key: int = 600
+    requests_per_minute_per_ip: int = 120
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class Settings:
     batch_schedule: str = "30 2 * * *"
     batch_time_zone: str = "Etc/UTC"
     ingest_public: bool = True
+    ingest_edge: IngestEdgeSettings = field(default_factory=IngestEdgeSettings)
     message_retention: str = "604800s"
     secrets_version: int = 1  # raise to push new secret values (write-only: Pulumi cannot see a change)
     streamforge: Config = field(default_factory=load_config)
@@ -144,6 +153,7 @@ class Settings:
             batch_schedule=schedule,
             batch_time_zone=config.get("batchTimeZone") or cls.batch_time_zone,
             ingest_public=_flag(config, "ingestPublic"),
+            ingest_edge=_section(config, "ingestEdge", IngestEdgeSettings),
             message_retention=config.get("messageRetention") or cls.message_retention,
             secrets_version=config.get_int("secretsVersion") or 1,
             database_password=config.require_secret("cdcDatabasePassword") if cdc.enabled else None,
@@ -152,6 +162,11 @@ class Settings:
         )
         if settings.dataflow.max_workers < 1:
             raise SettingsError("streamforge:dataflow.maxWorkers must be at least 1")
+        edge = settings.ingest_edge
+        if edge.domain and not _DOMAIN.match(edge.domain):
+            raise SettingsError(f"streamforge:ingestEdge.domain {edge.domain!r}: a DNS name such as events.example.com")
+        if min(edge.requests_per_minute_per_key, edge.requests_per_minute_per_ip) < 1:
+            raise SettingsError("streamforge:ingestEdge: the requests per minute must be at least 1")
         return settings
 
 

@@ -197,8 +197,16 @@ class IngestConfig:
     api_key_header: str
     allowed_origins: tuple[str, ...]
     publish_timeout: timedelta
+    browser_events_per_second: float
+    server_events_per_second: float
+    burst: timedelta
 
     def __post_init__(self) -> None:
+        for name in ("browser_events_per_second", "server_events_per_second"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"ingest.{name} must be positive, got {getattr(self, name)}", name)
+        if self.burst.total_seconds() <= 0:
+            raise ConfigError("ingest.burst must be positive", "burst")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"ingest.max_body_bytes must be at least 1024, got {self.max_body_bytes}", "max_body_bytes")
         if self.max_batch_events < 1:

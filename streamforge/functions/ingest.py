@@ -19,13 +19,24 @@ rejected with the reason, so one bad event never costs the good ones. Statuses:
 Browsers get CORS headers for the allowed origins, and preflight requests are answered.
 Framework-free: ``handle`` takes the method, headers and body stream, so it is tested
 without a server and wired to Flask by the function's main.py.
+
+The trust model (docs/functions.md): a key is a ``browser`` key (public by nature: it ships
+in a web page) or a ``server`` key (a secret of the shop's backend). A browser key may send
+clickstream events only, from an allowed origin when the allowlist is set, at
+``ingest.browser_events_per_second``; orders need a server key. Each key has a token bucket
+in the instance (429 with Retry-After beyond it). The event_id a client chose is published
+prefixed with its key's id (``<key id>.<event_id>``), so no client can claim, and so
+suppress as a duplicate, an event_id another key's client sends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any, Mapping
@@ -40,7 +51,8 @@ from streamforge.schemas.errors import show_value
 from streamforge.timeutil import format_duration, format_timestamp
 from streamforge.transport import STREAM_SCHEMAS, message_attributes
 
-__all__ = ["API_KEYS_ENV", "FAILED_REASON", "IngestAnswer", "IngestConfigError", "IngestService", "parse_api_keys"]
+__all__ = ["API_KEYS_ENV", "FAILED_REASON", "ApiKey", "IngestAnswer", "IngestConfigError", "IngestService",
+           "parse_api_keys"]
 
 API_KEYS_ENV = "STREAMFORGE_INGEST_API_KEYS"
 _MIN_KEY_LENGTH = 16
@@ -50,6 +62,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FAILED_REASON = "not stored: the event stream did not confirm it; send it again after Retry-After"
 #: The longest event_id echoed back (the schemas' limit); a longer one is answered as null.
 _MAX_ECHOED_ID = 64
+#: Roles a key may have, and the streams each may send.
+ROLES = {"browser": ("clickstream",), "server": ("clickstream", "orders")}
+_KEY_ID_LENGTH = 8
+#: What is left of the schemas' 64 characters for the client's own event_id.
+MAX_CLIENT_EVENT_ID = 64 - _KEY_ID_LENGTH - 1
 
 
 class IngestConfigError(ValueError):
@@ -66,28 +83,70 @@ class IngestAnswer:
         return orjson.dumps(self.body)
 
 
-def parse_api_keys(text: str | None) -> tuple[str, ...]:
-    """Comma-separated keys (several while rotating), each at least 16 characters."""
-    keys = tuple(k.strip() for k in (text or "").split(",") if k.strip())
+@dataclass(frozen=True)
+class ApiKey:
+    role: str  # browser or server
+    secret: str = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        """A short, non-reversible name for the key: in logs, and the prefix of its events' ids."""
+        return _key_id(self.secret)
+
+
+def parse_api_keys(text: str | None) -> tuple[ApiKey, ...]:
+    """Comma-separated keys (several while rotating), each ``browser:KEY`` or ``server:KEY``
+    (a key without a role is a server key), each at least 16 characters."""
+    keys = []
+    for number, entry in enumerate((e.strip() for e in (text or "").split(",") if e.strip()), 1):
+        role, _, secret = entry.partition(":")
+        if not secret or role not in ROLES:
+            role, secret = "server", entry
+        if len(secret) < _MIN_KEY_LENGTH:
+            raise IngestConfigError(f"{API_KEYS_ENV}: key #{number} is shorter than {_MIN_KEY_LENGTH} characters")
+        keys.append(ApiKey(role, secret))
     if not keys:
-        raise IngestConfigError(f"{API_KEYS_ENV} is not set: give the API keys clients may use, comma-separated")
-    short = [i for i, k in enumerate(keys) if len(k) < _MIN_KEY_LENGTH]
-    if short:
-        raise IngestConfigError(f"{API_KEYS_ENV}: key #{short[0] + 1} is shorter than {_MIN_KEY_LENGTH} characters")
-    return keys
+        raise IngestConfigError(f"{API_KEYS_ENV} is not set: give the API keys clients may use, comma-separated "
+                                "(browser:KEY for web pages, server:KEY for backends)")
+    return tuple(keys)
 
 
 def _key_id(key: str) -> str:
-    """A short, non-reversible name for a key in logs."""
-    return hashlib.sha256(key.encode()).hexdigest()[:8]
+    return hashlib.sha256(key.encode()).hexdigest()[:_KEY_ID_LENGTH]
+
+
+class _Buckets:
+    """A token bucket of events per key, in this instance: ``take(key, n)`` returns 0 when the
+    key may send n events now, else the seconds until it may."""
+
+    def __init__(self, rates: dict[str, float], burst_s: float, clock=time.monotonic):
+        self.rates, self.burst_s, self.clock = rates, burst_s, clock
+        self._state: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, key: ApiKey, events: int) -> float:
+        rate = self.rates[key.role]
+        capacity = max(rate * self.burst_s, 1.0)
+        now = self.clock()
+        with self._lock:
+            tokens, then = self._state.get(key.id, (capacity, now))
+            tokens = min(capacity, tokens + (now - then) * rate)
+            need = min(events, capacity)  # a batch larger than the bucket waits for a full one
+            if need <= tokens:
+                self._state[key.id] = (tokens - need, now)
+                return 0.0
+            self._state[key.id] = (tokens, now)
+            return (need - tokens) / rate
 
 
 class IngestService:
-    def __init__(self, settings: IngestConfig, api_keys: tuple[str, ...], output: EventOutput,
+    def __init__(self, settings: IngestConfig, api_keys: tuple[ApiKey | str, ...], output: EventOutput,
                  max_clock_skew: timedelta, min_event_time: datetime | None = None,
-                 max_event_age: timedelta | None = None):
+                 max_event_age: timedelta | None = None, clock=time.monotonic):
         self.settings, self.output = settings, output
-        self._keys = [k.encode() for k in api_keys]
+        self._keys = [(k if isinstance(k, ApiKey) else ApiKey("server", k)) for k in api_keys]
+        self._buckets = _Buckets({"browser": settings.browser_events_per_second,
+                                  "server": settings.server_events_per_second}, settings.burst.total_seconds(), clock)
         self._max_skew = max_clock_skew  # as for the pipelines: later is a clock problem
         self._min_time, self._max_age = min_event_time, max_event_age  # as for the pipelines: not a real time
         self._schemas = {stream: get_schema(subject) for stream, subject in STREAM_SCHEMAS.items()}
@@ -113,7 +172,7 @@ class IngestService:
             raise IngestConfigError(str(exc)) from None
         service = cls(config.ingest, keys, output, config.pipelines.max_clock_skew, config.pipelines.min_event_time,
                       config.pipelines.max_event_age)
-        log("INFO", "ingest ready", output=output.describe(), api_keys=[_key_id(k) for k in keys],
+        log("INFO", "ingest ready", output=output.describe(), api_keys=[f"{k.role}:{k.id}" for k in keys],
             max_body_bytes=config.ingest.max_body_bytes, max_batch_events=config.ingest.max_batch_events)
         return service
 
@@ -145,10 +204,12 @@ class IngestService:
         if method != "POST":
             return IngestAnswer(405, {"error": f"method {method} is not allowed: POST a JSON batch"},
                                 {"Allow": "POST, OPTIONS"})
-        key_id = self._authenticate(headers.get(settings.api_key_header))
-        if key_id is None:
+        key = self._authenticate(headers.get(settings.api_key_header))
+        if key is None:
             reason = "invalid API key" if headers.get(settings.api_key_header) else f"missing {settings.api_key_header} header"
             return IngestAnswer(401, {"error": reason})
+        if key.role == "browser" and not self._allow_any_origin and headers.get("Origin") is None:
+            return IngestAnswer(403, {"error": "a browser key is used from web pages: the request has no Origin header"})
         content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             return IngestAnswer(415, {"error": f"Content-Type must be application/json, got {content_type or 'none'!r}"})
@@ -174,18 +235,27 @@ class IngestService:
         if total > settings.max_batch_events:
             return IngestAnswer(413, {"error": f"{total:,} events in one request; the limit is "
                                                f"{settings.max_batch_events:,}: split the batch"})
-        return self._ingest(batch, now, key_id)
+        refused = [stream for stream, events in batch.items() if events and stream not in ROLES[key.role]]
+        if refused:
+            return IngestAnswer(403, {"error": f"a {key.role} key may send {', '.join(ROLES[key.role])} events only, "
+                                               f"not {', '.join(refused)}: those come from your servers (a server key)"})
+        wait = self._buckets.take(key, total)
+        if wait > 0:
+            log("WARNING", "ingest rate limit", api_key=key.id, role=key.role, events=total)
+            return IngestAnswer(429, {"error": f"over the rate limit of this {key.role} key: send again later"},
+                                {"Retry-After": str(max(1, math.ceil(wait)))})
+        return self._ingest(batch, now, key)
 
-    def _authenticate(self, presented: str | None) -> str | None:
-        """The matching key's log id; every key is compared, in constant time, whatever matches."""
+    def _authenticate(self, presented: str | None) -> ApiKey | None:
+        """The matching key; every key is compared, in constant time, whatever matches."""
         if not presented:
             return None
         candidate = presented.encode()
         match = None
         for key in self._keys:
-            if hmac.compare_digest(candidate, key):
+            if hmac.compare_digest(candidate, key.secret.encode()):
                 match = key
-        return None if match is None else _key_id(match.decode())
+        return match
 
     @staticmethod
     def _check_shape(batch: Any) -> str | None:
@@ -202,7 +272,8 @@ class IngestService:
                 return f"{stream!r} must be a list of events, got {type(events).__name__}"
         return None
 
-    def _ingest(self, batch: dict[str, list[Any]], now: datetime, key_id: str) -> IngestAnswer:
+    def _ingest(self, batch: dict[str, list[Any]], now: datetime, key: ApiKey) -> IngestAnswer:
+        key_id = key.id
         received_at = format_timestamp(now)
         horizon = now + self._max_skew
         floor = max(t for t in (self._min_time, now - self._max_age if self._max_age else None, _EPOCH) if t)
@@ -226,6 +297,11 @@ class IngestService:
                     entry.update(status="rejected", reason=str(exc))
                     continue
                 event_id = record["event_id"]
+                if len(event_id) > MAX_CLIENT_EVENT_ID:
+                    entry.update(status="rejected", reason=(
+                        f"event_id is {len(event_id)} characters; through ingest at most {MAX_CLIENT_EVENT_ID} (it is "
+                        f"published as <key id>.<event_id>, within the schemas' 64)"))
+                    continue
                 if event_id in seen:
                     entry.update(status="rejected", reason=f"duplicate event_id: same as {seen[event_id]}")
                     continue
@@ -241,8 +317,9 @@ class IngestService:
                         f"event_time {format_timestamp(record['event_time'])} is before {format_timestamp(floor)} "
                         f"(pipelines.min_event_time, or pipelines.max_event_age before now): not a real time"))
                     continue
+                record["event_id"] = scoped = f"{key_id}.{event_id}"  # the client's id, in its key's namespace
                 messages.append(Message(stream, schema.to_json(record, validate=False), message_attributes(
-                    stream, event_id, format_timestamp(record["event_time"]), "json", received_at=received_at)))
+                    stream, scoped, format_timestamp(record["event_time"]), "json", received_at=received_at)))
                 slots.append(entry)
         errors = self.output.publish(messages, self.settings.publish_timeout.total_seconds()) if messages else []
         for entry, error in zip(slots, errors):

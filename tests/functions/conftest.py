@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,8 @@ REPLAY_CONFIG = '[pipelines]\nmax_event_age = "36500d"\n'
 #: Test-only signing secret and API key (not secrets of any deployment).
 SECRET = "test-signing-secret-0123456789"
 API_KEY = "test-api-key-0123456789abcdef"
+#: How ingest publishes a client's event_id under API_KEY (computed here, not with ingest's code).
+KEY_PREFIX = hashlib.sha256(API_KEY.encode()).hexdigest()[:8] + "."
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 
 

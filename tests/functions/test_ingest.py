@@ -4,8 +4,10 @@ Pub/Sub emulator in test_processes.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamforge.config import load_config
-from streamforge.functions.ingest import FAILED_REASON, IngestConfigError, IngestService
+from streamforge.functions.ingest import FAILED_REASON, IngestConfigError, IngestService, parse_api_keys
 from streamforge.functions.outputs import FileOutput, OutputError
-from tests.functions.conftest import API_KEY, REPLAY_CONFIG, write_config
+from tests.functions.conftest import API_KEY, KEY_PREFIX, REPLAY_CONFIG, write_config
 from tests.support.samples import CLICK, ORDER, sample
 
 HEADERS = {"X-API-Key": API_KEY}
@@ -61,9 +63,9 @@ def test_valid_events_are_published_and_bad_ones_answered_with_the_reason(client
     assert "quantity=-2: must be >= 1" in rejected["clickstream", 3]["reason"]
     assert rejected["clickstream", 4]["reason"] == "clickstream[4] is not a JSON object"
     assert "total_amount" in rejected["orders", 0]["reason"]
-    # The output holds exactly the valid events, unchanged (compared with the simulator's lines).
-    assert [e["event_id"] for e in _lines(out / "clickstream.jsonl")] == [e["event_id"] for e in clicks]
-    assert _lines(out / "orders.jsonl") == orders
+    # The output holds exactly the valid events, unchanged but for the event_id in the key's namespace.
+    assert [e["event_id"] for e in _lines(out / "clickstream.jsonl")] == [KEY_PREFIX + e["event_id"] for e in clicks]
+    assert _lines(out / "orders.jsonl") == [{**o, "event_id": KEY_PREFIX + o["event_id"]} for o in orders]
     assert datetime.fromisoformat(body["received_at"]) > datetime.now(timezone.utc) - timedelta(minutes=1)
 
 
@@ -93,7 +95,7 @@ def test_events_older_than_the_bound_or_at_epoch_zero_are_rejected(function_clie
     assert [e["status"] for e in entries] == ["rejected", "rejected", "accepted"]
     assert "pipelines.max_event_age before now): not a real time" in entries[0]["reason"]
     assert entries[1]["reason"].startswith("event_time 1970-01-01T00:00:00.000Z is before ")
-    assert [e["event_id"] for e in _lines(out / "clickstream.jsonl")] == ["t-2"]
+    assert [e["event_id"] for e in _lines(out / "clickstream.jsonl")] == [KEY_PREFIX + "t-2"]
 
 
 @pytest.mark.parametrize("headers, error", [
@@ -244,3 +246,62 @@ def test_a_misconfigured_ingest_fails_at_start(env, message, monkeypatch) -> Non
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     with pytest.raises((IngestConfigError, OutputError), match=message):
         IngestService.from_environment(env)
+
+
+def _service(output, clock=None, **settings) -> IngestService:
+    config = replace(load_config().ingest, **settings)
+    keys = parse_api_keys(f"server:{API_KEY}, browser:browser-key-0123456789, server:other-server-key-0123456789")
+    return IngestService(config, keys, output, timedelta(minutes=5), clock=clock or (lambda: 0.0))
+
+
+def _post(service: IngestService, key: str, batch: dict, **headers: str):
+    data = json.dumps(batch).encode()
+    return service.handle("POST", {"X-API-Key": key, "Content-Type": "application/json", **headers}, io.BytesIO(data),
+                          len(data))
+
+
+def test_keys_have_roles_and_a_browser_key_sends_clicks_only(tmp_path) -> None:
+    assert [(k.role, k.secret) for k in parse_api_keys("browser:b-key-0123456789abcdef, s-key-0123456789abcdef")] == [
+        ("browser", "b-key-0123456789abcdef"), ("server", "s-key-0123456789abcdef")]
+    service = _service(FileOutput(tmp_path))
+    orders = _post(service, "browser-key-0123456789", {"orders": [ORDER]})
+    assert orders.status == 403 and "a browser key may send clickstream events only, not orders" in orders.body["error"]
+    assert _post(service, "browser-key-0123456789", {"clickstream": [CLICK]}).status == 200
+    assert _post(service, API_KEY, {"orders": [ORDER]}).status == 200
+
+
+def test_a_browser_key_needs_an_allowed_origin_when_there_is_an_allowlist(tmp_path) -> None:
+    service = _service(FileOutput(tmp_path), allowed_origins=("https://shop.example.com",))
+    batch = {"clickstream": [CLICK]}
+    assert _post(service, "browser-key-0123456789", batch).status == 403  # curl, a script: no Origin
+    assert _post(service, "browser-key-0123456789", batch, Origin="https://evil.example").status == 403
+    assert _post(service, "browser-key-0123456789", batch, Origin="https://shop.example.com").status == 200
+    assert _post(service, API_KEY, batch).status == 200  # a server has no Origin
+
+
+def test_each_key_has_a_rate_limit_answered_429_with_retry_after(tmp_path) -> None:
+    now = [0.0]
+    service = _service(FileOutput(tmp_path), clock=lambda: now[0], browser_events_per_second=2.0,
+                       burst=timedelta(seconds=2))
+    clicks = [sample("clickstream_event", event_id=f"r-{i}") for i in range(5)]
+    assert _post(service, "browser-key-0123456789", {"clickstream": clicks[:4]}).status == 200  # the burst: 4
+    limited = _post(service, "browser-key-0123456789", {"clickstream": clicks[4:]})
+    assert (limited.status, limited.headers["Retry-After"]) == (429, "1")
+    assert _post(service, API_KEY, {"clickstream": clicks[4:]}).status == 200  # another key's bucket
+    now[0] = 0.5
+    assert _post(service, "browser-key-0123456789", {"clickstream": clicks[4:]}).status == 200
+    assert len(_lines(tmp_path / "clickstream.jsonl")) == 6
+
+
+def test_clients_cannot_claim_each_others_event_ids(tmp_path) -> None:
+    """The same event_id from two keys is two events downstream: a squatter cannot make the
+    genuine one a duplicate; the same key sending it again is one event (a retry)."""
+    service = _service(FileOutput(tmp_path))
+    for key in (API_KEY, "other-server-key-0123456789", API_KEY):
+        assert _post(service, key, {"clickstream": [CLICK]}).status == 200
+    published = [e["event_id"] for e in _lines(tmp_path / "clickstream.jsonl")]
+    assert published == [KEY_PREFIX + CLICK["event_id"],
+                         hashlib.sha256(b"other-server-key-0123456789").hexdigest()[:8] + "." + CLICK["event_id"],
+                         KEY_PREFIX + CLICK["event_id"]]
+    too_long = _post(service, API_KEY, {"clickstream": [{**CLICK, "event_id": "x" * 56}]})
+    assert "through ingest at most 55" in too_long.body["results"]["clickstream"][0]["reason"]

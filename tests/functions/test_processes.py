@@ -21,6 +21,7 @@ from streamforge.functions.packaging import package
 from streamforge.packaging import WHEEL_NAME, build_wheel
 from tests.functions.conftest import (
     API_KEY,
+    KEY_PREFIX,
     REPLAY_CONFIG,
     SECRET,
     dispatcher_env,
@@ -185,30 +186,42 @@ def _published(output: dict[str, Any], stream: str, count: int) -> list[dict[str
 def test_packaged_ingest_rejects_bad_keys_bodies_and_events_and_publishes_the_good_ones(bundles, ingest_output) -> None:
     good_clicks = [sample("clickstream_event", event_id=f"c-{i}") for i in range(3)]
     bad_click = sample("clickstream_event", event_id="c-bad", device_type="fridge")
-    replay = write_config(bundles["dist"] / "replay.toml", REPLAY_CONFIG)
-    with running_function("ingest", {"STREAMFORGE_INGEST_API_KEYS": API_KEY, "STREAMFORGE_CONFIG": str(replay),
-                                     **ingest_output["env"]},
+    replay = write_config(bundles["dist"] / "replay.toml", REPLAY_CONFIG
+                          + '[ingest]\nallowed_origins = ["https://shop.example.com"]\n')
+    browser_key = "browser-key-0123456789abcdef"
+    with running_function("ingest", {"STREAMFORGE_INGEST_API_KEYS": f"server:{API_KEY}, browser:{browser_key}",
+                                     "STREAMFORGE_CONFIG": str(replay), **ingest_output["env"]},
                           bundle=bundles["dist"] / "ingest", site=bundles["site"]) as function:
         post = lambda body, **headers: requests.post(function.url, data=body, timeout=30,  # noqa: E731
                                                      headers={"Content-Type": "application/json", **headers})
         assert post(b"{}", **{"X-API-Key": "wrong-key-0123456789"}).status_code == 401
+        # A browser key is public: no orders, and only from an allowed page (a hostile caller's tries)
+        origin = {"X-API-Key": browser_key, "Origin": "https://shop.example.com"}
+        as_browser = post(json.dumps({"orders": [ORDER]}).encode(), **origin)
+        assert as_browser.status_code == 403 and "a browser key may send clickstream events only" in as_browser.text
+        no_origin = post(json.dumps({"clickstream": [CLICK]}).encode(), **{"X-API-Key": browser_key})
+        assert no_origin.status_code == 403 and "no Origin header" in no_origin.text
+        forged = post(json.dumps({"clickstream": [CLICK]}).encode(), **{**origin, "Origin": "https://evil.example"})
+        assert forged.status_code == 403
         oversized = post(b" " * 2_000_000, **{"X-API-Key": API_KEY})
         assert oversized.status_code == 413 and "over the limit of 1,048,576 bytes" in oversized.json()["error"]
         assert post(b"[not json", **{"X-API-Key": API_KEY}).status_code == 400
         batch = {"clickstream": good_clicks[:1] + [bad_click] + good_clicks[1:], "orders": [ORDER, {"event_id": 7}]}
         response = post(json.dumps(batch).encode(), **{"X-API-Key": API_KEY, "Origin": "https://shop.example.com"})
-        assert response.status_code == 207 and response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.status_code == 207
+        assert response.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
         body = response.json()
         assert (body["accepted"], body["rejected"], body["failed"]) == (4, 2, 0)
         assert "device_type='fridge'" in body["results"]["clickstream"][1]["reason"]
         clicks = _published(ingest_output, "clickstream", 3)
         orders = _published(ingest_output, "orders", 1)
-    assert sorted(m["data"]["event_id"] for m in clicks) == ["c-0", "c-1", "c-2"]
-    assert [m["data"] for m in orders] == [ORDER]
+    assert sorted(m["data"]["event_id"] for m in clicks) == [KEY_PREFIX + f"c-{n}" for n in range(3)]
+    assert [m["data"] for m in orders] == [{**ORDER, "event_id": KEY_PREFIX + ORDER["event_id"]}]
     if ingest_output["kind"] == "pubsub":
         attributes = {m["data"]["event_id"]: m["attributes"] for m in clicks}
-        assert attributes["c-0"] == {"event_id": "c-0", "event_time": CLICK["event_time"], "schema": "clickstream_event",
-                                     "encoding": "json", "received_at": body["received_at"]}
+        assert attributes[KEY_PREFIX + "c-0"] == {
+            "event_id": KEY_PREFIX + "c-0", "event_time": CLICK["event_time"], "schema": "clickstream_event",
+            "encoding": "json", "received_at": body["received_at"]}
 
 
 def test_the_package_command_builds_both_folders_and_says_how_to_deploy(tmp_path) -> None:

@@ -14,7 +14,7 @@ from streamforge.cdc.config import DEBEZIUM_VERSION, DebeziumServerConfig
 from streamforge.config import load_config
 from streamforge.functions.ledger import EXPIRE_FIELD, LEDGER_ENV
 from streamforge.naming import dataflow_job_name, function_name
-from tests.support.infra import IMAGE, PROJECT, SECRETS
+from tests.support.infra import IMAGE, PROJECT, SECRETS, deploy_offline, stack
 
 SERVICE_AGENT = f"serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
@@ -268,3 +268,36 @@ def test_alerts_watch_every_subscription_job_function_and_the_batch(deployment) 
     assert all(len(p.get("notificationChannels")) == len(channels) for p in policies)
     (dashboard,) = deployment.of_type("monitoring/dashboard:Dashboard")
     assert "dataflow.googleapis.com/job/user_counter" in dashboard.get("dashboardJson")
+
+
+def test_without_an_edge_domain_ingest_answers_on_its_own_url(deployment) -> None:
+    ingest = deployment.named("cloudfunctionsv2/function:Function", function_name("ingest"))
+    assert ingest.get("serviceConfig", "ingressSettings") == "ALLOW_ALL"
+    assert deployment.of_type("compute/securityPolicy:SecurityPolicy") == []
+
+
+def test_the_ingest_edge_limits_each_key_and_ip_and_is_the_only_way_in(artifacts) -> None:
+    edged = deploy_offline(*stack(artifacts, ingestEdge={"domain": "events.shop.example.com",
+                                                         "requestsPerMinutePerKey": 300}))
+    ingest = edged.named("cloudfunctionsv2/function:Function", function_name("ingest"))
+    assert ingest.get("serviceConfig", "ingressSettings") == "ALLOW_INTERNAL_AND_GCLB"  # no way around the edge
+    policy = edged.named("compute/securityPolicy:SecurityPolicy", "streamforge-ingest")
+    throttles = {rule["rateLimitOptions"]["enforceOnKey"]: rule["rateLimitOptions"]
+                 for rule in policy.get("rules") if rule["action"] == "throttle"}
+    header = load_config().ingest.api_key_header
+    assert throttles["HTTP_HEADER"]["enforceOnKeyName"] == header
+    assert throttles["HTTP_HEADER"]["rateLimitThreshold"] == {"count": 300, "intervalSec": 60}
+    assert throttles["IP"]["rateLimitThreshold"] == {"count": 120, "intervalSec": 60}
+    assert {rule["exceedAction"] for rule in throttles.values()} == {"deny(429)"}
+    neg = edged.named("compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", "streamforge-ingest")
+    assert neg.get("cloudRun", "service") == function_name("ingest")
+    backend = edged.named("compute/backendService:BackendService", "streamforge-ingest")
+    assert backend.get("securityPolicy") and backend.get("loadBalancingScheme") == "EXTERNAL_MANAGED"
+    certificate = edged.named("compute/managedSslCertificate:ManagedSslCertificate", "streamforge-ingest")
+    assert certificate.get("managed", "domains") == ["events.shop.example.com"]
+    rule = edged.named("compute/globalForwardingRule:GlobalForwardingRule", "streamforge-ingest")
+    assert rule.get("portRange") == "443"
+    components = {r.urn: r for r in edged.resources if not r.custom}
+    (edge,) = [c for c in components.values() if c.type == "streamforge:infra:IngestEdge"]
+    assert all(r.parent == edge.urn for r in edged.resources if r.type.startswith("gcp:compute/") and
+               r.get("name") == "streamforge-ingest")
