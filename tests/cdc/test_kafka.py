@@ -13,7 +13,7 @@ import duckdb
 import psycopg
 import pytest
 
-from tests.support.capture import start_capture, stop_capture, summary_row
+from tests.support.capture import source_rows, start_capture, stop_capture, summary_row
 from tests.support.cli import run_entry_point
 from tests.support.servers import ServerUnavailable, kafka_broker
 
@@ -75,7 +75,7 @@ def test_changes_over_kafka_give_replicas_equal_to_the_source(shop_db: str, kafk
             con.execute("DELETE FROM order_items WHERE order_id = %s", (order,))
             con.execute("DELETE FROM orders WHERE id = %s", (order,))
         with psycopg.connect(shop_db) as con:
-            con.execute("UPDATE customers SET full_name = 'marker-kafka' WHERE id = 1")
+            con.execute("UPDATE customers SET city = 'marker-kafka' WHERE id = 1")  # not hashed
         _wait_for(lambda: any(v and b"marker-kafka" in v for v in _values(kafka, "cdc.public.customers")),
                   "the marker", capture)
     finally:
@@ -88,11 +88,8 @@ def test_changes_over_kafka_give_replicas_equal_to_the_source(shop_db: str, kafk
     assert read == changes + job_tombstones + heartbeats + dead and dead == 0
     assert job_tombstones >= tombstones > 0  # the deletes' tombstones are read and counted, not dead-lettered
     with duckdb.connect(str(warehouse), read_only=True) as wh, psycopg.connect(shop_db) as pg:
-        for table in REPLICAS:
-            columns = ", ".join(r[0] for r in pg.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
-                (table,)))
-            source = pg.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
-            replica = wh.execute(f"SELECT {columns} FROM {table}_current WHERE NOT _deleted ORDER BY id").fetchall()
+        for table in REPLICAS:  # the personal columns hashed by the connector, as PostgreSQL hashes them
+            names, source = source_rows(pg, table, tmp_path / "offsets.dat")
+            replica = wh.execute(f"SELECT {', '.join(names)} FROM {table}_current WHERE NOT _deleted ORDER BY id").fetchall()
             assert replica == source and source, table
 

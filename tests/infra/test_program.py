@@ -127,7 +127,8 @@ def test_no_basic_role_and_no_project_wide_admin_role(deployment) -> None:
 
 
 def test_secret_values_reach_secret_manager_only_and_never_the_state_in_plain(deployment) -> None:
-    values = [SECRETS["streamforge:cdcDatabasePassword"], *SECRETS["streamforge:ingestApiKeys"].split(","),
+    values = [SECRETS["streamforge:cdcDatabasePassword"], SECRETS["streamforge:cdcPiiSalt"],
+              *SECRETS["streamforge:ingestApiKeys"].split(","),
               *json.loads(SECRETS["streamforge:webhookSecrets"]).values()]
     for resource in deployment.resources:
         text = deployment.inputs_text(resource)
@@ -218,10 +219,15 @@ def test_debezium_publishes_to_exactly_the_cdc_topics_with_the_projects_properti
     (instance,) = deployment.of_type("sql/databaseInstance:DatabaseInstance")
     assert {"name": "cloudsql.logical_decoding", "value": "on"} in instance.get("settings", "databaseFlags")
     assert not instance.get("settings", "ipConfiguration").get("authorizedNetworks")
-    # the mounted file is the project's file, unchanged
+    # the mounted file is the project's file, but for the salt of the hashed personal columns,
+    # which goes into a property's name; as a secret (the salt is one)
     (properties,) = [v for v in deployment.of_type("secretmanager/secretVersion:SecretVersion")
                      if v.name == "secret-debezium-properties-value"]
-    assert properties.get("secretDataWo") == debezium.path.read_text(encoding="utf-8")
+    salt = SECRETS["streamforge:cdcPiiSalt"]
+    assert is_secret(properties.inputs["secretDataWo"])
+    assert properties.get("secretDataWo") == debezium.path.read_text(encoding="utf-8").replace("${CDC_PII_SALT}", salt)
+    assert f"column.mask.hash.v2.SHA-256.with.salt.{salt}=public.customers.email,public.customers.full_name" in \
+        properties.get("secretDataWo")
 
 
 def test_each_flex_template_job_passes_only_parameters_its_spec_declares(deployment, artifacts) -> None:

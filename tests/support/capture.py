@@ -5,10 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.support.cli import STREAMFORGE, entry_point_env
 
-__all__ = ["start_capture", "stop_capture", "summary_row"]
+__all__ = ["PERSONAL", "source_rows", "start_capture", "stop_capture", "summary_row"]
+
+#: The customers' columns the connector hashes (streamforge/cdc/debezium/application.properties).
+PERSONAL = ("email", "full_name")
 
 
 def start_capture(url: str, output: str, offsets: Path, **env: str) -> subprocess.Popen:
@@ -38,3 +42,15 @@ def summary_row(stdout: str) -> list[int]:
         if len(cells) == 8 and all(c.isdigit() for c in cells):
             return [int(c) for c in cells]
     raise AssertionError(f"no summary row in:\n{stdout}")
+
+
+def source_rows(pg: Any, table: str, offsets: Path) -> tuple[list[str], list[tuple]]:
+    """A source table's columns and rows as a replica must hold them: the personal columns as
+    PostgreSQL hashes them (hex SHA-256 of the salt, then the value) with the salt the capture
+    with ``offsets`` used, which it kept beside them."""
+    salt = (offsets.parent / "pii-salt").read_text().strip()
+    names = [r[0] for r in pg.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                                      "ORDER BY ordinal_position", (table,))]
+    expected = ", ".join(f"encode(sha256(convert_to(%(salt)s || {c}, 'UTF8')), 'hex')"
+                         if table == "customers" and c in PERSONAL else c for c in names)
+    return names, pg.execute(f"SELECT {expected} FROM {table} ORDER BY id", {"salt": salt}).fetchall()
