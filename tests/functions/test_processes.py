@@ -32,7 +32,7 @@ from tests.functions.conftest import (
 from tests.support.cli import STREAMFORGE, entry_point_env
 from tests.support.functions import install_wheel, running_function
 from tests.support.pubsub import pull_messages
-from tests.support.receivers import ScriptedReceiver
+from tests.support.receivers import RawReceiver, ScriptedReceiver
 from tests.support.samples import ALERT, CLICK, ORDER, sample
 from tests.support.servers import free_port, stop_process, wait_for_port
 
@@ -234,3 +234,30 @@ def test_the_package_command_builds_both_folders_and_says_how_to_deploy(tmp_path
     # Eventarc drops an event whose function failed unless the trigger retries
     dispatcher_line = next(line for line in result.stdout.splitlines() if "--entry-point=dispatch_alert" in line)
     assert dispatcher_line.endswith("--trigger-topic=fraud-alerts --retry")
+
+
+def _trickle(conn, receiver: RawReceiver) -> None:
+    """A 200 whose answer comes a byte every 0.2 s: each read is quick, the whole takes 8 s."""
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+        conn.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def test_packaged_dispatcher_bounds_a_trickling_receiver_and_refuses_inward_urls(bundles, tmp_path) -> None:
+    """A hostile receiver cannot hold the function past its timeout; a webhook pointing at the
+    metadata server does not start at all."""
+    write_config(tmp_path / "fast.toml", '[alert_dispatcher]\nwebhook_timeout = "1s"\n')
+    with RawReceiver(_trickle) as receiver, running_function(
+            "alert_dispatcher", dispatcher_env([json_webhook("slowloris", receiver.url())],
+                                               STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")),
+            bundle=bundles["dist"] / "alert_dispatcher", site=bundles["site"]) as function:
+        started = time.perf_counter()
+        assert _dispatch(function.url, {**ALERT, "alert_id": "a-trickle"}).status_code == 500  # retried later
+        assert time.perf_counter() - started < 2.5  # not the 8 s the answer takes
+        (line,) = [line for line in function.log_lines() if line.get("webhook") == "slowloris"]
+    assert line["reason"] == "timeout after 1 s"
+    metadata = dispatcher_env([json_webhook("meta", "https://169.254.169.254/computeMetadata/v1/")])
+    with pytest.raises(RuntimeError, match="(?s)server exited.*169.254.169.254 is link-local"):
+        with running_function("alert_dispatcher", metadata, bundle=bundles["dist"] / "alert_dispatcher",
+                              site=bundles["site"]):
+            pass
