@@ -157,6 +157,10 @@ def deliver(webhook: Webhook, alert: Mapping[str, Any], timeout: float, *,
                 raise TimeoutError("deadline passed while reading the answer")
         except DestinationRefused as exc:
             return result(Outcome.REJECTED, f"destination refused: {exc}")
+        except (http.client.InvalidURL, ValueError) as exc:  # a URL or header no retry can fix
+            if connection is not None:
+                connection.close()
+            return result(Outcome.REJECTED, f"request could not be sent: {type(exc).__name__}")
         except (OSError, http.client.HTTPException) as exc:
             if connection is not None:
                 connection.close()

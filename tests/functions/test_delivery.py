@@ -141,3 +141,10 @@ def test_the_connection_goes_to_the_address_that_was_checked() -> None:
         result = deliver(_webhook(url), PY_ALERT, 2.0, resolve=_resolver("127.0.0.1", calls))
     assert result.outcome is Outcome.DELIVERED and calls == ["localhost"] and attempts == []
     assert receiver.requests[0].headers["Host"] == f"localhost:{receiver.server.server_address[1]}"
+
+
+def test_a_url_no_retry_can_fix_is_rejected_not_retried() -> None:
+    with ScriptedReceiver() as receiver:
+        result = deliver(_webhook(receiver.url("/a b")), PY_ALERT, 2.0)  # a space: http.client refuses the path
+    assert (result.outcome, result.reason) == (Outcome.REJECTED, "request could not be sent: InvalidURL")
+    assert receiver.requests == []
