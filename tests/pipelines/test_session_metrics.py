@@ -45,7 +45,7 @@ def test_a_session_row() -> None:
     events = [
         _click("page_view", 0, device_type="tablet", page_url="https://shop.example.com/"),
         _click("product_view", 10, category="books", price=12.5, product_id="P-BOO-1", device_type="mobile"),
-        _click("product_view", 20, category="toys", price=9.99, product_id="P-TOY-1"),
+        _click("product_view", 20, category="toys_games", price=9.99, product_id="P-TOY-1"),
         _click("product_view", 30, category="books", price=12.5, product_id="P-BOO-2"),
         _click("add_to_cart", 40, category="books", price=12.5, product_id="P-BOO-2", quantity=1),
         _click("checkout_start", 50, price=12.5, quantity=1),
