@@ -305,3 +305,14 @@ def test_clients_cannot_claim_each_others_event_ids(tmp_path) -> None:
                          KEY_PREFIX + CLICK["event_id"]]
     too_long = _post(service, API_KEY, {"clickstream": [{**CLICK, "event_id": "x" * 56}]})
     assert "through ingest at most 55" in too_long.body["results"]["clickstream"][0]["reason"]
+
+
+@pytest.mark.parametrize("encode", [lambda b: json.dumps(b).encode(), lambda b: json.dumps(b, ensure_ascii=False).encode()],
+                         ids=["escaped", "raw-utf8"])
+def test_hidden_characters_are_refused_however_the_body_spells_them(tmp_path, encode) -> None:
+    service = _service(FileOutput(tmp_path))
+    data = encode({"clickstream": [{**CLICK, "geo_region": "\u202eus-east"}, CLICK]})
+    answer = service.handle("POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(data),
+                            len(data))
+    assert [e["status"] for e in answer.body["results"]["clickstream"]] == ["rejected", "accepted"]
+    assert "contains U+202E RIGHT-TO-LEFT OVERRIDE" in answer.body["results"]["clickstream"][0]["reason"]
