@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import IO, Any, Mapping
 
 import orjson
@@ -88,7 +89,7 @@ class ApiKey:
     role: str  # browser or server
     secret: str = field(repr=False)
 
-    @property
+    @cached_property
     def id(self) -> str:
         """A short, non-reversible name for the key: in logs, and the prefix of its events' ids."""
         return _key_id(self.secret)
