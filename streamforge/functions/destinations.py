@@ -5,7 +5,7 @@ position, so a URL pointing inside (the metadata server at 169.254.169.254, a VP
 the instance's own loopback) could read or poke what only Google Cloud's side can reach.
 
 - never: link-local (169.254.0.0/16 with the metadata server, fe80::/10), unspecified
-  (0.0.0.0, ::), multicast, reserved and broadcast addresses, and the metadata server's names;
+  (all zeros, IPv4 or IPv6), multicast, reserved and broadcast addresses, the metadata server's names;
 - only with ``"allow_private": true`` on the webhook: private, shared (100.64.0.0/10),
   unique-local and loopback addresses — a receiver reached through a VPC connector;
 - loopback also when the URL names it literally (``127.0.0.1``, ``localhost``, ``::1``): a
@@ -44,7 +44,7 @@ def check_address(address: IPAddress, *, allow_private: bool, loopback_named: bo
         address = address.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
     never = ("unspecified" if address.is_unspecified else "link-local, the metadata server's range"
              if address.is_link_local else "multicast" if address.is_multicast else "reserved"
-             if address.is_reserved else None)  # 240.0.0.0/4 holds the broadcast address
+             if address.is_reserved else None)  # the reserved 240/4 block holds the broadcast address
     if never:
         raise DestinationRefused(f"{address} is {never}: never a webhook")
     if address.is_loopback and (loopback_named or allow_private):

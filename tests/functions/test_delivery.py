@@ -85,7 +85,7 @@ def test_a_kept_alive_connection_the_receiver_closed_is_replaced() -> None:
     ("[fe80::1]", "link-local"),
     ("metadata.google.internal", "the metadata server"),
     ("METADATA.google.internal.", "the metadata server"),
-    ("0.0.0.0", "unspecified"),
+    ("0", "unspecified"),  # inet_aton's short form of the IPv4 all-zeros address
     ("[::]", "unspecified"),
     ("224.0.0.1", "multicast"),
     ("10.0.0.5", "private address"),
