@@ -1,20 +1,17 @@
-"""The daily batch at scale: local Spark beside the same metrics in DuckDB, on one day of events.
+"""The daily batch at scale: local Spark on one day of events.
 
     python benchmarks/batch_daily.py [--orders 2000000] [--clicks 5000000] [--runs 2]
 
 Generates one day of valid events with DuckDB SQL (orders: a CREATED event and a second
 lifecycle event per order, 1-3 lines each, amounts that add up; clicks: ten-event sessions
-from product view to purchase) as Parquet with the tables' columns, the layout `streamforge
-run --raw-events` keeps. Then, each in a fresh process with its peak memory (the whole
-process tree's RSS, polled every 50 ms):
-
-- Spark: ``batch/daily_metrics.py --input parquet://DIR --output file://OUT`` on local[*]
-  (2 cores here), timed from the moment its SparkSession exists to the end of the job, and as
-  a whole process (with the JVM start). Its JVM starts as every local run's does
-  (batch/local_jvm.py), from the installation's class-data archive, which is recorded first
-  if `make` has not yet;
-- DuckDB: the same five tables from tests/support/daily_reference.py's SQL over the same
-  Parquet.
+from product view to purchase; categories and regions from streamforge/vocabulary.py) as
+Parquet with the tables' columns, the layout `streamforge run --raw-events` keeps. Then runs
+``batch/daily_metrics.py --input parquet://DIR --output file://OUT`` on local[*] (2 cores
+here), each run in a fresh process, timed from the moment its SparkSession exists to the end
+of the job and as a whole process (with the JVM start), with its peak memory (the whole
+process tree's RSS, polled every 50 ms). Its JVM starts as every local run's does
+(batch/local_jvm.py), from the installation's class-data archive, which is recorded first if
+`make` has not yet.
 
 Target (issue 6): the Spark job <= 30 s after session start on this 2-core machine.
 """
@@ -37,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from measure import print_table  # noqa: E402
 
+from streamforge.vocabulary import CATEGORIES, REGION_CODES  # noqa: E402
+
 DAY = "2026-11-01"
-CATEGORIES = ["electronics", "books", "home_garden", "fashion", "toys_games", "sports", "beauty", "grocery"]
-REGIONS = ["eu-west", "eu-central", "us-east", "us-west", "ap-south", "ap-northeast", "sa-east", "af-south", "me-central",
-           "oc-east", "ca-central", "eu-north"]
+REGIONS = sorted(REGION_CODES)
 
 GENERATE = """
 SET TimeZone = 'UTC';
@@ -51,7 +48,7 @@ WITH orders AS (
            TIMESTAMPTZ '{day} 00:00:00+00' + to_milliseconds(CAST((o * 86000000.0) / {orders} AS BIGINT)) AS created_at
     FROM range({orders}) t(o)),
 items AS (
-    SELECT o, list({{'product_id': 'P' || ((o * 31 + l) % 5000), 'category': {categories}[1 + (o + l) % 8],
+    SELECT o, list({{'product_id': 'P' || ((o * 31 + l) % 5000), 'category': {categories}[1 + (o + l) % {n_categories}],
                     'quantity': CAST(1 + (o + l) % 3 AS INTEGER),
                     'unit_price': CAST(5 + ((o * 17 + l * 29) % 50000) / 100.0 AS DECIMAL(15,2))}}) AS items
     FROM orders, range(3) r(l) WHERE l < lines GROUP BY o),
@@ -61,7 +58,7 @@ priced AS (
     FROM orders JOIN items USING (o)),
 shaped AS (
     SELECT *, CASE WHEN o % 4 = 0 THEN CAST(ROUND(subtotal * 0.05, 2) AS DECIMAL(15,2)) ELSE 0.00 END AS discount,
-           CAST(4.99 AS DECIMAL(15,2)) AS shipping, {regions}[1 + o % 12] AS shipping_region,
+           CAST(4.99 AS DECIMAL(15,2)) AS shipping, {regions}[1 + o % {n_regions}] AS shipping_region,
            ['card', 'paypal', 'apple_pay', 'google_pay', 'gift_card'][1 + o % 5] AS payment_method
     FROM priced),
 lifecycle AS (
@@ -81,11 +78,11 @@ SELECT 'c-' || c AS event_id, 'U' || (hash(s) % 300000) AS user_id, 'S' || s AS 
        ['page_view', 'page_view', 'product_view', 'product_view', 'product_view', 'add_to_cart', 'page_view',
         'checkout_start', 'product_view', 'purchase'][1 + k] AS event_type,
        CASE WHEN k NOT IN (0, 1, 6) THEN 'P' || (s % 5000) END AS product_id,
-       CASE WHEN k NOT IN (0, 1, 6) THEN {categories}[1 + s % 8] END AS category,
+       CASE WHEN k NOT IN (0, 1, 6) THEN {categories}[1 + s % {n_categories}] END AS category,
        CASE WHEN k NOT IN (0, 1, 6) THEN CAST(5 + (s % 50000) / 100.0 AS DECIMAL(15,2)) END AS price,
        CASE WHEN k IN (5, 7, 9) THEN CAST(1 + s % 3 AS INTEGER) END AS quantity,
        TIMESTAMPTZ '{day} 00:00:00+00' + to_milliseconds(CAST((c * 86000000.0) / {clicks} AS BIGINT)) AS event_time,
-       ['desktop', 'mobile', 'tablet'][1 + s % 3] AS device_type, {regions}[1 + s % 12] AS geo_region,
+       ['desktop', 'mobile', 'tablet'][1 + s % 3] AS device_type, {regions}[1 + s % {n_regions}] AS geo_region,
        'https://shop.example.com/p/' || (s % 5000) AS page_url, NULL::VARCHAR AS referrer, 'bench' AS user_agent,
        CASE WHEN k = 9 THEN 'O' || s END AS order_id
 FROM c;
@@ -104,28 +101,14 @@ report = run(spark, [date.fromisoformat(sys.argv[1])], sys.argv[2], sys.argv[3])
 print(json.dumps({"job_seconds": time.perf_counter() - started, "counts": report.counts, "timings": report.timings}))
 """
 
-DUCKDB_JOB = """
-import json, sys, time
-import duckdb
-sys.path.insert(0, sys.argv[3])
-from tests.support.daily_reference import compute, create_inputs
-started = time.perf_counter()
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-create_inputs(con, orders=sys.argv[1] + "/order_events/*.parquet", clicks=sys.argv[1] + "/clickstream_events/*.parquet",
-              parquet=True)
-tables = compute(con, sys.argv[2], sys.argv[2])
-print(json.dumps({"job_seconds": time.perf_counter() - started, "rows": {k: len(v) for k, v in tables.items()}}))
-"""
-
-
 def generate(directory: Path, orders: int, clicks: int) -> None:
     import duckdb
 
     for table in ("order_events", "clickstream_events"):
         (directory / table).mkdir(parents=True, exist_ok=True)
     sql = GENERATE.format(day=DAY, orders=orders // 2, clicks=clicks, out=directory,
-                          categories=str(CATEGORIES), regions=str(REGIONS))
+                          categories=str(list(CATEGORIES)), regions=str(REGIONS),
+                          n_categories=len(CATEGORIES), n_regions=len(REGIONS))
     with duckdb.connect() as con:
         for statement in sql.split(";\n"):
             if statement.strip():
@@ -186,11 +169,10 @@ def main() -> None:
         archive, seconds = record_archive()  # what `make` records once per installation
         if seconds:
             print(f"recorded the JVM class-data archive {archive} in {seconds:.0f} s", file=sys.stderr)
-        spark_runs, duck_runs = [], []
+        spark_runs = []
         for n in range(args.runs):
             out = Path(tmp) / f"out-{n}"
             spark_runs.append(measured([sys.executable, "-c", SPARK_JOB, DAY, f"parquet://{data}", f"file://{out}"]))
-            duck_runs.append(measured([sys.executable, "-c", DUCKDB_JOB, str(data), DAY, str(ROOT)]))
         counts = spark_runs[0][0]["counts"]
         for stream, expected in (("orders", args.orders), ("clickstream", args.clicks)):
             if counts[stream]["valid"] != expected:
@@ -203,13 +185,10 @@ def main() -> None:
         ("Spark job after session start, median (range)", span([r[0]["job_seconds"] for r in spark_runs], "{:.1f} s")),
         ("Spark whole process (JVM start included)", span([r[1] for r in spark_runs], "{:.1f} s")),
         ("Spark peak memory (driver process tree)", span([r[2] / 2**20 for r in spark_runs], "{:,.0f} MiB")),
-        ("DuckDB same metrics, median (range)", span([r[0]["job_seconds"] for r in duck_runs], "{:.2f} s")),
-        ("DuckDB whole process", span([r[1] for r in duck_runs], "{:.1f} s")),
-        ("DuckDB peak memory", span([r[2] / 2**20 for r in duck_runs], "{:,.0f} MiB")),
     ]
     for step, seconds in spark_runs[-1][0]["timings"].items():
         rows.append((f"  Spark, last run: {step}", f"{seconds:.1f} s"))
-    print(f"\n{args.orders:,} orders + {args.clicks:,} clickstream events, one day, {args.runs} runs each")
+    print(f"\n{args.orders:,} orders + {args.clicks:,} clickstream events, one day, {args.runs} runs")
     print_table(rows)
 
 

@@ -1,8 +1,8 @@
 """Local stand-ins for managed services, run as child processes on 127.0.0.1.
 
-The Pub/Sub emulator of the Google Cloud CLI (present on these machines as a Debian package),
-a Kafka-compatible broker (Tansu), PostgreSQL, and any other server a local run needs. Each child leads its own process group and is
-stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
+The Pub/Sub and Firestore emulators of the Google Cloud CLI (present on these machines as
+Debian packages), a Kafka-compatible broker (Tansu), PostgreSQL, and any other server a local
+run or a benchmark needs. Each child leads its own process group and is stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
 signalling the launcher alone left the JVM running.
 """
 
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Mapping
 
 __all__ = ["LOOPBACK", "LocalService", "ServerUnavailable", "free_port", "gcloud_component", "postgres_bindir",
-           "pubsub_emulator_command", "start_kafka_broker", "start_postgres", "start_pubsub_emulator", "start_service",
+           "pubsub_emulator_command", "start_firestore_emulator", "start_kafka_broker", "start_postgres",
+           "start_pubsub_emulator", "start_service",
            "stop_process", "tansu_binary", "wait_for_port"]
 
 LOOPBACK = "127.0.0.1"
@@ -127,6 +128,15 @@ def start_pubsub_emulator(log: Path, port: int | None = None) -> LocalService:
     """The Cloud SDK's Pub/Sub emulator on 127.0.0.1 (ServerUnavailable if it is not installed)."""
     port = port or free_port()
     return start_service("pubsub-emulator", [*pubsub_emulator_command(), f"--host={LOOPBACK}", f"--port={port}"],
+                         log, port=port)
+
+
+def start_firestore_emulator(log: Path, port: int | None = None) -> LocalService:
+    """The Cloud SDK's Firestore emulator on 127.0.0.1 (ServerUnavailable if it is not installed)."""
+    script = gcloud_component("platform/cloud-firestore-emulator/cloud_firestore_emulator",
+                              "Firestore emulator (Debian package google-cloud-cli-firestore-emulator)")
+    port = port or free_port()
+    return start_service("firestore-emulator", [str(script), "start", f"--host={LOOPBACK}", f"--port={port}"],
                          log, port=port)
 
 

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from batch.daily_metrics import JobError, parse_dates, run
-from tests.batch.conftest import DAYS, assert_same_rows, rows_of
+from tests.support.batch import DAYS, assert_same_rows, rows_of
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow

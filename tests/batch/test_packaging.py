@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from tests.batch.conftest import DAYS
+from tests.support.batch import DAYS
 from tests.support.cli import entry_point_env, run_entry_point
 
 pytestmark = pytest.mark.slow

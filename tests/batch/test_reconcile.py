@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from batch.daily_metrics import reconcile_written, run
-from tests.batch.conftest import DAYS
+from tests.support.batch import DAYS
 from tests.support.cli import run_cli, run_entry_point
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from streamforge.functions.packaging import FUNCTIONS
 from streamforge.functions.webhooks import WebhookConfigError
-from tests.functions.conftest import FUNCTIONS_DIR, SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
+from tests.support.functions import FUNCTIONS_DIR, SECRET, dispatcher_env, json_webhook, pubsub_event, write_config
 from tests.support.functions import parse_log_lines as log_lines
 from tests.support.receivers import ScriptedReceiver
 from tests.support.samples import ALERT, sample

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from streamforge.config import load_config
 from streamforge.functions.ingest import FAILED_REASON, IngestConfigError, IngestService, parse_api_keys
 from streamforge.functions.outputs import FileOutput, OutputError
-from tests.functions.conftest import API_KEY, KEY_PREFIX, REPLAY_CONFIG, write_config
+from tests.support.functions import API_KEY, KEY_PREFIX, REPLAY_CONFIG, write_config
 from tests.support.samples import CLICK, ORDER, sample
 
 HEADERS = {"X-API-Key": API_KEY}

@@ -19,18 +19,19 @@ import requests
 
 from streamforge.functions.packaging import package
 from streamforge.packaging import WHEEL_NAME, build_wheel
-from tests.functions.conftest import (
+from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.functions import (
     API_KEY,
     KEY_PREFIX,
     REPLAY_CONFIG,
     SECRET,
     dispatcher_env,
+    install_wheel,
     json_webhook,
     pubsub_event,
+    running_function,
     write_config,
 )
-from tests.support.cli import STREAMFORGE, entry_point_env
-from tests.support.functions import install_wheel, running_function
 from tests.support.pubsub import pull_messages
 from tests.support.receivers import RawReceiver, ScriptedReceiver
 from tests.support.samples import ALERT, CLICK, ORDER, sample

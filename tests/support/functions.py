@@ -1,8 +1,11 @@
-"""Running a Cloud Function as a real functions-framework process on 127.0.0.1, for tests and
-benchmarks: from the checkout (``streamforge functions serve``) or from a packaged folder."""
+"""Helpers for the Cloud Function tests (and only tests): Pub/Sub CloudEvents as Eventarc sends
+them, test keys and webhooks, and a function run as a real functions-framework process on
+127.0.0.1, from the checkout (``streamforge functions serve``) or from a packaged folder."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -10,11 +13,55 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+
+from streamforge.functions.dispatcher import PUBSUB_MESSAGE_PUBLISHED
 from streamforge.functions.packaging import FUNCTIONS
+from streamforge.packaging import REPO_ROOT
 from tests.support.cli import STREAMFORGE, entry_point_env
 from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for_port
+
+#: The samples and the simulator's default run are dated 2026-11-01: replaying them through
+#: ingest needs a wider max_event_age than the default 7 days (a test of the bound sets its own).
+REPLAY_CONFIG = '[pipelines]\nmax_event_age = "36500d"\n'
+#: Test-only signing secret and API key (not secrets of any deployment).
+SECRET = "test-signing-secret-0123456789"
+API_KEY = "test-api-key-0123456789abcdef"
+#: How ingest publishes a client's event_id under API_KEY (computed here, not with ingest's code).
+KEY_PREFIX = hashlib.sha256(API_KEY.encode()).hexdigest()[:8] + "."
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+
+
+def pubsub_event(payload: bytes | str | dict[str, Any], *, message_id: str = "m-1", structured: bool = False,
+                 event_type: str = PUBSUB_MESSAGE_PUBLISHED) -> tuple[dict[str, str], bytes]:
+    """HTTP headers and body of the CloudEvent Eventarc sends for one Pub/Sub message."""
+    if isinstance(payload, dict):
+        payload = json.dumps(payload)
+    if isinstance(payload, str):
+        payload = payload.encode()
+    event = CloudEvent(
+        {"type": event_type, "source": "//pubsub.googleapis.com/projects/p/topics/fraud-alerts", "id": message_id},
+        {"message": {"data": base64.b64encode(payload).decode(), "messageId": message_id,
+                     "attributes": {"schema": "fraud_alert"}},
+         "subscription": "projects/p/subscriptions/eventarc-alerts"},
+    )
+    return to_structured(event) if structured else to_binary(event)
+
+
+def json_webhook(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "url": url, "secret_env": "TEST_WEBHOOK_SECRET", **extra}
+
+
+def dispatcher_env(webhooks: list[dict[str, Any]], **extra: str) -> dict[str, str]:
+    return {"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), "TEST_WEBHOOK_SECRET": SECRET, **extra}
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def parse_log_lines(text: str) -> list[dict]:

@@ -19,9 +19,9 @@ from streamforge.services import (
     LOOPBACK,
     ServerUnavailable,
     free_port,
-    gcloud_component,
     postgres_bindir,
     pubsub_emulator_command,
+    start_firestore_emulator,
     start_kafka_broker,
     start_postgres,
     stop_process,
@@ -79,11 +79,12 @@ def firestore_emulator() -> Iterator[str]:
     if os.environ.get("FIRESTORE_EMULATOR_HOST"):
         yield os.environ["FIRESTORE_EMULATOR_HOST"]
         return
-    script = gcloud_component("platform/cloud-firestore-emulator/cloud_firestore_emulator",
-                               "Firestore emulator (Debian package google-cloud-cli-firestore-emulator)")
-    port = free_port()
-    with _serve([str(script), "start", f"--host={LOOPBACK}", f"--port={port}"], port, "firestore-emulator"):
-        yield f"{LOOPBACK}:{port}"
+    with tempfile.TemporaryDirectory(prefix="sf-firestore-") as tmp:
+        emulator = start_firestore_emulator(Path(tmp) / "firestore-emulator.log")
+        try:
+            yield emulator.address
+        finally:
+            emulator.stop()
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
