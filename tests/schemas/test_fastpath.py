@@ -16,10 +16,8 @@ from hypothesis import strategies as st
 
 from streamforge.schemas import get_schema
 from streamforge.schemas.validation import INVALID
-from tests.schemas.test_validation_properties import json_values, mutated_events
 from tests.support.samples import SAMPLES
-
-SUBJECTS = sorted(SAMPLES)
+from tests.support.strategies import SUBJECTS, json_values, mutated_events
 
 
 def reference(subject: str, document: Any) -> Any:
