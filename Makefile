@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo live test bench functions dataflow infra-plan clean
+.PHONY: help demo live test format bench functions dataflow infra-plan clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,9 +23,14 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 live: $(VENV)/.live  ## the whole system live on 127.0.0.1 (streamforge up: dashboard on http://127.0.0.1:8050/); Ctrl-C stops it
 	$(BIN)/streamforge up
 
-test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint (ruff, configured in pyproject.toml), then run the whole test suite
+test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint and check the format (ruff, configured in pyproject.toml), then run the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+format: $(VENV)/.dev  ## format the code and sort its imports (ruff), as `make test` checks
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --select I --fix .
 
 bench: $(VENV)/.dev $(VENV)/.spark-classes  ## run the benchmarks (tables on stdout; about 40 minutes)
 	$(BIN)/python benchmarks/simulator_throughput.py

@@ -80,12 +80,27 @@ class DailyRun:
         return any(r["status"] == "MISMATCH" for r in self.reconciliation)
 
     def summary(self) -> dict:
-        return {"dates": [d.isoformat() for d in self.dates], "counts": self.counts, "rows_written": self.rows_written,
-                "reconciliation": self.reconciliation, "seconds": round(self.seconds, 2), "timings": self.timings}
+        return {
+            "dates": [d.isoformat() for d in self.dates],
+            "counts": self.counts,
+            "rows_written": self.rows_written,
+            "reconciliation": self.reconciliation,
+            "seconds": round(self.seconds, 2),
+            "timings": self.timings,
+        }
 
 
-def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_with: str | None = None,
-        temporary_bucket: str | None = None, config=None, now: datetime | None = None) -> DailyRun:
+def run(
+    spark,
+    dates: list[date],
+    input_url: str,
+    output_url: str,
+    *,
+    reconcile_with: str | None = None,
+    temporary_bucket: str | None = None,
+    config=None,
+    now: datetime | None = None,
+) -> DailyRun:
     """The job: read and check the dates' events, compute and write the tables, reconcile."""
     from batch import metrics
     from batch.inputs import SourceError, parse_source, read_events
@@ -100,14 +115,26 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
     except (SourceError, SinkError) as exc:
         raise JobError(str(exc)) from None
     if warehouse is not None and warehouse.kind not in ("duckdb", "bigquery"):
-        raise JobError(f"--reconcile-with {reconcile_with!r}: expected the pipelines' warehouse, duckdb://FILE "
-                       "or bigquery://PROJECT.DATASET")
+        raise JobError(
+            f"--reconcile-with {reconcile_with!r}: expected the pipelines' warehouse, duckdb://FILE "
+            "or bigquery://PROJECT.DATASET"
+        )
     now = now or datetime.now(timezone.utc)
     report = DailyRun(dates)
     with tempfile.TemporaryDirectory(prefix="sf-batch-") as scratch:
-        events = _Events(lambda stream: read_events(spark, source, stream, dates, now, config.pipelines.max_clock_skew,
-                                                    Path(scratch), config.pipelines.min_event_time),
-                         int(spark.conf.get("spark.sql.shuffle.partitions")))
+        events = _Events(
+            lambda stream: read_events(
+                spark,
+                source,
+                stream,
+                dates,
+                now,
+                config.pipelines.max_clock_skew,
+                Path(scratch),
+                config.pipelines.min_event_time,
+            ),
+            int(spark.conf.get("spark.sql.shuffle.partitions")),
+        )
 
         def write(name: str, frame, since: float) -> None:
             report.rows_written[name] = write_table(sink, name, frame, dates)
@@ -144,10 +171,14 @@ def run(spark, dates: list[date], input_url: str, output_url: str, *, reconcile_
                 raise JobError(str(exc)) from None
             step = time.perf_counter()
             report.counts = events.counts()
-            report.rows_written["batch_rejects"] = write_table(sink, "batch_rejects", events.rejected(min(dates)), dates)
+            report.rows_written["batch_rejects"] = write_table(
+                sink, "batch_rejects", events.rejected(min(dates)), dates
+            )
             step = report.timed("count, write batch_rejects", step)
             if warehouse is not None:
-                report.reconciliation = _reconcile(spark, sink, tables["daily_revenue"], warehouse, dates, Path(scratch))
+                report.reconciliation = _reconcile(
+                    spark, sink, tables["daily_revenue"], warehouse, dates, Path(scratch)
+                )
                 report.rows_written["daily_reconciliation"] = len(report.reconciliation)
                 report.timed("reconcile", step)
         finally:
@@ -192,8 +223,9 @@ class _Events:
         from batch.validation import PAYLOAD, REASON
 
         self.checked["orders"] = self._read("orders")
-        self._marked = self._keep(metrics.partitioned(self.checked["orders"].marked(), "orders", self.partitions,
-                                                      keep=(REASON, PAYLOAD)))
+        self._marked = self._keep(
+            metrics.partitioned(self.checked["orders"].marked(), "orders", self.partitions, keep=(REASON, PAYLOAD))
+        )
         orders = self._marked.where(F.col(REASON).isNull()).drop(REASON, PAYLOAD)
         if metrics.has_duplicates(orders, "orders"):  # rare in the pipelines' tables: then drop them exactly
             self._orders = self._keep(metrics.deduplicated(orders, "orders"))
@@ -239,10 +271,15 @@ class _Events:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per stream: input = valid + rejected + duplicates (after ``order_totals`` and ``sessions``)."""
-        return {stream: {"input": self._candidates[stream] + self._rejected[stream], "valid": self._valid[stream],
-                         "rejected": self._rejected[stream],
-                         "duplicates": self._candidates[stream] - self._valid[stream]}
-                for stream in ("orders", "clickstream")}
+        return {
+            stream: {
+                "input": self._candidates[stream] + self._rejected[stream],
+                "valid": self._valid[stream],
+                "rejected": self._rejected[stream],
+                "duplicates": self._candidates[stream] - self._valid[stream],
+            }
+            for stream in ("orders", "clickstream")
+        }
 
     def rejected(self, first_date: date):
         """The batch_rejects rows (after ``order_totals`` and ``sessions``): dated by event_time, else
@@ -253,15 +290,30 @@ class _Events:
         from batch.validation import PAYLOAD, REASON, payload_encoding, payload_text
 
         orders = self._marked.where(F.col(REASON).isNotNull() if self._rejected["orders"] else F.lit(False))
-        sources = [("orders", orders.select(
-            "event_time", "event_id", F.col(REASON).alias("reason"), payload_text(F.col(PAYLOAD)).alias("payload"),
-            payload_encoding(F.col(PAYLOAD)).alias("payload_encoding")))]
+        sources = [
+            (
+                "orders",
+                orders.select(
+                    "event_time",
+                    "event_id",
+                    F.col(REASON).alias("reason"),
+                    payload_text(F.col(PAYLOAD)).alias("payload"),
+                    payload_encoding(F.col(PAYLOAD)).alias("payload_encoding"),
+                ),
+            )
+        ]
         if self._rejected["clickstream"]:
             sources.append(("clickstream", self.checked["clickstream"].rejected))
         rows = None
         for stream, frame in sources:
-            part = frame.select(F.coalesce(F.to_date("event_time"), F.lit(first_date)).alias("date"),
-                                F.lit(stream).alias("stream"), "event_id", "reason", "payload", "payload_encoding")
+            part = frame.select(
+                F.coalesce(F.to_date("event_time"), F.lit(first_date)).alias("date"),
+                F.lit(stream).alias("stream"),
+                "event_id",
+                "reason",
+                "payload",
+                "payload_encoding",
+            )
             rows = part if rows is None else rows.unionByName(part)
         return conform(rows, "batch_rejects")
 
@@ -288,8 +340,9 @@ def _reconcile(spark, sink, daily_revenue, warehouse, dates: list[date], scratch
     return rows
 
 
-def reconcile_written(spark, dates: list[date], output_url: str, warehouse_url: str, *,
-                      temporary_bucket: str | None = None) -> DailyRun:
+def reconcile_written(
+    spark, dates: list[date], output_url: str, warehouse_url: str, *, temporary_bucket: str | None = None
+) -> DailyRun:
     """The reconciliation alone, from the daily_revenue an earlier run wrote to ``output_url``."""
     from batch.inputs import SourceError, parse_source
     from batch.outputs import SinkError, parse_sink, read_written
@@ -312,8 +365,10 @@ def reconcile_written(spark, dates: list[date], output_url: str, warehouse_url: 
 
 
 def _plain(row: dict) -> dict:
-    return {k: (v.isoformat() if isinstance(v, date) else str(v) if not isinstance(v, (int, float, str, type(None)))
-                else v) for k, v in row.items()}
+    return {
+        k: (v.isoformat() if isinstance(v, date) else str(v) if not isinstance(v, (int, float, str, type(None))) else v)
+        for k, v in row.items()
+    }
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -337,8 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         dates = parse_dates(args.date)
         config = load_config(args.config)
         spark = session()
-        report = run(spark, dates, args.input, args.output, reconcile_with=args.reconcile_with,
-                     temporary_bucket=args.temporary_gcs_bucket, config=config)
+        report = run(
+            spark,
+            dates,
+            args.input,
+            args.output,
+            reconcile_with=args.reconcile_with,
+            temporary_bucket=args.temporary_gcs_bucket,
+            config=config,
+        )
     except (JobError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,13 @@ from streamforge.schemas.daily_tables import TABLES
 __all__ = ["MONEY", "conform", "spark_schema"]
 
 MONEY = T.DecimalType(18, 2)
-_SPARK = {"string": T.StringType(), "long": T.LongType(), "double": T.DoubleType(), "date": T.DateType(), "money": MONEY}
+_SPARK = {
+    "string": T.StringType(),
+    "long": T.LongType(),
+    "double": T.DoubleType(),
+    "date": T.DateType(),
+    "money": MONEY,
+}
 
 
 def spark_schema(table: str) -> T.StructType:

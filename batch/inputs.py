@@ -30,7 +30,6 @@ from streamforge.transport import STREAM_FILES
 __all__ = ["Source", "SourceError", "parse_source", "read_events", "read_table"]
 
 
-
 class SourceError(ValueError):
     """An input URL or location is wrong (the message says which and why)."""
 
@@ -55,24 +54,36 @@ def parse_source(url: str) -> Source:
         return Source("duckdb", location)
     if parts.scheme == "bigquery" and parts.netloc.count(".") == 1 and parts.path in ("", "/"):
         return Source("bigquery", parts.netloc)
-    raise SourceError(f"--input {url!r}: expected file://DIR (JSON lines), parquet://DIR, duckdb://FILE "
-                      "or bigquery://PROJECT.DATASET")
+    raise SourceError(
+        f"--input {url!r}: expected file://DIR (JSON lines), parquet://DIR, duckdb://FILE or bigquery://PROJECT.DATASET"
+    )
 
 
 def _day_bounds(dates: list[date]) -> tuple[datetime, datetime]:
-    return (datetime.combine(min(dates), time(), timezone.utc),
-            datetime.combine(max(dates) + timedelta(days=1), time(), timezone.utc))
+    return (
+        datetime.combine(min(dates), time(), timezone.utc),
+        datetime.combine(max(dates) + timedelta(days=1), time(), timezone.utc),
+    )
 
 
 def _in_dates(checked: Checked, dates: list[date]) -> Checked:
     """The rows of the dates, and the rejected rows whose date is unknown (no readable event_time)."""
     start, end = _day_bounds(dates)
-    return checked.where(F.col("event_time").isNull() | ((F.col("event_time") >= F.lit(start))
-                                                         & (F.col("event_time") < F.lit(end))))
+    return checked.where(
+        F.col("event_time").isNull() | ((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
+    )
 
 
-def read_events(spark: SparkSession, source: Source, stream: str, dates: list[date], now: datetime,
-                max_clock_skew: timedelta, scratch: Path | None = None, min_event_time: datetime | None = None) -> Checked:
+def read_events(
+    spark: SparkSession,
+    source: Source,
+    stream: str,
+    dates: list[date],
+    now: datetime,
+    max_clock_skew: timedelta,
+    scratch: Path | None = None,
+    min_event_time: datetime | None = None,
+) -> Checked:
     """The ``stream``'s checked events of ``dates`` (UTC days) from ``source``."""
     table = STREAMS[stream][1]
     if source.kind == "jsonl":
@@ -91,28 +102,37 @@ def read_events(spark: SparkSession, source: Source, stream: str, dates: list[da
     else:
         frame = read_table(spark, source, table, ("event_time",), dates, scratch)
     start, end = _day_bounds(dates)  # filtered before the checks: Parquet and BigQuery skip the other days
-    frame = frame.where(F.col("event_time").isNull()
-                        | ((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end))))
+    frame = frame.where(
+        F.col("event_time").isNull() | ((F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
+    )
     return check_typed(stream, frame, now, max_clock_skew, min_event_time)
 
 
-def read_table(spark: SparkSession, source: Source, table: str, time_columns: tuple[str, ...], dates: list[date],
-               scratch: Path | None = None) -> DataFrame:
+def read_table(
+    spark: SparkSession,
+    source: Source,
+    table: str,
+    time_columns: tuple[str, ...],
+    dates: list[date],
+    scratch: Path | None = None,
+) -> DataFrame:
     """The rows of a warehouse table (DuckDB or BigQuery) whose first non-null ``time_columns``
     value falls on the dates."""
     start, end = _day_bounds(dates)
     when = "COALESCE(" + ", ".join(time_columns) + ")"
     if source.kind == "bigquery":
-        return (spark.read.format("bigquery").option("table", f"{source.location}.{table}")
-                .option("filter", f"{when} >= TIMESTAMP('{start.isoformat()}') AND "
-                                  f"{when} < TIMESTAMP('{end.isoformat()}')").load())
+        return (
+            spark.read.format("bigquery")
+            .option("table", f"{source.location}.{table}")
+            .option("filter", f"{when} >= TIMESTAMP('{start.isoformat()}') AND {when} < TIMESTAMP('{end.isoformat()}')")
+            .load()
+        )
     if source.kind != "duckdb":
         raise SourceError(f"{source.describe()}: a warehouse is duckdb://FILE or bigquery://PROJECT.DATASET")
     return spark.read.parquet(_export_duckdb(Path(source.location), table, when, start, end, scratch))
 
 
-def _export_duckdb(database: Path, table: str, when: str, start: datetime, end: datetime,
-                   scratch: Path | None) -> str:
+def _export_duckdb(database: Path, table: str, when: str, start: datetime, end: datetime, scratch: Path | None) -> str:
     """The table's rows of [start, end) as a Parquet file (DuckDB runs here, not on Dataproc)."""
     import duckdb
 
@@ -124,6 +144,8 @@ def _export_duckdb(database: Path, table: str, when: str, start: datetime, end: 
         if table not in present:
             hint = ": run the pipelines with --raw-events" if table in {t for _, t in STREAMS.values()} else ""
             raise SourceError(f"{database} has no table {table}{hint}")
-        con.execute(f"COPY (SELECT * FROM \"{table}\" WHERE {when} >= TIMESTAMPTZ '{start.isoformat()}' "
-                    f"AND {when} < TIMESTAMPTZ '{end.isoformat()}') TO '{target}' (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT * FROM \"{table}\" WHERE {when} >= TIMESTAMPTZ '{start.isoformat()}' "
+            f"AND {when} < TIMESTAMPTZ '{end.isoformat()}') TO '{target}' (FORMAT parquet)"
+        )
     return str(target)

@@ -63,8 +63,13 @@ def archive_path() -> Path | None:
 def java_options(record_to: Path | None = None) -> str:
     """spark.driver.extraJavaOptions for a local session; ``record_to``: write an archive of the
     classes this JVM loads there when it exits (the training run), instead of using one."""
-    options = ["-XX:+UseParallelGC", "-XX:+UnlockDiagnosticVMOptions", "-XX:+DisplayVMOutputToStderr",
-               "-Xlog:disable", "-Xlog:all=warning:stderr"]
+    options = [
+        "-XX:+UseParallelGC",
+        "-XX:+UnlockDiagnosticVMOptions",
+        "-XX:+DisplayVMOutputToStderr",
+        "-Xlog:disable",
+        "-Xlog:all=warning:stderr",
+    ]
     if DIRECTIVES.is_file():  # not when the package runs from the Dataproc zip (on the path, not on disk)
         options.append(f"-XX:CompilerDirectivesFile={DIRECTIVES}")
     if record_to is not None:
@@ -91,12 +96,17 @@ def record_archive(force: bool = False) -> tuple[Path, float]:
         raise ArchiveError(f"cannot create {target.parent}: {exc.strerror}") from None
     with tempfile.TemporaryDirectory(prefix="sf-class-archive-") as scratch:
         recording = Path(scratch) / target.name
-        training = subprocess.run([sys.executable, "-m", "batch.local_jvm", str(recording), scratch],
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        training = subprocess.run(
+            [sys.executable, "-m", "batch.local_jvm", str(recording), scratch],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         if training.returncode != 0 or not recording.is_file():
-            raise ArchiveError(f"the training run exited {training.returncode} without an archive:\n"
-                               + "\n".join(line for line in training.stderr.splitlines()
-                                           if "[cds" not in line)[-3000:])
+            raise ArchiveError(
+                f"the training run exited {training.returncode} without an archive:\n"
+                + "\n".join(line for line in training.stderr.splitlines() if "[cds" not in line)[-3000:]
+            )
         os.replace(recording, target)  # complete or absent: never a half-written archive
     for stale in target.parent.glob("spark-*.jsa"):  # recorded for another PySpark or JVM
         if stale != target:
@@ -114,15 +124,38 @@ def _train(recording: Path, scratch: Path) -> None:
     from streamforge.transport import STREAM_FILES
 
     events = scratch / "events"
-    subprocess.run([sys.executable, "-m", "streamforge", "simulate", "--output", f"file://{events}", "--quiet",
-                    "--start", _TRAINING_START, "--duration", "4h", "--sessions-per-second", "0.5",
-                    "--malformed", "0.01", "--duplicates", "0.01"], check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamforge",
+            "simulate",
+            "--output",
+            f"file://{events}",
+            "--quiet",
+            "--start",
+            _TRAINING_START,
+            "--duration",
+            "4h",
+            "--sessions-per-second",
+            "0.5",
+            "--malformed",
+            "0.01",
+            "--duplicates",
+            "0.01",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     spark = local_session(app="streamforge-class-archive", java_options=java_options(record_to=recording))
     run(spark, _TRAINING_DAYS, f"file://{events}", f"file://{scratch / 'from-json'}")
     tables = scratch / "tables"
     for stream, (_, table) in STREAMS.items():
-        (spark.read.schema(typed_schema(stream)).json(str(events / STREAM_FILES[stream]))
-         .write.parquet(str(tables / table)))
+        (
+            spark.read.schema(typed_schema(stream))
+            .json(str(events / STREAM_FILES[stream]))
+            .write.parquet(str(tables / table))
+        )
     run(spark, _TRAINING_DAYS, f"parquet://{tables}", f"file://{scratch / 'from-parquet'}")
     gateway = spark.sparkContext._gateway
     jvm = gateway.proc  # PySpark's handle on the JVM process it launched

@@ -55,7 +55,9 @@ def parse_sink(url: str, temporary_bucket: str | None = None) -> Sink:
         return Sink("local", (parts.netloc + parts.path).rstrip("/") or "/")
     if parts.scheme == "bigquery" and parts.netloc.count(".") == 1 and parts.path in ("", "/"):
         if not temporary_bucket:
-            raise SinkError("--output bigquery://... needs --temporary-gcs-bucket (the connector stages the rows there)")
+            raise SinkError(
+                "--output bigquery://... needs --temporary-gcs-bucket (the connector stages the rows there)"
+            )
         return Sink("bigquery", parts.netloc, temporary_bucket)
     raise SinkError(f"--output {url!r}: expected file://DIR or bigquery://PROJECT.DATASET")
 
@@ -89,8 +91,11 @@ def _load_duckdb(database: Path, dataset: Path, table: str, dates: list[date]) -
         con.execute(f'DELETE FROM "{table}" WHERE "date" IN ({placeholders})', dates)
         if files:
             names = ", ".join(f'"{name}"' for name, _, _ in columns)
-            con.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM read_parquet(?, hive_partitioning = true, '
-                        f"hive_types = {{'date': DATE}})", [files])
+            con.execute(
+                f'INSERT INTO "{table}" ({names}) SELECT {names} FROM read_parquet(?, hive_partitioning = true, '
+                f"hive_types = {{'date': DATE}})",
+                [files],
+            )
         con.execute("COMMIT")
         return con.execute(f'SELECT count(*) FROM "{table}" WHERE "date" IN ({placeholders})', dates).fetchone()[0]
 
@@ -101,16 +106,17 @@ def _write_bigquery(sink: Sink, table: str, rows: DataFrame, dates: list[date]) 
     for day in dates:
         part = rows.where(F.col("date") == F.lit(day))
         written += part.count()
-        (part
-         .write.format("bigquery")
-         .option("table", f"{sink.location}.{table}")
-         .option("writeMethod", "indirect")
-         .option("temporaryGcsBucket", sink.temporary_bucket)
-         .option("partitionField", "date")
-         .option("partitionType", "DAY")
-         .option("datePartition", day.strftime("%Y%m%d"))
-         .mode("overwrite")
-         .save())
+        (
+            part.write.format("bigquery")
+            .option("table", f"{sink.location}.{table}")
+            .option("writeMethod", "indirect")
+            .option("temporaryGcsBucket", sink.temporary_bucket)
+            .option("partitionField", "date")
+            .option("partitionType", "DAY")
+            .option("datePartition", day.strftime("%Y%m%d"))
+            .mode("overwrite")
+            .save()
+        )
     rows.unpersist()
     return written
 
@@ -123,7 +129,10 @@ def read_written(spark, sink: Sink, table: str, dates: list[date]) -> DataFrame:
             raise SinkError(f"no {table} in {sink.location}: run `streamforge batch daily` for the dates first")
         frame = spark.read.schema(spark_schema(table)).parquet(str(dataset))
     else:
-        frame = (spark.read.format("bigquery").option("table", f"{sink.location}.{table}")
-                 .option("filter", f"date BETWEEN DATE '{min(dates).isoformat()}' AND DATE '{max(dates).isoformat()}'")
-                 .load())
+        frame = (
+            spark.read.format("bigquery")
+            .option("table", f"{sink.location}.{table}")
+            .option("filter", f"date BETWEEN DATE '{min(dates).isoformat()}' AND DATE '{max(dates).isoformat()}'")
+            .load()
+        )
     return frame.where(F.col("date").isin(list(dates)))

@@ -42,9 +42,23 @@ def manifest() -> dict[str, Any]:
     reads it from ``manifest.json``): the files, the runtime, and the arguments of a daily run
     with ``{date}``, ``{warehouse}`` (bigquery://PROJECT.DATASET) and ``{bucket}`` to fill in.
     A reconciliation MISMATCH exits 3, which fails the Dataproc batch."""
-    return {"main_python_file": MAIN_FILE, "python_files": [ZIP_NAME], "runtime_version": DATAPROC_RUNTIME,
-            "args": ["--date", "{date}", "--input", "{warehouse}", "--output", "{warehouse}",
-                     "--reconcile-with", "{warehouse}", "--temporary-gcs-bucket", "{bucket}"]}
+    return {
+        "main_python_file": MAIN_FILE,
+        "python_files": [ZIP_NAME],
+        "runtime_version": DATAPROC_RUNTIME,
+        "args": [
+            "--date",
+            "{date}",
+            "--input",
+            "{warehouse}",
+            "--output",
+            "{warehouse}",
+            "--reconcile-with",
+            "{warehouse}",
+            "--temporary-gcs-bucket",
+            "{bucket}",
+        ],
+    }
 
 
 def package(output: Path) -> tuple[Path, Path]:

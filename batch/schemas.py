@@ -46,7 +46,9 @@ def avro_definition(subject: str) -> dict[str, Any]:
 
 #: Stream -> (schema subject, the warehouse table the pipelines write its events to, as the
 #: schema's ``bigquery`` declaration names it).
-STREAMS = {stream: (subject, avro_definition(subject)["bigquery"]["table"]) for stream, subject in STREAM_SCHEMAS.items()}
+STREAMS = {
+    stream: (subject, avro_definition(subject)["bigquery"]["table"]) for stream, subject in STREAM_SCHEMAS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,15 @@ def fields(stream: str) -> tuple[Field, ...]:
     return fields_of(avro_definition(STREAMS[stream][0]))
 
 
-_PLAIN_TYPES = {"string": T.StringType(), "enum": T.StringType(), "int": T.IntegerType(), "long": T.LongType(),
-                "double": T.DoubleType(), "float": T.FloatType(), "boolean": T.BooleanType()}
+_PLAIN_TYPES = {
+    "string": T.StringType(),
+    "enum": T.StringType(),
+    "int": T.IntegerType(),
+    "long": T.LongType(),
+    "double": T.DoubleType(),
+    "float": T.FloatType(),
+    "boolean": T.BooleanType(),
+}
 
 
 def _spark_type(field: Field, typed: bool) -> T.DataType:
@@ -109,8 +118,11 @@ def _spark_type(field: Field, typed: bool) -> T.DataType:
         return T.TimestampType() if typed else T.StringType()
     if kind == "array":
         items = field.avro["items"]
-        element = (_struct(field.children(), typed) if isinstance(items, dict) and items.get("type") == "record"
-                   else _spark_type(Field("item", items, False, {}), typed))
+        element = (
+            _struct(field.children(), typed)
+            if isinstance(items, dict) and items.get("type") == "record"
+            else _spark_type(Field("item", items, False, {}), typed)
+        )
         return T.ArrayType(element, True)
     if kind == "record":
         return _struct(field.children(), typed)
@@ -123,8 +135,10 @@ def _struct(children: tuple[Field, ...], typed: bool) -> T.StructType:
 
 def json_schema(stream: str) -> T.StructType:
     """Every field nullable (validation reports what is missing), plus the corrupt-record column."""
-    return T.StructType([T.StructField(f.name, _spark_type(f, False), True) for f in fields(stream)]
-                        + [T.StructField(CORRUPT, T.StringType(), True)])
+    return T.StructType(
+        [T.StructField(f.name, _spark_type(f, False), True) for f in fields(stream)]
+        + [T.StructField(CORRUPT, T.StringType(), True)]
+    )
 
 
 def typed_schema(stream: str) -> T.StructType:

@@ -44,8 +44,11 @@ def local_session(app: str = "streamforge-daily", cores: str = "*", java_options
 
     os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     builder = SparkSession.builder.master(f"local[{cores}]").appName(app)
-    settings = {**LOCAL_SETTINGS, **SQL_SETTINGS,
-                "spark.driver.extraJavaOptions": tuned() if java_options is None else java_options}
+    settings = {
+        **LOCAL_SETTINGS,
+        **SQL_SETTINGS,
+        "spark.driver.extraJavaOptions": tuned() if java_options is None else java_options,
+    }
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -65,8 +65,12 @@ class Checked:
     def rejected(self) -> DataFrame:
         """(event_time when readable, event_id, reason, payload) of the rows that failed a check."""
         return self.rows.where(F.col(REASON).isNotNull()).select(
-            "event_time", F.col("event_id").cast("string").alias("event_id"), F.col(REASON).alias("reason"),
-            payload_text(self.payload).alias("payload"), payload_encoding(self.payload).alias("payload_encoding"))
+            "event_time",
+            F.col("event_id").cast("string").alias("event_id"),
+            F.col(REASON).alias("reason"),
+            payload_text(self.payload).alias("payload"),
+            payload_encoding(self.payload).alias("payload_encoding"),
+        )
 
     def marked(self) -> DataFrame:
         """Every row: its columns, REASON, and PAYLOAD (the payload of a rejected row; null for
@@ -80,6 +84,7 @@ class Checked:
 
 # -- field checks from the Avro definition --------------------------------------------------
 
+
 def _value_problems(value: Column, field: Field, path: str, raw: bool) -> list[tuple[Column, str]]:
     """(is bad, reason) for a present value; ``raw``: decimals and timestamps are still JSON text."""
     limits = field.constraints
@@ -87,9 +92,13 @@ def _value_problems(value: Column, field: Field, path: str, raw: bool) -> list[t
     problems: list[tuple[Column, str]] = []
     if kind == "string":
         if "minLength" in limits:
-            problems.append((_shorter(value, limits["minLength"]), f"{path}: shorter than {limits['minLength']} characters"))
+            problems.append(
+                (_shorter(value, limits["minLength"]), f"{path}: shorter than {limits['minLength']} characters")
+            )
         if "maxLength" in limits:
-            problems.append((_longer(value, limits["maxLength"]), f"{path}: longer than {limits['maxLength']} characters"))
+            problems.append(
+                (_longer(value, limits["maxLength"]), f"{path}: longer than {limits['maxLength']} characters")
+            )
         if "pattern" in limits:
             problems.append((~value.rlike(limits["pattern"]), f"{path}: does not match {limits['pattern']}"))
     elif kind == "enum":
@@ -99,17 +108,23 @@ def _value_problems(value: Column, field: Field, path: str, raw: bool) -> list[t
         precision, scale = field.avro["precision"], field.avro.get("scale", 0)
         if raw:
             exact = value.try_cast(_EXACT)
-            problems += [(value.isNotNull() & exact.isNull(), f"{path}: not a decimal number"),
-                         (exact != F.round(exact, scale), f"{path}: has more than {scale} decimal places"),
-                         (F.abs(exact) >= F.lit(Decimal(10) ** (precision - scale)),
-                          f"{path}: out of range for decimal({precision},{scale})")]
+            problems += [
+                (value.isNotNull() & exact.isNull(), f"{path}: not a decimal number"),
+                (exact != F.round(exact, scale), f"{path}: has more than {scale} decimal places"),
+                (
+                    F.abs(exact) >= F.lit(Decimal(10) ** (precision - scale)),
+                    f"{path}: out of range for decimal({precision},{scale})",
+                ),
+            ]
             value = exact
         problems += _bounds(value, limits, path)
     elif kind in ("int", "long", "double", "float"):
         problems += _bounds(value, limits, path)
     elif kind == "timestamp" and raw:
-        problems += [(~value.rlike(_RFC3339), f"{path}: not an RFC 3339 timestamp such as 2026-11-01T08:00:00.000Z"),
-                     (value.isNotNull() & F.try_to_timestamp(F.upper(value)).isNull(), f"{path}: not a valid date/time")]
+        problems += [
+            (~value.rlike(_RFC3339), f"{path}: not an RFC 3339 timestamp such as 2026-11-01T08:00:00.000Z"),
+            (value.isNotNull() & F.try_to_timestamp(F.upper(value)).isNull(), f"{path}: not a valid date/time"),
+        ]
     elif kind == "array":
         count = F.size(value)
         if "minItems" in limits:
@@ -164,8 +179,9 @@ def _field_checks(stream: str, raw: bool) -> tuple[list[Column], list[tuple[Colu
     detailed: list[tuple[Column, str]] = []
     for field in fields(stream):
         column = F.col(field.name)
-        checks = ([(column.isNull(), f"{field.name}: required")] if not field.nullable else []) \
-            + _value_problems(column, field, field.name, raw)
+        checks = ([(column.isNull(), f"{field.name}: required")] if not field.nullable else []) + _value_problems(
+            column, field, field.name, raw
+        )
         detailed += checks
         if field.kind == "array":
             quick.append(column.isNull() if not field.nullable else F.lit(False))
@@ -178,6 +194,7 @@ def _field_checks(stream: str, raw: bool) -> tuple[list[Column], list[tuple[Colu
 
 def _any_item_problem(field: Field, raw: bool):
     """exists()'s lambda: does an item of the array ``field`` fail any of its checks."""
+
     def bad(item: Column) -> Column:
         conditions = []
         for child in field.children():
@@ -203,6 +220,7 @@ def _reason(quick: list[Column], detailed: list[tuple[Column, str]]) -> Column:
 
 # -- conversion to the typed schema ------------------------------------------------------------
 
+
 def _typed(column: Column, field: Field) -> Column:
     kind = field.kind
     if kind == "decimal":
@@ -217,6 +235,7 @@ def _typed(column: Column, field: Field) -> Column:
 
 # -- cross-field rules (streamforge/schemas/rules.py) -----------------------------------------------
 
+
 def _hidden_in(name: str):
     """An array item's test for F.exists (a one-argument function, as Spark requires)."""
     return lambda item: item[name].rlike(HIDDEN_CHARACTERS)
@@ -227,37 +246,61 @@ def _content(stream: str) -> list[tuple[Column, str]]:
     checks = []
     for field in fields(stream):
         if field.kind == "string":
-            checks.append((F.col(field.name).rlike(HIDDEN_CHARACTERS),
-                           f"{field.name}: contains a control, bidi or zero-width character"))
+            checks.append(
+                (
+                    F.col(field.name).rlike(HIDDEN_CHARACTERS),
+                    f"{field.name}: contains a control, bidi or zero-width character",
+                )
+            )
         elif field.kind == "array":
             for child in field.children():
                 if child.kind == "string":
-                    checks.append((F.exists(field.name, _hidden_in(child.name)),
-                                   f"{field.name}[].{child.name}: contains a control, bidi or zero-width character"))
+                    checks.append(
+                        (
+                            F.exists(field.name, _hidden_in(child.name)),
+                            f"{field.name}[].{child.name}: contains a control, bidi or zero-width character",
+                        )
+                    )
     regions, categories = sorted(REGION_CODES), list(CATEGORIES)
     if stream == "clickstream":
-        return checks + [(~F.col("geo_region").isin(regions), "geo_region: not a known region"),
-                         (F.col("category").isNotNull() & ~F.col("category").isin(categories),
-                          "category: not a known category")]
-    return checks + [(~F.col("shipping_region").isin(regions), "shipping_region: not a known region"),
-                     (~F.col("currency").isin(sorted(CURRENCIES)), "currency: not a known ISO 4217 currency"),
-                     (F.exists("items", lambda item: ~item["category"].isin(categories)),
-                      "items[].category: not a known category")]
+        return checks + [
+            (~F.col("geo_region").isin(regions), "geo_region: not a known region"),
+            (F.col("category").isNotNull() & ~F.col("category").isin(categories), "category: not a known category"),
+        ]
+    return checks + [
+        (~F.col("shipping_region").isin(regions), "shipping_region: not a known region"),
+        (~F.col("currency").isin(sorted(CURRENCIES)), "currency: not a known ISO 4217 currency"),
+        (F.exists("items", lambda item: ~item["category"].isin(categories)), "items[].category: not a known category"),
+    ]
 
 
 def _rules(stream: str) -> list[tuple[Column, str]]:
     if stream == "clickstream":
-        return [((F.col("event_type") == event_type) & F.col(name).isNull(), f"{name}: required for event_type {event_type}")
-                for event_type, names in CLICKSTREAM_REQUIRED.items() for name in names] + _content(stream)
-    lines = F.aggregate("items", F.lit(0).cast(_MONEY_SUM),
-                        lambda total, item: (total + item["unit_price"] * item["quantity"]).cast(_MONEY_SUM))
+        return [
+            (
+                (F.col("event_type") == event_type) & F.col(name).isNull(),
+                f"{name}: required for event_type {event_type}",
+            )
+            for event_type, names in CLICKSTREAM_REQUIRED.items()
+            for name in names
+        ] + _content(stream)
+    lines = F.aggregate(
+        "items",
+        F.lit(0).cast(_MONEY_SUM),
+        lambda total, item: (total + item["unit_price"] * item["quantity"]).cast(_MONEY_SUM),
+    )
     subtotal, discount, shipping = F.col("subtotal"), F.col("discount"), F.col("shipping")
     return [
         (subtotal != lines, "subtotal: must equal the sum of the item lines"),
         (discount > subtotal, "discount: must not exceed the subtotal"),
-        (F.col("total_amount") != subtotal - discount + shipping, "total_amount: must equal subtotal - discount + shipping"),
-        ((F.col("payment_method") == "card") & F.col("card_fingerprint").isNull(),
-         "card_fingerprint: required when payment_method is card"),
+        (
+            F.col("total_amount") != subtotal - discount + shipping,
+            "total_amount: must equal subtotal - discount + shipping",
+        ),
+        (
+            (F.col("payment_method") == "card") & F.col("card_fingerprint").isNull(),
+            "card_fingerprint: required when payment_method is card",
+        ),
     ] + _content(stream)
 
 
@@ -265,24 +308,39 @@ def _first_reason(checks: list[tuple[Column, str]]) -> Column:
     return F.coalesce(*[F.when(bad, F.lit(reason)) for bad, reason in checks], F.lit(None).cast("string"))
 
 
-def _finish(stream: str, rows: DataFrame, payload: Column, now: datetime, max_clock_skew: timedelta,
-            min_event_time: datetime | None) -> Checked:
+def _finish(
+    stream: str,
+    rows: DataFrame,
+    payload: Column,
+    now: datetime,
+    max_clock_skew: timedelta,
+    min_event_time: datetime | None,
+) -> Checked:
     """``rows``: typed columns and REASON (the field checks). Adds the rules and the clock."""
     horizon = F.lit(now + max_clock_skew).cast(T.TimestampType())
-    later = _rules(stream) + [(F.col("event_time") > horizon,
-                               f"event_time: more than {max_clock_skew} ahead of the clock (future)")]
+    later = _rules(stream) + [
+        (F.col("event_time") > horizon, f"event_time: more than {max_clock_skew} ahead of the clock (future)")
+    ]
     if min_event_time is not None:
-        later.append((F.col("event_time") < F.lit(min_event_time).cast(T.TimestampType()),
-                      f"event_time: before min_event_time {min_event_time:%Y-%m-%dT%H:%M:%SZ} (too_old)"))
+        later.append(
+            (
+                F.col("event_time") < F.lit(min_event_time).cast(T.TimestampType()),
+                f"event_time: before min_event_time {min_event_time:%Y-%m-%dT%H:%M:%SZ} (too_old)",
+            )
+        )
     return Checked(stream, rows.withColumn(REASON, F.coalesce(F.col(REASON), _first_reason(later))), payload)
 
 
-def check_json_lines(stream: str, lines: DataFrame, now: datetime, max_clock_skew: timedelta,
-                     min_event_time: datetime | None = None) -> Checked:
+def check_json_lines(
+    stream: str, lines: DataFrame, now: datetime, max_clock_skew: timedelta, min_event_time: datetime | None = None
+) -> Checked:
     """``lines``: one JSON message per row in column ``value`` (as spark.read.text gives them)."""
-    parsed = lines.select(F.col("value").alias(PAYLOAD),
-                          F.from_json("value", json_schema(stream),
-                                      {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}).alias("e"))
+    parsed = lines.select(
+        F.col("value").alias(PAYLOAD),
+        F.from_json("value", json_schema(stream), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}).alias(
+            "e"
+        ),
+    )
     flat = parsed.select(PAYLOAD, "e.*")
     framing = [
         (F.trim(F.col(PAYLOAD)) == "", "invalid JSON: an empty line"),
@@ -304,8 +362,9 @@ def payload_text(payload: Column) -> Column:
     return F.when(F.is_valid_utf8(payload), payload).otherwise(F.base64(payload.cast("binary")))
 
 
-def check_typed(stream: str, table: DataFrame, now: datetime, max_clock_skew: timedelta,
-                min_event_time: datetime | None = None) -> Checked:
+def check_typed(
+    stream: str, table: DataFrame, now: datetime, max_clock_skew: timedelta, min_event_time: datetime | None = None
+) -> Checked:
     """``table``: rows with the schema's columns (Parquet, a warehouse table): cast, then checked."""
     schema = typed_schema(stream)
     missing = [f.name for f in schema.fields if f.name not in table.columns]

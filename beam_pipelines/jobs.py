@@ -50,8 +50,15 @@ def build(pipeline: beam.Pipeline, request: Request, local_feed: PubSubFeed | Ka
         local_feed.read(pipeline)
     if isinstance(request, CdcRequest):
         cdc = request.config.cdc
-        pipeline | "CDC" >> CdcJob(request.source, request.warehouse, request.tables, cdc.replicas,
-                                   cdc.low_stock_threshold, request.config.pipelines.dedup_ttl, local_feed)
+        pipeline | "CDC" >> CdcJob(
+            request.source,
+            request.warehouse,
+            request.tables,
+            cdc.replicas,
+            cdc.low_stock_threshold,
+            request.config.pipelines.dedup_ttl,
+            local_feed,
+        )
         return
     _build_analytics(pipeline, request, local_feed)
 
@@ -71,14 +78,19 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
     for stream in STREAMS[job]:
         parsed = (
             pipeline
-            | f"Read {stream}" >> ReadMessages(request.inputs[stream], use_id_label=id_label,
-                                                                local_feed=local_feed)
-            | f"Parse {stream}" >> ParseEvents(stream, job, dedup, dedup_ttl=config.pipelines.dedup_ttl,
-                                               max_clock_skew=config.pipelines.max_clock_skew,
-                                               min_event_time=config.pipelines.min_event_time,
-                                               max_event_age=config.pipelines.max_event_age,
-                                               shards=config.pipelines.dedup_shards,
-                                               schema_registry=request.inputs[stream].schema_registry)
+            | f"Read {stream}" >> ReadMessages(request.inputs[stream], use_id_label=id_label, local_feed=local_feed)
+            | f"Parse {stream}"
+            >> ParseEvents(
+                stream,
+                job,
+                dedup,
+                dedup_ttl=config.pipelines.dedup_ttl,
+                max_clock_skew=config.pipelines.max_clock_skew,
+                min_event_time=config.pipelines.min_event_time,
+                max_event_age=config.pipelines.max_event_age,
+                shards=config.pipelines.dedup_shards,
+                schema_registry=request.inputs[stream].schema_registry,
+            )
         )
         events[stream] = parsed.events
         dead_letters.append(parsed.dead_letters)
@@ -91,7 +103,8 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
     margin = config.pipelines.lateness_margin
     if job in ("sessions", "all"):
         rows, late = events["clickstream"] | "Sessions" >> SessionWindows(
-            config.sessions.gap, config.sessions.allowed_lateness, streaming=streaming, lateness_margin=margin)
+            config.sessions.gap, config.sessions.allowed_lateness, streaming=streaming, lateness_margin=margin
+        )
         rows | "Write user_sessions" >> WriteTable(subject="session_aggregate", **sink)
         dead_letters += late
     if job in ("revenue", "all"):
@@ -100,19 +113,25 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
             catalog, catalog_dead = pipeline | "Product catalogue" >> ProductCatalog(request.catalog, local_feed)
             dead_letters.append(catalog_dead)
         per_minute, by_category_region, late = events["orders"] | "Revenue" >> RevenueWindows(
-            config.revenue.allowed_lateness, streaming=streaming, lateness_margin=margin, catalog=catalog)
+            config.revenue.allowed_lateness, streaming=streaming, lateness_margin=margin, catalog=catalog
+        )
         per_minute | "Write revenue_per_minute" >> WriteTable(subject="revenue_per_minute", **sink)
-        by_category_region | "Write revenue_by_category_region" >> WriteTable(subject="revenue_by_category_region", **sink)
+        by_category_region | "Write revenue_by_category_region" >> WriteTable(
+            subject="revenue_by_category_region", **sink
+        )
         dead_letters += late
     if job in ("fraud", "all"):
         alerts, late = events["orders"] | "Fraud" >> FraudAlerts(config.fraud, streaming=streaming)
         alerts | "Write fraud_alerts" >> WriteTable(subject="fraud_alert", **sink)
         if request.alerts_topic:
-            alerts | "Publish fraud alerts" >> PublishJson(request.alerts_topic, "fraud_alert",
-                                                           ("alert_id", "alert_type", "user_id"))
+            alerts | "Publish fraud alerts" >> PublishJson(
+                request.alerts_topic, "fraud_alert", ("alert_id", "alert_type", "user_id")
+            )
         dead_letters += late
 
     all_dead = dead_letters | "All dead letters" >> beam.Flatten()
     all_dead | "Write dead letters" >> WriteTable(subject="dead_letter", **sink)
     if request.dead_letter_topic:
-        all_dead | "Publish dead letters" >> PublishJson(request.dead_letter_topic, "dead_letter", ("pipeline", "reason"))
+        all_dead | "Publish dead letters" >> PublishJson(
+            request.dead_letter_topic, "dead_letter", ("pipeline", "reason")
+        )

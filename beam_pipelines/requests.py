@@ -35,8 +35,22 @@ from streamforge.kafka import KafkaUrl
 from streamforge.naming import consumer_group
 from streamforge.transport import STREAM_FILES
 
-__all__ = ["ANALYTICS_JOBS", "STREAMS", "TOPIC", "CdcRequest", "JobRequest", "Request", "analytics_request",
-           "cdc_request", "kafka_inputs", "kafka_streams", "kafka_urls", "pubsub_sources", "remote_problems", "with_kafka_urls"]
+__all__ = [
+    "ANALYTICS_JOBS",
+    "STREAMS",
+    "TOPIC",
+    "CdcRequest",
+    "JobRequest",
+    "Request",
+    "analytics_request",
+    "cdc_request",
+    "kafka_inputs",
+    "kafka_streams",
+    "kafka_urls",
+    "pubsub_sources",
+    "remote_problems",
+    "with_kafka_urls",
+]
 
 ANALYTICS_JOBS = ("sessions", "revenue", "fraud", "all")
 #: The streams each analytics job reads.
@@ -66,8 +80,10 @@ class JobRequest:
             raise SpecError(f"job {self.job} needs the {' and '.join(missing)} input")
         bounded = {spec.bounded for spec in self.inputs.values()} | ({self.catalog.bounded} if self.catalog else set())
         if len(bounded) > 1:
-            raise SpecError("inputs must all be bounded (files, kafka://...?until=end: batch) or all unbounded "
-                            "(Pub/Sub, Kafka: streaming), not a mix")
+            raise SpecError(
+                "inputs must all be bounded (files, kafka://...?until=end: batch) or all unbounded "
+                "(Pub/Sub, Kafka: streaming), not a mix"
+            )
         transports = {spec.kind for spec in self.inputs.values()} | ({self.catalog.kind} if self.catalog else set())
         if {"pubsub", "kafka"} <= transports:
             raise SpecError("streaming inputs must all come from Pub/Sub or all from Kafka, not both")
@@ -126,13 +142,16 @@ def kafka_inputs(request: Request) -> list[tuple[str, KafkaUrl]]:
 
 def with_kafka_urls(request: Request, change: Callable[[KafkaUrl], KafkaUrl]) -> Request:
     """``request`` with each Kafka input's URL replaced by ``change(url)`` (e.g. a planned read)."""
+
     def cdc_input(source: CdcInput) -> CdcInput:
         return replace(source, kafka=tuple(change(url) for url in source.kafka)) if source.kafka else source
 
     if isinstance(request, CdcRequest):
         return replace(request, source=cdc_input(request.source))
-    inputs = {stream: replace(spec, kafka=change(spec.kafka)) if spec.kafka is not None else spec
-              for stream, spec in request.inputs.items()}
+    inputs = {
+        stream: replace(spec, kafka=change(spec.kafka)) if spec.kafka is not None else spec
+        for stream, spec in request.inputs.items()
+    }
     return replace(request, inputs=inputs, catalog=cdc_input(request.catalog) if request.catalog else None)
 
 
@@ -141,8 +160,9 @@ def kafka_streams(request: Request) -> dict[str, KafkaUrl]:
     return {url.topic: url for url in kafka_urls(request) if not url.bounded}
 
 
-def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, orders: str | None,
-                   topics: TopicsConfig) -> dict[str, InputSpec]:
+def _stream_inputs(
+    job: str, input_url: str | None, clickstream: str | None, orders: str | None, topics: TopicsConfig
+) -> dict[str, InputSpec]:
     """Stream name -> input for ``job`` from --input / --clickstream / --orders; a Kafka URL
     without a topic reads the stream's topic in config.topics."""
     given = {"clickstream": clickstream, "orders": orders}
@@ -151,8 +171,10 @@ def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, ord
     if input_url is not None:
         if job == "all" and input_url.startswith("kafka://"):
             if kafka_input(input_url, "--input", default_topic="").location:  # the URL names a topic
-                raise SpecError(f"--input {input_url}: for `run all` give kafka://HOST:PORT without a topic (each "
-                                "stream's topic comes from config.topics), or --clickstream and --orders")
+                raise SpecError(
+                    f"--input {input_url}: for `run all` give kafka://HOST:PORT without a topic (each "
+                    "stream's topic comes from config.topics), or --clickstream and --orders"
+                )
             for stream in needed:
                 given[stream] = given[stream] or input_url
         elif job == "all":
@@ -165,8 +187,11 @@ def _stream_inputs(job: str, input_url: str | None, clickstream: str | None, ord
             given[stream] = input_url
     missing = [s for s in needed if given[s] is None]
     if missing:
-        raise SpecError(f"`run {job}` needs --input" + ("" if job != "all" else " DIR") +
-                        f" (or {' and '.join('--' + s for s in missing)})")
+        raise SpecError(
+            f"`run {job}` needs --input"
+            + ("" if job != "all" else " DIR")
+            + f" (or {' and '.join('--' + s for s in missing)})"
+        )
     option = (lambda s: f"--{s}") if job == "all" else (lambda s: "--input")
     return {s: parse_input(given[s], option(s), stream_topics[s], consumer_group(job)) for s in needed}
 
@@ -175,10 +200,12 @@ def _file_in(directory_url: str, name: str) -> str:
     """``name`` in the directory ``directory_url`` (local: it must be one)."""
     if remote_path(directory_url, "--input") is not None:
         return FileSystems.join(directory_url, name)
-    if not directory_url.startswith("file://") or not Path(directory_url[len("file://"):]).is_dir():
-        raise SpecError(f"--input {directory_url}: for `run all` give a directory (file://DIR or gs://BUCKET/DIR "
-                        f"holding {' and '.join(STREAM_FILES.values())}), or --clickstream and --orders")
-    return f"file://{Path(directory_url[len('file://'):]) / name}"
+    if not directory_url.startswith("file://") or not Path(directory_url[len("file://") :]).is_dir():
+        raise SpecError(
+            f"--input {directory_url}: for `run all` give a directory (file://DIR or gs://BUCKET/DIR "
+            f"holding {' and '.join(STREAM_FILES.values())}), or --clickstream and --orders"
+        )
+    return f"file://{Path(directory_url[len('file://') :]) / name}"
 
 
 def _topic(option: str, topic: str | None) -> str | None:
@@ -194,10 +221,19 @@ def _debezium() -> DebeziumServerConfig:
         raise SpecError(str(exc)) from None
 
 
-def analytics_request(job: str, config: Config, *, warehouse: str, input_url: str | None = None,
-                      clickstream: str | None = None, orders: str | None = None, alerts_topic: str | None = None,
-                      dead_letter_topic: str | None = None, catalog: str | None = None,
-                      raw_events: bool = False) -> JobRequest:
+def analytics_request(
+    job: str,
+    config: Config,
+    *,
+    warehouse: str,
+    input_url: str | None = None,
+    clickstream: str | None = None,
+    orders: str | None = None,
+    alerts_topic: str | None = None,
+    dead_letter_topic: str | None = None,
+    catalog: str | None = None,
+    raw_events: bool = False,
+) -> JobRequest:
     """An analytics job from its URLs: ``input_url`` is a JSONL file, a directory for ``all``
     (local or gs://), or a Pub/Sub subscription or topic; ``catalog`` the products change stream."""
     if job not in ANALYTICS_JOBS:
@@ -206,15 +242,25 @@ def analytics_request(job: str, config: Config, *, warehouse: str, input_url: st
     catalog_input = None
     if catalog is not None:
         catalog_input = parse_cdc_input(catalog, {"products": _debezium().topic("public.products")}, "--catalog")
-    return JobRequest(job, inputs, parse_warehouse(warehouse), config, _topic("--alerts-topic", alerts_topic),
-                      _topic("--dead-letter-topic", dead_letter_topic), catalog_input, raw_events)
+    return JobRequest(
+        job,
+        inputs,
+        parse_warehouse(warehouse),
+        config,
+        _topic("--alerts-topic", alerts_topic),
+        _topic("--dead-letter-topic", dead_letter_topic),
+        catalog_input,
+        raw_events,
+    )
 
 
 def cdc_request(config: Config, *, input_url: str | None, warehouse: str) -> CdcRequest:
     """The CDC job over the tables the Debezium properties capture, typed by schema.sql."""
     if input_url is None:
-        raise SpecError("`run cdc` needs --input (file://DIR or gs://BUCKET/DIR of `cdc run` files, "
-                        "pubsub://projects/P/subscriptions/NAME with {table} in NAME, or kafka://HOST:PORT[?until=end])")
+        raise SpecError(
+            "`run cdc` needs --input (file://DIR or gs://BUCKET/DIR of `cdc run` files, "
+            "pubsub://projects/P/subscriptions/NAME with {table} in NAME, or kafka://HOST:PORT[?until=end])"
+        )
     debezium = _debezium()
     tables = load_source_tables()
     captured = {qualified.split(".", 1)[-1]: debezium.topic(qualified) for qualified in debezium.tables}
@@ -232,8 +278,10 @@ def remote_problems(request: Request) -> list[str]:
     for name, spec in inputs:
         option = "--input" if isinstance(request, CdcRequest) or request.job != "all" else f"--{name}"
         if spec.local:
-            problems.append(f"{option} {spec}: a path on this machine, which the workers cannot read; copy it to "
-                            "Cloud Storage (gcloud storage cp) and give gs://BUCKET/PATH")
+            problems.append(
+                f"{option} {spec}: a path on this machine, which the workers cannot read; copy it to "
+                "Cloud Storage (gcloud storage cp) and give gs://BUCKET/PATH"
+            )
     refused: set[str] = set()
     for option, url in kafka_inputs(request):
         try:
@@ -243,10 +291,13 @@ def remote_problems(request: Request) -> list[str]:
                 refused.add(option)
                 problems.append(f"{option} {exc}")
     if isinstance(request, JobRequest) and request.catalog is not None and request.catalog.local:
-        problems.append(f"--catalog {request.catalog}: a path on this machine, which the workers cannot read; "
-                        "give gs://BUCKET/DIR or pubsub://projects/P/subscriptions/S")
+        problems.append(
+            f"--catalog {request.catalog}: a path on this machine, which the workers cannot read; "
+            "give gs://BUCKET/DIR or pubsub://projects/P/subscriptions/S"
+        )
     if request.warehouse.kind == "duckdb":
-        problems.append(f"--warehouse {request.warehouse}: a DuckDB file would be written on the workers' disks "
-                        "and lost; give bigquery://PROJECT.DATASET")
+        problems.append(
+            f"--warehouse {request.warehouse}: a DuckDB file would be written on the workers' disks "
+            "and lost; give bigquery://PROJECT.DATASET"
+        )
     return problems
-

@@ -58,14 +58,33 @@ from beam_pipelines.requests import (
 from streamforge.naming import JOB_LABEL, dataflow_job_name
 from streamforge.warehouse import SNAPSHOT_EVERY_S
 
-__all__ = ["LOCAL_RUNNERS", "JobReport", "Submission", "collect_counters", "console_url", "is_remote",
-           "local_runner_tuning", "pipeline_options", "run", "run_locally", "submit"]
+__all__ = [
+    "LOCAL_RUNNERS",
+    "JobReport",
+    "Submission",
+    "collect_counters",
+    "console_url",
+    "is_remote",
+    "local_runner_tuning",
+    "pipeline_options",
+    "run",
+    "run_locally",
+    "submit",
+]
 
 LOCAL_BATCH_RUNNER = "FnApiRunner"  # the DirectRunner's batch engine, named so it skips the Prism download
 LOCAL_STREAMING_RUNNER = "DirectRunner"
 #: Runners whose workers are this process: they read this machine's files and DuckDB.
-LOCAL_RUNNERS = frozenset({LOCAL_BATCH_RUNNER, LOCAL_STREAMING_RUNNER, "BundleBasedDirectRunner",
-                           "SwitchingDirectRunner", "PrismRunner", "TestDirectRunner"})
+LOCAL_RUNNERS = frozenset(
+    {
+        LOCAL_BATCH_RUNNER,
+        LOCAL_STREAMING_RUNNER,
+        "BundleBasedDirectRunner",
+        "SwitchingDirectRunner",
+        "PrismRunner",
+        "TestDirectRunner",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +97,12 @@ class JobReport:
     def accounting(self, stream: str) -> tuple[int, int, int, int]:
         """(read, unique events, dead-lettered, duplicates) of one input stream: read = unique + dead + duplicates."""
         c = self.counters.get(stream, {})
-        return c.get("read", 0), c.get("parsed", 0) - c.get("duplicates", 0), c.get("dead_lettered", 0), c.get("duplicates", 0)
+        return (
+            c.get("read", 0),
+            c.get("parsed", 0) - c.get("duplicates", 0),
+            c.get("dead_lettered", 0),
+            c.get("duplicates", 0),
+        )
 
 
 @dataclass(frozen=True)
@@ -165,8 +189,13 @@ def collect_counters(result: Any) -> dict[str, dict[str, int]]:
     return totals
 
 
-def run_locally(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
-                poll_s: float = 0.5, on_progress: Callable[[dict[str, FeedCounts]], None] | None = None) -> JobReport:
+def run_locally(
+    request: Request,
+    options: PipelineOptions,
+    should_stop: Callable[[], bool] | None = None,
+    poll_s: float = 0.5,
+    on_progress: Callable[[dict[str, FeedCounts]], None] | None = None,
+) -> JobReport:
     """Run ``request`` on this machine; a streaming run lasts until ``should_stop()``, then drains,
     calling ``on_progress`` with the feed's counts by input path every ``poll_s``.
     A Pub/Sub source that does not exist is a SpecError before anything starts."""
@@ -226,8 +255,13 @@ def _local_feed(request: Request, pubsub: list[tuple[str, str]]) -> PubSubFeed |
     return None
 
 
-def _run_until_stopped(result: Any, feed: PubSubFeed | KafkaFeed, should_stop: Callable[[], bool], poll_s: float,
-                       on_progress: Callable[[dict[str, FeedCounts]], None] | None) -> None:
+def _run_until_stopped(
+    result: Any,
+    feed: PubSubFeed | KafkaFeed,
+    should_stop: Callable[[], bool],
+    poll_s: float,
+    on_progress: Callable[[dict[str, FeedCounts]], None] | None,
+) -> None:
     """Wait for a streaming run; when ``should_stop()`` (or the feed failed), drain it and wait
     for the drain (the local runner's result says it is done only from wait_until_finish)."""
     failure: list[BaseException] = []
@@ -252,8 +286,9 @@ def _run_until_stopped(result: Any, feed: PubSubFeed | KafkaFeed, should_stop: C
         raise failure[0]
 
 
-def _with_feed_counts(counters: dict[str, dict[str, int]], request: Request,
-                      feed: PubSubFeed | KafkaFeed | None) -> dict[str, dict[str, int]]:
+def _with_feed_counts(
+    counters: dict[str, dict[str, int]], request: Request, feed: PubSubFeed | KafkaFeed | None
+) -> dict[str, dict[str, int]]:
     """Redeliveries the feed dropped by id count as read and as duplicates of their stream,
     as the parse step counts those it drops (read = events + dead-lettered + duplicates)."""
     if feed is None or not isinstance(request, JobRequest):
@@ -284,8 +319,13 @@ def submit(request: Request, options: PipelineOptions) -> Submission:
     return Submission(job_id, name, cloud.project, cloud.region, request.streaming, job)
 
 
-def run(request: Request, options: PipelineOptions, should_stop: Callable[[], bool] | None = None,
-        poll_s: float = 0.5, on_progress: Callable[[dict[str, FeedCounts]], None] | None = None) -> JobReport | Submission:
+def run(
+    request: Request,
+    options: PipelineOptions,
+    should_stop: Callable[[], bool] | None = None,
+    poll_s: float = 0.5,
+    on_progress: Callable[[dict[str, FeedCounts]], None] | None = None,
+) -> JobReport | Submission:
     """Run ``request`` with ``options`` (from ``pipeline_options``): locally to the end (or
     ``should_stop``), or submitted to a remote runner."""
     if is_remote(options):

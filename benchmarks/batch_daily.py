@@ -101,14 +101,22 @@ report = run(spark, [date.fromisoformat(sys.argv[1])], sys.argv[2], sys.argv[3])
 print(json.dumps({"job_seconds": time.perf_counter() - started, "counts": report.counts, "timings": report.timings}))
 """
 
+
 def generate(directory: Path, orders: int, clicks: int) -> None:
     import duckdb
 
     for table in ("order_events", "clickstream_events"):
         (directory / table).mkdir(parents=True, exist_ok=True)
-    sql = GENERATE.format(day=DAY, orders=orders // 2, clicks=clicks, out=directory,
-                          categories=str(list(CATEGORIES)), regions=str(REGIONS),
-                          n_categories=len(CATEGORIES), n_regions=len(REGIONS))
+    sql = GENERATE.format(
+        day=DAY,
+        orders=orders // 2,
+        clicks=clicks,
+        out=directory,
+        categories=str(list(CATEGORIES)),
+        regions=str(REGIONS),
+        n_categories=len(CATEGORIES),
+        n_regions=len(REGIONS),
+    )
     with duckdb.connect() as con:
         for statement in sql.split(";\n"):
             if statement.strip():
@@ -133,8 +141,14 @@ def _tree_rss(pid: int) -> int:
 def measured(command: list[str]) -> tuple[dict, float, int]:
     """(the JSON the process printed last, wall seconds, peak tree RSS in bytes)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                               env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
     peak = [0]
 
     def poll() -> None:
@@ -162,8 +176,10 @@ def main() -> None:
         data = Path(tmp) / "events"
         started = time.perf_counter()
         generate(data, args.orders, args.clicks)
-        print(f"generated {args.orders:,} orders and {args.clicks:,} clicks in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr)
+        print(
+            f"generated {args.orders:,} orders and {args.clicks:,} clicks in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
         from batch.local_jvm import record_archive
 
         archive, seconds = record_archive()  # what `make` records once per installation

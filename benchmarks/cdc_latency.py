@@ -81,7 +81,7 @@ class TimedFileOutput(FileOutput):
                 # the marker of the new row image ("before" holds the previous one)
                 marker = message.value.find('"name":"bench-', message.value.find('"after":'))
                 if marker >= 0:
-                    self.flushed[message.value[marker + 8:message.value.index('"', marker + 8)]] = now
+                    self.flushed[message.value[marker + 8 : message.value.index('"', marker + 8)]] = now
 
 
 def connector_benchmark(url: str, work: Path, updates: int, bulk: int) -> list[tuple[str, str]]:
@@ -90,11 +90,15 @@ def connector_benchmark(url: str, work: Path, updates: int, bulk: int) -> list[t
     config, db = DebeziumServerConfig.load(), DatabaseURL.parse(url)
     output = TimedFileOutput(work / "changes")
     stop = threading.Event()
-    engine = threading.Thread(target=run_engine, args=(config, db, output, work / "offsets.dat", stop.is_set),
-                              daemon=True)
+    engine = threading.Thread(
+        target=run_engine, args=(config, db, output, work / "offsets.dat", stop.is_set), daemon=True
+    )
     with psycopg.connect(url, autocommit=True) as con:
-        con.execute("INSERT INTO products (sku, name, category, price, stock_quantity) SELECT 'BULK-' || n, 'bulk', "
-                    "'bulk', 1.00, 100 FROM generate_series(1, %s) n", (bulk,))
+        con.execute(
+            "INSERT INTO products (sku, name, category, price, stock_quantity) SELECT 'BULK-' || n, 'bulk', "
+            "'bulk', 1.00, 100 FROM generate_series(1, %s) n",
+            (bulk,),
+        )
         engine.start()
         deadline = time.monotonic() + 120
         while output.count < bulk + 700:  # the snapshot
@@ -130,7 +134,10 @@ def connector_benchmark(url: str, work: Path, updates: int, bulk: int) -> list[t
         ("commit -> published, p50", f"{statistics.median(latencies):.1f} ms"),
         ("commit -> published, p99", f"{percentile(latencies, 99):.1f} ms"),
         ("commit -> published, max", f"{max(latencies):.1f} ms ({len(latencies):,} of {updates:,} updates)"),
-        (f"bulk update of {bulk:,} rows", f"{bulk / bulk_seconds:,.0f} changes/s ({bulk_seconds:.2f} s commit -> last)"),
+        (
+            f"bulk update of {bulk:,} rows",
+            f"{bulk / bulk_seconds:,.0f} changes/s ({bulk_seconds:.2f} s commit -> last)",
+        ),
     ]
 
 
@@ -152,15 +159,36 @@ def replica_benchmark(url: str, work: Path, updates: int) -> list[tuple[str, str
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
         for qualified in config.tables:
             topic = publisher.create_topic(name=publisher.topic_path(project, config.topic(qualified))).name
-            subscriber.create_subscription(name=subscriber.subscription_path(project, f"bench-{qualified.split('.')[1]}"),
-                                           topic=topic)
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(project, f"bench-{qualified.split('.')[1]}"), topic=topic
+            )
         warehouse = work / "replica.duckdb"
-        capture = subprocess.Popen([str(STREAMFORGE), "cdc", "run", "-d", url, "-o", f"pubsub://{project}", "--offsets",
-                                    str(work / "offsets-pubsub.dat"), "-q"], env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        job = subprocess.Popen([sys.executable, "-c", REPLICA_JOB, f"projects/{project}/subscriptions/bench-products",
-                                str(warehouse)], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=(work / "job.log").open("wb"))
+        capture = subprocess.Popen(
+            [
+                str(STREAMFORGE),
+                "cdc",
+                "run",
+                "-d",
+                url,
+                "-o",
+                f"pubsub://{project}",
+                "--offsets",
+                str(work / "offsets-pubsub.dat"),
+                "-q",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        job = subprocess.Popen(
+            [sys.executable, "-c", REPLICA_JOB, f"projects/{project}/subscriptions/bench-products", str(warehouse)],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "job.log").open("wb"),
+        )
         try:
             time.sleep(40)  # the snapshot (the 700 products) published and applied: a backlog would be measured too
             with psycopg.connect(url, autocommit=True) as con:
@@ -179,17 +207,27 @@ def replica_benchmark(url: str, work: Path, updates: int) -> list[tuple[str, str
         if not warehouse.exists():
             return [("commit -> replica row", "failed: " + (work / "job.log").read_text()[-2000:])]
         with duckdb.connect(str(warehouse), read_only=True) as wh:
-            latencies = [r[0] for r in wh.execute(
-                "SELECT epoch_ms(_ingested_at) - epoch_ms(_source_ts) FROM products_current WHERE name LIKE 'replica-%'"
-            ).fetchall()]
+            latencies = [
+                r[0]
+                for r in wh.execute(
+                    "SELECT epoch_ms(_ingested_at) - epoch_ms(_source_ts) FROM products_current WHERE name LIKE 'replica-%'"
+                ).fetchall()
+            ]
     finally:
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         emulator_service.stop()
     if not latencies:
-        return [("commit -> replica row", "no replica rows: the streaming job did not apply the updates: "
-                 + (work / "job.log").read_text()[-1500:])]
-    return [("commit -> replica row, p50", f"{statistics.median(latencies):,.0f} ms"),
-            ("commit -> replica row, p99", f"{percentile(latencies, 99):,.0f} ms ({len(latencies)} of {updates} rows)")]
+        return [
+            (
+                "commit -> replica row",
+                "no replica rows: the streaming job did not apply the updates: "
+                + (work / "job.log").read_text()[-1500:],
+            )
+        ]
+    return [
+        ("commit -> replica row, p50", f"{statistics.median(latencies):,.0f} ms"),
+        ("commit -> replica row, p99", f"{percentile(latencies, 99):,.0f} ms ({len(latencies)} of {updates} rows)"),
+    ]
 
 
 def _benchmarks(url: str, work: Path, args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -60,9 +60,16 @@ STREAMFORGE = Path(sys.executable).parent / "streamforge"
 #: This benchmark's own signing secret and API key (made up for the run, not any deployment's).
 SECRET = f"bench-signing-secret-{uuid.uuid4().hex}"
 API_KEY = f"bench-api-key-{uuid.uuid4().hex}"
-ALERT = {"user_id": "U00000001", "order_id": "O0001", "alert_type": "RAPID_ORDERS", "risk_score": 0.85,
-         "description": "3 orders in 2m", "detected_at": "2026-11-01T08:06:00.000Z",
-         "event_time": "2026-11-01T08:05:00.000Z", "related_event_ids": ["e1", "e2", "e3"]}
+ALERT = {
+    "user_id": "U00000001",
+    "order_id": "O0001",
+    "alert_type": "RAPID_ORDERS",
+    "risk_score": 0.85,
+    "description": "3 orders in 2m",
+    "detected_at": "2026-11-01T08:06:00.000Z",
+    "event_time": "2026-11-01T08:05:00.000Z",
+    "related_event_ids": ["e1", "e2", "e3"],
+}
 BATCH = 500
 
 
@@ -75,8 +82,13 @@ def _environment(**extra: str) -> dict[str, str]:
 def _function(name: str, work: Path, env: dict[str, str]) -> Iterator[str]:
     """``streamforge functions serve NAME`` as a process on 127.0.0.1; yields its URL."""
     port = free_port()
-    service = start_service(name, [str(STREAMFORGE), "functions", "serve", name, "--port", str(port)],
-                            work / f"{name}-{port}.log", port=port, env=_environment(**env))
+    service = start_service(
+        name,
+        [str(STREAMFORGE), "functions", "serve", name, "--port", str(port)],
+        work / f"{name}-{port}.log",
+        port=port,
+        env=_environment(**env),
+    )
     try:
         yield f"http://{LOOPBACK}:{port}/"
     finally:
@@ -95,11 +107,18 @@ def _emulator(start: Callable[[Path], LocalService], work: Path) -> Iterator[str
 def _cloud_event(alert: dict, message_id: str) -> tuple[dict[str, str], bytes]:
     """The HTTP request Eventarc sends for one Pub/Sub message, as a binary-mode CloudEvent
     (``ce-*`` headers, the Pub/Sub envelope as the JSON body)."""
-    headers = {"ce-specversion": "1.0", "ce-type": PUBSUB_MESSAGE_PUBLISHED, "ce-id": message_id,
-               "ce-source": "//pubsub.googleapis.com/projects/bench/topics/fraud-alerts",
-               "Content-Type": "application/json"}
-    message = {"data": base64.b64encode(json.dumps(alert).encode()).decode(), "messageId": message_id,
-               "attributes": {"schema": "fraud_alert"}}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": PUBSUB_MESSAGE_PUBLISHED,
+        "ce-id": message_id,
+        "ce-source": "//pubsub.googleapis.com/projects/bench/topics/fraud-alerts",
+        "Content-Type": "application/json",
+    }
+    message = {
+        "data": base64.b64encode(json.dumps(alert).encode()).decode(),
+        "messageId": message_id,
+        "attributes": {"schema": "fraud_alert"},
+    }
     return headers, json.dumps({"message": message, "subscription": "projects/bench/subscriptions/alerts"}).encode()
 
 
@@ -108,9 +127,15 @@ def _sink(work: Path) -> tuple[subprocess.Popen, str, dict[str, float], threadin
     port = free_port()
     log = work / f"sink-{port}.log"
     with open(log, "wb") as err:
-        process = subprocess.Popen([str(STREAMFORGE), "webhook-sink", "--port", str(port), "--jsonl"],
-                                   stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
-                                   env=_environment(STREAMFORGE_WEBHOOK_SECRET=SECRET), start_new_session=True)
+        process = subprocess.Popen(
+            [str(STREAMFORGE), "webhook-sink", "--port", str(port), "--jsonl"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=_environment(STREAMFORGE_WEBHOOK_SECRET=SECRET),
+            start_new_session=True,
+        )
     wait_for_port(port, process, log)
     receipts: dict[str, float] = {}
     bad = threading.Event()
@@ -131,8 +156,12 @@ def dispatch_latency(work: Path, alerts: int, ledger: str, extra_env: dict[str, 
     sink, url, receipts, bad = _sink(work)
     try:
         webhooks = [{"name": "sink", "url": url, "secret_env": "BENCH_WEBHOOK_SECRET"}]
-        env = {"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), "BENCH_WEBHOOK_SECRET": SECRET,
-               "STREAMFORGE_ALERT_LEDGER": ledger, **extra_env}
+        env = {
+            "STREAMFORGE_WEBHOOKS": json.dumps(webhooks),
+            "BENCH_WEBHOOK_SECRET": SECRET,
+            "STREAMFORGE_ALERT_LEDGER": ledger,
+            **extra_env,
+        }
         with _function("alert_dispatcher", work, env) as function_url:
             session = requests.Session()
             sent: dict[str, float] = {}
@@ -159,10 +188,16 @@ def dispatch_latency(work: Path, alerts: int, ledger: str, extra_env: dict[str, 
         raise SystemExit(f"{len(missing)} alerts never reached the sink")
     latencies = [(receipts[a] - t) * 1000 for a, t in sent.items()]
     name = f"dispatch, {ledger.split(':')[0]} ledger, {alerts:,} alerts"
-    return [(f"{name}: request -> webhook receipt p50 / p99 / max",
-             f"{statistics.median(latencies):.1f} / {percentile(latencies, 99):.1f} / {max(latencies):.1f} ms"),
-            (f"{name}: request -> function answered p50 / p99",
-             f"{statistics.median(answers):.1f} / {percentile(answers, 99):.1f} ms")]
+    return [
+        (
+            f"{name}: request -> webhook receipt p50 / p99 / max",
+            f"{statistics.median(latencies):.1f} / {percentile(latencies, 99):.1f} / {max(latencies):.1f} ms",
+        ),
+        (
+            f"{name}: request -> function answered p50 / p99",
+            f"{statistics.median(answers):.1f} / {percentile(answers, 99):.1f} ms",
+        ),
+    ]
 
 
 def _batches(work: Path, events: int) -> list[bytes]:
@@ -170,8 +205,21 @@ def _batches(work: Path, events: int) -> list[bytes]:
     run = work / "sim"
     hours = max(1, events // 35_000 + 1)
     start = datetime.now(timezone.utc) - timedelta(hours=hours)  # recent: ingest refuses events over 7 days old
-    subprocess.run([str(STREAMFORGE), "simulate", "--output", f"file://{run}", "--quiet", "--duration", f"{hours}h",
-                    "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ")], check=True, env=_environment())
+    subprocess.run(
+        [
+            str(STREAMFORGE),
+            "simulate",
+            "--output",
+            f"file://{run}",
+            "--quiet",
+            "--duration",
+            f"{hours}h",
+            "--start",
+            start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ],
+        check=True,
+        env=_environment(),
+    )
     clicks = (run / "clickstream.jsonl").read_text().splitlines()
     orders = (run / "orders.jsonl").read_text().splitlines()
     lines = [("clickstream", line) for line in clicks] + [("orders", line) for line in orders]
@@ -181,14 +229,15 @@ def _batches(work: Path, events: int) -> list[bytes]:
     bodies = []
     for start in range(0, events, BATCH):
         batch: dict[str, list] = {"clickstream": [], "orders": []}
-        for stream, line in lines[start:start + BATCH]:
+        for stream, line in lines[start : start + BATCH]:
             batch[stream].append(json.loads(line))
         bodies.append(json.dumps({k: v for k, v in batch.items() if v}).encode())
     return bodies
 
 
-def ingest_throughput(work: Path, bodies: list[bytes], clients: int, label: str,
-                      env: dict[str, str]) -> tuple[str, str]:
+def ingest_throughput(
+    work: Path, bodies: list[bytes], clients: int, label: str, env: dict[str, str]
+) -> tuple[str, str]:
     """Events/s the function takes: its per-key rate limit raised out of the way (it is a
     token bucket that costs about a microsecond a request, not what is measured here)."""
     unlimited = work / "unlimited.toml"
@@ -200,8 +249,9 @@ def ingest_throughput(work: Path, bodies: list[bytes], clients: int, label: str,
         def post(body: bytes) -> int:
             if not hasattr(local, "session"):
                 local.session = requests.Session()
-            response = local.session.post(function_url, data=body, timeout=60,
-                                    headers={"Content-Type": "application/json", "X-API-Key": API_KEY})
+            response = local.session.post(
+                function_url, data=body, timeout=60, headers={"Content-Type": "application/json", "X-API-Key": API_KEY}
+            )
             if response.status_code != 200:
                 raise SystemExit(f"ingest answered {response.status_code}: {response.text[:300]}")
             return response.json()["accepted"]
@@ -211,8 +261,10 @@ def ingest_throughput(work: Path, bodies: list[bytes], clients: int, label: str,
         with ThreadPoolExecutor(clients) as pool:
             accepted = sum(pool.map(post, bodies))
         wall = time.perf_counter() - started
-    return (f"ingest -> {label}, {accepted:,} events in batches of {BATCH}, {clients} clients",
-            f"{accepted / wall:,.0f} events/s ({len(bodies) / wall:,.0f} requests/s)")
+    return (
+        f"ingest -> {label}, {accepted:,} events in batches of {BATCH}, {clients} clients",
+        f"{accepted / wall:,.0f} events/s ({len(bodies) / wall:,.0f} requests/s)",
+    )
 
 
 def main() -> None:
@@ -227,20 +279,36 @@ def main() -> None:
         rows += dispatch_latency(work, args.alerts, "memory", {})
         try:
             with _emulator(start_firestore_emulator, work) as firestore:
-                rows += dispatch_latency(work, args.alerts, f"firestore://bench_{uuid.uuid4().hex[:8]}",
-                                         {"FIRESTORE_EMULATOR_HOST": firestore, "GOOGLE_CLOUD_PROJECT": "bench"})
+                rows += dispatch_latency(
+                    work,
+                    args.alerts,
+                    f"firestore://bench_{uuid.uuid4().hex[:8]}",
+                    {"FIRESTORE_EMULATOR_HOST": firestore, "GOOGLE_CLOUD_PROJECT": "bench"},
+                )
         except ServerUnavailable as exc:
             rows.append(("dispatch, firestore ledger", f"not measured: {exc}"))
         bodies = _batches(work, args.events)
         try:
             with _emulator(start_pubsub_emulator, work) as emulator:
-                rows.append(ingest_throughput(work, bodies, args.clients, "Pub/Sub emulator", {
-                    "STREAMFORGE_INGEST_OUTPUT": f"pubsub://bench-{uuid.uuid4().hex[:8]}",
-                    "PUBSUB_EMULATOR_HOST": emulator}))
+                rows.append(
+                    ingest_throughput(
+                        work,
+                        bodies,
+                        args.clients,
+                        "Pub/Sub emulator",
+                        {
+                            "STREAMFORGE_INGEST_OUTPUT": f"pubsub://bench-{uuid.uuid4().hex[:8]}",
+                            "PUBSUB_EMULATOR_HOST": emulator,
+                        },
+                    )
+                )
         except ServerUnavailable as exc:
             rows.append(("ingest -> Pub/Sub emulator", f"not measured: {exc}"))
-        rows.append(ingest_throughput(work, bodies, args.clients, "file output", {
-            "STREAMFORGE_INGEST_OUTPUT": f"file://{work / 'ingested'}"}))
+        rows.append(
+            ingest_throughput(
+                work, bodies, args.clients, "file output", {"STREAMFORGE_INGEST_OUTPUT": f"file://{work / 'ingested'}"}
+            )
+        )
     print_table(rows)
 
 

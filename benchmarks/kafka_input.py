@@ -81,28 +81,71 @@ def main() -> None:
         broker = start_kafka_broker(work / "tansu.log")
         try:
             files = work / "files"
-            _, out = timed([*streamforge, "simulate", "--output", f"file://{files}", "--duration", args.duration,
-                            "--quiet"], env)
+            _, out = timed(
+                [*streamforge, "simulate", "--output", f"file://{files}", "--duration", args.duration, "--quiet"], env
+            )
             events = {s: sum(1 for _ in (files / f"{s}.jsonl").open("rb")) for s in ("clickstream", "orders")}
             for fmt in args.formats.split(","):
                 config = work / f"{fmt}.toml"
                 config.write_text(f'[topics]\nclickstream = "clicks-{fmt}"\norders = "orders-{fmt}"\n')
-                timed([*streamforge, "--config", str(config), "simulate", "--output", f"kafka://{broker.address}",
-                       "--format", fmt, "--duration", args.duration, "--quiet"], env)
+                timed(
+                    [
+                        *streamforge,
+                        "--config",
+                        str(config),
+                        "simulate",
+                        "--output",
+                        f"kafka://{broker.address}",
+                        "--format",
+                        fmt,
+                        "--duration",
+                        args.duration,
+                        "--quiet",
+                    ],
+                    env,
+                )
                 for job in JOBS:
                     count = sum(events.values()) if job == "all" else events[STREAM_OF[job]]
                     for source in ("files", f"kafka {fmt}"):
                         if source == "files" and fmt != args.formats.split(",")[0]:
                             continue
-                        url = (f"file://{files}" if job == "all" else f"file://{files / (STREAM_OF[job] + '.jsonl')}"
-                               ) if source == "files" else f"kafka://{broker.address}?until=end"
-                        best = min(timed([*streamforge, "--config", str(config), "run", job, "--input", url,
-                                          "--warehouse", f"duckdb://{work / f'{job}-{fmt}-{source[:5]}.duckdb'}",
-                                          "--quiet"], env)[0] for _ in range(args.runs))
+                        url = (
+                            (f"file://{files}" if job == "all" else f"file://{files / (STREAM_OF[job] + '.jsonl')}")
+                            if source == "files"
+                            else f"kafka://{broker.address}?until=end"
+                        )
+                        best = min(
+                            timed(
+                                [
+                                    *streamforge,
+                                    "--config",
+                                    str(config),
+                                    "run",
+                                    job,
+                                    "--input",
+                                    url,
+                                    "--warehouse",
+                                    f"duckdb://{work / f'{job}-{fmt}-{source[:5]}.duckdb'}",
+                                    "--quiet",
+                                ],
+                                env,
+                            )[0]
+                            for _ in range(args.runs)
+                        )
                         rows.append((job, source, "batch", count, best, count / best))
-                seconds, out = timed([sys.executable, "-c", STREAM, str(config), f"kafka://{broker.address}?group=bench",
-                                      str(work / f"streaming-{fmt}.duckdb"), str(sum(events.values()))], env,
-                                     check=False)
+                seconds, out = timed(
+                    [
+                        sys.executable,
+                        "-c",
+                        STREAM,
+                        str(config),
+                        f"kafka://{broker.address}?group=bench",
+                        str(work / f"streaming-{fmt}.duckdb"),
+                        str(sum(events.values())),
+                    ],
+                    env,
+                    check=False,
+                )
                 if seconds < 0:
                     failures.append(f"streaming from the {fmt} backlog failed: {out}")
                     continue
@@ -110,13 +153,17 @@ def main() -> None:
                 rows.append(("all", f"kafka {fmt}", "streaming", result["read"], result["seconds"], result["rate"]))
         finally:
             broker.stop()
-    print(f"\nKafka input against files, {args.duration} simulated ({sum(events.values()):,} messages; "
-          f"clickstream {events['clickstream']:,}, orders {events['orders']:,}); best of {args.runs}")
+    print(
+        f"\nKafka input against files, {args.duration} simulated ({sum(events.values()):,} messages; "
+        f"clickstream {events['clickstream']:,}, orders {events['orders']:,}); best of {args.runs}"
+    )
     print("job | input | mode | messages | seconds | events/s")
     for job, source, mode, count, seconds, rate in rows:
         print(f"{job:8} | {source:15} | {mode:9} | {count:8,} | {seconds:7.1f} | {rate:8,.0f}")
-    print("(batch: wall time of `streamforge run` with construction; streaming: messages taken per second "
-          "from a backlog, first batch to last)")
+    print(
+        "(batch: wall time of `streamforge run` with construction; streaming: messages taken per second "
+        "from a backlog, first batch to last)"
+    )
     for failure in failures:
         print(f"  {failure}")
 

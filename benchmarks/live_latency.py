@@ -42,10 +42,20 @@ from streamforge.warehouse import open_for_reading  # noqa: E402
 
 GAP_S = 10
 ORDER = {
-    "order_id": "", "user_id": "", "session_id": "S-latency", "status": "CREATED",
+    "order_id": "",
+    "user_id": "",
+    "session_id": "S-latency",
+    "status": "CREATED",
     "items": [{"product_id": "P-ELE-0001", "category": "electronics", "quantity": 1, "unit_price": 99.0}],
-    "subtotal": 99.0, "discount": 0.0, "shipping": 0.0, "total_amount": 99.0, "currency": "USD",
-    "payment_method": "card", "card_fingerprint": "fp_latency", "shipping_region": "eu-west", "ip_country": "GB",
+    "subtotal": 99.0,
+    "discount": 0.0,
+    "shipping": 0.0,
+    "total_amount": 99.0,
+    "currency": "USD",
+    "payment_method": "card",
+    "card_fingerprint": "fp_latency",
+    "shipping_region": "eu-west",
+    "ip_country": "GB",
     "is_first_order": False,
 }
 
@@ -54,8 +64,10 @@ def percentiles(values: list[float]) -> str:
     if not values:
         return "- / - (0)"
     ordered = sorted(values)
-    return (f"{statistics.median(ordered):.2f} / {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} s "
-            f"({len(ordered)})")
+    return (
+        f"{statistics.median(ordered):.2f} / {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} s "
+        f"({len(ordered)})"
+    )
 
 
 def main() -> None:
@@ -71,13 +83,36 @@ def main() -> None:
         work, config = Path(tmp) / "live", Path(tmp) / "latency.toml"
         config.write_text(f'[sessions]\ngap = "{GAP_S}s"\n[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n')
         project = "latency-bench"
-        up = subprocess.Popen([sys.executable, "-m", "streamforge", "--config", str(config), "up", "--no-cdc",
-                               "--rate", str(args.rate), "--workdir", str(work), "--project", project,
-                               "--port", str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=open(Path(tmp) / "up.log", "wb"), start_new_session=True)
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamforge",
+                "--config",
+                str(config),
+                "up",
+                "--no-cdc",
+                "--rate",
+                str(args.rate),
+                "--workdir",
+                str(work),
+                "--project",
+                project,
+                "--port",
+                str(free_port()),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tmp) / "up.log", "wb"),
+            start_new_session=True,
+        )
         try:
-            while "dashboard" not in json.loads((work / "live.json").read_text() if (work / "live.json").exists()
-                                                else '{"urls": {}}')["urls"]:
+            while (
+                "dashboard"
+                not in json.loads(
+                    (work / "live.json").read_text() if (work / "live.json").exists() else '{"urls": {}}'
+                )["urls"]
+            ):
                 if up.poll() is not None:
                     sys.exit(f"streamforge up exited: {(Path(tmp) / 'up.log').read_text()[-2000:]}")
                 time.sleep(0.5)
@@ -93,11 +128,22 @@ def main() -> None:
                 if now >= next_case:
                     user, at = f"U-latency-{n}", datetime.now(timezone.utc)
                     for i in range(3):
-                        order = schema.validate({**ORDER, "event_id": f"lat-{n}-{i}", "order_id": f"LAT{n}-{i}",
-                                                 "user_id": user, "event_time": at + timedelta(milliseconds=100 * i)})
-                        publisher.publish(f"projects/{project}/topics/orders", schema.to_json(order),
-                                          event_id=order["event_id"], event_time=format_timestamp(order["event_time"]),
-                                          encoding="json")
+                        order = schema.validate(
+                            {
+                                **ORDER,
+                                "event_id": f"lat-{n}-{i}",
+                                "order_id": f"LAT{n}-{i}",
+                                "user_id": user,
+                                "event_time": at + timedelta(milliseconds=100 * i),
+                            }
+                        )
+                        publisher.publish(
+                            f"projects/{project}/topics/orders",
+                            schema.to_json(order),
+                            event_id=order["event_id"],
+                            event_time=format_timestamp(order["event_time"]),
+                            encoding="json",
+                        )
                     cases[user] = (at + timedelta(milliseconds=200)).timestamp()
                     next_case, n = now + args.case_every, n + 1
                 _read_warehouse(work / "warehouse.duckdb", minutes, sessions, started)
@@ -114,9 +160,13 @@ def main() -> None:
                 in_job.append(detected - cases[body["user_id"]])
                 delivery.append(received - detected)
         minute_latency = [seen - _seconds(end) for end, seen in minutes.items()]
-        print(f"\nlive latencies, `streamforge up --no-cdc` at {args.rate:,.0f} events/s for {args.seconds:.0f} s, "
-              f"watermark lag {args.watermark_lag} (p50 / p99, count)")
-        print(f"  event -> fraud alert at the webhook   {percentiles(alert_latency)}  [{len(alert_latency)} of {len(cases)} cases]")
+        print(
+            f"\nlive latencies, `streamforge up --no-cdc` at {args.rate:,.0f} events/s for {args.seconds:.0f} s, "
+            f"watermark lag {args.watermark_lag} (p50 / p99, count)"
+        )
+        print(
+            f"  event -> fraud alert at the webhook   {percentiles(alert_latency)}  [{len(alert_latency)} of {len(cases)} cases]"
+        )
         print(f"    of which event -> alert detected    {percentiles(in_job)}")
         print(f"    and detected -> webhook receipt      {percentiles(delivery)}")
         print(f"  minute end -> revenue row visible      {percentiles(minute_latency)}")
@@ -132,12 +182,16 @@ def _read_warehouse(path: Path, minutes: dict[str, float], sessions: dict[str, f
     try:
         with open_for_reading(path) as reading:
             con, now = reading.connection, time.time()
-            for (end,) in con.execute("SELECT strftime(window_end, '%Y-%m-%dT%H:%M:%SZ') FROM revenue_per_minute "
-                                      "WHERE epoch_ms(window_end) > ?", [since * 1000]).fetchall():
+            for (end,) in con.execute(
+                "SELECT strftime(window_end, '%Y-%m-%dT%H:%M:%SZ') FROM revenue_per_minute "
+                "WHERE epoch_ms(window_end) > ?",
+                [since * 1000],
+            ).fetchall():
                 minutes.setdefault(end, now)
-            for session_id, end in con.execute("SELECT session_id, epoch_ms(session_end) FROM user_sessions "
-                                               "WHERE epoch_ms(session_end) + ? > ?",
-                                               [GAP_S * 1000, since * 1000]).fetchall():
+            for session_id, end in con.execute(
+                "SELECT session_id, epoch_ms(session_end) FROM user_sessions WHERE epoch_ms(session_end) + ? > ?",
+                [GAP_S * 1000, since * 1000],
+            ).fetchall():
                 sessions.setdefault(session_id, now - (end / 1000 + GAP_S))
     except Exception as exc:  # noqa: BLE001 - nothing written yet
         if "does not exist" not in str(exc) and "being written" not in str(exc):

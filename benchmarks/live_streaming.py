@@ -92,11 +92,17 @@ def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path, trace_eve
     project = f"bench-rate-{rate}"
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     create_topology(publisher, subscriber, project, topology(load_config()))
-    alerts = subscriber.create_subscription(name=f"projects/{project}/subscriptions/bench-alerts",
-                                            topic=f"projects/{project}/topics/fraud-alerts").name
-    child = subprocess.Popen([sys.executable, "-c", RUN, project, str(work / f"warehouse-{rate}.duckdb")],
-                             stdout=subprocess.PIPE, stderr=open(work / f"run-{rate}.log", "wb"), text=True, cwd=ROOT,
-                             start_new_session=True)
+    alerts = subscriber.create_subscription(
+        name=f"projects/{project}/subscriptions/bench-alerts", topic=f"projects/{project}/topics/fraud-alerts"
+    ).name
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUN, project, str(work / f"warehouse-{rate}.duckdb")],
+        stdout=subprocess.PIPE,
+        stderr=open(work / f"run-{rate}.log", "wb"),
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     samples: list[dict] = []
     reader = threading.Thread(target=lambda: samples.extend(json.loads(line) for line in child.stdout), daemon=True)
     reader.start()
@@ -104,9 +110,29 @@ def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path, trace_eve
     cpu0, emu0, t0 = cpu_seconds(child.pid), group_cpu(emulator_pid), time.time()
     sim0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "streamforge", "simulate", "--output", f"pubsub://{project}", "--rate", str(rate),
-         "--start", "now", "--duration", f"{seconds:.0f}s", "--seed", str(rate), "--fraud-rate", "0.05"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "streamforge",
+            "simulate",
+            "--output",
+            f"pubsub://{project}",
+            "--rate",
+            str(rate),
+            "--start",
+            "now",
+            "--duration",
+            f"{seconds:.0f}s",
+            "--seed",
+            str(rate),
+            "--fraud-rate",
+            "0.05",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = _trace(simulator, child.pid, samples, t0, trace_every)
     if simulator.returncode:
         sys.exit(f"the simulator failed: {output[-2000:]}")
@@ -127,10 +153,20 @@ def one_rate(rate: int, seconds: float, emulator_pid: int, work: Path, trace_eve
     latencies = _alert_latencies(subscriber, alerts)
     done = next((s for s in samples if s.get("done")), {})
     read = sum(r[0] for r in done.get("read", {}).values())
-    return {"rate": rate, "offered": published / (t1 - t0), "took": took, "backlog": backlog, "read": read,
-            "published": published, "cpu": 100 * (cpu1 - cpu0) / (t1 - t0), "rss": rss,
-            "emulator_cpu": 100 * (emu1 - emu0) / (t1 - t0), "drain": drain, "latencies": latencies,
-            "simulator_cpu": 100 * (sim1.ru_utime + sim1.ru_stime - sim0.ru_utime - sim0.ru_stime) / (t1 - t0)}
+    return {
+        "rate": rate,
+        "offered": published / (t1 - t0),
+        "took": took,
+        "backlog": backlog,
+        "read": read,
+        "published": published,
+        "cpu": 100 * (cpu1 - cpu0) / (t1 - t0),
+        "rss": rss,
+        "emulator_cpu": 100 * (emu1 - emu0) / (t1 - t0),
+        "drain": drain,
+        "latencies": latencies,
+        "simulator_cpu": 100 * (sim1.ru_utime + sim1.ru_stime - sim0.ru_utime - sim0.ru_stime) / (t1 - t0),
+    }
 
 
 def _trace(simulator: subprocess.Popen, pid: int, samples: list[dict], t0: float, every: float) -> str:
@@ -148,8 +184,11 @@ def _trace(simulator: subprocess.Popen, pid: int, samples: list[dict], t0: float
         if time.time() < mark + every:
             continue
         now, now_acked, now_cpu = time.time(), _acked(samples), cpu_seconds(pid)
-        print(f"  {(now - t0) / 60:6.1f} | {(now_acked - acked) / (now - mark):10.0f} | "
-              f"{100 * (now_cpu - cpu) / (now - mark):14.0f} | {_rss_now(pid):15.0f}", flush=True)
+        print(
+            f"  {(now - t0) / 60:6.1f} | {(now_acked - acked) / (now - mark):10.0f} | "
+            f"{100 * (now_cpu - cpu) / (now - mark):14.0f} | {_rss_now(pid):15.0f}",
+            flush=True,
+        )
         mark, acked, cpu = now, now_acked, now_cpu
     reader.join(timeout=10)
     return "".join(chunks)
@@ -178,39 +217,64 @@ def _alert_latencies(subscriber, subscription: str) -> list[float]:
             alert = json.loads(received.message.data)
             event_time = parse_timestamp(alert["event_time"]).timestamp()
             latencies.append(received.message.publish_time.timestamp() - event_time)
-        subscriber.acknowledge(request={"subscription": subscription,
-                                        "ack_ids": [m.ack_id for m in response.received_messages]})
+        subscriber.acknowledge(
+            request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="250,500,1000,1500,2000")
     parser.add_argument("--seconds", type=float, default=40)
-    parser.add_argument("--trace-every", type=float, default=0,
-                        help="seconds; print taken rate, CPU and RSS over each such interval while publishing")
+    parser.add_argument(
+        "--trace-every",
+        type=float,
+        default=0,
+        help="seconds; print taken rate, CPU and RSS over each such interval while publishing",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sf-live-bench-") as tmp:
         work = Path(tmp)
         emulator = start_pubsub_emulator(work / "emulator.log")
         os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
         try:
-            rows = [one_rate(int(rate), args.seconds, emulator.process.pid, work, args.trace_every) for rate in args.rates.split(",")]
+            rows = [
+                one_rate(int(rate), args.seconds, emulator.process.pid, work, args.trace_every)
+                for rate in args.rates.split(",")
+            ]
         finally:
             emulator.stop()
-    print(f"\nlocal streaming, `run all` (sessions, revenue, fraud) from the Pub/Sub emulator into DuckDB, "
-          f"{args.seconds:.0f} s per rate")
-    header = ("offered ev/s", "taken ev/s", "backlog", "pipeline CPU %", "pipeline RSS MB", "emulator CPU %",
-              "simulator CPU %", "drain s", "alerts", "alert p50 s", "alert p99 s")
+    print(
+        f"\nlocal streaming, `run all` (sessions, revenue, fraud) from the Pub/Sub emulator into DuckDB, "
+        f"{args.seconds:.0f} s per rate"
+    )
+    header = (
+        "offered ev/s",
+        "taken ev/s",
+        "backlog",
+        "pipeline CPU %",
+        "pipeline RSS MB",
+        "emulator CPU %",
+        "simulator CPU %",
+        "drain s",
+        "alerts",
+        "alert p50 s",
+        "alert p99 s",
+    )
     print(" | ".join(header))
     for r in rows:
         lat = sorted(r["latencies"])
         p50 = f"{statistics.median(lat):.2f}" if lat else "-"
         p99 = f"{lat[min(len(lat) - 1, int(0.99 * len(lat)))]:.2f}" if lat else "-"
-        print(f"{r['offered']:12.0f} | {r['took']:10.0f} | {r['backlog']:7d} | {r['cpu']:14.0f} | {r['rss']:15.0f} | "
-              f"{r['emulator_cpu']:14.0f} | {r['simulator_cpu']:15.0f} | {r['drain']:7.1f} | {len(lat):6d} | {p50:>11} | {p99:>11}")
+        print(
+            f"{r['offered']:12.0f} | {r['took']:10.0f} | {r['backlog']:7d} | {r['cpu']:14.0f} | {r['rss']:15.0f} | "
+            f"{r['emulator_cpu']:14.0f} | {r['simulator_cpu']:15.0f} | {r['drain']:7.1f} | {len(lat):6d} | {p50:>11} | {p99:>11}"
+        )
         if r["read"] != r["published"]:
-            print(f"  at {r['rate']}/s the job read {r['read']:,} of {r['published']:,} published messages by the "
-                  "drain; the rest stayed in the subscription, unacknowledged")
+            print(
+                f"  at {r['rate']}/s the job read {r['read']:,} of {r['published']:,} published messages by the "
+                "drain; the rest stayed in the subscription, unacknowledged"
+            )
 
 
 if __name__ == "__main__":

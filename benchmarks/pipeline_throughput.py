@@ -50,9 +50,25 @@ def simulate(directory: Path, hours: float, discard_clicks: bool = False) -> Non
     directory.mkdir(parents=True, exist_ok=True)
     if discard_clicks:
         (directory / "clickstream.jsonl").symlink_to(os.devnull)
-    subprocess.run([sys.executable, "-m", "streamforge", "simulate", "--output", f"file://{directory}",
-                    "--duration", f"{hours * 3600:.0f}s", "--malformed", "0.005", "--duplicates", "0.005", "-q"],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamforge",
+            "simulate",
+            "--output",
+            f"file://{directory}",
+            "--duration",
+            f"{hours * 3600:.0f}s",
+            "--malformed",
+            "0.005",
+            "--duplicates",
+            "0.005",
+            "-q",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
 
 
 def lines(path: Path) -> int:
@@ -71,8 +87,12 @@ def run(job: str, directory: Path, workdir: Path) -> tuple[float, float, float, 
     warehouse = workdir / f"{job}.duckdb"
     warehouse.unlink(missing_ok=True)
     started = time.perf_counter()
-    child = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", RUN, job, str(directory), str(warehouse)],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-c", RUN, job, str(directory), str(warehouse)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
     wall = time.perf_counter() - started
@@ -101,8 +121,12 @@ def main() -> None:
         print(f"simulating {args.events:,} order events (the clickstream is discarded) ...", file=sys.stderr)
         simulate(orders_only, args.events / ORDERS_PER_HOUR * 1.03, discard_clicks=True)
         truncate(orders_only / "orders.jsonl", args.events)
-    inputs = {"sessions": (traffic, ("clickstream",)), "revenue": (orders_only, ("orders",)),
-              "fraud": (orders_only, ("orders",)), "all": (traffic, ("clickstream", "orders"))}
+    inputs = {
+        "sessions": (traffic, ("clickstream",)),
+        "revenue": (orders_only, ("orders",)),
+        "fraud": (orders_only, ("orders",)),
+        "all": (traffic, ("clickstream", "orders")),
+    }
     rows = []
     for job in args.jobs.split(","):
         directory, streams = inputs[job]
@@ -112,12 +136,18 @@ def main() -> None:
         wall = statistics.median(r[1] for r in results)
         peak = max(r[2] for r in results)
         print(f"{job}: {events:,} events, {[round(r[0], 1) for r in results]} s, {results[0][3]}", file=sys.stderr)
-        rows.append((job, events, statistics.median(rates), f"{rates[0]:,.0f}-{rates[-1]:,.0f}", wall, events / wall, peak))
-    print(f"{'job':<9} {'events':>10} {'events/s':>9} {'range':>15} {'wall s':>7} {'events/s (wall)':>15} {'peak RSS MiB':>12}")
+        rows.append(
+            (job, events, statistics.median(rates), f"{rates[0]:,.0f}-{rates[-1]:,.0f}", wall, events / wall, peak)
+        )
+    print(
+        f"{'job':<9} {'events':>10} {'events/s':>9} {'range':>15} {'wall s':>7} {'events/s (wall)':>15} {'peak RSS MiB':>12}"
+    )
     for job, events, rate, spread, wall, wall_rate, peak in rows:
         print(f"{job:<9} {events:>10,} {rate:>9,.0f} {spread:>15} {wall:>7.1f} {wall_rate:>15,.0f} {peak:>12,.0f}")
-    print(f"(one core via taskset; events/s over the pipeline's construction and run, median and range of {args.runs}"
-          f" run(s); wall s adds interpreter start and imports)")
+    print(
+        f"(one core via taskset; events/s over the pipeline's construction and run, median and range of {args.runs}"
+        f" run(s); wall s adds interpreter start and imports)"
+    )
     if args.keep is None:
         shutil.rmtree(workdir)
 

@@ -42,10 +42,17 @@ def child(args: argparse.Namespace) -> None:
 
     config = load_config(None)
     settings = Settings(
-        seed=7, start_ms=1_793_520_000_000, sessions_per_second=args.sessions_per_second, users=args.users,
-        currency="USD", fraud_rate=0.005, fraud_patterns=tuple(FraudPattern), rules=config.fraud,
+        seed=7,
+        start_ms=1_793_520_000_000,
+        sessions_per_second=args.sessions_per_second,
+        users=args.users,
+        currency="USD",
+        fraud_rate=0.005,
+        fraud_patterns=tuple(FraudPattern),
+        rules=config.fraud,
         session_gap_ms=int(config.sessions.gap.total_seconds() * 1000),
-        malformed_fraction=args.malformed, duplicate_fraction=args.duplicates,
+        malformed_fraction=args.malformed,
+        duplicate_fraction=args.duplicates,
     )
     sim_seconds = args.events / (args.sessions_per_second * EVENTS_PER_SESSION)
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,8 +63,17 @@ def child(args: argparse.Namespace) -> None:
         loop_s = stats.wall_seconds + time.perf_counter() - close_started  # the last writes are flushed on close
         size = sum(f.stat().st_size for f in Path(tmp).iterdir())
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"messages": stats.messages, "loop_s": loop_s, "total_s": time.perf_counter() - started,
-                      "peak_mib": peak_kib / 1024, "bytes": size}))
+    print(
+        json.dumps(
+            {
+                "messages": stats.messages,
+                "loop_s": loop_s,
+                "total_s": time.perf_counter() - started,
+                "peak_mib": peak_kib / 1024,
+                "bytes": size,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -76,17 +92,37 @@ def main() -> None:
         return
     rows = []
     for name, (output, sessions_per_second, users, malformed, duplicates) in SCENARIOS.items():
-        command = [sys.executable, __file__, "--child", "--events", str(args.events), "--cpu", str(args.cpu),
-                   "--output", output, "--sessions-per-second", str(sessions_per_second), "--users", str(users),
-                   "--malformed", str(malformed), "--duplicates", str(duplicates)]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--events",
+            str(args.events),
+            "--cpu",
+            str(args.cpu),
+            "--output",
+            output,
+            "--sessions-per-second",
+            str(sessions_per_second),
+            "--users",
+            str(users),
+            "--malformed",
+            str(malformed),
+            "--duplicates",
+            str(duplicates),
+        ]
         rows.append((name, json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)))
-    header = f"{'scenario':48} {'events':>10} {'loop s':>7} {'events/s':>10} {'total s':>8} {'peak MiB':>9} {'MB out':>7}"
+    header = (
+        f"{'scenario':48} {'events':>10} {'loop s':>7} {'events/s':>10} {'total s':>8} {'peak MiB':>9} {'MB out':>7}"
+    )
     print(f"Simulator throughput, one core (CPU {args.cpu}) pinned; target >= {TARGET:,} events/s")
     print(header)
     print("-" * len(header))
     for name, r in rows:
-        print(f"{name:48} {r['messages']:>10,} {r['loop_s']:>7.2f} {r['messages'] / r['loop_s']:>10,.0f} "
-              f"{r['total_s']:>8.2f} {r['peak_mib']:>9.0f} {r['bytes'] / 1e6:>7.0f}")
+        print(
+            f"{name:48} {r['messages']:>10,} {r['loop_s']:>7.2f} {r['messages'] / r['loop_s']:>10,.0f} "
+            f"{r['total_s']:>8.2f} {r['peak_mib']:>9.0f} {r['bytes'] / 1e6:>7.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,14 @@ class ProjectApis(Area):
     def __init__(self, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ProjectApis", "apis", opts)
         # disable_on_destroy=False: `pulumi destroy` must not switch off APIs other things use.
-        self.services = [gcp.projects.Service(f"api-{name.split('.')[0]}", project=settings.project, service=name,
-                                              disable_on_destroy=False, opts=self.child) for name in SERVICES]
+        self.services = [
+            gcp.projects.Service(
+                f"api-{name.split('.')[0]}",
+                project=settings.project,
+                service=name,
+                disable_on_destroy=False,
+                opts=self.child,
+            )
+            for name in SERVICES
+        ]
         self.register_outputs({"services": list(SERVICES)})

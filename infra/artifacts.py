@@ -20,8 +20,15 @@ from typing import Any, Mapping
 
 from infra.settings import SettingsError
 
-__all__ = ["BatchPackage", "FlexTemplate", "check_parameters", "content_name", "function_archive", "read_batch_package",
-           "read_template"]
+__all__ = [
+    "BatchPackage",
+    "FlexTemplate",
+    "check_parameters",
+    "content_name",
+    "function_archive",
+    "read_batch_package",
+    "read_template",
+]
 
 _DIGEST = re.compile(r"^[a-z0-9.-]+-docker\.pkg\.dev/[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -63,8 +70,10 @@ def read_template(directory: Path, name: str) -> FlexTemplate:
     if not isinstance(spec, dict) or "metadata" not in spec or "image" not in spec:
         raise SettingsError(f"{path}: not a Flex Template spec: {make}")
     if not _DIGEST.match(spec["image"]):
-        raise SettingsError(f"{path}: image {spec['image']!r} is not an Artifact Registry image by digest "
-                            "(REGION-docker.pkg.dev/...@sha256:<64 hex>): a tag can move under a running job; " + make)
+        raise SettingsError(
+            f"{path}: image {spec['image']!r} is not an Artifact Registry image by digest "
+            "(REGION-docker.pkg.dev/...@sha256:<64 hex>): a tag can move under a running job; " + make
+        )
     return FlexTemplate(name, path, spec)
 
 
@@ -74,8 +83,10 @@ def check_parameters(template: FlexTemplate, parameters: Mapping[str, str]) -> d
     declared = template.parameters
     for name, value in parameters.items():
         if name not in declared:
-            raise SettingsError(f"{template.path}: the {template.name} template has no parameter {name!r} "
-                                f"(it has {', '.join(sorted(declared))}): rebuild the template or update infra")
+            raise SettingsError(
+                f"{template.path}: the {template.name} template has no parameter {name!r} "
+                f"(it has {', '.join(sorted(declared))}): rebuild the template or update infra"
+            )
         for regex in declared[name].get("regexes", ()):
             if not re.match(regex, value):
                 raise SettingsError(f"{template.name} template parameter {name}={value!r} does not match {regex}")
@@ -94,7 +105,9 @@ def read_batch_package(directory: Path) -> BatchPackage:
     package = BatchPackage(directory, manifest)
     for file in package.files:
         if not file.is_file():
-            raise SettingsError(f"{file}: missing from the batch package: run `streamforge batch package --output {directory}`")
+            raise SettingsError(
+                f"{file}: missing from the batch package: run `streamforge batch package --output {directory}`"
+            )
     return package
 
 

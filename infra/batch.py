@@ -31,8 +31,9 @@ __all__ = ["DailyBatch", "workflow_source"]
 _WAIT_SECONDS = 4 * 3600
 
 
-def workflow_source(settings: Settings, package: BatchPackage, files: list[str], bucket: str, warehouse: str,
-                    service_account: str) -> str:
+def workflow_source(
+    settings: Settings, package: BatchPackage, files: list[str], bucket: str, warehouse: str, service_account: str
+) -> str:
     """The workflow (its JSON form) that runs the batch for ``date`` (default: yesterday, UTC)."""
     main, *python_files = files
     fill = {"{warehouse}": warehouse, "{bucket}": bucket, "{date}": "${day}"}
@@ -46,46 +47,89 @@ def workflow_source(settings: Settings, package: BatchPackage, files: list[str],
     if settings.dataflow.subnetwork:
         body["environmentConfig"]["executionConfig"]["subnetworkUri"] = settings.dataflow.subnetwork
     steps = [
-        {"init": {"assign": [
-            {"day": '${default(map.get(args, "date"), text.substring(time.format(sys.now() - 86400), 0, 10))}'},
-            {"batch_id": '${"daily-" + text.replace_all(day, "-", "") + "-" + string(int(sys.now()))}'},
-        ]}},
-        {"run_batch": {"call": "googleapis.dataproc.v1.projects.locations.batches.create", "args": {
-            "parent": f"projects/{settings.project}/locations/{settings.region}", "batchId": "${batch_id}",
-            "body": body, "connector_params": {"timeout": _WAIT_SECONDS}}, "result": "batch"}},
+        {
+            "init": {
+                "assign": [
+                    {"day": '${default(map.get(args, "date"), text.substring(time.format(sys.now() - 86400), 0, 10))}'},
+                    {"batch_id": '${"daily-" + text.replace_all(day, "-", "") + "-" + string(int(sys.now()))}'},
+                ]
+            }
+        },
+        {
+            "run_batch": {
+                "call": "googleapis.dataproc.v1.projects.locations.batches.create",
+                "args": {
+                    "parent": f"projects/{settings.project}/locations/{settings.region}",
+                    "batchId": "${batch_id}",
+                    "body": body,
+                    "connector_params": {"timeout": _WAIT_SECONDS},
+                },
+                "result": "batch",
+            }
+        },
         {"done": {"return": {"date": "${day}", "batch": "${batch_id}", "state": "${batch.state}"}}},
     ]
     return json.dumps({"main": {"params": ["args"], "steps": steps}}, indent=2)
 
 
 class DailyBatch(Area):
-    def __init__(self, settings: Settings, package: BatchPackage, identities: Identities, storage: Storage,
-                 warehouse: Warehouse, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        package: BatchPackage,
+        identities: Identities,
+        storage: Storage,
+        warehouse: Warehouse,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("DailyBatch", "daily-batch", opts)
         name = f"{settings.prefix}-{DAILY_BATCH_WORKFLOW}"
         files = pulumi.Output.all(*[storage.gs_path(obj) for obj in storage.batch_files])
         source = pulumi.Output.all(files, storage.batch.name, identities.email("batch")).apply(
-            lambda values: workflow_source(settings, package, list(values[0]), values[1], warehouse.url, values[2]))
+            lambda values: workflow_source(settings, package, list(values[0]), values[1], warehouse.url, values[2])
+        )
         # the workflow creates batches that run as the batch account: it must be allowed to act as it
-        act_as = gcp.serviceaccount.IAMMember("batch-flow-acts-as-batch", service_account_id=identities.accounts["batch"].name,
-                                              role="roles/iam.serviceAccountUser", member=identities.member("batch-flow"),
-                                              opts=self.child)
+        act_as = gcp.serviceaccount.IAMMember(
+            "batch-flow-acts-as-batch",
+            service_account_id=identities.accounts["batch"].name,
+            role="roles/iam.serviceAccountUser",
+            member=identities.member("batch-flow"),
+            opts=self.child,
+        )
         self.workflow = gcp.workflows.Workflow(
-            "daily-batch", project=settings.project, region=settings.region, name=name,
+            "daily-batch",
+            project=settings.project,
+            region=settings.region,
+            name=name,
             description="Runs the StreamForge daily batch on Dataproc Serverless and waits for it",
-            service_account=identities.email("batch-flow"), source_contents=source, call_log_level="LOG_ERRORS_ONLY",
-            labels=settings.labels, deletion_protection=False, opts=self.after(act_as))
+            service_account=identities.email("batch-flow"),
+            source_contents=source,
+            call_log_level="LOG_ERRORS_ONLY",
+            labels=settings.labels,
+            deletion_protection=False,
+            opts=self.after(act_as),
+        )
         self.schedule = gcp.cloudscheduler.Job(
-            "daily-batch-schedule", project=settings.project, region=settings.region, name=name,
-            description="Starts the StreamForge daily batch workflow", schedule=settings.batch_schedule,
-            time_zone=settings.batch_time_zone, attempt_deadline="180s",
-            http_target={"http_method": "POST",
-                         "uri": f"https://workflowexecutions.googleapis.com/v1/projects/{settings.project}/locations/"
-                                f"{settings.region}/workflows/{name}/executions",
-                         "body": base64.b64encode(b'{"argument": "{}"}').decode(),
-                         "headers": {"Content-Type": "application/json"},
-                         "oauth_token": {"service_account_email": identities.email("scheduler"),
-                                         "scope": "https://www.googleapis.com/auth/cloud-platform"}},
-            opts=self.after(self.workflow))
+            "daily-batch-schedule",
+            project=settings.project,
+            region=settings.region,
+            name=name,
+            description="Starts the StreamForge daily batch workflow",
+            schedule=settings.batch_schedule,
+            time_zone=settings.batch_time_zone,
+            attempt_deadline="180s",
+            http_target={
+                "http_method": "POST",
+                "uri": f"https://workflowexecutions.googleapis.com/v1/projects/{settings.project}/locations/"
+                f"{settings.region}/workflows/{name}/executions",
+                "body": base64.b64encode(b'{"argument": "{}"}').decode(),
+                "headers": {"Content-Type": "application/json"},
+                "oauth_token": {
+                    "service_account_email": identities.email("scheduler"),
+                    "scope": "https://www.googleapis.com/auth/cloud-platform",
+                },
+            },
+            opts=self.after(self.workflow),
+        )
         self.name = name
         self.register_outputs({"workflow": name})

@@ -26,45 +26,86 @@ _LOWEST_PRIORITY = 2147483647  # the policy's default rule
 
 
 def _throttle(priority: int, per_minute: int, description: str, key: str, key_name: str | None = None) -> dict:
-    options = {"conform_action": "allow", "exceed_action": "deny(429)", "enforce_on_key": key,
-               "rate_limit_threshold": {"count": per_minute, "interval_sec": 60}}
+    options = {
+        "conform_action": "allow",
+        "exceed_action": "deny(429)",
+        "enforce_on_key": key,
+        "rate_limit_threshold": {"count": per_minute, "interval_sec": 60},
+    }
     if key_name:
         options["enforce_on_key_name"] = key_name
-    return {"action": "throttle", "priority": priority, "description": description, "match": _EVERYONE,
-            "rate_limit_options": options}
+    return {
+        "action": "throttle",
+        "priority": priority,
+        "description": description,
+        "match": _EVERYONE,
+        "rate_limit_options": options,
+    }
 
 
 class IngestEdge(Area):
-    def __init__(self, settings: Settings, ingest: gcp.cloudfunctionsv2.Function,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, settings: Settings, ingest: gcp.cloudfunctionsv2.Function, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("IngestEdge", "ingest-edge", opts)
         edge, header = settings.ingest_edge, settings.streamforge.ingest.api_key_header
         project, name = settings.project, f"{settings.prefix}-ingest"
         self.policy = gcp.compute.SecurityPolicy(
-            "ingest-armor", project=project, name=name, type="CLOUD_ARMOR",
+            "ingest-armor",
+            project=project,
+            name=name,
+            type="CLOUD_ARMOR",
             description="StreamForge ingest: requests per minute per API key and per client IP",
             rules=[
                 _throttle(1000, edge.requests_per_minute_per_key, f"per API key ({header})", "HTTP_HEADER", header),
                 _throttle(1100, edge.requests_per_minute_per_ip, "per client IP", "IP"),
                 {"action": "allow", "priority": _LOWEST_PRIORITY, "description": "default", "match": _EVERYONE},
             ],
-            opts=self.child)
+            opts=self.child,
+        )
         self.endpoints = gcp.compute.RegionNetworkEndpointGroup(
-            "ingest-neg", project=project, region=settings.region, name=name, network_endpoint_type="SERVERLESS",
+            "ingest-neg",
+            project=project,
+            region=settings.region,
+            name=name,
+            network_endpoint_type="SERVERLESS",
             cloud_run={"service": ingest.name},  # a 2nd gen function is a Cloud Run service of its name
-            opts=self.child)
+            opts=self.child,
+        )
         self.backend = gcp.compute.BackendService(
-            "ingest-backend", project=project, name=name, load_balancing_scheme="EXTERNAL_MANAGED", protocol="HTTPS",
-            backends=[{"group": self.endpoints.id}], security_policy=self.policy.id, opts=self.child)
-        url_map = gcp.compute.URLMap("ingest-urls", project=project, name=name, default_service=self.backend.id,
-                                     opts=self.child)
-        certificate = gcp.compute.ManagedSslCertificate("ingest-certificate", project=project, name=name,
-                                                        managed={"domains": [edge.domain]}, opts=self.child)
-        proxy = gcp.compute.TargetHttpsProxy("ingest-proxy", project=project, name=name, url_map=url_map.id,
-                                             ssl_certificates=[certificate.id], opts=self.child)
+            "ingest-backend",
+            project=project,
+            name=name,
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            protocol="HTTPS",
+            backends=[{"group": self.endpoints.id}],
+            security_policy=self.policy.id,
+            opts=self.child,
+        )
+        url_map = gcp.compute.URLMap(
+            "ingest-urls", project=project, name=name, default_service=self.backend.id, opts=self.child
+        )
+        certificate = gcp.compute.ManagedSslCertificate(
+            "ingest-certificate", project=project, name=name, managed={"domains": [edge.domain]}, opts=self.child
+        )
+        proxy = gcp.compute.TargetHttpsProxy(
+            "ingest-proxy",
+            project=project,
+            name=name,
+            url_map=url_map.id,
+            ssl_certificates=[certificate.id],
+            opts=self.child,
+        )
         self.address = gcp.compute.GlobalAddress("ingest-address", project=project, name=name, opts=self.child)
         gcp.compute.GlobalForwardingRule(
-            "ingest-https", project=project, name=name, target=proxy.id, port_range="443",
-            ip_address=self.address.address, load_balancing_scheme="EXTERNAL_MANAGED", opts=self.child)
+            "ingest-https",
+            project=project,
+            name=name,
+            target=proxy.id,
+            port_range="443",
+            ip_address=self.address.address,
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            opts=self.child,
+        )
         self.url = f"https://{edge.domain}/"
         self.register_outputs({"ingest_edge_url": self.url, "ingest_edge_address": self.address.address})

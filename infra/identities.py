@@ -47,27 +47,44 @@ def project_roles(settings: Settings) -> tuple[ProjectRole, ...]:
     roles = [
         ProjectRole("analytics", "roles/dataflow.worker", "Dataflow workers need it; it has no narrower scope"),
         ProjectRole("analytics", "roles/bigquery.jobUser", "load jobs run in the project"),
-        ProjectRole("dispatcher", "roles/datastore.user", "Firestore grants per project: limited to the ledger's database",
-                    ("ledger database only", f'resource.name.startsWith("{firestore}")')),
+        ProjectRole(
+            "dispatcher",
+            "roles/datastore.user",
+            "Firestore grants per project: limited to the ledger's database",
+            ("ledger database only", f'resource.name.startsWith("{firestore}")'),
+        ),
         ProjectRole("fn-build", "roles/logging.logWriter", "build logs"),
-        ProjectRole("fn-build", "roles/artifactregistry.writer",
-                    "the functions' images go to the gcf-artifacts repository Cloud Functions creates",
-                    ("gcf-artifacts only", 'resource.name.endsWith("/repositories/gcf-artifacts")')),
+        ProjectRole(
+            "fn-build",
+            "roles/artifactregistry.writer",
+            "the functions' images go to the gcf-artifacts repository Cloud Functions creates",
+            ("gcf-artifacts only", 'resource.name.endsWith("/repositories/gcf-artifacts")'),
+        ),
         ProjectRole("batch", "roles/dataproc.worker", "Dataproc Serverless runs the batch as it"),
         ProjectRole("batch", "roles/bigquery.jobUser", "the connector's load and query jobs run in the project"),
         ProjectRole("batch", "roles/bigquery.readSessionUser", "the connector reads through the Storage Read API"),
         ProjectRole("batch-flow", "roles/dataproc.editor", "creating a Dataproc batch has no narrower scope"),
         ProjectRole("batch-flow", "roles/logging.logWriter", "the workflow's call logs"),
-        ProjectRole("scheduler", "roles/workflows.invoker", "starting executions of the batch workflow",
-                    ("batch workflow only", f'resource.name.endsWith("/workflows/{settings.prefix}-{DAILY_BATCH_WORKFLOW}")')),
+        ProjectRole(
+            "scheduler",
+            "roles/workflows.invoker",
+            "starting executions of the batch workflow",
+            ("batch workflow only", f'resource.name.endsWith("/workflows/{settings.prefix}-{DAILY_BATCH_WORKFLOW}")'),
+        ),
     ]
     if settings.cdc.enabled:
         roles += [
             ProjectRole("cdc-job", "roles/dataflow.worker", "Dataflow workers need it; it has no narrower scope"),
             ProjectRole("cdc-job", "roles/bigquery.jobUser", "load jobs, and the query that creates the replica views"),
-            ProjectRole("debezium", "roles/cloudsql.client", "the Cloud SQL Auth Proxy connects as it",
-                        ("shop database instance only",
-                         f'resource.name == "projects/{settings.project}/instances/{settings.prefix}-{SHOP_INSTANCE}"')),
+            ProjectRole(
+                "debezium",
+                "roles/cloudsql.client",
+                "the Cloud SQL Auth Proxy connects as it",
+                (
+                    "shop database instance only",
+                    f'resource.name == "projects/{settings.project}/instances/{settings.prefix}-{SHOP_INSTANCE}"',
+                ),
+            ),
         ]
     return tuple(roles)
 
@@ -80,16 +97,26 @@ class Identities(Area):
             if workload in _CDC_WORKLOADS and not settings.cdc.enabled:
                 continue
             self.accounts[workload] = gcp.serviceaccount.Account(
-                f"sa-{workload}", project=settings.project, account_id=f"{settings.prefix}-{workload}",
-                display_name=f"StreamForge {workload}", description=purpose, opts=self.child)
+                f"sa-{workload}",
+                project=settings.project,
+                account_id=f"{settings.prefix}-{workload}",
+                display_name=f"StreamForge {workload}",
+                description=purpose,
+                opts=self.child,
+            )
         self.project_roles = [
             gcp.projects.IAMMember(
-                f"{grant.workload}-{grant.role.split('/')[1].replace('.', '-').lower()}", project=settings.project,
-                role=grant.role, member=self.member(grant.workload),
+                f"{grant.workload}-{grant.role.split('/')[1].replace('.', '-').lower()}",
+                project=settings.project,
+                role=grant.role,
+                member=self.member(grant.workload),
                 condition={"title": grant.condition[0], "expression": grant.condition[1], "description": grant.why}
-                if grant.condition else None,
-                opts=self.child)
-            for grant in project_roles(settings)]
+                if grant.condition
+                else None,
+                opts=self.child,
+            )
+            for grant in project_roles(settings)
+        ]
         self.register_outputs({"emails": {w: a.email for w, a in self.accounts.items()}})
 
     def email(self, workload: str) -> pulumi.Output[str]:

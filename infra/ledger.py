@@ -17,11 +17,24 @@ class AlertLedger(Area):
         super().__init__("AlertLedger", "alert-ledger", opts)
         # a database of its own: the project's (default) database may belong to someone else
         self.database = gcp.firestore.Database(
-            "ledger", project=settings.project, name=settings.prefix, location_id=settings.region,
-            type="FIRESTORE_NATIVE", delete_protection_state="DELETE_PROTECTION_DISABLED", opts=self.child)
+            "ledger",
+            project=settings.project,
+            name=settings.prefix,
+            location_id=settings.region,
+            type="FIRESTORE_NATIVE",
+            delete_protection_state="DELETE_PROTECTION_DISABLED",
+            opts=self.child,
+        )
         self.collection = DEFAULT_COLLECTION
         self.ttl = gcp.firestore.Field(
-            "ledger-ttl", project=settings.project, database=self.database.name, collection=self.collection,
-            field=EXPIRE_FIELD, ttl_config={}, index_config={}, opts=self.child)  # no single-field index: never queried
+            "ledger-ttl",
+            project=settings.project,
+            database=self.database.name,
+            collection=self.collection,
+            field=EXPIRE_FIELD,
+            ttl_config={},
+            index_config={},
+            opts=self.child,
+        )  # no single-field index: never queried
         self.url = f"firestore://{settings.prefix}/{self.collection}"
         self.register_outputs({"ledger": self.url})

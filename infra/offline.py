@@ -108,14 +108,27 @@ class _RecordingMonitor(mocks.MockMonitor):
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            self.recorded.append(Recorded(response.urn, request.type, request.name, bool(request.custom),
-                                          request.parent, rpc.deserialize_properties(request.object),
-                                          list(request.dependencies)))
+            self.recorded.append(
+                Recorded(
+                    response.urn,
+                    request.type,
+                    request.name,
+                    bool(request.custom),
+                    request.parent,
+                    rpc.deserialize_properties(request.object),
+                    list(request.dependencies),
+                )
+            )
         return response
 
 
-def run_offline(program: Callable[[], Any], config: Mapping[str, str], secret_keys: list[str],
-                project: str = "streamforge", stack: str = "offline") -> list[Recorded]:
+def run_offline(
+    program: Callable[[], Any],
+    config: Mapping[str, str],
+    secret_keys: list[str],
+    project: str = "streamforge",
+    stack: str = "offline",
+) -> list[Recorded]:
     """Runs ``program`` with ``config`` under mocks; every registered resource, in order.
     An exception in the program (a bad setting, a missing artifact) is raised."""
     monitor = _RecordingMonitor(_GoogleFakes())

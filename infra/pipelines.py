@@ -44,13 +44,23 @@ def analytics_parameters(settings: Settings, messaging: Messaging, warehouse: Wa
 
 
 def cdc_parameters(settings: Settings, messaging: Messaging, warehouse: Warehouse) -> dict[str, str]:
-    return {"input": messaging.subscription_url(messaging.topology.cdc_subscription_pattern), "warehouse": warehouse.url}
+    return {
+        "input": messaging.subscription_url(messaging.topology.cdc_subscription_pattern),
+        "warehouse": warehouse.url,
+    }
 
 
 class Pipelines(Area):
-    def __init__(self, settings: Settings, templates: dict[str, FlexTemplate], identities: Identities,
-                 messaging: Messaging, warehouse: Warehouse, storage: Storage,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        templates: dict[str, FlexTemplate],
+        identities: Identities,
+        messaging: Messaging,
+        warehouse: Warehouse,
+        storage: Storage,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("Pipelines", "pipelines", opts)
         launches = [("analytics", "analytics", ANALYTICS_JOB, analytics_parameters(settings, messaging, warehouse))]
         if settings.cdc.enabled:
@@ -60,15 +70,25 @@ class Pipelines(Area):
         for template_name, workload, job, parameters in launches:
             template = templates[template_name]
             self.jobs[template_name] = gcp.dataflow.FlexTemplateJob(
-                f"job-{template_name}", project=settings.project, region=settings.region,
-                name=dataflow_job_name(job), container_spec_gcs_path=storage.gs_path(storage.template_paths[template_name]),
+                f"job-{template_name}",
+                project=settings.project,
+                region=settings.region,
+                name=dataflow_job_name(job),
+                container_spec_gcs_path=storage.gs_path(storage.template_paths[template_name]),
                 parameters=check_parameters(template, parameters),
-                sdk_container_image=template.image, service_account_email=identities.email(workload),
-                enable_streaming_engine=True, machine_type=dataflow.machine_type, max_workers=dataflow.max_workers,
+                sdk_container_image=template.image,
+                service_account_email=identities.email(workload),
+                enable_streaming_engine=True,
+                machine_type=dataflow.machine_type,
+                max_workers=dataflow.max_workers,
                 ip_configuration="WORKER_IP_PRIVATE" if dataflow.private_ips else "WORKER_IP_PUBLIC",
-                subnetwork=dataflow.subnetwork, temp_location=storage.dataflow_temp,
-                staging_location=storage.dataflow_staging, labels={**settings.labels, JOB_LABEL: job},
-                on_delete="drain", skip_wait_on_job_termination=False,
+                subnetwork=dataflow.subnetwork,
+                temp_location=storage.dataflow_temp,
+                staging_location=storage.dataflow_staging,
+                labels={**settings.labels, JOB_LABEL: job},
+                on_delete="drain",
+                skip_wait_on_job_termination=False,
                 # every table, subscription, bucket and role it needs exists before it starts
-                opts=self.after(identities, messaging, warehouse, storage))
+                opts=self.after(identities, messaging, warehouse, storage),
+            )
         self.register_outputs({"jobs": {name: job.job_id for name, job in self.jobs.items()}})

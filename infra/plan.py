@@ -20,8 +20,12 @@ from infra.settings import SettingsError, placeholder_secrets
 __all__ = ["PlannedResource", "SECRET_KEYS", "plan", "stack_config"]
 
 #: The stack's secret settings (pulumi config set --secret ...).
-SECRET_KEYS = ("streamforge:cdcDatabasePassword", "streamforge:cdcPiiSalt", "streamforge:ingestApiKeys",
-               "streamforge:webhookSecrets")
+SECRET_KEYS = (
+    "streamforge:cdcDatabasePassword",
+    "streamforge:cdcPiiSalt",
+    "streamforge:ingestApiKeys",
+    "streamforge:webhookSecrets",
+)
 _PLACEHOLDER = "offline-placeholder-not-a-secret"
 _HEX_PLACEHOLDER = "0ff11e0ff11e0ff11e0ff11e0ff11e00"  # where the value must be hex (a salt)
 
@@ -47,9 +51,12 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
             secrets.append(key)  # encrypted for the stack: a placeholder offline
             continue
         config[key] = value if isinstance(value, str) else json.dumps(value)
-    placeholders = {"streamforge:webhookSecrets": json.dumps(
-        placeholder_secrets(json.loads(config.get("streamforge:webhooks", "[]")))),
-        "streamforge:cdcPiiSalt": _HEX_PLACEHOLDER}
+    placeholders = {
+        "streamforge:webhookSecrets": json.dumps(
+            placeholder_secrets(json.loads(config.get("streamforge:webhooks", "[]")))
+        ),
+        "streamforge:cdcPiiSalt": _HEX_PLACEHOLDER,
+    }
     for key in SECRET_KEYS:
         if key not in config:
             config[key] = placeholders.get(key, _PLACEHOLDER)
@@ -61,8 +68,11 @@ def plan(stack_file: Path, program: Callable[[], Any]) -> tuple[list[Recorded], 
     config, secrets = stack_config(stack_file)
     recorded = run_offline(program, config, secrets)
     areas = {r.urn: r.name for r in recorded if not r.custom}
-    planned = [PlannedResource(_short(r.type), _physical(r), areas.get(r.parent, "-"), _summary(r))
-               for r in recorded if r.custom]
+    planned = [
+        PlannedResource(_short(r.type), _physical(r), areas.get(r.parent, "-"), _summary(r))
+        for r in recorded
+        if r.custom
+    ]
     return recorded, planned
 
 
@@ -73,8 +83,17 @@ def _short(token: str) -> str:
 
 
 def _physical(r: Recorded) -> str:
-    for key in ("name", "accountId", "tableId", "datasetId", "secretId", "repositoryId", "displayName", "service",
-                "field"):
+    for key in (
+        "name",
+        "accountId",
+        "tableId",
+        "datasetId",
+        "secretId",
+        "repositoryId",
+        "displayName",
+        "service",
+        "field",
+    ):
         value = r.get(key)
         if isinstance(value, str) and value:
             return value
@@ -84,16 +103,36 @@ def _physical(r: Recorded) -> str:
 def _summary(r: Recorded) -> str:
     kind = _short(r.type)
     if kind.endswith("IAMMember") or kind.endswith("IamMember"):
-        target = next((str(r.get(k)) for k in ("topic", "subscription", "datasetId", "bucket", "secretId", "repository",
-                                               "serviceAccountId", "name", "project") if r.get(k)), "")
+        target = next(
+            (
+                str(r.get(k))
+                for k in (
+                    "topic",
+                    "subscription",
+                    "datasetId",
+                    "bucket",
+                    "secretId",
+                    "repository",
+                    "serviceAccountId",
+                    "name",
+                    "project",
+                )
+                if r.get(k)
+            ),
+            "",
+        )
         return f"{r.get('role')} -> {r.get('member')} on {target.rsplit('/', 1)[-1]}"
     if kind == "pubsub.Subscription":
         parts = [f"topic {str(r.get('topic')).rsplit('/', 1)[-1]}"]
         if r.get("pushConfig"):
             parts.append("push (OIDC)")
         dead = r.get("deadLetterPolicy")
-        parts.append(f"dead letters -> {str(dead['deadLetterTopic']).rsplit('/', 1)[-1]} after "
-                     f"{int(dead['maxDeliveryAttempts'])}" if dead else "no dead-letter topic")
+        parts.append(
+            f"dead letters -> {str(dead['deadLetterTopic']).rsplit('/', 1)[-1]} after "
+            f"{int(dead['maxDeliveryAttempts'])}"
+            if dead
+            else "no dead-letter topic"
+        )
         return ", ".join(parts)
     if kind == "bigquery.Table":
         if r.get("view"):
@@ -101,10 +140,13 @@ def _summary(r: Recorded) -> str:
         partition = (r.get("timePartitioning") or {}).get("field")
         columns = len(json.loads(r.get("schema") or "[]"))
         return f"{columns} columns, partitioned by {partition}" + (
-            f", clustered by {', '.join(r.get('clusterings'))}" if r.get("clusterings") else "")
+            f", clustered by {', '.join(r.get('clusterings'))}" if r.get("clusterings") else ""
+        )
     if kind == "dataflow.FlexTemplateJob":
-        return (f"{r.get('machineType')} x{int(r.get('maxWorkers'))}, Streaming Engine, on delete {r.get('onDelete')}, "
-                f"parameters {', '.join(sorted(r.get('parameters') or {}))}")
+        return (
+            f"{r.get('machineType')} x{int(r.get('maxWorkers'))}, Streaming Engine, on delete {r.get('onDelete')}, "
+            f"parameters {', '.join(sorted(r.get('parameters') or {}))}"
+        )
     if kind == "cloudfunctionsv2.Function":
         service = r.get("serviceConfig") or {}
         return f"entry {r.get('buildConfig', 'entryPoint')}, ingress {service.get('ingressSettings')}"

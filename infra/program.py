@@ -53,9 +53,15 @@ def deploy(settings: Settings | None = None) -> Platform:
         schema = load_source_tables()
         captured = {name: schema[name] for name in (t.split(".", 1)[-1] for t in debezium.tables) if name in schema}
     layout = topology(settings.streamforge, debezium, settings.prefix)
-    templates = ({name: read_template(settings.templates_dir, name)
-                  for name in ("analytics", "cdc") if name == "analytics" or settings.cdc.enabled}
-                 if settings.deploy_jobs else {})
+    templates = (
+        {
+            name: read_template(settings.templates_dir, name)
+            for name in ("analytics", "cdc")
+            if name == "analytics" or settings.cdc.enabled
+        }
+        if settings.deploy_jobs
+        else {}
+    )
     batch_package = read_batch_package(settings.batch_dir)
 
     apis = ProjectApis(settings)
@@ -69,8 +75,11 @@ def deploy(settings: Settings | None = None) -> Platform:
     edge = IngestEdge(settings, functions.ingest, after_apis) if settings.ingest_edge.domain else None
     cdc = ChangeCapture(settings, debezium, identities, messaging, storage, after_apis) if debezium else None
     batch = DailyBatch(settings, batch_package, identities, storage, warehouse, after_apis)
-    pipelines = (Pipelines(settings, templates, identities, messaging, warehouse, storage, after_apis)
-                 if settings.deploy_jobs else None)
+    pipelines = (
+        Pipelines(settings, templates, identities, messaging, warehouse, storage, after_apis)
+        if settings.deploy_jobs
+        else None
+    )
     jobs = [dataflow_job_name(ANALYTICS_JOB)] + ([dataflow_job_name("cdc")] if debezium else [])
     observability = Observability(settings, layout, jobs, [function_name(f) for f in DEPLOYED], batch.name, after_apis)
 
@@ -84,18 +93,28 @@ def deploy(settings: Settings | None = None) -> Platform:
         pulumi.export("ingest_edge_address", edge.address.address)
     pulumi.export("alert_dispatcher_url", functions.dispatcher.url)
     pulumi.export("dataflow_jobs", jobs)
-    pulumi.export("buckets", {"dataflow": storage.dataflow.name, "templates": storage.templates.name,
-                              "functions": storage.sources.name, "batch": storage.batch.name})
+    pulumi.export(
+        "buckets",
+        {
+            "dataflow": storage.dataflow.name,
+            "templates": storage.templates.name,
+            "functions": storage.sources.name,
+            "batch": storage.batch.name,
+        },
+    )
     pulumi.export("image_repository", f"{settings.region}-docker.pkg.dev/{settings.project}/{settings.prefix}")
     pulumi.export("daily_batch_workflow", batch.name)
     if cdc is not None:
         pulumi.export("cloud_sql_instance", cdc.instance.connection_name)
         pulumi.export("debezium_service", cdc.service.name)
-    pulumi.export("console", {
-        "dataflow": console.format(f"dataflow/jobs/{settings.region}"),
-        "bigquery": console.format("bigquery") + f"&ws=!1m4!1m3!3m2!1s{settings.project}!2s{settings.dataset}",
-        "pubsub": console.format("cloudpubsub/subscription/list"),
-        "monitoring": console.format("monitoring/dashboards"),
-        "workflows": console.format(f"workflows/workflow/{settings.region}/{batch.name}/executions"),
-    })
+    pulumi.export(
+        "console",
+        {
+            "dataflow": console.format(f"dataflow/jobs/{settings.region}"),
+            "bigquery": console.format("bigquery") + f"&ws=!1m4!1m3!3m2!1s{settings.project}!2s{settings.dataset}",
+            "pubsub": console.format("cloudpubsub/subscription/list"),
+            "monitoring": console.format("monitoring/dashboards"),
+            "workflows": console.format(f"workflows/workflow/{settings.region}/{batch.name}/executions"),
+        },
+    )
     return Platform(settings, messaging, warehouse, storage, functions, batch, observability, cdc, pipelines, edge)

@@ -28,17 +28,38 @@ class ManagedSecret:
         return self.secret.secret_id
 
 
-def managed_secret(settings: Settings, name: str, value: pulumi.Input[str], readers: list[str], identities: Identities,
-                   parent: pulumi.Resource) -> ManagedSecret:
+def managed_secret(
+    settings: Settings,
+    name: str,
+    value: pulumi.Input[str],
+    readers: list[str],
+    identities: Identities,
+    parent: pulumi.Resource,
+) -> ManagedSecret:
     """Secret ``<prefix>-<name>`` holding ``value``; each workload in ``readers`` may read it, nobody else."""
     child = pulumi.ResourceOptions(parent=parent)
-    secret = gcp.secretmanager.Secret(f"secret-{name}", project=settings.project, secret_id=f"{settings.prefix}-{name}",
-                                      replication={"auto": {}}, labels=settings.labels, opts=child)
-    version = gcp.secretmanager.SecretVersion(f"secret-{name}-value", secret=secret.id,
-                                              secret_data_wo=pulumi.Output.secret(value),
-                                              secret_data_wo_version=settings.secrets_version, opts=child)
+    secret = gcp.secretmanager.Secret(
+        f"secret-{name}",
+        project=settings.project,
+        secret_id=f"{settings.prefix}-{name}",
+        replication={"auto": {}},
+        labels=settings.labels,
+        opts=child,
+    )
+    version = gcp.secretmanager.SecretVersion(
+        f"secret-{name}-value",
+        secret=secret.id,
+        secret_data_wo=pulumi.Output.secret(value),
+        secret_data_wo_version=settings.secrets_version,
+        opts=child,
+    )
     for workload in readers:
-        gcp.secretmanager.SecretIamMember(f"secret-{name}-{workload}", project=settings.project,
-                                          secret_id=secret.secret_id, role="roles/secretmanager.secretAccessor",
-                                          member=identities.member(workload), opts=child)
+        gcp.secretmanager.SecretIamMember(
+            f"secret-{name}-{workload}",
+            project=settings.project,
+            secret_id=secret.secret_id,
+            role="roles/secretmanager.secretAccessor",
+            member=identities.member(workload),
+            opts=child,
+        )
     return ManagedSecret(secret, version)

@@ -21,8 +21,16 @@ from streamforge.config import Config, load_config
 from streamforge.functions.webhooks import WebhookConfigError, parse_webhooks
 from streamforge.naming import PREFIX, PROJECT_ID
 
-__all__ = ["DAILY_BATCH_WORKFLOW", "SHOP_INSTANCE", "AlertThresholds", "CdcSettings", "DataflowSettings", "Settings",
-           "SettingsError", "placeholder_secrets"]
+__all__ = [
+    "DAILY_BATCH_WORKFLOW",
+    "SHOP_INSTANCE",
+    "AlertThresholds",
+    "CdcSettings",
+    "DataflowSettings",
+    "Settings",
+    "SettingsError",
+    "placeholder_secrets",
+]
 
 #: Names (after the prefix) that two areas refer to: the IAM condition and the resource itself.
 SHOP_INSTANCE = "shop"
@@ -138,7 +146,10 @@ class Settings:
             raise SettingsError(f"streamforge:batchSchedule {schedule!r}: a cron expression of five fields")
         cdc = _section(config, "cdc", CdcSettings)
         settings = cls(
-            project=project, region=region, prefix=prefix, dataset=dataset,
+            project=project,
+            region=region,
+            prefix=prefix,
+            dataset=dataset,
             location=config.get("location") or "US",
             deploy_jobs=_flag(config, "deployJobs"),
             protect_data=_flag(config, "protectData"),
@@ -215,8 +226,13 @@ def _camel(name: str) -> str:
 def placeholder_secrets(webhooks: Any) -> dict[str, str]:
     """Each environment variable the webhooks read a secret URL or signing secret from, with a
     value that passes the dispatcher's checks: to validate the webhooks, or plan, without the secrets."""
-    return {hook[key]: "https://placeholder.invalid/hook" if key == "url_env" else "placeholder-secret-0123456789"
-            for hook in webhooks if isinstance(hook, dict) for key in ("url_env", "secret_env") if key in hook}
+    return {
+        hook[key]: "https://placeholder.invalid/hook" if key == "url_env" else "placeholder-secret-0123456789"
+        for hook in webhooks
+        if isinstance(hook, dict)
+        for key in ("url_env", "secret_env")
+        if key in hook
+    }
 
 
 def _check_webhooks(webhooks: tuple[Any, ...]) -> None:

@@ -23,17 +23,32 @@ __all__ = ["Storage"]
 
 
 class Storage(Area):
-    def __init__(self, settings: Settings, identities: Identities, templates: dict[str, FlexTemplate],
-                 functions: tuple[str, ...], batch: BatchPackage, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        identities: Identities,
+        templates: dict[str, FlexTemplate],
+        functions: tuple[str, ...],
+        batch: BatchPackage,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("Storage", "storage", opts)
         self.settings, self.identities = settings, identities
 
         def bucket(purpose: str, rules: list[dict], versioning: bool = False) -> gcp.storage.Bucket:
             return gcp.storage.Bucket(
-                f"bucket-{purpose}", project=settings.project, name=f"{settings.project}-{settings.prefix}-{purpose}",
-                location=settings.region, uniform_bucket_level_access=True, public_access_prevention="enforced",
-                versioning={"enabled": versioning}, lifecycle_rules=rules, labels=settings.labels,
-                force_destroy=not settings.protect_data, opts=self.child)
+                f"bucket-{purpose}",
+                project=settings.project,
+                name=f"{settings.project}-{settings.prefix}-{purpose}",
+                location=settings.region,
+                uniform_bucket_level_access=True,
+                public_access_prevention="enforced",
+                versioning={"enabled": versioning},
+                lifecycle_rules=rules,
+                labels=settings.labels,
+                force_destroy=not settings.protect_data,
+                opts=self.child,
+            )
 
         def older_than(days: int, prefixes: list[str] | None = None) -> dict:
             condition: dict = {"age": days}
@@ -41,7 +56,10 @@ class Storage(Area):
                 condition["matches_prefixes"] = prefixes
             return {"action": {"type": "Delete"}, "condition": condition}
 
-        superseded = {"action": {"type": "Delete"}, "condition": {"days_since_noncurrent_time": 30, "with_state": "ARCHIVED"}}
+        superseded = {
+            "action": {"type": "Delete"},
+            "condition": {"days_since_noncurrent_time": 30, "with_state": "ARCHIVED"},
+        }
         # Dataflow: temp files of running jobs live for minutes; staged packages for the job's life
         self.dataflow = bucket("dataflow", [older_than(7, ["temp/"]), older_than(90, ["staging/"])])
         self.templates = bucket("templates", [superseded], versioning=True)
@@ -51,47 +69,91 @@ class Storage(Area):
         self.dataflow_staging = self.dataflow.name.apply(lambda b: f"gs://{b}/staging")
 
         self.images = gcp.artifactregistry.Repository(
-            "images", project=settings.project, location=settings.region, repository_id=settings.prefix,
-            format="DOCKER", description="The StreamForge Dataflow image (dist/dataflow, built by Cloud Build)",
-            cleanup_policies=[{"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": 10}},
-                              {"id": "delete-old", "action": "DELETE", "condition": {"older_than": "7776000s"}}],
-            labels=settings.labels, opts=self.child)
-        self.quay = gcp.artifactregistry.Repository(
-            "quay", project=settings.project, location=settings.region, repository_id=f"{settings.prefix}-quay",
-            format="DOCKER", mode="REMOTE_REPOSITORY", description="quay.io through Artifact Registry (Debezium Server)",
-            remote_repository_config={"description": "quay.io",
-                                      "docker_repository": {"custom_repository": {"uri": "https://quay.io"}}},
-            labels=settings.labels, opts=self.child) if settings.cdc.enabled else None
+            "images",
+            project=settings.project,
+            location=settings.region,
+            repository_id=settings.prefix,
+            format="DOCKER",
+            description="The StreamForge Dataflow image (dist/dataflow, built by Cloud Build)",
+            cleanup_policies=[
+                {"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": 10}},
+                {"id": "delete-old", "action": "DELETE", "condition": {"older_than": "7776000s"}},
+            ],
+            labels=settings.labels,
+            opts=self.child,
+        )
+        self.quay = (
+            gcp.artifactregistry.Repository(
+                "quay",
+                project=settings.project,
+                location=settings.region,
+                repository_id=f"{settings.prefix}-quay",
+                format="DOCKER",
+                mode="REMOTE_REPOSITORY",
+                description="quay.io through Artifact Registry (Debezium Server)",
+                remote_repository_config={
+                    "description": "quay.io",
+                    "docker_repository": {"custom_repository": {"uri": "https://quay.io"}},
+                },
+                labels=settings.labels,
+                opts=self.child,
+            )
+            if settings.cdc.enabled
+            else None
+        )
 
-        self.template_paths = {name: self._upload(self.templates, f"template-{name}", template.path,
-                                                  f"templates/{name}.json")
-                               for name, template in templates.items()}
-        self.function_sources = {name: self._upload(self.sources, f"source-{name}", archive,
-                                                    content_name(archive, "functions"))
-                                 for name in functions for archive in [function_archive(settings.functions_dir, name)]}
-        self.batch_files = [self._upload(self.batch, f"batch-{file.name}", file, content_name(file, "code"))
-                            for file in batch.files]
+        self.template_paths = {
+            name: self._upload(self.templates, f"template-{name}", template.path, f"templates/{name}.json")
+            for name, template in templates.items()
+        }
+        self.function_sources = {
+            name: self._upload(self.sources, f"source-{name}", archive, content_name(archive, "functions"))
+            for name in functions
+            for archive in [function_archive(settings.functions_dir, name)]
+        }
+        self.batch_files = [
+            self._upload(self.batch, f"batch-{file.name}", file, content_name(file, "code")) for file in batch.files
+        ]
 
         for workload in ("analytics", "cdc-job"):
             if workload in identities.accounts:
                 self._grant(self.dataflow, "dataflow", workload, "roles/storage.objectAdmin")
                 self._grant(self.templates, "templates", workload, "roles/storage.objectViewer")
                 gcp.artifactregistry.RepositoryIamMember(
-                    f"images-{workload}-reader", project=settings.project, location=settings.region,
-                    repository=self.images.name, role="roles/artifactregistry.reader",
-                    member=identities.member(workload), opts=self.child)
+                    f"images-{workload}-reader",
+                    project=settings.project,
+                    location=settings.region,
+                    repository=self.images.name,
+                    role="roles/artifactregistry.reader",
+                    member=identities.member(workload),
+                    opts=self.child,
+                )
         self._grant(self.batch, "batch", "batch", "roles/storage.objectAdmin")
         self._grant(self.sources, "functions", "fn-build", "roles/storage.objectViewer")
-        self.register_outputs({"buckets": {"dataflow": self.dataflow.name, "templates": self.templates.name,
-                                           "functions": self.sources.name, "batch": self.batch.name}})
+        self.register_outputs(
+            {
+                "buckets": {
+                    "dataflow": self.dataflow.name,
+                    "templates": self.templates.name,
+                    "functions": self.sources.name,
+                    "batch": self.batch.name,
+                }
+            }
+        )
 
     def _upload(self, bucket: gcp.storage.Bucket, name: str, path: Path, object_name: str) -> gcp.storage.BucketObject:
-        return gcp.storage.BucketObject(name, bucket=bucket.name, name=object_name,
-                                        source=pulumi.FileAsset(str(path)), opts=self.child)
+        return gcp.storage.BucketObject(
+            name, bucket=bucket.name, name=object_name, source=pulumi.FileAsset(str(path)), opts=self.child
+        )
 
     def _grant(self, bucket: gcp.storage.Bucket, purpose: str, workload: str, role: str) -> None:
-        gcp.storage.BucketIAMMember(f"bucket-{purpose}-{workload}-{role.split('.')[-1]}", bucket=bucket.name, role=role,
-                                    member=self.identities.member(workload), opts=self.child)
+        gcp.storage.BucketIAMMember(
+            f"bucket-{purpose}-{workload}-{role.split('.')[-1]}",
+            bucket=bucket.name,
+            role=role,
+            member=self.identities.member(workload),
+            opts=self.child,
+        )
 
     def gs_path(self, obj: gcp.storage.BucketObject) -> pulumi.Output[str]:
         return pulumi.Output.concat("gs://", obj.bucket, "/", obj.name)

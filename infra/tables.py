@@ -55,21 +55,42 @@ def warehouse_tables(config: Config, source_tables: Mapping[str, SourceTable] | 
             continue
         doc = schema.definition.get("doc", "")
         writer = "cdc" if subject in CDC_SUBJECTS else "analytics"
-        names = ([changelog_name(t) for t in sorted(source_tables or {})] if subject == "cdc_change"
-                 else [table.table])
+        names = [changelog_name(t) for t in sorted(source_tables or {})] if subject == "cdc_change" else [table.table]
         for name in names:
-            specs.append(TableSpec(name, doc, "analytics, cdc" if subject == "dead_letter" else writer,
-                                   tuple(table.fields), table.partition_field, table.clustering))
+            specs.append(
+                TableSpec(
+                    name,
+                    doc,
+                    "analytics, cdc" if subject == "dead_letter" else writer,
+                    tuple(table.fields),
+                    table.partition_field,
+                    table.clustering,
+                )
+            )
     for name in sorted(t for t in config.cdc.replicas if t in (source_tables or {})):
         source = source_tables[name]
         layout = bigquery_replica_table(source)
         changes = changes_name(name)
-        specs.append(TableSpec(changes, f"Every change of {name}, typed, with its LSN: what {replica_name(name)} reads.",
-                               "cdc", tuple(bigquery_replica_schema(source)["fields"]),
-                               layout["timePartitioning"]["field"], tuple(layout["clustering"]["fields"])))
-        specs.append(TableSpec(replica_name(name), f"The current rows of {name} (the change with the highest LSN "
-                               "per key; WHERE NOT _deleted for the live rows).", "cdc",
-                               view_query=replica_view_sql(source, f"`{{dataset}}.{changes}`"), view_of=changes))
+        specs.append(
+            TableSpec(
+                changes,
+                f"Every change of {name}, typed, with its LSN: what {replica_name(name)} reads.",
+                "cdc",
+                tuple(bigquery_replica_schema(source)["fields"]),
+                layout["timePartitioning"]["field"],
+                tuple(layout["clustering"]["fields"]),
+            )
+        )
+        specs.append(
+            TableSpec(
+                replica_name(name),
+                f"The current rows of {name} (the change with the highest LSN "
+                "per key; WHERE NOT _deleted for the live rows).",
+                "cdc",
+                view_query=replica_view_sql(source, f"`{{dataset}}.{changes}`"),
+                view_of=changes,
+            )
+        )
     for table in DAILY_TABLES.values():
         specs.append(TableSpec(table.name, table.doc, "batch", tuple(bigquery_schema(table)), "date"))
     return tuple(specs)

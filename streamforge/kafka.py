@@ -39,8 +39,15 @@ from urllib.parse import parse_qsl, urlencode
 from streamforge.schemas.remote import AUTH_ENV as REGISTRY_AUTH_ENV
 from streamforge.timeutil import parse_timestamp
 
-__all__ = ["PASSWORD_ENV", "REGISTRY_AUTH_ENV", "USERNAME_ENV", "KafkaUrl", "KafkaUrlError", "PartitionRange",
-           "parse_kafka_url"]
+__all__ = [
+    "PASSWORD_ENV",
+    "REGISTRY_AUTH_ENV",
+    "USERNAME_ENV",
+    "KafkaUrl",
+    "KafkaUrlError",
+    "PartitionRange",
+    "parse_kafka_url",
+]
 
 USERNAME_ENV = "STREAMFORGE_KAFKA_USERNAME"
 PASSWORD_ENV = "STREAMFORGE_KAFKA_PASSWORD"
@@ -100,17 +107,23 @@ class KafkaUrl:
         if self.security.startswith("sasl"):
             username, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
             if not username or not password:
-                raise error(f"{self}: security={self.security} needs {USERNAME_ENV} and {PASSWORD_ENV} in the "
-                            "environment (credentials never go in the URL)")
+                raise error(
+                    f"{self}: security={self.security} needs {USERNAME_ENV} and {PASSWORD_ENV} in the "
+                    "environment (credentials never go in the URL)"
+                )
             settings.update({"sasl.mechanism": self.mechanism, "sasl.username": username, "sasl.password": password})
         return settings
 
     def __str__(self) -> str:
-        options = {"group": self.group, "start": None if self.start == _default_start(self.group) else self.start,
-                   "until": "end" if self.bounded else None,
-                   "security": None if self.security == "plaintext" else self.security,
-                   "mechanism": self.mechanism if self.security.startswith("sasl") and self.mechanism != "PLAIN" else None,
-                   "ca": self.ca, "registry": self.registry}
+        options = {
+            "group": self.group,
+            "start": None if self.start == _default_start(self.group) else self.start,
+            "until": "end" if self.bounded else None,
+            "security": None if self.security == "plaintext" else self.security,
+            "mechanism": self.mechanism if self.security.startswith("sasl") and self.mechanism != "PLAIN" else None,
+            "ca": self.ca,
+            "registry": self.registry,
+        }
         query = urlencode({k: v for k, v in options.items() if v is not None}, safe="/:")
         return f"kafka://{self.bootstrap}/{self.topic}" + (f"?{query}" if query else "")
 
@@ -124,12 +137,14 @@ def parse_kafka_url(url: str, option: str = "--input", default_group: str | None
     An unbounded read without a group reads with ``default_group`` (naming.consumer_group)."""
     if not url.startswith("kafka://"):
         raise KafkaUrlError(f"{option} {url}: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC")
-    rest = url[len("kafka://"):]
+    rest = url[len("kafka://") :]
     rest, _, query = rest.partition("?")
     servers, _, topic = rest.partition("/")
     if "@" in servers:
-        raise KafkaUrlError(f"{option} kafka://…@{servers.rsplit('@', 1)[1]}: credentials do not belong in the URL; "
-                            f"set {USERNAME_ENV} and {PASSWORD_ENV} and add ?security=sasl_ssl")
+        raise KafkaUrlError(
+            f"{option} kafka://…@{servers.rsplit('@', 1)[1]}: credentials do not belong in the URL; "
+            f"set {USERNAME_ENV} and {PASSWORD_ENV} and add ?security=sasl_ssl"
+        )
     if not servers:
         raise KafkaUrlError(f"{option} {url}: no HOST:PORT after kafka://")
     for server in servers.split(","):
@@ -141,11 +156,14 @@ def parse_kafka_url(url: str, option: str = "--input", default_group: str | None
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if name in ("password", "username", "user", "sasl.password", "sasl.username", "secret", "key"):
-            raise KafkaUrlError(f"{option}: {name}= does not belong in the URL (it would be logged); set "
-                                f"{USERNAME_ENV} and {PASSWORD_ENV} instead")
+            raise KafkaUrlError(
+                f"{option}: {name}= does not belong in the URL (it would be logged); set "
+                f"{USERNAME_ENV} and {PASSWORD_ENV} instead"
+            )
         if name not in _OPTIONS:
-            raise KafkaUrlError(f"{option} {_without_query(url)}: unknown option {name!r}; expected one of "
-                                f"{', '.join(_OPTIONS)}")
+            raise KafkaUrlError(
+                f"{option} {_without_query(url)}: unknown option {name!r}; expected one of {', '.join(_OPTIONS)}"
+            )
         if name in options:
             raise KafkaUrlError(f"{option} {_without_query(url)}: option {name} given twice")
         options[name] = value
@@ -157,13 +175,17 @@ def parse_kafka_url(url: str, option: str = "--input", default_group: str | None
         try:
             parse_timestamp(start)
         except ValueError:
-            raise KafkaUrlError(f"{option}: start={start!r}: expected earliest, latest, committed or an RFC 3339 "
-                                "time such as 2026-12-01T00:00:00Z") from None
+            raise KafkaUrlError(
+                f"{option}: start={start!r}: expected earliest, latest, committed or an RFC 3339 "
+                "time such as 2026-12-01T00:00:00Z"
+            ) from None
     if start == "committed" and group is None:
         raise KafkaUrlError(f"{option}: start=committed needs a consumer group (?group=NAME)")
     until = options.get("until")
     if until not in (None, "end"):
-        raise KafkaUrlError(f"{option}: until={until!r}: the only bound is until=end (the end offsets when the job starts)")
+        raise KafkaUrlError(
+            f"{option}: until={until!r}: the only bound is until=end (the end offsets when the job starts)"
+        )
     security = options.get("security", "plaintext").lower()
     if security not in _SECURITY:
         raise KafkaUrlError(f"{option}: security={security!r}: expected one of {', '.join(_SECURITY)}")
@@ -172,10 +194,21 @@ def parse_kafka_url(url: str, option: str = "--input", default_group: str | None
         raise KafkaUrlError(f"{option}: mechanism={mechanism!r}: expected one of {', '.join(_MECHANISMS)}")
     registry = options.get("registry") or None
     if registry is not None and (not re.match(r"^https?://[^\s@/]+", registry)):
-        raise KafkaUrlError(f"{option}: registry={registry!r}: expected http(s)://HOST[:PORT][/PATH], without "
-                            f"credentials (set {REGISTRY_AUTH_ENV})")
-    return KafkaUrl(bootstrap=servers, topic=topic, group=group, start=start, bounded=until == "end",
-                    security=security, mechanism=mechanism, ca=options.get("ca") or None, registry=registry)
+        raise KafkaUrlError(
+            f"{option}: registry={registry!r}: expected http(s)://HOST[:PORT][/PATH], without "
+            f"credentials (set {REGISTRY_AUTH_ENV})"
+        )
+    return KafkaUrl(
+        bootstrap=servers,
+        topic=topic,
+        group=group,
+        start=start,
+        bounded=until == "end",
+        security=security,
+        mechanism=mechanism,
+        ca=options.get("ca") or None,
+        registry=registry,
+    )
 
 
 def _without_query(url: str) -> str:

@@ -27,8 +27,10 @@ class PackagingError(RuntimeError):
 def checkout() -> Path:
     """The StreamForge checkout this code runs from; PackagingError when it runs from an install."""
     if not (REPO_ROOT / "pyproject.toml").is_file():
-        raise PackagingError(f"no pyproject.toml in {REPO_ROOT}: packaging needs the StreamForge checkout "
-                             "(this StreamForge is an installed package)")
+        raise PackagingError(
+            f"no pyproject.toml in {REPO_ROOT}: packaging needs the StreamForge checkout "
+            "(this StreamForge is an installed package)"
+        )
     return REPO_ROOT
 
 
@@ -36,8 +38,12 @@ def build_wheel(directory: Path) -> Path:
     """``pip wheel`` of this checkout (no dependencies) into ``directory``."""
     root = checkout()
     directory.mkdir(parents=True, exist_ok=True)
-    process = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
-                              str(directory), str(root)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    process = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(directory), str(root)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     wheel = directory / WHEEL_NAME
     if process.returncode != 0 or not wheel.is_file():
         raise PackagingError(f"building {WHEEL_NAME} failed:\n{process.stderr[-2000:]}")

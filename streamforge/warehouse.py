@@ -73,14 +73,18 @@ def open_for_reading(path: str | os.PathLike[str]) -> Reading:
         age = time.time() - snapshot.stat().st_mtime
         return Reading(duckdb.connect(str(snapshot), read_only=True), snapshot=True, age_s=age)
     except (FileNotFoundError, duckdb.IOException):
-        raise WarehouseBusy(f"{os.fspath(path)} is being written by another process, which has not published a "
-                            f"snapshot ({snapshot.name}) yet; try again in a few seconds") from None
+        raise WarehouseBusy(
+            f"{os.fspath(path)} is being written by another process, which has not published a "
+            f"snapshot ({snapshot.name}) yet; try again in a few seconds"
+        ) from None
 
 
 class WarehouseWriter:
     """This process's one connection to a warehouse file, shared by every sink (thread-safe)."""
 
-    def __init__(self, path: str, snapshot_every_s: float | None = SNAPSHOT_EVERY_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, path: str, snapshot_every_s: float | None = SNAPSHOT_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ):
         import duckdb
 
         self.path, self.snapshot_every_s, self.clock = path, snapshot_every_s, clock

@@ -26,7 +26,9 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One hour with 2% malformed messages and 2% duplicates."""
-    return simulate_to(tmp_path_factory.mktemp("faulty-run"), "--duration", "1h", "--malformed", "0.02", "--duplicates", "0.02")
+    return simulate_to(
+        tmp_path_factory.mktemp("faulty-run"), "--duration", "1h", "--malformed", "0.02", "--duplicates", "0.02"
+    )
 
 
 def _started(server: Callable[[], ContextManager[str]], what: str) -> Iterator[str]:

@@ -19,16 +19,35 @@ def test_help_lists_the_commands() -> None:
 
 def test_simulate_help_documents_every_option() -> None:
     out = run_entry_point("simulate", "--help").stdout
-    for option in ("--output", "--seed", "--start", "--duration", "--rate", "--sessions-per-second", "--users",
-                   "--fraud-rate", "--fraud-patterns", "--malformed", "--duplicates", "--format", "--labels", "--quiet"):
+    for option in (
+        "--output",
+        "--seed",
+        "--start",
+        "--duration",
+        "--rate",
+        "--sessions-per-second",
+        "--users",
+        "--fraud-rate",
+        "--fraud-patterns",
+        "--malformed",
+        "--duplicates",
+        "--format",
+        "--labels",
+        "--quiet",
+    ):
         assert option in out, option
     assert "file://DIR" in out and "kafka://HOST:PORT" in out and "pubsub://PROJECT" in out
 
 
 def test_version_and_module_entry() -> None:
     assert run_entry_point("--version").stdout.strip() == f"streamforge {__version__}"
-    module = subprocess.run([sys.executable, "-m", "streamforge", "--version"], capture_output=True, text=True,
-                            env=entry_point_env(), check=True)
+    module = subprocess.run(
+        [sys.executable, "-m", "streamforge", "--version"],
+        capture_output=True,
+        text=True,
+        env=entry_point_env(),
+        check=True,
+    )
     assert module.stdout.strip() == f"streamforge {__version__}"
 
 
@@ -44,8 +63,13 @@ def test_unknown_command_exits_2() -> None:
 
 def test_simulate_writes_files_and_prints_a_summary(tmp_path: Path) -> None:
     process = run_entry_point("simulate", "--output", f"file://{tmp_path}", "--duration", "10m")
-    for heading in ("Simulation summary", "Clickstream events by type", "Order events by status",
-                    "Injected fraud cases by pattern", "events/s"):
+    for heading in (
+        "Simulation summary",
+        "Clickstream events by type",
+        "Order events by status",
+        "Injected fraud cases by pattern",
+        "events/s",
+    ):
         assert heading in process.stderr
     assert (tmp_path / "clickstream.jsonl").stat().st_size > 0
     assert json.loads((tmp_path / "summary.json").read_text())["sim_end"] == "2026-11-01T08:10:00.000Z"
@@ -53,8 +77,10 @@ def test_simulate_writes_files_and_prints_a_summary(tmp_path: Path) -> None:
 
 def test_config_file_applies(tmp_path: Path) -> None:
     config = tmp_path / "quiet-shop.toml"
-    config.write_text("[simulator]\nfraud_rate = 0.0\nstart = \"2027-01-01T00:00:00Z\"\n")
-    run_entry_point("--config", str(config), "simulate", "--output", f"file://{tmp_path / 'out'}", "--duration", "20m", "-q")
+    config.write_text('[simulator]\nfraud_rate = 0.0\nstart = "2027-01-01T00:00:00Z"\n')
+    run_entry_point(
+        "--config", str(config), "simulate", "--output", f"file://{tmp_path / 'out'}", "--duration", "20m", "-q"
+    )
     assert (tmp_path / "out" / "fraud_labels.jsonl").read_text() == ""
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["sim_start"] == "2027-01-01T00:00:00.000Z"
 
@@ -77,8 +103,15 @@ def test_option_errors_name_the_option() -> None:
 
 def test_schemas_commands() -> None:
     listing = run_entry_point("schemas", "list").stdout
-    for subject in ("clickstream_event", "order_event", "fraud_alert", "session_aggregate", "revenue_per_minute",
-                    "revenue_by_category_region", "dead_letter"):
+    for subject in (
+        "clickstream_event",
+        "order_event",
+        "fraud_alert",
+        "session_aggregate",
+        "revenue_per_minute",
+        "revenue_by_category_region",
+        "dead_letter",
+    ):
         assert subject in listing
     shown = json.loads(run_entry_point("schemas", "show", "order_event").stdout)
     assert shown == json.loads((SCHEMA_DIR / "order_event.v1.avsc").read_text())
@@ -89,7 +122,9 @@ def test_schemas_commands() -> None:
 
 def test_functions_commands_refuse_unknown_functions_and_a_missing_secret(monkeypatch) -> None:
     result = run_cli("functions", "serve", "payments")
-    assert result.exit_code == 2 and "unknown function 'payments': choose from alert_dispatcher, ingest" in result.output
+    assert (
+        result.exit_code == 2 and "unknown function 'payments': choose from alert_dispatcher, ingest" in result.output
+    )
     monkeypatch.delenv("STREAMFORGE_WEBHOOK_SECRET", raising=False)
     result = run_cli("webhook-sink")
     assert result.exit_code == 2 and "$STREAMFORGE_WEBHOOK_SECRET is not set" in result.output
@@ -98,11 +133,15 @@ def test_functions_commands_refuse_unknown_functions_and_a_missing_secret(monkey
 def test_a_command_loads_only_the_libraries_it_uses() -> None:
     """`streamforge simulate` does not import Beam, Spark or DuckDB (each command's module is
     loaded when the command runs)."""
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom streamforge.cli import app\n"
-            "result = CliRunner().invoke(app, ['simulate', '--output', '-', '--duration', '1m', '--quiet'])\n"
-            "assert result.exit_code == 0, result.output\n"
-            "print(sorted(m for m in ('apache_beam', 'beam_pipelines', 'pyspark', 'duckdb', 'batch') if m in sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=entry_point_env(), check=True)
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom streamforge.cli import app\n"
+        "result = CliRunner().invoke(app, ['simulate', '--output', '-', '--duration', '1m', '--quiet'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('apache_beam', 'beam_pipelines', 'pyspark', 'duckdb', 'batch') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=entry_point_env(), check=True
+    )
     assert loaded.stdout.strip().splitlines()[-1] == "[]"
 
 
@@ -119,4 +158,7 @@ def test_a_command_whose_extra_is_not_installed_says_which_to_install(monkeypatc
     monkeypatch.setattr(importlib, "import_module", without_beam)
     result = run_cli("run", "all", "--input", "file:///tmp")
     assert result.exit_code == 2
-    assert "`streamforge run` needs apache_beam, which is not installed: pip install 'streamforge[pipelines]'" in result.output
+    assert (
+        "`streamforge run` needs apache_beam, which is not installed: pip install 'streamforge[pipelines]'"
+        in result.output
+    )

@@ -32,7 +32,9 @@ def test_create_makes_the_deployments_topics_and_subscriptions_once(emulator) ->
     topics = {t.name.rsplit("/", 1)[-1] for t in publisher.list_topics(project=f"projects/{project}")}
     assert topics == {t.id for t in layout.topics}
     found = {s.name.rsplit("/", 1)[-1]: s for s in subscriber.list_subscriptions(project=f"projects/{project}")}
-    assert {name: s.topic.rsplit("/", 1)[-1] for name, s in found.items()} == {s.id: s.topic for s in layout.subscriptions}
+    assert {name: s.topic.rsplit("/", 1)[-1] for name, s in found.items()} == {
+        s.id: s.topic for s in layout.subscriptions
+    }
     assert found["streamforge-alert-dispatcher"].push_config.push_endpoint == "http://127.0.0.1:9/"
     assert f"pubsub://projects/{project}/subscriptions/streamforge-analytics-clickstream" in first.output
     # usable at once: what the simulator publishes reaches the analytics job's subscription
@@ -69,14 +71,32 @@ def test_a_local_streaming_run_from_a_missing_subscription_fails_at_once_saying_
     project = f"sf-{uuid.uuid4().hex[:10]}"
     assert run_cli("pubsub", "create", "--project", project, "--no-cdc").exit_code == 0
     started = time.monotonic()
-    result = run_cli("run", "all", "--clickstream", f"pubsub://projects/{project}/subscriptions/streamforge-analytics-clickstream",
-                     "--orders", f"pubsub://projects/{project}/subscriptions/orders-typo",
-                     "--warehouse", f"duckdb://{tmp_path / 'w.duckdb'}")
+    result = run_cli(
+        "run",
+        "all",
+        "--clickstream",
+        f"pubsub://projects/{project}/subscriptions/streamforge-analytics-clickstream",
+        "--orders",
+        f"pubsub://projects/{project}/subscriptions/orders-typo",
+        "--warehouse",
+        f"duckdb://{tmp_path / 'w.duckdb'}",
+    )
     assert result.exit_code == 2
-    assert (f"no such subscription or topic on the Pub/Sub emulator at {emulator}: --orders "
-            f"pubsub://projects/{project}/subscriptions/orders-typo. Create them first") in result.output
+    assert (
+        f"no such subscription or topic on the Pub/Sub emulator at {emulator}: --orders "
+        f"pubsub://projects/{project}/subscriptions/orders-typo. Create them first"
+    ) in result.output
     assert "clickstream" not in result.output.split("emulator at")[1].split("Create")[0]  # only the missing one
     assert time.monotonic() - started < 30
-    cdc = run_cli("run", "cdc", "--input", f"pubsub://projects/{project}/subscriptions/streamforge-cdc-{{table}}",
-                  "--warehouse", f"duckdb://{tmp_path / 'c.duckdb'}")  # created --no-cdc: none of them exists
-    assert cdc.exit_code == 2 and f"--input pubsub://projects/{project}/subscriptions/streamforge-cdc-products" in cdc.output
+    cdc = run_cli(
+        "run",
+        "cdc",
+        "--input",
+        f"pubsub://projects/{project}/subscriptions/streamforge-cdc-{{table}}",
+        "--warehouse",
+        f"duckdb://{tmp_path / 'c.duckdb'}",
+    )  # created --no-cdc: none of them exists
+    assert (
+        cdc.exit_code == 2
+        and f"--input pubsub://projects/{project}/subscriptions/streamforge-cdc-products" in cdc.output
+    )

@@ -32,7 +32,9 @@ def test_parse_timestamp(text: str, expected: datetime) -> None:
     assert parse_timestamp(text) == expected
 
 
-@pytest.mark.parametrize("text", ["2026-11-01", "2026-11-01T08:00:00", "2026-02-30T00:00:00Z", "2026-11-01T08:00:00+24:00", "", "now"])
+@pytest.mark.parametrize(
+    "text", ["2026-11-01", "2026-11-01T08:00:00", "2026-02-30T00:00:00Z", "2026-11-01T08:00:00+24:00", "", "now"]
+)
 def test_parse_timestamp_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(text)
@@ -51,7 +53,17 @@ def test_format_timestamp_converts_to_utc() -> None:
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("500ms", 0.5), ("1d", 86400), ("30", 30), (12, 12), ("1.5h", 5400)],
+    [
+        ("2h", 7200),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("500ms", 0.5),
+        ("1d", 86400),
+        ("30", 30),
+        (12, 12),
+        ("1.5h", 5400),
+    ],
 )
 def test_parse_duration(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds

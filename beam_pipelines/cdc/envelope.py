@@ -67,7 +67,6 @@ class Change:
         return orjson.dumps(dict(zip(self.key_names, self.key))).decode()
 
 
-
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise InvalidChange("invalid_envelope", message)
@@ -90,20 +89,32 @@ def parse_change(payload: bytes, tables: Mapping[str, SourceTable], schema: str 
     _require(isinstance(source, dict), "source: missing or not an object")
     name = source.get("table")
     if source.get("schema") != schema or name not in tables:
-        raise InvalidChange("unknown_table", f"source: {source.get('schema')}.{name} is not a captured table "
-                                             f"(known: {', '.join(f'{schema}.{t}' for t in tables)})")
+        raise InvalidChange(
+            "unknown_table",
+            f"source: {source.get('schema')}.{name} is not a captured table "
+            f"(known: {', '.join(f'{schema}.{t}' for t in tables)})",
+        )
     table = tables[name]
     lsn, tx_id, ts_ms = source.get("lsn"), source.get("txId"), source.get("ts_ms")
-    _require(isinstance(lsn, int) and not isinstance(lsn, bool) and lsn >= 0,
-             f"source.lsn: expected a non-negative integer, got {lsn!r}")
-    _require(tx_id is None or (isinstance(tx_id, int) and not isinstance(tx_id, bool)),
-             f"source.txId: expected an integer, got {tx_id!r}")
-    _require(isinstance(ts_ms, int) and not isinstance(ts_ms, bool) and ts_ms > 0,
-             f"source.ts_ms: expected a positive integer (ms since the epoch), got {ts_ms!r}")
+    _require(
+        isinstance(lsn, int) and not isinstance(lsn, bool) and lsn >= 0,
+        f"source.lsn: expected a non-negative integer, got {lsn!r}",
+    )
+    _require(
+        tx_id is None or (isinstance(tx_id, int) and not isinstance(tx_id, bool)),
+        f"source.txId: expected an integer, got {tx_id!r}",
+    )
+    _require(
+        isinstance(ts_ms, int) and not isinstance(ts_ms, bool) and ts_ms > 0,
+        f"source.ts_ms: expected a positive integer (ms since the epoch), got {ts_ms!r}",
+    )
     before, after = event.get("before"), event.get("after")
     image_name = "before" if op == "d" else "after"
     image = before if op == "d" else after
-    _require(isinstance(image, dict), f"{image_name}: {'a' if op == 'd' else 'an'} {OPS[op]} needs the row image, got {image!r}")
+    _require(
+        isinstance(image, dict),
+        f"{image_name}: {'a' if op == 'd' else 'an'} {OPS[op]} needs the row image, got {image!r}",
+    )
     _require(before is None or isinstance(before, dict), f"before: expected an object or null, got {before!r}")
     _require(after is None or isinstance(after, dict), f"after: expected an object or null, got {after!r}")
     missing = [k for k in table.primary_key if image.get(k) is None]
@@ -121,5 +132,17 @@ def parse_change(payload: bytes, tables: Mapping[str, SourceTable], schema: str 
         if nulls:
             raise InvalidChange("invalid_value", f"after: {name}.{nulls[0]} is NOT NULL in the source, got null")
     snapshot = source.get("snapshot")
-    return Change(name, op, table.primary_key, tuple(row[k] for k in table.primary_key), lsn, tx_id, millis_to_datetime(ts_ms),
-                  snapshot not in (None, False, "false"), before, after, row, previous)
+    return Change(
+        name,
+        op,
+        table.primary_key,
+        tuple(row[k] for k in table.primary_key),
+        lsn,
+        tx_id,
+        millis_to_datetime(ts_ms),
+        snapshot not in (None, False, "false"),
+        before,
+        after,
+        row,
+        previous,
+    )

@@ -30,9 +30,18 @@ def _json(image: Any) -> str | None:
 
 
 def changelog_row(change: Change, ingested_at: datetime) -> dict[str, Any]:
-    return {"source_table": change.table, "op": change.op, "primary_key": change.key_json, "lsn": change.lsn,
-            "tx_id": change.tx_id, "source_ts": change.source_ts, "snapshot": change.snapshot,
-            "before": _json(change.before), "after": _json(change.after), "ingested_at": ingested_at}
+    return {
+        "source_table": change.table,
+        "op": change.op,
+        "primary_key": change.key_json,
+        "lsn": change.lsn,
+        "tx_id": change.tx_id,
+        "source_ts": change.source_ts,
+        "snapshot": change.snapshot,
+        "before": _json(change.before),
+        "after": _json(change.after),
+        "ingested_at": ingested_at,
+    }
 
 
 def _old(change: Change, column: str) -> Any:
@@ -48,9 +57,17 @@ def price_change(change: Change) -> dict[str, Any] | None:
     if old is None or new is None or old == new:
         return None
     row = change.row
-    return {"product_id": row["id"], "sku": row["sku"], "category": row["category"], "old_price": old, "new_price": new,
-            "change_pct": None if old == 0 else round(float((new - old) / old * 100), 2),
-            "original_price": row.get("original_price"), "changed_at": change.source_ts, "lsn": change.lsn}
+    return {
+        "product_id": row["id"],
+        "sku": row["sku"],
+        "category": row["category"],
+        "old_price": old,
+        "new_price": new,
+        "change_pct": None if old == 0 else round(float((new - old) / old * 100), 2),
+        "original_price": row.get("original_price"),
+        "changed_at": change.source_ts,
+        "lsn": change.lsn,
+    }
 
 
 def stock_alert(change: Change, threshold: int) -> dict[str, Any] | None:
@@ -67,9 +84,16 @@ def stock_alert(change: Change, threshold: int) -> dict[str, Any] | None:
     if not crossed:
         return None
     row = change.row
-    return {"product_id": row["id"], "sku": row["sku"], "alert_type": "OUT_OF_STOCK" if new == 0 else "LOW_STOCK",
-            "stock_quantity": new, "previous_quantity": old, "threshold": threshold,
-            "changed_at": change.source_ts, "lsn": change.lsn}
+    return {
+        "product_id": row["id"],
+        "sku": row["sku"],
+        "alert_type": "OUT_OF_STOCK" if new == 0 else "LOW_STOCK",
+        "stock_quantity": new,
+        "previous_quantity": old,
+        "threshold": threshold,
+        "changed_at": change.source_ts,
+        "lsn": change.lsn,
+    }
 
 
 def order_status_transition(change: Change) -> dict[str, Any] | None:
@@ -85,6 +109,15 @@ def order_status_transition(change: Change) -> dict[str, Any] | None:
         from_status = None
     problem = transition_problem(from_status, to_status)
     row = change.row
-    return {"order_id": row["id"], "order_number": row["order_number"], "customer_id": row["customer_id"],
-            "from_status": from_status, "to_status": to_status, "is_valid": problem is None, "anomaly": problem,
-            "total_amount": row["total_amount"], "changed_at": change.source_ts, "lsn": change.lsn}
+    return {
+        "order_id": row["id"],
+        "order_number": row["order_number"],
+        "customer_id": row["customer_id"],
+        "from_status": from_status,
+        "to_status": to_status,
+        "is_valid": problem is None,
+        "anomaly": problem,
+        "total_amount": row["total_amount"],
+        "changed_at": change.source_ts,
+        "lsn": change.lsn,
+    }

@@ -55,13 +55,24 @@ from streamforge.cdc.warehouse import (
 from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
 from streamforge.naming import consumer_group
 
-__all__ = ["PUBSUB_TABLES_INPUT", "ApplyReplica", "CdcInput", "CdcJob", "ParseChanges", "ReadChanges", "change_identity", "parse_cdc_input"]
+__all__ = [
+    "PUBSUB_TABLES_INPUT",
+    "ApplyReplica",
+    "CdcInput",
+    "CdcJob",
+    "ParseChanges",
+    "ReadChanges",
+    "change_identity",
+    "parse_cdc_input",
+]
 
 PIPELINE = "cdc"
 DEAD = "dead_letters"
 #: pubsub://projects/P/subscriptions/NAME with {table} in NAME: one subscription per table topic.
-PUBSUB_TABLES_INPUT = re.compile(r"^pubsub://projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/subscriptions/"
-                                 r"[-\w.~+%]*\{table\}[-\w.~+%]*$")
+PUBSUB_TABLES_INPUT = re.compile(
+    r"^pubsub://projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/subscriptions/"
+    r"[-\w.~+%]*\{table\}[-\w.~+%]*$"
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,10 @@ class CdcInput:
     def __str__(self) -> str:
         if self.kafka:
             return ", ".join(str(url) for url in self.kafka)
-        return ", ".join(location if "://" in location or self.kind != "file" else f"file://{location}"
-                         for _, location in self.sources)
+        return ", ".join(
+            location if "://" in location or self.kind != "file" else f"file://{location}"
+            for _, location in self.sources
+        )
 
 
 def parse_cdc_input(url: str, topics: Mapping[str, str], option: str = "--input") -> CdcInput:
@@ -108,10 +121,13 @@ def parse_cdc_input(url: str, topics: Mapping[str, str], option: str = "--input"
             return CdcInput("file", ((next(iter(topics)), FileSystems.join(remote, f"{names[0]}.jsonl")),))
         return CdcInput("file", (("*", FileSystems.join(remote, f"{os.path.commonprefix(names)}*.jsonl")),))
     if url.startswith("file://"):
-        location = url[len("file://"):]
+        location = url[len("file://") :]
         if os.path.isdir(location):
-            found = tuple((t, os.path.join(location, f"{topic}.jsonl")) for t, topic in topics.items()
-                          if os.path.isfile(os.path.join(location, f"{topic}.jsonl")))
+            found = tuple(
+                (t, os.path.join(location, f"{topic}.jsonl"))
+                for t, topic in topics.items()
+                if os.path.isfile(os.path.join(location, f"{topic}.jsonl"))
+            )
             if not found:
                 raise SpecError(f"{option} {url}: no change files ({', '.join(f'{t}.jsonl' for t in topics.values())})")
             return CdcInput("file", found)
@@ -126,20 +142,29 @@ def parse_cdc_input(url: str, topics: Mapping[str, str], option: str = "--input"
         if kafka.topic:
             table = next((t for t, topic in topics.items() if topic == kafka.topic), None)
             if table is None or len(topics) > 1:
-                raise SpecError(f"{option} {kafka}: give kafka://HOST:PORT without a topic: each captured table is "
-                                f"read from its topic in the Debezium properties ({', '.join(sorted(topics.values()))})")
-        return CdcInput("kafka", tuple((t, topic) for t, topic in topics.items()),
-                        tuple(kafka.with_topic(topic) for topic in topics.values()))
+                raise SpecError(
+                    f"{option} {kafka}: give kafka://HOST:PORT without a topic: each captured table is "
+                    f"read from its topic in the Debezium properties ({', '.join(sorted(topics.values()))})"
+                )
+        return CdcInput(
+            "kafka",
+            tuple((t, topic) for t, topic in topics.items()),
+            tuple(kafka.with_topic(topic) for topic in topics.values()),
+        )
     if url.startswith("pubsub://"):
-        path = url[len("pubsub://"):]
+        path = url[len("pubsub://") :]
         if "{table}" not in path and len(topics) == 1 and path.startswith("projects/") and "/subscriptions/" in path:
             return CdcInput("pubsub", ((next(iter(topics)), path),))  # one table: its subscription
         if not PUBSUB_TABLES_INPUT.match(url):
-            raise SpecError(f"{option} {url}: expected pubsub://projects/P/subscriptions/NAME with {{table}} in NAME "
-                            "(one subscription per table topic), e.g. pubsub://projects/P/subscriptions/cdc-{table}")
+            raise SpecError(
+                f"{option} {url}: expected pubsub://projects/P/subscriptions/NAME with {{table}} in NAME "
+                "(one subscription per table topic), e.g. pubsub://projects/P/subscriptions/cdc-{table}"
+            )
         return CdcInput("pubsub", tuple((t, path.replace("{table}", t)) for t in topics))
-    raise SpecError(f"{option} {url}: expected file://DIR or gs://BUCKET/DIR (of cdc run's JSONL files), "
-                    "pubsub://projects/P/subscriptions/...{table} or kafka://HOST:PORT[?until=end]")
+    raise SpecError(
+        f"{option} {url}: expected file://DIR or gs://BUCKET/DIR (of cdc run's JSONL files), "
+        "pubsub://projects/P/subscriptions/...{table} or kafka://HOST:PORT[?until=end]"
+    )
 
 
 class _ParseChange(beam.DoFn):
@@ -160,9 +185,18 @@ class _ParseChange(beam.DoFn):
             parsed = parse_change(payload, self.tables)
         except InvalidChange as exc:
             self.dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(
-                PIPELINE, "Parse change events", exc.reason, str(exc), payload,
-                received_at=datetime.now(timezone.utc), source=self.source))
+            yield beam.pvalue.TaggedOutput(
+                DEAD,
+                dead_letter(
+                    PIPELINE,
+                    "Parse change events",
+                    exc.reason,
+                    str(exc),
+                    payload,
+                    received_at=datetime.now(timezone.utc),
+                    source=self.source,
+                ),
+            )
             return
         if isinstance(parsed, str):
             self.skipped[parsed].inc()
@@ -180,7 +214,9 @@ class ParseChanges(beam.PTransform):
         self.tables, self.source = tables, source
 
     def expand(self, payloads: beam.PCollection):
-        parsed = payloads | "Parse" >> beam.ParDo(_ParseChange(self.tables, self.source)).with_outputs(DEAD, main="changes")
+        parsed = payloads | "Parse" >> beam.ParDo(_ParseChange(self.tables, self.source)).with_outputs(
+            DEAD, main="changes"
+        )
         return parsed.changes, parsed[DEAD]
 
 
@@ -195,16 +231,27 @@ class ReadChanges(beam.PTransform):
 
     def expand(self, pbegin):
         if self.kind == "file":
-            return (pbegin | "Read lines" >> ReadLineBatches(self.location, batch=1000)
-                    | "Lines" >> beam.FlatMap(lambda batch: batch))
+            return (
+                pbegin
+                | "Read lines" >> ReadLineBatches(self.location, batch=1000)
+                | "Lines" >> beam.FlatMap(lambda batch: batch)
+            )
         if self.kind == "kafka" and self.kafka is not None and self.kafka.bounded:
-            return (pbegin | "Read Kafka" >> ReadKafkaBatches(self.kafka, batch=1000)
-                    | "Values" >> beam.FlatMap(lambda batch: [item[0] or b"null" for item in batch]))
+            return (
+                pbegin
+                | "Read Kafka" >> ReadKafkaBatches(self.kafka, batch=1000)
+                | "Values" >> beam.FlatMap(lambda batch: [item[0] or b"null" for item in batch])
+            )
         if self.local_feed is not None:
-            return self.local_feed.output(self.location) | "Message data" >> beam.Map(lambda message: message[0] or b"null")
+            return self.local_feed.output(self.location) | "Message data" >> beam.Map(
+                lambda message: message[0] or b"null"
+            )
         if self.kind == "kafka":
-            return (pbegin | "Read Kafka" >> ReadKafkaRecords(self.kafka)
-                    | "Values" >> beam.Map(lambda message: message[0] or b"null"))
+            return (
+                pbegin
+                | "Read Kafka" >> ReadKafkaRecords(self.kafka)
+                | "Values" >> beam.Map(lambda message: message[0] or b"null")
+            )
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(subscription=self.location)
 
 
@@ -218,7 +265,10 @@ class _ApplyToDuckDB(beam.DoFn):
         self.writer = acquire_writer(self.path)
         with self.writer.lock:
             self.replicas = DuckDBReplicas(self.writer.connection, self.path, self.tables)
-        self.applied, self.stale = Metrics.counter(PIPELINE, "replica_applied"), Metrics.counter(PIPELINE, "replica_stale")
+        self.applied, self.stale = (
+            Metrics.counter(PIPELINE, "replica_applied"),
+            Metrics.counter(PIPELINE, "replica_stale"),
+        )
         self.columns_added = Metrics.counter(PIPELINE, "replica_columns_added")
 
     def start_bundle(self) -> None:
@@ -263,8 +313,10 @@ class _CreateReplicaViews(beam.DoFn):
         client = bigquery.Client(project=project)
         for name, table in sorted(self.tables.items()):
             changes = f"{project}.{dataset}.{changes_name(name)}"
-            created = bigquery.Table(changes, schema=[bigquery.SchemaField.from_api_repr(f)
-                                                      for f in bigquery_replica_schema(table)["fields"]])
+            created = bigquery.Table(
+                changes,
+                schema=[bigquery.SchemaField.from_api_repr(f) for f in bigquery_replica_schema(table)["fields"]],
+            )
             layout = bigquery_replica_table(table)
             created.time_partitioning = bigquery.TimePartitioning(field=layout["timePartitioning"]["field"])
             created.clustering_fields = layout["clustering"]["fields"]
@@ -285,20 +337,27 @@ class ApplyReplica(beam.PTransform):
 
     def expand(self, changes: beam.PCollection):
         if self.warehouse.kind == "duckdb":
-            return changes | "Upsert in LSN order" >> beam.ParDo(_ApplyToDuckDB(self.warehouse.path, {self.table.name: self.table}))
+            return changes | "Upsert in LSN order" >> beam.ParDo(
+                _ApplyToDuckDB(self.warehouse.path, {self.table.name: self.table})
+            )
         table = self.table
-        method = (beam.io.WriteToBigQuery.Method.STREAMING_INSERTS if self.streaming
-                  else beam.io.WriteToBigQuery.Method.FILE_LOADS)
+        method = (
+            beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
+            if self.streaming
+            else beam.io.WriteToBigQuery.Method.FILE_LOADS
+        )
         return (
             changes
             | "Typed change rows" >> beam.Map(_replica_change_row, table)
-            | "Append to BigQuery" >> beam.io.WriteToBigQuery(
+            | "Append to BigQuery"
+            >> beam.io.WriteToBigQuery(
                 table=f"{self.warehouse.project}:{self.warehouse.dataset}.{changes_name(table.name)}",
                 schema=bigquery_replica_schema(table),
                 additional_bq_parameters=bigquery_replica_table(table),
                 create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
                 write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-                method=method)
+                method=method,
+            )
         )
 
 
@@ -328,8 +387,16 @@ class CdcJob(beam.PTransform):
     redeliveries (Debezium is at-least-once; Debezium Server sets no message attribute that
     Pub/Sub's ``id_label`` could use, so keyed state does it on every runner)."""
 
-    def __init__(self, source: CdcInput, warehouse: WarehouseSpec, tables: Mapping[str, SourceTable],
-                 replicas: Iterable[str], low_stock_threshold: int, dedup_ttl: timedelta, local_feed: Any = None):
+    def __init__(
+        self,
+        source: CdcInput,
+        warehouse: WarehouseSpec,
+        tables: Mapping[str, SourceTable],
+        replicas: Iterable[str],
+        low_stock_threshold: int,
+        dedup_ttl: timedelta,
+        local_feed: Any = None,
+    ):
         super().__init__()
         self.source, self.warehouse, self.tables, self.local_feed = source, warehouse, dict(tables), local_feed
         self.replicas = [t for t in replicas if t in self.tables]
@@ -338,37 +405,61 @@ class CdcJob(beam.PTransform):
     def expand(self, pbegin):
         streaming = not self.source.bounded
         sink = {"warehouse": self.warehouse, "streaming": streaming}
-        payloads = [pbegin | f"Read {table if table != '*' else 'all'} changes" >> ReadChanges(
-                        self.source.kind, location, self.local_feed, self.source.kafka_url(location))
-                    for table, location in self.source.sources]
+        payloads = [
+            pbegin
+            | f"Read {table if table != '*' else 'all'} changes"
+            >> ReadChanges(self.source.kind, location, self.local_feed, self.source.kafka_url(location))
+            for table, location in self.source.sources
+        ]
         all_payloads = payloads | "All changes" >> beam.Flatten() if len(payloads) > 1 else payloads[0]
         source = ", ".join(location for _, location in self.source.sources)
         parsed, dead = all_payloads | "Parse change events" >> ParseChanges(self.tables, source)
         changes = parsed | "Drop redeliveries" >> DropRepeats(
-            change_identity, streaming=streaming, ttl=self.dedup_ttl, counter=(PIPELINE, "duplicates"),
-            key_label="Key by table, key and LSN")
+            change_identity,
+            streaming=streaming,
+            ttl=self.dedup_ttl,
+            counter=(PIPELINE, "duplicates"),
+            key_label="Key by table, key and LSN",
+        )
 
         names = sorted(self.tables)
-        by_table = dict(zip(names, changes | "Changes by table" >> beam.Partition(
-            lambda change, _n: names.index(change.table), len(names))))
+        by_table = dict(
+            zip(
+                names,
+                changes
+                | "Changes by table" >> beam.Partition(lambda change, _n: names.index(change.table), len(names)),
+            )
+        )
         for name in names:
-            (by_table[name] | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
-             | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=changelog_name(name), **sink))
+            (
+                by_table[name]
+                | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
+                | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=changelog_name(name), **sink)
+            )
             if name in self.replicas:
-                by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(self.warehouse, self.tables[name],
-                                                                                  streaming=streaming)
+                by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(
+                    self.warehouse, self.tables[name], streaming=streaming
+                )
         if self.warehouse.kind == "bigquery" and self.replicas:
-            (pbegin | "Replica views" >> beam.Create([None])
-             | "Create replica views" >> beam.ParDo(_CreateReplicaViews(
-                 self.warehouse, {t: self.tables[t] for t in self.replicas})))
+            (
+                pbegin
+                | "Replica views" >> beam.Create([None])
+                | "Create replica views"
+                >> beam.ParDo(_CreateReplicaViews(self.warehouse, {t: self.tables[t] for t in self.replicas}))
+            )
 
         # business events, each from the one table it is about
-        derived = (("products", "Price changes", "price_change", price_change),
-                   ("products", "Stock alerts", "stock_alert", partial(stock_alert, threshold=self.threshold)),
-                   ("orders", "Order status transitions", "order_status_transition", order_status_transition))
+        derived = (
+            ("products", "Price changes", "price_change", price_change),
+            ("products", "Stock alerts", "stock_alert", partial(stock_alert, threshold=self.threshold)),
+            ("orders", "Order status transitions", "order_status_transition", order_status_transition),
+        )
         for table, label, subject, derive in derived:
             if table in by_table:
-                (by_table[table] | label >> beam.FlatMap(_present, derive)
-                 | f"Write {table_name(subject)}" >> WriteTable(subject=subject, **sink))
+                (
+                    by_table[table]
+                    | label >> beam.FlatMap(_present, derive)
+                    | f"Write {table_name(subject)}" >> WriteTable(subject=subject, **sink)
+                )
         dead | "Write dead letters" >> WriteTable(subject="dead_letter", **sink)
         return changes, dead

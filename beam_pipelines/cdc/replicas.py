@@ -51,8 +51,15 @@ def latest_per_key(changes: Iterable[Change]) -> list[Change]:
 
 
 def replica_row(change: Change, ingested_at: datetime) -> dict[str, Any]:
-    return {**change.row, "_op": change.op, "_lsn": change.lsn, "_tx_id": change.tx_id,
-            "_source_ts": change.source_ts, "_deleted": change.deleted, "_ingested_at": ingested_at}
+    return {
+        **change.row,
+        "_op": change.op,
+        "_lsn": change.lsn,
+        "_tx_id": change.tx_id,
+        "_source_ts": change.source_ts,
+        "_deleted": change.deleted,
+        "_ingested_at": ingested_at,
+    }
 
 
 @dataclass
@@ -79,13 +86,19 @@ class DuckDBReplicas:
         self._columns = {name: self._read_columns(name) for name in self.tables}  # kept up to date by _add_new_columns
 
     def _read_columns(self, name: str) -> set[str]:
-        return {r[0] for r in self.con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                                               [replica_name(name)]).fetchall()}
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [replica_name(name)]
+            ).fetchall()
+        }
 
     @staticmethod
     def create_sql(table: SourceTable) -> str:
         columns = [f"{_quote(c.name)} {duckdb_type(c.pg_type)}" for c in table.columns]
-        columns += [f"{_quote(name)} {types[0]}{'' if types[2] else ' NOT NULL'}" for name, types in META_COLUMNS.items()]
+        columns += [
+            f"{_quote(name)} {types[0]}{'' if types[2] else ' NOT NULL'}" for name, types in META_COLUMNS.items()
+        ]
         columns.append(f"PRIMARY KEY ({', '.join(_quote(k) for k in table.primary_key)})")
         return f"CREATE TABLE IF NOT EXISTS {_quote(replica_name(table.name))} (\n  " + ",\n  ".join(columns) + "\n)"
 
@@ -106,13 +119,17 @@ class DuckDBReplicas:
                     names = list(dict.fromkeys(column for row in rows for column in row))
                     # every row with every column: Arrow takes the columns from the first row only,
                     # and a bundle may mix changes from before and after a column was added upstream
-                    self.con.register("replica_batch", pa.Table.from_pylist([{n: row.get(n) for n in names}
-                                                                            for row in rows]))
-                    updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in names if c not in table.primary_key)
+                    self.con.register(
+                        "replica_batch", pa.Table.from_pylist([{n: row.get(n) for n in names} for row in rows])
+                    )
+                    updates = ", ".join(
+                        f"{_quote(c)} = excluded.{_quote(c)}" for c in names if c not in table.primary_key
+                    )
                     (count,) = self.con.execute(
                         f"INSERT INTO {replica} BY NAME SELECT * FROM replica_batch "
                         f"ON CONFLICT ({', '.join(_quote(k) for k in table.primary_key)}) DO UPDATE SET {updates} "
-                        f"WHERE excluded._lsn > {replica}._lsn").fetchone()
+                        f"WHERE excluded._lsn > {replica}._lsn"
+                    ).fetchone()
                     self.con.execute("COMMIT")
                 except BaseException:
                     self.con.execute("ROLLBACK")
@@ -131,8 +148,9 @@ class DuckDBReplicas:
         for row in rows:
             for column, value in row.items():
                 if column not in existing and value is not None:
-                    self.con.execute(f"ALTER TABLE {_quote(replica)} ADD COLUMN {_quote(column)} "
-                                     f"{duckdb_type(infer_type(value))}")
+                    self.con.execute(
+                        f"ALTER TABLE {_quote(replica)} ADD COLUMN {_quote(column)} {duckdb_type(infer_type(value))}"
+                    )
                     existing.add(column)
                     added += 1
         return added

@@ -41,8 +41,10 @@ class LayoutCoder(Coder):
     def decode(self, encoded: bytes) -> Any:
         version, *fields = orjson.loads(encoded)
         if not 1 <= version <= self.VERSION:
-            raise ValueError(f"{type(self).__name__}: layout version {version} is newer than this code "
-                             f"(reads 1..{self.VERSION}); update with a version that knows it")
+            raise ValueError(
+                f"{type(self).__name__}: layout version {version} is newer than this code "
+                f"(reads 1..{self.VERSION}); update with a version that knows it"
+            )
         return self.build(version, fields)
 
     def is_deterministic(self) -> bool:

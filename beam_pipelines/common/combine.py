@@ -118,8 +118,15 @@ class CombineBatchesPerKey(beam.PTransform):
     ``side_input`` (e.g. ``beam.pvalue.AsDict``), ``keyed`` is called as ``keyed(event, side)``.
     """
 
-    def __init__(self, keyed: Keyed, combine_fn: beam.CombineFn, *, counter: tuple[str, str] | None = None,
-                 max_keys: int = 100_000, side_input: Any = None):
+    def __init__(
+        self,
+        keyed: Keyed,
+        combine_fn: beam.CombineFn,
+        *,
+        counter: tuple[str, str] | None = None,
+        max_keys: int = 100_000,
+        side_input: Any = None,
+    ):
         super().__init__()
         self.keyed, self.combine_fn, self.counter, self.max_keys = keyed, combine_fn, counter, max_keys
         self.side_inputs = () if side_input is None else (side_input,)
@@ -127,7 +134,7 @@ class CombineBatchesPerKey(beam.PTransform):
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return (
             batches
-            | "Combine batches" >> beam.ParDo(_CombineInBundle(self.keyed, self.combine_fn, self.counter, self.max_keys),
-                                              *self.side_inputs)
+            | "Combine batches"
+            >> beam.ParDo(_CombineInBundle(self.keyed, self.combine_fn, self.counter, self.max_keys), *self.side_inputs)
             | "Merge per key" >> beam.CombinePerKey(_MergeAccumulators(self.combine_fn))
         )

@@ -92,7 +92,13 @@ def dead_letter(
 
 
 def from_invalid_event(
-    pipeline: str, step: str, exc: InvalidEvent, payload: bytes | str, *, received_at: datetime, source: str | None = None
+    pipeline: str,
+    step: str,
+    exc: InvalidEvent,
+    payload: bytes | str,
+    *,
+    received_at: datetime,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """The dead letter for a message a schema rejected: reason is the failing stage
     (invalid_json, invalid_avro, invalid_event), error the field-by-field message."""

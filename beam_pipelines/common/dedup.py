@@ -35,8 +35,13 @@ class _RememberFor(beam.DoFn):
     def setup(self) -> None:
         self.repeats = Metrics.counter(*self.counter)
 
-    def process(self, element: tuple[str, Any], timestamp=beam.DoFn.TimestampParam,
-                seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)) -> Iterable[Any]:
+    def process(
+        self,
+        element: tuple[str, Any],
+        timestamp=beam.DoFn.TimestampParam,
+        seen=beam.DoFn.StateParam(SEEN),
+        forget=beam.DoFn.TimerParam(FORGET),
+    ) -> Iterable[Any]:
         if seen.read():
             self.repeats.inc()
             return ()
@@ -72,8 +77,15 @@ class DropRepeats(beam.PTransform):
     """Elements -> the first of each ``identity(element)`` (a string); ``counter`` (namespace,
     name) counts the repeats dropped. ``ttl``: how long a streaming identity is remembered."""
 
-    def __init__(self, identity: Callable[[Any], str], *, streaming: bool, ttl: timedelta,
-                 counter: tuple[str, str], key_label: str = "Key by identity"):
+    def __init__(
+        self,
+        identity: Callable[[Any], str],
+        *,
+        streaming: bool,
+        ttl: timedelta,
+        counter: tuple[str, str],
+        key_label: str = "Key by identity",
+    ):
         super().__init__()
         self.identity, self.streaming, self.ttl, self.counter = identity, streaming, ttl, counter
         self.key_label = key_label
@@ -81,7 +93,10 @@ class DropRepeats(beam.PTransform):
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
         identity = self.identity
         keyed = elements | self.key_label >> beam.Map(lambda e: (identity(e), e)).with_output_types(
-            beam.typehints.Tuple[str, Any])
+            beam.typehints.Tuple[str, Any]
+        )
         if self.streaming:
             return keyed | "Remember for the TTL" >> beam.ParDo(_RememberFor(self.ttl, self.counter))
-        return keyed | "Group by identity" >> beam.GroupByKey() | "First of each" >> beam.ParDo(_FirstOfEach(self.counter))
+        return (
+            keyed | "Group by identity" >> beam.GroupByKey() | "First of each" >> beam.ParDo(_FirstOfEach(self.counter))
+        )

@@ -37,14 +37,30 @@ from beam_pipelines.common.kafka import ReadKafkaBatches
 from beam_pipelines.common.kafka_io import ReadKafkaRecords
 from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
 
-__all__ = ["BIGQUERY_DATASET", "GCS_PATH", "KAFKA_INPUT", "PUBSUB_INPUT", "REMOTE_SCHEMES", "InputSpec", "ReadLineBatches",
-           "ReadMessages", "SpecError", "WarehouseSpec", "kafka_input", "parse_input", "parse_warehouse", "remote_path"]
+__all__ = [
+    "BIGQUERY_DATASET",
+    "GCS_PATH",
+    "KAFKA_INPUT",
+    "PUBSUB_INPUT",
+    "REMOTE_SCHEMES",
+    "InputSpec",
+    "ReadLineBatches",
+    "ReadMessages",
+    "SpecError",
+    "WarehouseSpec",
+    "kafka_input",
+    "parse_input",
+    "parse_warehouse",
+    "remote_path",
+]
 
 #: Beam filesystems besides the local one that an input may name.
 REMOTE_SCHEMES = ("gs", "s3", "azfs", "hdfs")
 #: The URL forms an input or warehouse may take (also the Flex Templates' parameter regexes).
 GCS_PATH = re.compile(r"^gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/.+$")
-PUBSUB_INPUT = re.compile(r"^pubsub://(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(subscriptions|topics)/[A-Za-z][-\w.~+%]{2,254})$")
+PUBSUB_INPUT = re.compile(
+    r"^pubsub://(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(subscriptions|topics)/[A-Za-z][-\w.~+%]{2,254})$"
+)
 KAFKA_INPUT = re.compile(r"^kafka://[A-Za-z0-9\[][-A-Za-z0-9.:,\[\]]*(/[A-Za-z0-9._-]{1,249})?(\?[^\s@]*)?$")
 BIGQUERY_DATASET = re.compile(r"^bigquery://([a-z][-a-z0-9:.]{4,62}[a-z0-9])\.([A-Za-z_][A-Za-z0-9_]{0,1023})$")
 
@@ -102,8 +118,10 @@ def remote_path(url: str, option: str) -> str | None:
     if not rest:
         raise SpecError(f"{option} {url}: no path after {scheme}://")
     if scheme == "gs" and not GCS_PATH.match(url):
-        raise SpecError(f"{option} {url}: expected gs://BUCKET/PATH (a bucket name of 3-222 lower-case letters, "
-                        "digits, dashes, underscores and dots, then an object path or glob)")
+        raise SpecError(
+            f"{option} {url}: expected gs://BUCKET/PATH (a bucket name of 3-222 lower-case letters, "
+            "digits, dashes, underscores and dots, then an object path or glob)"
+        )
     try:
         FileSystems.get_filesystem(url)
     except ValueError as exc:
@@ -111,8 +129,9 @@ def remote_path(url: str, option: str) -> str | None:
     return url
 
 
-def parse_input(url: str, option: str = "--input", kafka_topic: str | None = None,
-                kafka_group: str | None = None) -> InputSpec:
+def parse_input(
+    url: str, option: str = "--input", kafka_topic: str | None = None, kafka_group: str | None = None
+) -> InputSpec:
     """An input URL, checked: a local file input must match at least one file (a remote one
     is checked when the job reads it); a Kafka URL without a topic reads ``kafka_topic`` (the
     stream's topic in config.topics), a streaming one without a group reads as ``kafka_group``."""
@@ -122,7 +141,7 @@ def parse_input(url: str, option: str = "--input", kafka_topic: str | None = Non
     if remote is not None:
         return InputSpec("file", remote)
     if url.startswith("file://"):
-        path = url[len("file://"):]
+        path = url[len("file://") :]
         if not path:
             raise SpecError(f"{option} {url}: no path after file://")
         if not glob.glob(path):
@@ -133,10 +152,14 @@ def parse_input(url: str, option: str = "--input", kafka_topic: str | None = Non
     if url.startswith("pubsub://"):
         match = PUBSUB_INPUT.match(url)
         if not match:
-            raise SpecError(f"{option} {url}: expected pubsub://projects/PROJECT/subscriptions/NAME or pubsub://projects/PROJECT/topics/NAME")
+            raise SpecError(
+                f"{option} {url}: expected pubsub://projects/PROJECT/subscriptions/NAME or pubsub://projects/PROJECT/topics/NAME"
+            )
         return InputSpec("pubsub", match.group(1), is_subscription=match.group(2) == "subscriptions")
-    raise SpecError(f"{option} {url}: expected file://PATH, gs://BUCKET/PATH, pubsub://projects/P/subscriptions/S "
-                    "(or /topics/T) or kafka://HOST:PORT/TOPIC")
+    raise SpecError(
+        f"{option} {url}: expected file://PATH, gs://BUCKET/PATH, pubsub://projects/P/subscriptions/S "
+        "(or /topics/T) or kafka://HOST:PORT/TOPIC"
+    )
 
 
 def kafka_input(url: str, option: str, default_topic: str | None = None, default_group: str | None = None) -> InputSpec:
@@ -155,9 +178,11 @@ def kafka_input(url: str, option: str, default_topic: str | None = None, default
 
 def parse_warehouse(url: str) -> WarehouseSpec:
     if url.startswith("duckdb://"):
-        path = url[len("duckdb://"):]
+        path = url[len("duckdb://") :]
         if path in ("", "/") or path.endswith("/"):
-            raise SpecError(f"--warehouse {url}: expected duckdb:///ABSOLUTE/PATH or duckdb://RELATIVE/PATH of a database file")
+            raise SpecError(
+                f"--warehouse {url}: expected duckdb:///ABSOLUTE/PATH or duckdb://RELATIVE/PATH of a database file"
+            )
         return WarehouseSpec("duckdb", path=path)
     if url.startswith("bigquery://"):
         match = BIGQUERY_DATASET.match(url)
@@ -201,7 +226,9 @@ class _ReadLines(beam.DoFn):
 
     def process(self, file_range: tuple[str, int, int]) -> Iterable[list[bytes]]:
         path, start, end = file_range
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO if end < 0 else CompressionTypes.UNCOMPRESSED) as f:
+        with FileSystems.open(
+            path, compression_type=CompressionTypes.AUTO if end < 0 else CompressionTypes.UNCOMPRESSED
+        ) as f:
             position = start
             if start > 0:
                 f.seek(start - 1)

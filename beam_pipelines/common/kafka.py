@@ -32,9 +32,21 @@ from apache_beam.metrics import Metrics
 from streamforge.kafka import KafkaUrl, PartitionRange
 from streamforge.timeutil import parse_timestamp, to_millis
 
-__all__ = ["DISCOVER_EVERY_S", "KafkaReadError", "ReadKafkaBatches", "commit_bounded", "commit_offsets", "consume",
-           "item_of", "kafka_consumer", "message_event_ms", "message_item", "plan_bounded", "start_positions",
-           "topic_partitions"]
+__all__ = [
+    "DISCOVER_EVERY_S",
+    "KafkaReadError",
+    "ReadKafkaBatches",
+    "commit_bounded",
+    "commit_offsets",
+    "consume",
+    "item_of",
+    "kafka_consumer",
+    "message_event_ms",
+    "message_item",
+    "plan_bounded",
+    "start_positions",
+    "topic_partitions",
+]
 
 TIMEOUT_S = 10.0
 #: How often an unbounded read looks for new partitions (locally and on Dataflow).
@@ -64,9 +76,14 @@ def kafka_consumer(url: KafkaUrl, **extra: Any) -> _Client:
     except ImportError:
         raise KafkaReadError("kafka:// needs confluent-kafka: pip install 'streamforge[kafka]'") from None
     complaints: list[str] = []
-    settings = {**url.client_settings(KafkaReadError), "group.id": url.group or READER_GROUP,
-                "enable.auto.commit": False, "enable.partition.eof": True,
-                "error_cb": lambda error: complaints.append(str(error)), **extra}
+    settings = {
+        **url.client_settings(KafkaReadError),
+        "group.id": url.group or READER_GROUP,
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "error_cb": lambda error: complaints.append(str(error)),
+        **extra,
+    }
     return _Client(Consumer(settings), complaints)
 
 
@@ -117,12 +134,15 @@ def start_positions(client: _Client, url: KafkaUrl, partitions: list[int]) -> li
         start = {p: fallback[url.start] for p in partitions}
     else:
         at_ms = int(url.start_time.timestamp() * 1000)
-        found = client.consumer.offsets_for_times([TopicPartition(url.topic, p, at_ms) for p in partitions],
-                                                  timeout=TIMEOUT_S)
+        found = client.consumer.offsets_for_times(
+            [TopicPartition(url.topic, p, at_ms) for p in partitions], timeout=TIMEOUT_S
+        )
         start = {tp.partition: tp.offset if tp.offset >= 0 else OFFSET_END for tp in found}
     use_committed = url.start == "committed"
-    return [TopicPartition(url.topic, p, committed[p] if use_committed and committed.get(p, -1) >= 0 else start[p])
-            for p in partitions]
+    return [
+        TopicPartition(url.topic, p, committed[p] if use_committed and committed.get(p, -1) >= 0 else start[p])
+        for p in partitions
+    ]
 
 
 def consume(client: _Client, url: KafkaUrl, n: int, timeout: float) -> list[Any]:
@@ -135,8 +155,9 @@ def consume(client: _Client, url: KafkaUrl, n: int, timeout: float) -> list[Any]
         if error is None:
             messages.append(message)
         elif error.code() != KafkaError._PARTITION_EOF:
-            raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {message.topic()} partition {message.partition()}: "
-                                 f"{error.str()}")
+            raise KafkaReadError(
+                f"Kafka at {url.bootstrap}: topic {message.topic()} partition {message.partition()}: {error.str()}"
+            )
     return messages
 
 
@@ -157,11 +178,13 @@ def commit_offsets(client: _Client, url: KafkaUrl, positions: dict[int, int]) ->
     from confluent_kafka import KafkaException, TopicPartition
 
     try:
-        client.consumer.commit(offsets=[TopicPartition(url.topic, p, o) for p, o in sorted(positions.items())],
-                               asynchronous=False)
+        client.consumer.commit(
+            offsets=[TopicPartition(url.topic, p, o) for p, o in sorted(positions.items())], asynchronous=False
+        )
     except KafkaException as exc:
-        raise KafkaReadError(f"Kafka at {url.bootstrap}: committing group {url.group}'s offsets of {url.topic}: "
-                             f"{client.why(exc)}") from None
+        raise KafkaReadError(
+            f"Kafka at {url.bootstrap}: committing group {url.group}'s offsets of {url.topic}: {client.why(exc)}"
+        ) from None
 
 
 def _end_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any]) -> dict[int, int]:
@@ -176,22 +199,27 @@ def _end_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any]) -> dict[in
     while len(answered) < len(listed):
         if time.monotonic() > deadline:
             missing = sorted(set(listed) - answered)
-            raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic}: no fetch answer from partitions "
-                                 f"{missing} in {TIMEOUT_S:.0f} s")
+            raise KafkaReadError(
+                f"Kafka at {url.bootstrap}: topic {url.topic}: no fetch answer from partitions "
+                f"{missing} in {TIMEOUT_S:.0f} s"
+            )
         for message in consumer.consume(len(listed), timeout=0.5):
             error = message.error()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise KafkaReadError(f"Kafka at {url.bootstrap}: topic {url.topic} partition {message.partition()}: "
-                                     f"{error.str()}")
+                raise KafkaReadError(
+                    f"Kafka at {url.bootstrap}: topic {url.topic} partition {message.partition()}: {error.str()}"
+                )
             answered.add(message.partition())
-    ends = {p: max(listed[p], consumer.get_watermark_offsets(TopicPartition(url.topic, p), cached=True)[1])
-            for p in listed}
+    ends = {
+        p: max(listed[p], consumer.get_watermark_offsets(TopicPartition(url.topic, p), cached=True)[1]) for p in listed
+    }
     consumer.unassign()
     return ends
 
 
-def _start_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any], lows: dict[int, int],
-                   ends: dict[int, int]) -> dict[int, int]:
+def _start_offsets(
+    consumer: Any, url: KafkaUrl, partitions: list[Any], lows: dict[int, int], ends: dict[int, int]
+) -> dict[int, int]:
     from confluent_kafka import TopicPartition
 
     if url.start == "earliest":
@@ -202,8 +230,9 @@ def _start_offsets(consumer: Any, url: KafkaUrl, partitions: list[Any], lows: di
         committed = consumer.committed(partitions, timeout=TIMEOUT_S)
         return {tp.partition: tp.offset if tp.offset >= 0 else lows[tp.partition] for tp in committed}
     at_ms = int(url.start_time.timestamp() * 1000)
-    found = consumer.offsets_for_times([TopicPartition(url.topic, tp.partition, at_ms) for tp in partitions],
-                                       timeout=TIMEOUT_S)
+    found = consumer.offsets_for_times(
+        [TopicPartition(url.topic, tp.partition, at_ms) for tp in partitions], timeout=TIMEOUT_S
+    )
     return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
 
 
@@ -263,9 +292,11 @@ class _ReadRange(beam.DoFn):
             while position < offsets.end:
                 messages = self.consumer.consume(min(self.batch, offsets.end - position), timeout=TIMEOUT_S)
                 if not messages:
-                    raise KafkaReadError(f"{where}: nothing at offset {position} in {TIMEOUT_S:.0f} s, "
-                                         f"{offsets.end - position} messages before the planned end {offsets.end} "
-                                         f"({self.client.why('the broker did not answer')})")
+                    raise KafkaReadError(
+                        f"{where}: nothing at offset {position} in {TIMEOUT_S:.0f} s, "
+                        f"{offsets.end - position} messages before the planned end {offsets.end} "
+                        f"({self.client.why('the broker did not answer')})"
+                    )
                 for message in messages:
                     error = message.error()
                     if error is not None:

@@ -41,8 +41,17 @@ from apache_beam.utils.subprocess_server import JavaJarServer
 from beam_pipelines.common.kafka import DISCOVER_EVERY_S, item_of
 from streamforge.kafka import KafkaUrl
 
-__all__ = ["EXPANSION_SERVICE", "IMAGE_JAR_DIR", "KafkaOnRunnerError", "ReadKafkaRecords", "consumer_config",
-           "expansion_jar_name", "expansion_service", "fetch_expansion_jar", "read_settings"]
+__all__ = [
+    "EXPANSION_SERVICE",
+    "IMAGE_JAR_DIR",
+    "KafkaOnRunnerError",
+    "ReadKafkaRecords",
+    "consumer_config",
+    "expansion_jar_name",
+    "expansion_service",
+    "fetch_expansion_jar",
+    "read_settings",
+]
 
 #: Beam's name (a Gradle target) for the Java IO expansion service; also the --beam_services key.
 EXPANSION_SERVICE = "sdks:java:io:expansion-service:shadowJar"
@@ -83,12 +92,18 @@ def consumer_config(url: KafkaUrl) -> dict[str, str]:
         raise KafkaOnRunnerError(
             f"{url}: security={url.security} on a remote runner would put the SASL password into the job graph "
             "(Beam's Kafka IO takes credentials in its consumer settings, which the Dataflow console and API show); "
-            "read this broker with plaintext or TLS from inside its network, or run the job on this machine")
+            "read this broker with plaintext or TLS from inside its network, or run the job on this machine"
+        )
     if url.ca:
-        raise KafkaOnRunnerError(f"{url}: ca={url.ca} is a file on this machine, which the workers do not have; on a "
-                                 "remote runner TLS uses the JVM's trusted CAs (leave ca out)")
-    config = {"bootstrap.servers": url.bootstrap, "security.protocol": url.security.upper(),
-              "auto.offset.reset": "latest" if url.start == "latest" else "earliest"}
+        raise KafkaOnRunnerError(
+            f"{url}: ca={url.ca} is a file on this machine, which the workers do not have; on a "
+            "remote runner TLS uses the JVM's trusted CAs (leave ca out)"
+        )
+    config = {
+        "bootstrap.servers": url.bootstrap,
+        "security.protocol": url.security.upper(),
+        "auto.offset.reset": "latest" if url.start == "latest" else "earliest",
+    }
     if url.group:
         config["group.id"] = url.group
     return config
@@ -101,10 +116,13 @@ def read_settings(url: KafkaUrl, now_ms: int | None = None) -> dict[str, Any]:
     ``earliest``, ``latest`` and a time as a start time (0, now, the time), which Kafka IO
     applies whatever the group committed, as the local reader does."""
     if url.bounded:
-        raise KafkaOnRunnerError(f"{url}: until=end (a bounded read) runs on this machine's runner; on a remote "
-                                 "runner read the topic streaming (without until=end)")
-    start_ms = {"committed": None, "earliest": 0,
-                "latest": int(time.time() * 1000) if now_ms is None else now_ms}.get(url.start)
+        raise KafkaOnRunnerError(
+            f"{url}: until=end (a bounded read) runs on this machine's runner; on a remote "
+            "runner read the topic streaming (without until=end)"
+        )
+    start_ms = {"committed": None, "earliest": 0, "latest": int(time.time() * 1000) if now_ms is None else now_ms}.get(
+        url.start
+    )
     if url.start not in ("committed", "earliest", "latest"):
         start_ms = int(url.start_time.timestamp() * 1000)
     if url.start == "earliest" and not url.group:
@@ -138,9 +156,11 @@ class ReadKafkaRecords(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         service = expansion_service(pbegin.pipeline.options or PipelineOptions())
-        return (pbegin
-                | "Read from Kafka" >> ReadFromKafka(**self.settings, expansion_service=service)
-                | "Payload and encoding" >> beam.Map(record_item))
+        return (
+            pbegin
+            | "Read from Kafka" >> ReadFromKafka(**self.settings, expansion_service=service)
+            | "Payload and encoding" >> beam.Map(record_item)
+        )
 
 
 if __name__ == "__main__":  # the image's build: python -m beam_pipelines.common.kafka_io DIR

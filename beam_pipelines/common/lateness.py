@@ -50,8 +50,15 @@ class _Gate(beam.DoFn):
     LATEST = ReadModifyWriteStateSpec("latest_event_ms", VarIntCoder())
     WATCH = TimerSpec("watch", TimeDomain.WATERMARK)
 
-    def __init__(self, job: str, step: str, subject: str, deadline_ms: Callable[[int], int], allowed_lateness: timedelta,
-                 resolution: timedelta):
+    def __init__(
+        self,
+        job: str,
+        step: str,
+        subject: str,
+        deadline_ms: Callable[[int], int],
+        allowed_lateness: timedelta,
+        resolution: timedelta,
+    ):
         self.job, self.step, self.subject = job, step, subject
         self.deadline_ms = deadline_ms
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
@@ -61,22 +68,42 @@ class _Gate(beam.DoFn):
         self.schema = get_schema(self.subject)
         self.late = Metrics.counter(self.job, "late")
 
-    def process(self, element: tuple[int, dict[str, Any]], timestamp=beam.DoFn.TimestampParam,
-                known=beam.DoFn.StateParam(KNOWN), armed=beam.DoFn.StateParam(ARMED),
-                latest=beam.DoFn.StateParam(LATEST), watch=beam.DoFn.TimerParam(WATCH)) -> Iterable[Any]:
+    def process(
+        self,
+        element: tuple[int, dict[str, Any]],
+        timestamp=beam.DoFn.TimestampParam,
+        known=beam.DoFn.StateParam(KNOWN),
+        armed=beam.DoFn.StateParam(ARMED),
+        latest=beam.DoFn.StateParam(LATEST),
+        watch=beam.DoFn.TimerParam(WATCH),
+    ) -> Iterable[Any]:
         event = element[1]
         at_ms = _ms(timestamp)
         watermark_ms = known.read()
         closed_ms = self.deadline_ms(at_ms) + self.lateness_ms
         if watermark_ms is not None and closed_ms < watermark_ms:
             self.late.inc()
-            error = (f"event_time {format_millis(at_ms)} arrived after its window closed at {format_millis(closed_ms)} "
-                     f"(allowed lateness {format_duration(timedelta(milliseconds=self.lateness_ms))}; "
-                     f"watermark at least {format_millis(watermark_ms)})")
+            error = (
+                f"event_time {format_millis(at_ms)} arrived after its window closed at {format_millis(closed_ms)} "
+                f"(allowed lateness {format_duration(timedelta(milliseconds=self.lateness_ms))}; "
+                f"watermark at least {format_millis(watermark_ms)})"
+            )
             payload = self.schema.to_json(event, validate=False)
-            return [beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                self.job, self.step, "late", error, payload, received_at=millis_to_datetime(now_ms()),
-                event_id=event["event_id"], event_time=event["event_time"]))]
+            return [
+                beam.pvalue.TaggedOutput(
+                    DEAD_LETTER,
+                    dead_letter(
+                        self.job,
+                        self.step,
+                        "late",
+                        error,
+                        payload,
+                        received_at=millis_to_datetime(now_ms()),
+                        event_id=event["event_id"],
+                        event_time=event["event_time"],
+                    ),
+                )
+            ]
         latest.write(max(latest.read() or _MIN_MS, at_ms))
         if armed.read() is None:
             watch.set(timestamp)
@@ -84,9 +111,14 @@ class _Gate(beam.DoFn):
         return (event,)
 
     @on_timer(WATCH)
-    def _watermark_passed(self, fired=beam.DoFn.TimestampParam, known=beam.DoFn.StateParam(KNOWN),
-                          armed=beam.DoFn.StateParam(ARMED), latest=beam.DoFn.StateParam(LATEST),
-                          watch=beam.DoFn.TimerParam(WATCH)) -> None:
+    def _watermark_passed(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        known=beam.DoFn.StateParam(KNOWN),
+        armed=beam.DoFn.StateParam(ARMED),
+        latest=beam.DoFn.StateParam(LATEST),
+        watch=beam.DoFn.TimerParam(WATCH),
+    ) -> None:
         """The watermark has reached ``fired``: remember it and look again one step later, for as
         long as an event this shard has seen could still be on time."""
         fired_ms = _ms(fired)
@@ -107,8 +139,15 @@ class LateGate(beam.PTransform):
     revenue: the end of its minute).
     """
 
-    def __init__(self, job: str, subject: str, deadline_ms: Callable[[int], int], allowed_lateness: timedelta,
-                 resolution: timedelta, shards: int = 16):
+    def __init__(
+        self,
+        job: str,
+        subject: str,
+        deadline_ms: Callable[[int], int],
+        allowed_lateness: timedelta,
+        resolution: timedelta,
+        shards: int = 16,
+    ):
         super().__init__()
         self.job, self.subject, self.shards = job, subject, shards
         self.deadline_ms, self.allowed_lateness, self.resolution = deadline_ms, allowed_lateness, resolution
@@ -117,10 +156,12 @@ class LateGate(beam.PTransform):
         shards = self.shards
         return (
             events
-            | "Shard by event_id" >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode()) % shards, e)).with_output_types(
-                beam.typehints.Tuple[int, beam.typehints.Dict[str, Any]])
-            | "Dead-letter late events" >> beam.ParDo(
-                _Gate(self.job, self.label, self.subject, self.deadline_ms, self.allowed_lateness, self.resolution))
-            .with_outputs(DEAD_LETTER, main="events")
+            | "Shard by event_id"
+            >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode()) % shards, e)).with_output_types(
+                beam.typehints.Tuple[int, beam.typehints.Dict[str, Any]]
+            )
+            | "Dead-letter late events"
+            >> beam.ParDo(
+                _Gate(self.job, self.label, self.subject, self.deadline_ms, self.allowed_lateness, self.resolution)
+            ).with_outputs(DEAD_LETTER, main="events")
         )
-

@@ -52,8 +52,19 @@ from streamforge.schemas.remote import RemoteSchemaError, RemoteSchemas, header_
 from streamforge.timeutil import format_duration, format_millis, millis_to_datetime, parse_timestamp, to_millis
 from streamforge.transport import STREAM_SCHEMAS as STREAM_SUBJECTS
 
-__all__ = ["DEAD_LETTER", "ENCODINGS", "DedupMode", "EventBatch", "EventParser", "ParseEvents", "Parsed", "event_id_key", "now_ms",
-           "payload_and_encoding", "receipt_ms"]
+__all__ = [
+    "DEAD_LETTER",
+    "ENCODINGS",
+    "DedupMode",
+    "EventBatch",
+    "EventParser",
+    "ParseEvents",
+    "Parsed",
+    "event_id_key",
+    "now_ms",
+    "payload_and_encoding",
+    "receipt_ms",
+]
 
 DEAD_LETTER = "dead_letter"
 #: Message encodings the parse step decodes (the ``encoding`` attribute of a Pub/Sub message).
@@ -117,9 +128,17 @@ class Parsed(NamedTuple):
 class EventParser:
     """Plain Python: one payload -> (event, None) or (None, dead letter)."""
 
-    def __init__(self, stream: str, pipeline: str, step: str, max_clock_skew: timedelta,
-                 schema_registry: str | None = None, *, min_event_time: datetime | None = None,
-                 max_event_age: timedelta | None = None):
+    def __init__(
+        self,
+        stream: str,
+        pipeline: str,
+        step: str,
+        max_clock_skew: timedelta,
+        schema_registry: str | None = None,
+        *,
+        min_event_time: datetime | None = None,
+        max_event_age: timedelta | None = None,
+    ):
         self.schema = get_schema(STREAM_SUBJECTS[stream])
         self.pipeline, self.step = pipeline, step
         self.max_skew_ms = int(max_clock_skew.total_seconds() * 1000)
@@ -142,11 +161,14 @@ class EventParser:
             writer = self._remote.writer(schema_id)
         except RemoteSchemaError as exc:
             reason = f"no schema of the project has id {schema_id}, and {exc}"
-            raise InvalidEvent(self.schema.subject, [FieldError("schema_id", schema_id, reason)], "invalid_avro") from None
+            raise InvalidEvent(
+                self.schema.subject, [FieldError("schema_id", schema_id, reason)], "invalid_avro"
+            ) from None
         return self.schema.from_confluent_written_with(payload, writer)
 
-    def parse(self, payload: bytes, clock_ms: int, encoding: str = "json",
-              received_ms: int | None = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    def parse(
+        self, payload: bytes, clock_ms: int, encoding: str = "json", received_ms: int | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``clock_ms`` is the pipeline's clock (the dead letter's received_at); ``encoding`` one
         of ENCODINGS (JSON, plain Avro binary of this schema, or the Confluent wire format);
         ``received_ms`` when the message was received, if it says (module docstring)."""
@@ -159,32 +181,58 @@ class EventParser:
                 event = self._from_confluent(payload)
             else:
                 error = f"encoding attribute {encoding!r} is not one of {', '.join(ENCODINGS)}"
-                return None, dead_letter(self.pipeline, self.step, "invalid_encoding", error, payload,
-                                         received_at=millis_to_datetime(clock_ms))
+                return None, dead_letter(
+                    self.pipeline,
+                    self.step,
+                    "invalid_encoding",
+                    error,
+                    payload,
+                    received_at=millis_to_datetime(clock_ms),
+                )
         except InvalidEvent as exc:
-            return None, from_invalid_event(self.pipeline, self.step, exc, payload,
-                                            received_at=millis_to_datetime(clock_ms))
+            return None, from_invalid_event(
+                self.pipeline, self.step, exc, payload, received_at=millis_to_datetime(clock_ms)
+            )
         event_ms = to_millis(event["event_time"])
         ahead_ms = event_ms - clock_ms
         reason = error = None
         if ahead_ms > self.max_skew_ms:
-            reason, error = "future", (
-                f"event_time {format_millis(event_ms)} is {format_duration(timedelta(milliseconds=ahead_ms))} ahead "
-                f"of the pipeline clock (pipelines.max_clock_skew is "
-                f"{format_duration(timedelta(milliseconds=self.max_skew_ms))})")
+            reason, error = (
+                "future",
+                (
+                    f"event_time {format_millis(event_ms)} is {format_duration(timedelta(milliseconds=ahead_ms))} ahead "
+                    f"of the pipeline clock (pipelines.max_clock_skew is "
+                    f"{format_duration(timedelta(milliseconds=self.max_skew_ms))})"
+                ),
+            )
         elif self.min_event_ms is not None and event_ms < self.min_event_ms:
-            reason, error = "too_old", (
-                f"event_time {format_millis(event_ms)} is before pipelines.min_event_time "
-                f"{format_millis(self.min_event_ms)}: not a real time (epoch zero is a missing clock)")
+            reason, error = (
+                "too_old",
+                (
+                    f"event_time {format_millis(event_ms)} is before pipelines.min_event_time "
+                    f"{format_millis(self.min_event_ms)}: not a real time (epoch zero is a missing clock)"
+                ),
+            )
         elif self.max_age_ms is not None and received_ms is not None and received_ms - event_ms > self.max_age_ms:
-            reason, error = "too_old", (
-                f"event_time {format_millis(event_ms)} is {format_duration(timedelta(milliseconds=received_ms - event_ms))}"
-                f" before the message was received ({format_millis(received_ms)}; pipelines.max_event_age is "
-                f"{format_duration(timedelta(milliseconds=self.max_age_ms))})")
+            reason, error = (
+                "too_old",
+                (
+                    f"event_time {format_millis(event_ms)} is {format_duration(timedelta(milliseconds=received_ms - event_ms))}"
+                    f" before the message was received ({format_millis(received_ms)}; pipelines.max_event_age is "
+                    f"{format_duration(timedelta(milliseconds=self.max_age_ms))})"
+                ),
+            )
         if reason is not None:
-            return None, dead_letter(self.pipeline, self.step, reason, error, payload,
-                                     received_at=millis_to_datetime(clock_ms), event_id=event["event_id"],
-                                     event_time=event["event_time"])
+            return None, dead_letter(
+                self.pipeline,
+                self.step,
+                reason,
+                error,
+                payload,
+                received_at=millis_to_datetime(clock_ms),
+                event_id=event["event_id"],
+                event_time=event["event_time"],
+            )
         return event, None
 
 
@@ -267,7 +315,7 @@ def event_id_key(payload: bytes) -> bytes:
     if payload.startswith(_FIRST_KEY) and b"\\" not in payload and payload.count(b'"event_id"') == 1:
         end = payload.find(b'"', len(_FIRST_KEY))
         if end > 0:
-            return payload[len(_FIRST_KEY):end]
+            return payload[len(_FIRST_KEY) : end]
     try:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -294,7 +342,9 @@ class _ShardByEventId(beam.DoFn):
     def setup(self) -> None:
         self.read = Metrics.counter(self.stream, "read")
 
-    def process(self, batch: list[bytes] | list[tuple[bytes, str, str | None]]) -> Iterable[tuple[int, tuple[str, Packed]]]:
+    def process(
+        self, batch: list[bytes] | list[tuple[bytes, str, str | None]]
+    ) -> Iterable[tuple[int, tuple[str, Packed]]]:
         self.read.inc(len(batch))
         shards = self.shards
         by_shard: dict[tuple[int, str], list[bytes]] = {}
@@ -369,33 +419,60 @@ class ParseEvents(beam.PTransform):
     With ``DedupMode.GROUP`` (bounded input) the elements are batches (lists) of payloads, as
     io.ReadLineBatches reads them; otherwise one payload each."""
 
-    def __init__(self, stream: str, pipeline: str, dedup: str, *, dedup_ttl: timedelta, max_clock_skew: timedelta,
-                 shards: int = 64, schema_registry: str | None = None, min_event_time: datetime | None = None,
-                 max_event_age: timedelta | None = None):
+    def __init__(
+        self,
+        stream: str,
+        pipeline: str,
+        dedup: str,
+        *,
+        dedup_ttl: timedelta,
+        max_clock_skew: timedelta,
+        shards: int = 64,
+        schema_registry: str | None = None,
+        min_event_time: datetime | None = None,
+        max_event_age: timedelta | None = None,
+    ):
         super().__init__()
         if stream not in STREAM_SUBJECTS:
             raise ValueError(f"unknown stream {stream!r}; expected one of {', '.join(STREAM_SUBJECTS)}")
         self.stream, self.dedup, self.dedup_ttl, self.shards = stream, dedup, dedup_ttl, shards
-        self.parser = EventParser(stream, pipeline, f"Parse {stream}", max_clock_skew, schema_registry,
-                                  min_event_time=min_event_time, max_event_age=max_event_age)
+        self.parser = EventParser(
+            stream,
+            pipeline,
+            f"Parse {stream}",
+            max_clock_skew,
+            schema_registry,
+            min_event_time=min_event_time,
+            max_event_age=max_event_age,
+        )
 
     def expand(self, payloads: beam.PCollection) -> Parsed:
         if self.dedup == DedupMode.GROUP:
             grouped = (
                 payloads
-                | "Shard by event_id" >> beam.ParDo(_ShardByEventId(self.stream, self.shards, self.parser))
-                .with_output_types(beam.typehints.Tuple[int, beam.typehints.Tuple[str, beam.typehints.Tuple[bytes, bytes]]])
+                | "Shard by event_id"
+                >> beam.ParDo(_ShardByEventId(self.stream, self.shards, self.parser)).with_output_types(
+                    beam.typehints.Tuple[int, beam.typehints.Tuple[str, beam.typehints.Tuple[bytes, bytes]]]
+                )
                 | "Group shards" >> beam.GroupByKey()
-                | "Validate, drop duplicates" >> beam.ParDo(_FirstValidOfEachId(self.stream, self.parser))
-                .with_output_types(EventBatch).with_outputs(DEAD_LETTER, main="events")
+                | "Validate, drop duplicates"
+                >> beam.ParDo(_FirstValidOfEachId(self.stream, self.parser))
+                .with_output_types(EventBatch)
+                .with_outputs(DEAD_LETTER, main="events")
             )
             return Parsed(grouped.events, grouped[DEAD_LETTER])
         validated = payloads | "Validate" >> beam.ParDo(_Validate(self.stream, self.parser)).with_outputs(
-            DEAD_LETTER, main="events")
+            DEAD_LETTER, main="events"
+        )
         events = validated.events
         if self.dedup == DedupMode.STATE:
             events = events | "Drop duplicates" >> DropRepeats(
-                _event_id, streaming=True, ttl=self.dedup_ttl, counter=(self.stream, "duplicates"), key_label="Key by event_id")
+                _event_id,
+                streaming=True,
+                ttl=self.dedup_ttl,
+                counter=(self.stream, "duplicates"),
+                key_label="Key by event_id",
+            )
         return Parsed(events, validated[DEAD_LETTER])
 
 

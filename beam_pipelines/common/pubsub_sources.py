@@ -21,8 +21,11 @@ __all__ = ["check_sources_exist"]
 def check_sources_exist(sources: Iterable[tuple[str, str]], timeout: float = 10.0) -> None:
     """``sources``: (option, projects/P/subscriptions/S or projects/P/topics/T). SpecError
     naming every one that does not exist, or the server when it cannot be asked."""
-    server = f"the Pub/Sub emulator at {os.environ['PUBSUB_EMULATOR_HOST']}" if os.environ.get(
-        "PUBSUB_EMULATOR_HOST") else "Pub/Sub"
+    server = (
+        f"the Pub/Sub emulator at {os.environ['PUBSUB_EMULATOR_HOST']}"
+        if os.environ.get("PUBSUB_EMULATOR_HOST")
+        else "Pub/Sub"
+    )
     missing: list[str] = []
     subscriber = publisher = None
     for option, path in sources:
@@ -40,5 +43,7 @@ def check_sources_exist(sources: Iterable[tuple[str, str]], timeout: float = 10.
         except exceptions.RetryError as exc:
             raise SpecError(f"{option} pubsub://{path}: {server} did not answer ({exc})") from None
     if missing:
-        raise SpecError(f"no such subscription or topic on {server}: {'; '.join(missing)}. Create them first: "
-                        "`streamforge pubsub create --project PROJECT` makes the deployment's topics and subscriptions")
+        raise SpecError(
+            f"no such subscription or topic on {server}: {'; '.join(missing)}. Create them first: "
+            "`streamforge pubsub create --project PROJECT` makes the deployment's topics and subscriptions"
+        )

@@ -32,8 +32,16 @@ from streamforge.schemas import EventSchema, get_schema
 from streamforge.timeutil import format_timestamp
 from streamforge.warehouse import WarehouseWriter
 
-__all__ = ["TABLE_KEYS", "WriteTable", "acquire_writer", "create_table_sql", "duckdb_type", "release_writer",
-           "table_name", "warehouse_writers"]
+__all__ = [
+    "TABLE_KEYS",
+    "WriteTable",
+    "acquire_writer",
+    "create_table_sql",
+    "duckdb_type",
+    "release_writer",
+    "table_name",
+    "warehouse_writers",
+]
 
 #: Result tables: schema subject -> the columns that identify a row, and what a second row
 #: with the same key does ("replace": the newer pane wins; "ignore": the first one stays).
@@ -53,8 +61,15 @@ TABLE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "order_status_transition": (("order_id", "lsn"), "ignore"),
 }
 
-_PRIMITIVE = {"string": "VARCHAR", "int": "INTEGER", "long": "BIGINT", "float": "FLOAT", "double": "DOUBLE",
-              "boolean": "BOOLEAN", "bytes": "BLOB"}
+_PRIMITIVE = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "bytes": "BLOB",
+}
 
 
 def table_name(subject: str) -> str:
@@ -232,19 +247,25 @@ class WriteTable(beam.PTransform):
 
     def expand(self, rows: beam.PCollection):
         if self.warehouse.kind == "duckdb":
-            return rows | "Write to DuckDB" >> beam.ParDo(_WriteDuckDB(self.warehouse.path, self.subject, self.table_name))
+            return rows | "Write to DuckDB" >> beam.ParDo(
+                _WriteDuckDB(self.warehouse.path, self.subject, self.table_name)
+            )
         table = get_schema(self.subject).bigquery
         extra: dict[str, Any] = {}
         if table.partition_field:
             extra["timePartitioning"] = {"type": table.partition_type, "field": table.partition_field}
         if table.clustering:
             extra["clustering"] = {"fields": list(table.clustering)}
-        method = (beam.io.WriteToBigQuery.Method.STREAMING_INSERTS if self.streaming
-                  else beam.io.WriteToBigQuery.Method.FILE_LOADS)
+        method = (
+            beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
+            if self.streaming
+            else beam.io.WriteToBigQuery.Method.FILE_LOADS
+        )
         return (
             rows
             | "BigQuery JSON rows" >> beam.Map(bigquery_row)
-            | "Write to BigQuery" >> beam.io.WriteToBigQuery(
+            | "Write to BigQuery"
+            >> beam.io.WriteToBigQuery(
                 table=f"{self.warehouse.project}:{self.warehouse.dataset}.{self.table_name}",
                 schema={"fields": table.schema_json()},
                 additional_bq_parameters=extra,

@@ -10,6 +10,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 __all__ = ["accumulating", "pane_timing"]
 
+
 def accumulating(window_fn: beam.transforms.window.WindowFn, allowed_lateness: timedelta) -> beam.WindowInto:
     """One pane when the watermark passes the window's end, then one per late element within
     ``allowed_lateness``; each pane holds everything so far (a late pane replaces the earlier row)."""

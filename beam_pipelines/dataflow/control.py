@@ -27,8 +27,14 @@ __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "ControlError", "DataflowJobs", "
 
 _JOB_ID = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$")
 ACTIVE_STATES = ("JOB_STATE_RUNNING", "JOB_STATE_DRAINING")
-TERMINAL_STATES = ("JOB_STATE_DONE", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_UPDATED",
-                   "JOB_STATE_DRAINED", "JOB_STATE_STOPPED_UNKNOWN")
+TERMINAL_STATES = (
+    "JOB_STATE_DONE",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_UPDATED",
+    "JOB_STATE_DRAINED",
+    "JOB_STATE_STOPPED_UNKNOWN",
+)
 _LOOPBACK = re.compile(r"^(https?://)?(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/?$")
 
 
@@ -69,32 +75,53 @@ class DataflowJobs:
         try:
             return call()
         except exceptions.GoogleAPICallError as exc:
-            raise ControlError(f"{what} in project {self.project}, region {self.region}: {exc.message or exc}") from None
+            raise ControlError(
+                f"{what} in project {self.project}, region {self.region}: {exc.message or exc}"
+            ) from None
 
     def resolve(self, job: str) -> str:
         """The id of ``job`` (an id, or the name of a running or draining job)."""
         if _JOB_ID.match(job):
             return job
-        request = dataflow.ListJobsRequest(project_id=self.project, location=self.region,
-                                           filter=dataflow.ListJobsRequest.Filter.ACTIVE)
+        request = dataflow.ListJobsRequest(
+            project_id=self.project, location=self.region, filter=dataflow.ListJobsRequest.Filter.ACTIVE
+        )
         for found in self._call(f"listing jobs to find {job}", lambda: list(self._jobs.list_jobs(request=request))):
             if found.name == job and dataflow.JobState(found.current_state).name in ACTIVE_STATES:
                 return found.id
         raise ControlError(f"no running job named {job} in project {self.project}, region {self.region}")
 
     def status(self, job_id: str) -> JobStatus:
-        job = self._call(f"job {job_id}", lambda: self._jobs.get_job(request=dataflow.GetJobRequest(
-            project_id=self.project, location=self.region, job_id=job_id)))
-        metrics = self._call(f"counters of job {job_id}", lambda: self._metrics.get_job_metrics(
-            request=dataflow.GetJobMetricsRequest(project_id=self.project, location=self.region, job_id=job_id)))
-        return JobStatus(job.id, job.name, dataflow.JobState(job.current_state).name,
-                         dataflow.JobType(job.type_).name, _user_counters(metrics))
+        job = self._call(
+            f"job {job_id}",
+            lambda: self._jobs.get_job(
+                request=dataflow.GetJobRequest(project_id=self.project, location=self.region, job_id=job_id)
+            ),
+        )
+        metrics = self._call(
+            f"counters of job {job_id}",
+            lambda: self._metrics.get_job_metrics(
+                request=dataflow.GetJobMetricsRequest(project_id=self.project, location=self.region, job_id=job_id)
+            ),
+        )
+        return JobStatus(
+            job.id,
+            job.name,
+            dataflow.JobState(job.current_state).name,
+            dataflow.JobType(job.type_).name,
+            _user_counters(metrics),
+        )
 
     def _request_state(self, job_id: str, state: str) -> None:
-        request = dataflow.UpdateJobRequest(project_id=self.project, location=self.region, job_id=job_id,
-                                            job=dataflow.Job(requested_state=getattr(dataflow.JobState, state)))
-        self._call(f"{state.removeprefix('JOB_STATE_').lower()} job {job_id}",
-                   lambda: self._jobs.update_job(request=request))
+        request = dataflow.UpdateJobRequest(
+            project_id=self.project,
+            location=self.region,
+            job_id=job_id,
+            job=dataflow.Job(requested_state=getattr(dataflow.JobState, state)),
+        )
+        self._call(
+            f"{state.removeprefix('JOB_STATE_').lower()} job {job_id}", lambda: self._jobs.update_job(request=request)
+        )
 
     def drain(self, job_id: str) -> None:
         """Streaming: stop reading, finish what is in flight (windows fire), then stop."""
@@ -109,7 +136,9 @@ def _default_credentials() -> auth_credentials.Credentials:
     try:
         credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     except DefaultCredentialsError as exc:
-        raise ControlError(f"no Google Cloud credentials ({exc}): run `gcloud auth application-default login`") from None
+        raise ControlError(
+            f"no Google Cloud credentials ({exc}): run `gcloud auth application-default login`"
+        ) from None
     return credentials
 
 
@@ -135,8 +164,9 @@ def _user_counters(metrics: Any) -> dict[str, dict[str, int]]:
     return totals
 
 
-def follow(jobs: DataflowJobs, job_id: str, *, every_s: float = 15.0,
-           should_stop: Callable[[], bool] = lambda: False) -> Iterator[JobStatus]:
+def follow(
+    jobs: DataflowJobs, job_id: str, *, every_s: float = 15.0, should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[JobStatus]:
     """The job's status now and every ``every_s`` seconds until it ends, or until
     ``should_stop()`` (then it just stops following: the job is not touched)."""
     while True:

@@ -36,7 +36,9 @@ __all__ = ["LAUNCHER_IMAGE", "PYTHON_VERSION", "BuildContext", "beam_image", "bu
 #: The image's Python: the Beam SDK image and the launcher base image are chosen by it.
 PYTHON_VERSION = "3.11"
 #: Google's Flex Template launcher base image (only its launcher binary is copied), pinned.
-LAUNCHER_IMAGE = f"gcr.io/dataflow-templates-base/python{PYTHON_VERSION.replace('.', '')}-template-launcher-base:20230622_RC00"
+LAUNCHER_IMAGE = (
+    f"gcr.io/dataflow-templates-base/python{PYTHON_VERSION.replace('.', '')}-template-launcher-base:20230622_RC00"
+)
 #: The files of dataflow/ that go into the build context.
 CONTEXT_FILES = ("Dockerfile", "install-wheelhouse.sh", "main.py")
 
@@ -52,8 +54,10 @@ class BuildContext:
         return f"docker build {args} -t {image} {self.folder}"
 
     def cloud_build_command(self, image: str) -> str:
-        return (f"gcloud builds submit {self.folder} --config {self.folder / 'cloudbuild.yaml'} "
-                f"--substitutions _IMAGE={image}")
+        return (
+            f"gcloud builds submit {self.folder} --config {self.folder / 'cloudbuild.yaml'} "
+            f"--substitutions _IMAGE={image}"
+        )
 
 
 def beam_image(beam_version: str) -> str:
@@ -63,16 +67,27 @@ def beam_image(beam_version: str) -> str:
 def build_args(pins: dict[str, str]) -> dict[str, str]:
     """The Dockerfile's build arguments: Beam's version as pinned (pyproject.toml, installed here),
     and where the image keeps the Kafka IO expansion service's jar (kafka_io.py looks there)."""
-    return {"BEAM_VERSION": pins["apache-beam"], "PYTHON_VERSION": PYTHON_VERSION, "LAUNCHER_IMAGE": LAUNCHER_IMAGE,
-            "KAFKA_JAR_DIR": IMAGE_JAR_DIR}
+    return {
+        "BEAM_VERSION": pins["apache-beam"],
+        "PYTHON_VERSION": PYTHON_VERSION,
+        "LAUNCHER_IMAGE": LAUNCHER_IMAGE,
+        "KAFKA_JAR_DIR": IMAGE_JAR_DIR,
+    }
 
 
 def _check_host(beam_version: str) -> None:
-    here = (platform.system(), platform.machine(), platform.python_implementation(), f"{sys.version_info[0]}.{sys.version_info[1]}")
+    here = (
+        platform.system(),
+        platform.machine(),
+        platform.python_implementation(),
+        f"{sys.version_info[0]}.{sys.version_info[1]}",
+    )
     if here[0] != "Linux" or here[1] not in ("x86_64", "AMD64") or here[2] != "CPython" or here[3] != PYTHON_VERSION:
-        raise PackagingError(f"this is {' '.join(here)}; the wheelhouse's compiled wheels must fit the image (Linux "
-                             f"x86_64, CPython {PYTHON_VERSION}): run the command on such a machine, or inside "
-                             f"{beam_image(beam_version)}")
+        raise PackagingError(
+            f"this is {' '.join(here)}; the wheelhouse's compiled wheels must fit the image (Linux "
+            f"x86_64, CPython {PYTHON_VERSION}): run the command on such a machine, or inside "
+            f"{beam_image(beam_version)}"
+        )
 
 
 def _pins_of(wheelhouse: Path) -> dict[str, str]:
@@ -94,22 +109,41 @@ def build_context(output: Path) -> BuildContext:
         shutil.rmtree(wheelhouse)
     with tempfile.TemporaryDirectory(prefix="sf-wheelhouse-") as tmp:
         constraints = Path(tmp) / "constraints.txt"
-        constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items()) if n != DISTRIBUTION),
-                               encoding="utf-8")
+        constraints.write_text(
+            "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()) if n != DISTRIBUTION), encoding="utf-8"
+        )
         process = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir",
-             str(wheelhouse), "--constraint", str(constraints), f"{root}[{WORKER_EXTRA}]"],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--wheel-dir",
+                str(wheelhouse),
+                "--constraint",
+                str(constraints),
+                f"{root}[{WORKER_EXTRA}]",
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
     if process.returncode != 0:
         raise PackagingError(f"pip wheel failed:\n{process.stderr[-3000:]}")
     built = _pins_of(wheelhouse)
     if built != pins:
         differ = sorted(n for n in set(built) | set(pins) if built.get(n) != pins.get(n))
-        raise PackagingError("the wheelhouse differs from the installed versions: " +
-                             ", ".join(f"{n} {pins.get(n)} here, {built.get(n)} built" for n in differ))
+        raise PackagingError(
+            "the wheelhouse differs from the installed versions: "
+            + ", ".join(f"{n} {pins.get(n)} here, {built.get(n)} built" for n in differ)
+        )
     (wheelhouse / "requirements.txt").write_text(
-        "# StreamForge and its runtime dependencies, pinned (streamforge dataflow build)\n" +
-        "".join(f"{n}=={v}\n" for n, v in sorted(built.items())), encoding="utf-8")
+        "# StreamForge and its runtime dependencies, pinned (streamforge dataflow build)\n"
+        + "".join(f"{n}=={v}\n" for n, v in sorted(built.items())),
+        encoding="utf-8",
+    )
     for name in CONTEXT_FILES:
         shutil.copy2(root / "dataflow" / name, output / name)
     args = build_args(built)
@@ -119,8 +153,10 @@ def build_context(output: Path) -> BuildContext:
 
 def _cloudbuild(args: dict[str, str]) -> str:
     build = "".join(f"      - --build-arg\n      - {k}={v}\n" for k, v in args.items())
-    return ("# Cloud Build: gcloud builds submit DIR --config DIR/cloudbuild.yaml --substitutions _IMAGE=IMAGE\n"
-            "# (written by streamforge dataflow build)\n"
-            "steps:\n  - name: gcr.io/cloud-builders/docker\n    args:\n      - build\n" + build +
-            "      - --tag\n      - $_IMAGE\n      - .\nimages:\n  - $_IMAGE\n")
-
+    return (
+        "# Cloud Build: gcloud builds submit DIR --config DIR/cloudbuild.yaml --substitutions _IMAGE=IMAGE\n"
+        "# (written by streamforge dataflow build)\n"
+        "steps:\n  - name: gcr.io/cloud-builders/docker\n    args:\n      - build\n"
+        + build
+        + "      - --tag\n      - $_IMAGE\n      - .\nimages:\n  - $_IMAGE\n"
+    )

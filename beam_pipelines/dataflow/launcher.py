@@ -68,10 +68,18 @@ def request_from(template: Template, values: dict[str, str | None]) -> Request:
     raw = values.get("raw_events") or "false"
     if raw not in ("true", "false"):
         raise SpecError(f"raw_events {raw}: expected true or false")
-    return analytics_request(values["job"], config, warehouse=values["warehouse"], input_url=values["input"],
-                             clickstream=values["clickstream"], orders=values["orders"],
-                             alerts_topic=values["alerts_topic"], dead_letter_topic=values["dead_letter_topic"],
-                             catalog=values["catalog"], raw_events=raw == "true")
+    return analytics_request(
+        values["job"],
+        config,
+        warehouse=values["warehouse"],
+        input_url=values["input"],
+        clickstream=values["clickstream"],
+        orders=values["orders"],
+        alerts_topic=values["alerts_topic"],
+        dead_letter_topic=values["dead_letter_topic"],
+        catalog=values["catalog"],
+        raw_events=raw == "true",
+    )
 
 
 def template_of(argv: Sequence[str]) -> Template:
@@ -91,9 +99,11 @@ def launch(argv: Sequence[str]) -> Submission:
         beam_args = ["--runner=DataflowRunner", *beam_args]  # a template's jobs run on Dataflow
     options = pipeline_options(request, beam_args)
     if not options.view_as(WorkerOptions).sdk_container_image:
-        raise SpecError("no sdk_container_image: the workers would have no StreamForge. The template spec sets "
-                        "defaultEnvironment.sdkContainerImage (streamforge dataflow template); or pass "
-                        "--parameters sdk_container_image=IMAGE")
+        raise SpecError(
+            "no sdk_container_image: the workers would have no StreamForge. The template spec sets "
+            "defaultEnvironment.sdkContainerImage (streamforge dataflow template); or pass "
+            "--parameters sdk_container_image=IMAGE"
+        )
     return submit(request, options)
 
 

@@ -31,8 +31,14 @@ from packaging.utils import canonicalize_name
 
 from streamforge.packaging import PackagingError, build_wheel
 
-__all__ = ["DISTRIBUTION", "WORKER_EXTRA", "installed_closure", "needs_package", "staged_package",
-           "worker_requirements"]
+__all__ = [
+    "DISTRIBUTION",
+    "WORKER_EXTRA",
+    "installed_closure",
+    "needs_package",
+    "staged_package",
+    "worker_requirements",
+]
 
 DISTRIBUTION = "streamforge"
 #: The extra of pyproject.toml that lists what the pipelines need on a worker.
@@ -56,7 +62,9 @@ def installed_closure(name: str, extras: Iterable[str] = ()) -> dict[str, str]:
         try:
             dist = metadata.distribution(current)
         except metadata.PackageNotFoundError:
-            raise PackagingError(f"{current} is required but not installed: pip install 'streamforge[{WORKER_EXTRA}]'") from None
+            raise PackagingError(
+                f"{current} is required but not installed: pip install 'streamforge[{WORKER_EXTRA}]'"
+            ) from None
         found[key] = dist.version
         for line in dist.requires or ():
             requirement = Requirement(line)
@@ -73,8 +81,11 @@ def worker_requirements() -> list[str]:
     wanted = installed_closure(DISTRIBUTION, [WORKER_EXTRA])
     beam = installed_closure(BEAM, ["gcp"])
     requirements = [Requirement(line) for line in metadata.requires(DISTRIBUTION) or ()]
-    direct = {canonicalize_name(r.name) for r in requirements
-              if r.marker is None or r.marker.evaluate({"extra": WORKER_EXTRA})}
+    direct = {
+        canonicalize_name(r.name)
+        for r in requirements
+        if r.marker is None or r.marker.evaluate({"extra": WORKER_EXTRA})
+    }
     keep = {n for n in wanted if n not in beam or n in direct} - {canonicalize_name(DISTRIBUTION), BEAM}
     return [f"{n}=={wanted[n]}" for n in sorted(keep)]
 
@@ -82,8 +93,13 @@ def worker_requirements() -> list[str]:
 def needs_package(options: PipelineOptions) -> bool:
     """True when nothing on the command line gives the workers StreamForge."""
     setup, worker = options.view_as(SetupOptions), options.view_as(WorkerOptions)
-    return not (worker.sdk_container_image or setup.setup_file or setup.extra_packages or setup.requirements_file
-                or setup.prebuild_sdk_container_engine)
+    return not (
+        worker.sdk_container_image
+        or setup.setup_file
+        or setup.extra_packages
+        or setup.requirements_file
+        or setup.prebuild_sdk_container_engine
+    )
 
 
 @contextmanager
@@ -101,9 +117,11 @@ def staged_package(options: PipelineOptions) -> Iterator[list[str]]:
         try:
             wheel = build_wheel(Path(tmp))
         except PackagingError as exc:
-            raise PackagingError(f"{exc}. Dataflow workers need StreamForge: build the image "
-                                 "(streamforge dataflow build) and pass --sdk_container_image=IMAGE, or pass "
-                                 "--extra_package=WHEEL and --requirements_file=FILE") from None
+            raise PackagingError(
+                f"{exc}. Dataflow workers need StreamForge: build the image "
+                "(streamforge dataflow build) and pass --sdk_container_image=IMAGE, or pass "
+                "--extra_package=WHEEL and --requirements_file=FILE"
+            ) from None
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text("".join(line + "\n" for line in worker_requirements()), encoding="utf-8")
         setup.extra_packages = [str(wheel)]

@@ -72,8 +72,18 @@ class OrderSignalCoder(LayoutCoder):
     """fraud: the order events waiting for the watermark."""
 
     def fields(self, s: OrderSignal) -> list[Any]:
-        return [s.event_id, s.order_id, s.user_id, s.status, s.at_ms, str(s.total_amount), s.currency, s.is_first_order,
-                s.ip_country, s.card_fingerprint]
+        return [
+            s.event_id,
+            s.order_id,
+            s.user_id,
+            s.status,
+            s.at_ms,
+            str(s.total_amount),
+            s.currency,
+            s.is_first_order,
+            s.ip_country,
+            s.card_fingerprint,
+        ]
 
     def build(self, version: int, f: list[Any]) -> OrderSignal:
         return OrderSignal(f[0], f[1], f[2], f[3], f[4], Decimal(f[5]), f[6], f[7], f[8], f[9])
@@ -113,10 +123,17 @@ class DetectFraud(beam.DoFn):
         self.late = Metrics.counter("fraud", "late")
         self.expired = Metrics.counter("fraud", "user_states_cleared")
 
-    def process(self, element: tuple[str, dict[str, Any]], timestamp=beam.DoFn.TimestampParam,
-                waiting=beam.DoFn.StateParam(WAITING), rules_state=beam.DoFn.StateParam(RULES_STATE),
-                evaluated=beam.DoFn.StateParam(EVALUATED), timer_at=beam.DoFn.StateParam(TIMER_AT),
-                raised=beam.DoFn.StateParam(RAISED), due=beam.DoFn.TimerParam(DUE)) -> Iterable[Any]:
+    def process(
+        self,
+        element: tuple[str, dict[str, Any]],
+        timestamp=beam.DoFn.TimestampParam,
+        waiting=beam.DoFn.StateParam(WAITING),
+        rules_state=beam.DoFn.StateParam(RULES_STATE),
+        evaluated=beam.DoFn.StateParam(EVALUATED),
+        timer_at=beam.DoFn.StateParam(TIMER_AT),
+        raised=beam.DoFn.StateParam(RAISED),
+        due=beam.DoFn.TimerParam(DUE),
+    ) -> Iterable[Any]:
         event = element[1]
         self.events.inc()
         if event["status"] not in OBSERVED_STATUSES:
@@ -125,11 +142,25 @@ class DetectFraud(beam.DoFn):
         through_ms = evaluated.read()
         if through_ms is not None and at_ms <= through_ms:
             self.late.inc()
-            error = (f"order event at {format_millis(at_ms)} arrived after user {event['user_id']}'s events "
-                     f"up to {format_millis(through_ms)} were evaluated (the watermark had passed it)")
-            return [beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                "fraud", "Detect fraud patterns", "late", error, self.schema.to_json(event, validate=False),
-                received_at=millis_to_datetime(now_ms()), event_id=event["event_id"], event_time=event["event_time"]))]
+            error = (
+                f"order event at {format_millis(at_ms)} arrived after user {event['user_id']}'s events "
+                f"up to {format_millis(through_ms)} were evaluated (the watermark had passed it)"
+            )
+            return [
+                beam.pvalue.TaggedOutput(
+                    DEAD_LETTER,
+                    dead_letter(
+                        "fraud",
+                        "Detect fraud patterns",
+                        "late",
+                        error,
+                        self.schema.to_json(event, validate=False),
+                        received_at=millis_to_datetime(now_ms()),
+                        event_id=event["event_id"],
+                        event_time=event["event_time"],
+                    ),
+                )
+            ]
         waiting.add(OrderSignal.of(event))
         scheduled = timer_at.read()
         if scheduled is None or at_ms < scheduled:
@@ -155,14 +186,20 @@ class DetectFraud(beam.DoFn):
         return out
 
     @on_timer(DUE)
-    def _evaluate(self, fired=beam.DoFn.TimestampParam, waiting=beam.DoFn.StateParam(WAITING),
-                  rules_state=beam.DoFn.StateParam(RULES_STATE), evaluated=beam.DoFn.StateParam(EVALUATED),
-                  timer_at=beam.DoFn.StateParam(TIMER_AT), raised=beam.DoFn.StateParam(RAISED),
-                  due=beam.DoFn.TimerParam(DUE)) -> Iterable[Any]:
+    def _evaluate(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        waiting=beam.DoFn.StateParam(WAITING),
+        rules_state=beam.DoFn.StateParam(RULES_STATE),
+        evaluated=beam.DoFn.StateParam(EVALUATED),
+        timer_at=beam.DoFn.StateParam(TIMER_AT),
+        raised=beam.DoFn.StateParam(RAISED),
+        due=beam.DoFn.TimerParam(DUE),
+    ) -> Iterable[Any]:
         fired_ms = fired.micros // 1000
         pending = sorted(waiting.read(), key=lambda e: (e.at_ms, e.event_id))
         ready = [e for e in pending if e.at_ms <= fired_ms]
-        rest = pending[len(ready):]
+        rest = pending[len(ready) :]
         state: UserFraudState = rules_state.read() or UserFraudState()
         early = dict(raised.read())
         detected_at = datetime.now(timezone.utc)
@@ -201,8 +238,11 @@ class DetectFraud(beam.DoFn):
             return
         for alert_id in settled - found:
             self.unconfirmed.inc()
-            _LOG.warning("fraud alert %s was raised on arrival, but the event-time evaluation did not raise it "
-                         "(an earlier event of the user arrived later)", alert_id)
+            _LOG.warning(
+                "fraud alert %s was raised on arrival, but the event-time evaluation did not raise it "
+                "(an earlier event of the user arrived later)",
+                alert_id,
+            )
         raised.clear()
         for alert_id, at_ms in early.items():
             if alert_id not in settled:
@@ -272,14 +312,17 @@ class FraudAlerts(beam.PTransform):
         if not self.streaming:
             alerts = (
                 orders
-                | "Order signals per user" >> CombineBatchesPerKey(_user_signal, UserSignals(), counter=("fraud", "events"))
+                | "Order signals per user"
+                >> CombineBatchesPerKey(_user_signal, UserSignals(), counter=("fraud", "events"))
                 | "Detect fraud patterns" >> beam.ParDo(_DetectAll(self.rules))
             )
             return alerts, []
         detected = (
             orders
-            | "Key by user" >> beam.Map(lambda event: (event["user_id"], event)).with_output_types(
-                beam.typehints.Tuple[str, beam.typehints.Dict[str, Any]])
+            | "Key by user"
+            >> beam.Map(lambda event: (event["user_id"], event)).with_output_types(
+                beam.typehints.Tuple[str, beam.typehints.Dict[str, Any]]
+            )
             | "Detect fraud patterns" >> beam.ParDo(DetectFraud(self.rules)).with_outputs(DEAD_LETTER, main="alerts")
         )
         return detected.alerts, [detected[DEAD_LETTER]]

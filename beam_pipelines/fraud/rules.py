@@ -63,9 +63,18 @@ class OrderSignal(NamedTuple):
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> OrderSignal:
         """From a validated order event (Python form)."""
-        return cls(event["event_id"], event["order_id"], event["user_id"], str(event["status"]),
-                   to_millis(event["event_time"]), event["total_amount"], event["currency"], event["is_first_order"],
-                   event["ip_country"], event.get("card_fingerprint"))
+        return cls(
+            event["event_id"],
+            event["order_id"],
+            event["user_id"],
+            str(event["status"]),
+            to_millis(event["event_time"]),
+            event["total_amount"],
+            event["currency"],
+            event["is_first_order"],
+            event["ip_country"],
+            event.get("card_fingerprint"),
+        )
 
 
 @dataclass(slots=True)
@@ -106,15 +115,22 @@ class UserFraudState:
 
     def to_fields(self) -> list[Any]:
         """Plain values only (for the streaming job's explicit state coder)."""
-        return [[[o.event_id, o.order_id, o.at_ms, o.country] for o in self.recent_orders], self.burst_anchor,
-                [[o.event_id, o.order_id, o.at_ms, o.country] for o in self.last_order_by_country.values()],
-                [[a.event_id, a.at_ms, a.failed, a.card] for a in self.attempts]]
+        return [
+            [[o.event_id, o.order_id, o.at_ms, o.country] for o in self.recent_orders],
+            self.burst_anchor,
+            [[o.event_id, o.order_id, o.at_ms, o.country] for o in self.last_order_by_country.values()],
+            [[a.event_id, a.at_ms, a.failed, a.card] for a in self.attempts],
+        ]
 
     @classmethod
     def from_fields(cls, fields: list[Any]) -> UserFraudState:
         by_country = [_Order(*o) for o in fields[2]]
-        return cls([_Order(*o) for o in fields[0]], fields[1], {o.country: o for o in by_country},
-                   [_Attempt(*a) for a in fields[3]])
+        return cls(
+            [_Order(*o) for o in fields[0]],
+            fields[1],
+            {o.country: o for o in by_country},
+            [_Attempt(*a) for a in fields[3]],
+        )
 
 
 @dataclass(frozen=True)
@@ -175,7 +191,9 @@ class FraudDetector:
             alerts += self._location_anomaly(state, event, order)
             return alerts
         if status in (OrderStatus.PAID, OrderStatus.PAYMENT_FAILED):
-            attempt = _Attempt(event.event_id, event.at_ms, status == OrderStatus.PAYMENT_FAILED, event.card_fingerprint)
+            attempt = _Attempt(
+                event.event_id, event.at_ms, status == OrderStatus.PAYMENT_FAILED, event.card_fingerprint
+            )
             return self._card_testing(state, event, attempt)
         return []
 
@@ -217,32 +235,36 @@ class FraudDetector:
             return []  # still the same burst: already alerted
         state.burst_anchor = window[0].event_id
         span_s = (order.at_ms - window[0].at_ms) / 1000
-        return [Alert(
-            alert_id=alert_id(FraudPattern.RAPID_ORDERS, event.user_id, state.burst_anchor),
-            user_id=event.user_id,
-            order_id=order.order_id,
-            alert_type=FraudPattern.RAPID_ORDERS,
-            risk_score=min(0.95, 0.6 + 0.1 * (len(window) - count)),
-            description=f"{len(window)} orders in {span_s:.0f} s (rule: {count} within {format_duration(self.rules.rapid_orders_window)})",
-            event_time_ms=order.at_ms,
-            related_event_ids=tuple(o.event_id for o in window),
-        )]
+        return [
+            Alert(
+                alert_id=alert_id(FraudPattern.RAPID_ORDERS, event.user_id, state.burst_anchor),
+                user_id=event.user_id,
+                order_id=order.order_id,
+                alert_type=FraudPattern.RAPID_ORDERS,
+                risk_score=min(0.95, 0.6 + 0.1 * (len(window) - count)),
+                description=f"{len(window)} orders in {span_s:.0f} s (rule: {count} within {format_duration(self.rules.rapid_orders_window)})",
+                event_time_ms=order.at_ms,
+                related_event_ids=tuple(o.event_id for o in window),
+            )
+        ]
 
     def _high_value_first_order(self, event: OrderSignal, order: _Order) -> list[Alert]:
         total = event.total_amount
         if not event.is_first_order or total <= self._high_value:
             return []
         ratio = float(total / self._high_value)
-        return [Alert(
-            alert_id=alert_id(FraudPattern.HIGH_VALUE_FIRST_ORDER, event.user_id, order.event_id),
-            user_id=event.user_id,
-            order_id=order.order_id,
-            alert_type=FraudPattern.HIGH_VALUE_FIRST_ORDER,
-            risk_score=round(min(0.95, 0.5 + 0.25 * (ratio - 1)), 4),
-            description=f"first order of {total:,.2f} {event.currency} above {self._high_value:,.2f}",
-            event_time_ms=order.at_ms,
-            related_event_ids=(order.event_id,),
-        )]
+        return [
+            Alert(
+                alert_id=alert_id(FraudPattern.HIGH_VALUE_FIRST_ORDER, event.user_id, order.event_id),
+                user_id=event.user_id,
+                order_id=order.order_id,
+                alert_type=FraudPattern.HIGH_VALUE_FIRST_ORDER,
+                risk_score=round(min(0.95, 0.5 + 0.25 * (ratio - 1)), 4),
+                description=f"first order of {total:,.2f} {event.currency} above {self._high_value:,.2f}",
+                event_time_ms=order.at_ms,
+                related_event_ids=(order.event_id,),
+            )
+        ]
 
     def _location_anomaly(self, state: UserFraudState, event: OrderSignal, order: _Order) -> list[Alert]:
         if order.country not in COUNTRIES:
@@ -261,17 +283,21 @@ class FraudDetector:
             return []
         speed, earlier, km = worst
         minutes = (order.at_ms - earlier.at_ms) / 60_000
-        return [Alert(
-            alert_id=alert_id(FraudPattern.LOCATION_ANOMALY, event.user_id, order.event_id),
-            user_id=event.user_id,
-            order_id=order.order_id,
-            alert_type=FraudPattern.LOCATION_ANOMALY,
-            risk_score=round(min(0.99, 0.7 + 0.05 * math.log2(speed / self.rules.max_travel_speed_kmh)), 4),
-            description=(f"orders from {earlier.country} and {order.country}, {km:,.0f} km apart in "
-                         f"{minutes:.0f} min (would need {speed:,.0f} km/h)"),
-            event_time_ms=order.at_ms,
-            related_event_ids=(earlier.event_id, order.event_id),
-        )]
+        return [
+            Alert(
+                alert_id=alert_id(FraudPattern.LOCATION_ANOMALY, event.user_id, order.event_id),
+                user_id=event.user_id,
+                order_id=order.order_id,
+                alert_type=FraudPattern.LOCATION_ANOMALY,
+                risk_score=round(min(0.99, 0.7 + 0.05 * math.log2(speed / self.rules.max_travel_speed_kmh)), 4),
+                description=(
+                    f"orders from {earlier.country} and {order.country}, {km:,.0f} km apart in "
+                    f"{minutes:.0f} min (would need {speed:,.0f} km/h)"
+                ),
+                event_time_ms=order.at_ms,
+                related_event_ids=(earlier.event_id, order.event_id),
+            )
+        ]
 
     def _card_testing(self, state: UserFraudState, event: OrderSignal, attempt: _Attempt) -> list[Alert]:
         window = [a for a in state.attempts if attempt.at_ms - a.at_ms <= self._card_ms]
@@ -286,13 +312,15 @@ class FraudDetector:
             return []
         state.attempts = []  # these attempts are this instance's
         excess = max(failures - rules.card_testing_failed_payments, cards - rules.card_testing_distinct_cards, 0)
-        return [Alert(
-            alert_id=alert_id(FraudPattern.CARD_TESTING, event.user_id, attempt.event_id),
-            user_id=event.user_id,
-            order_id=event.order_id,
-            alert_type=FraudPattern.CARD_TESTING,
-            risk_score=min(0.99, 0.7 + 0.05 * excess),
-            description=f"{failures} failed payments with {cards} card(s) before a successful payment",
-            event_time_ms=attempt.at_ms,
-            related_event_ids=tuple(a.event_id for a in window),
-        )]
+        return [
+            Alert(
+                alert_id=alert_id(FraudPattern.CARD_TESTING, event.user_id, attempt.event_id),
+                user_id=event.user_id,
+                order_id=event.order_id,
+                alert_type=FraudPattern.CARD_TESTING,
+                risk_score=min(0.99, 0.7 + 0.05 * excess),
+                description=f"{failures} failed payments with {cards} card(s) before a successful payment",
+                event_time_ms=attempt.at_ms,
+                related_event_ids=tuple(a.event_id for a in window),
+            )
+        ]

@@ -151,8 +151,11 @@ class _IndexedKeyedStates(dict):
 
 def _is_empty(state: Any) -> bool:
     """No timers, no global state and no value but empty lists (what reading an unset tag leaves)."""
-    return not state.timers and not state.global_state and all(
-        value == [] for tags in state.state.values() for value in tags.values())
+    return (
+        not state.timers
+        and not state.global_state
+        and all(value == [] for tags in state.state.values() for value in tags.values())
+    )
 
 
 def _initialize_keyed_states(self: Any, root_transforms: Any, value_to_consumers: Any) -> dict[Any, Any]:
@@ -174,11 +177,14 @@ def _extract_transform_timers(self: Any) -> tuple[list[TimerFiring], bool]:
             state = states.get(key)
             if state is None:
                 continue
-            timers, had_realtime_timer = state.get_timers(watermark=self._input_watermark,
-                                                          processing_time=processing_time)
+            timers, had_realtime_timer = state.get_timers(
+                watermark=self._input_watermark, processing_time=processing_time
+            )
             has_realtime_timer = has_realtime_timer or had_realtime_timer
             for window, (name, time_domain, timestamp, dynamic_timer_tag) in timers:
-                fired.append(TimerFiring(key, window, name, time_domain, timestamp, dynamic_timer_tag=dynamic_timer_tag))
+                fired.append(
+                    TimerFiring(key, window, name, time_domain, timestamp, dynamic_timer_tag=dynamic_timer_tag)
+                )
             states.index(key)  # a due timer stays due (and is returned again) until its bundle clears it
         self._fired_timers.update(fired)
         return fired, has_realtime_timer
@@ -258,8 +264,11 @@ def _refresh(self: Any) -> bool:
         producer_watermark = min(input_watermarks)
         self._input_watermark = max(self._input_watermark, min(pending_holder, producer_watermark))
         holds = self._keyed_earliest_holds
-        earliest_hold = holds.earliest() if isinstance(holds, _EarliestHolds) else min(
-            holds.values(), default=manager.WATERMARK_POS_INF)
+        earliest_hold = (
+            holds.earliest()
+            if isinstance(holds, _EarliestHolds)
+            else min(holds.values(), default=manager.WATERMARK_POS_INF)
+        )
         new_output_watermark = min(self._input_watermark, earliest_hold)
         advanced = new_output_watermark > self._output_watermark
         self._output_watermark = new_output_watermark
@@ -282,8 +291,9 @@ def _without_extraction_once(self: Any) -> Any:
 _ORIGINAL_WITHOUT_EXTRACTION = trigger._CombiningValueStateTag.without_extraction
 
 
-def _output_releasing_late_holds(self: Any, window: Any, finished: bool, state: Any, output_watermark: Any,
-                                 maybe_ontime: bool) -> Any:
+def _output_releasing_late_holds(
+    self: Any, window: Any, finished: bool, state: Any, output_watermark: Any, maybe_ontime: bool
+) -> Any:
     """``GeneralTriggerDriver._output``; a pane after the on-time pane also clears the window's hold."""
     trigger_fn = self.trigger_fn
     late = isinstance(trigger_fn, trigger.AfterWatermark) and bool(trigger_fn.is_late(state.at(window, self.clock)))
@@ -351,8 +361,12 @@ def patched_direct_runner() -> Iterator[bool]:
     """While it is open, DirectRunner pipelines started in this process run with the fixes;
     yields whether they are applied (False on a Beam version other than BEAM_VERSION)."""
     if beam.__version__ != BEAM_VERSION:
-        _LOG.warning("Beam %s is not %s, which the local runner's fixes were written for: running without "
-                     "them (slower, and counters undercount)", beam.__version__, BEAM_VERSION)
+        _LOG.warning(
+            "Beam %s is not %s, which the local runner's fixes were written for: running without "
+            "them (slower, and counters undercount)",
+            beam.__version__,
+            BEAM_VERSION,
+        )
         yield False
         return
     patches = _patches()

@@ -70,7 +70,9 @@ from streamforge.timeutil import parse_timestamp, to_millis
 __all__ = ["MESSAGE_CODER", "FeedCounts", "KafkaFeed", "PubSubFeed", "Received"]
 
 #: What the feed hands the pipeline: (payload, encoding attribute, receipt ms or -1 when unknown).
-MESSAGE_CODER = beam.coders.TupleCoder([beam.coders.BytesCoder(), beam.coders.StrUtf8Coder(), beam.coders.VarIntCoder()])
+MESSAGE_CODER = beam.coders.TupleCoder(
+    [beam.coders.BytesCoder(), beam.coders.StrUtf8Coder(), beam.coders.VarIntCoder()]
+)
 _Event = beam_runner_api_pb2.TestStreamPayload.Event
 _HEARTBEAT_S = 1.0  # the runner gives up on a TestStream service silent for 30 s
 _GATHER_S = 0.25  # how long a batch waits for more pulls to join it
@@ -163,7 +165,8 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         if self.endpoint is None:
             raise RuntimeError("start() the feed before building the pipeline")
         self._outputs = pipeline | f"Read {self.name} (local feed)" >> TestStream(
-            coder=MESSAGE_CODER, output_tags=list(self.inputs), endpoint=self.endpoint)
+            coder=MESSAGE_CODER, output_tags=list(self.inputs), endpoint=self.endpoint
+        )
 
     def output(self, path: str) -> beam.PCollection:
         """The ``(data, encoding, received_ms)`` messages of ``path``, timestamped with their event time."""
@@ -179,9 +182,12 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
     def counts(self) -> dict[str, FeedCounts]:
         """A copy of each input's counts, by path."""
         now = self.clock()
-        return {path: FeedCounts(s.counts.pulled, s.counts.duplicates, s.counts.acked, s.watermark_ms,
-                                 s.newest_ms(now, self.idle_s))
-                for path, s in self.inputs.items()}
+        return {
+            path: FeedCounts(
+                s.counts.pulled, s.counts.duplicates, s.counts.acked, s.watermark_ms, s.newest_ms(now, self.idle_s)
+            )
+            for path, s in self.inputs.items()
+        }
 
     @property
     def errors(self) -> list[BaseException]:
@@ -325,8 +331,12 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                     state.counts.duplicates += 1
                     continue
                 state.saw(message.partition, message.event_ms, now)
-                elements.append(element(encoded_element=encode((message.data, message.encoding, message.received_ms)),
-                                        timestamp=message.event_ms * 1000))
+                elements.append(
+                    element(
+                        encoded_element=encode((message.data, message.encoding, message.received_ms)),
+                        timestamp=message.event_ms * 1000,
+                    )
+                )
         return {path: elements for path, elements in out.items() if elements}
 
     def _repeat(self, key: int, event_ms: int) -> bool:
@@ -341,8 +351,11 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
         """Each input's new watermark (ms), where it moved forward."""
         now = self.clock()
         newest = {path: s.newest_ms(now, self.idle_s) for path, s in self.inputs.items()}
-        active = [newest[path] - self.lag_ms for path, s in self.inputs.items()
-                  if newest[path] is not None and now - s.last_read < self.idle_s]
+        active = [
+            newest[path] - self.lag_ms
+            for path, s in self.inputs.items()
+            if newest[path] is not None and now - s.last_read < self.idle_s
+        ]
         advanced = {}
         if all(ms is None for ms in newest.values()):
             return advanced  # nothing read anywhere yet: event time is unknown
@@ -380,8 +393,14 @@ class PubSubFeed(_Feed):
 
     name = "Pub/Sub"
 
-    def __init__(self, paths: list[str], settings: LocalStreamingConfig, dedup_ttl: timedelta,
-                 subscriber: Any = None, clock=time.monotonic):
+    def __init__(
+        self,
+        paths: list[str],
+        settings: LocalStreamingConfig,
+        dedup_ttl: timedelta,
+        subscriber: Any = None,
+        clock=time.monotonic,
+    ):
         super().__init__(paths, settings, dedup_ttl, clock)
         self.subscriber = subscriber or pubsub_v1.SubscriberClient()
         self._temporary: list[str] = []
@@ -395,23 +414,33 @@ class PubSubFeed(_Feed):
 
     def _fetch(self, path: str) -> list[Received]:
         try:
-            response = self.subscriber.pull(request={"subscription": self.inputs[path].subscription,
-                                                     "max_messages": self.batch}, timeout=2.0)
+            response = self.subscriber.pull(
+                request={"subscription": self.inputs[path].subscription, "max_messages": self.batch}, timeout=2.0
+            )
         except (exceptions.DeadlineExceeded, exceptions.RetryError, exceptions.ServiceUnavailable):
             return []
         received = []
         for item in response.received_messages:
             message = item.message
             attributes = message.attributes
-            received.append(Received(message.data, attributes.get("encoding", "json"), attributes.get("event_id"),
-                                     _event_time_ms(attributes.get("event_time"), message.publish_time), 0,
-                                     item.ack_id, receipt_ms(attributes.get("received_at")) or -1))
+            received.append(
+                Received(
+                    message.data,
+                    attributes.get("encoding", "json"),
+                    attributes.get("event_id"),
+                    _event_time_ms(attributes.get("event_time"), message.publish_time),
+                    0,
+                    item.ack_id,
+                    receipt_ms(attributes.get("received_at")) or -1,
+                )
+            )
         return received
 
     def _taken(self, path: str, tokens: list[Any]) -> None:
         for start in range(0, len(tokens), _ACK_CHUNK):
-            self.subscriber.acknowledge(request={"subscription": self.inputs[path].subscription,
-                                                 "ack_ids": tokens[start:start + _ACK_CHUNK]})
+            self.subscriber.acknowledge(
+                request={"subscription": self.inputs[path].subscription, "ack_ids": tokens[start : start + _ACK_CHUNK]}
+            )
 
     def _close_sources(self) -> None:
         for subscription in self._temporary:
@@ -426,8 +455,9 @@ class KafkaFeed(_Feed):
     name = "Kafka"
     DISCOVER_EVERY_S = DISCOVER_EVERY_S
 
-    def __init__(self, inputs: dict[str, KafkaUrl], settings: LocalStreamingConfig, dedup_ttl: timedelta,
-                 clock=time.monotonic):
+    def __init__(
+        self, inputs: dict[str, KafkaUrl], settings: LocalStreamingConfig, dedup_ttl: timedelta, clock=time.monotonic
+    ):
         super().__init__(list(inputs), settings, dedup_ttl, clock)
         self.urls = inputs
         self._clients: dict[str, Any] = {}
@@ -454,8 +484,16 @@ class KafkaFeed(_Feed):
         received = []
         for message in consume(self._clients[path], self.urls[path], self.batch, timeout=0.5):
             data, encoding, event_id = message_item(message)
-            received.append(Received(data, encoding, event_id, message_event_ms(message), message.partition(),
-                                     (message.partition(), message.offset())))
+            received.append(
+                Received(
+                    data,
+                    encoding,
+                    event_id,
+                    message_event_ms(message),
+                    message.partition(),
+                    (message.partition(), message.offset()),
+                )
+            )
         return received
 
     def _taken(self, path: str, tokens: list[Any]) -> None:
@@ -499,4 +537,3 @@ def _event_time_ms(attribute: str | None, publish_time: Any) -> int:
         except ValueError:
             pass
     return int(publish_time.timestamp() * 1000)
-

@@ -55,8 +55,14 @@ class MinuteRevenue:
     cancelled_cents: int = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return MinuteRevenue, (self.gmv_cents, self.order_count, self.units, self.buyers, self.first_time_orders,
-                               self.cancelled_cents)
+        return MinuteRevenue, (
+            self.gmv_cents,
+            self.order_count,
+            self.units,
+            self.buyers,
+            self.first_time_orders,
+            self.cancelled_cents,
+        )
 
     def add(self, event: Mapping[str, Any]) -> MinuteRevenue:
         """Add one validated order event; statuses other than PAID and CANCELLED do not count."""
@@ -126,8 +132,14 @@ class LineRevenue:
 
     def record(self, start_ms: int, region: str, category: str, size_ms: int = WINDOW_MS) -> dict[str, Any]:
         """The ``revenue_by_category_region`` row."""
-        return {**_window(start_ms, size_ms), "region": region, "category": category,
-                "gmv": _amount(self.gmv_cents), "units": self.units, "order_count": len(self.orders)}
+        return {
+            **_window(start_ms, size_ms),
+            "region": region,
+            "category": category,
+            "gmv": _amount(self.gmv_cents),
+            "units": self.units,
+            "order_count": len(self.orders),
+        }
 
 
 def paid_lines(event: Mapping[str, Any]) -> Iterator[tuple[tuple[str, str], str, Mapping[str, Any]]]:

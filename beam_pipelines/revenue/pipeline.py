@@ -84,8 +84,9 @@ def _by_minute(event: dict[str, Any]) -> tuple[tuple[int, dict[str, Any]]]:
     return ((window_start_ms(event), event),)
 
 
-def _lines_by_minute_region_category(event: dict[str, Any], catalog: Mapping[str, str] | None = None
-                                     ) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
+def _lines_by_minute_region_category(
+    event: dict[str, Any], catalog: Mapping[str, str] | None = None
+) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
     start_ms = window_start_ms(event)
     for (region, _category), order_id, item in paid_lines(event):
         yield (start_ms, region, category_of(item, catalog)), (order_id, item)
@@ -140,10 +141,14 @@ class _JoinCatalog(beam.DoFn):
     LATEST = ReadModifyWriteStateSpec("latest", CatalogEntryCoder())
 
     def setup(self) -> None:
-        self.hits, self.misses = Metrics.counter("revenue", "catalog_hits"), Metrics.counter("revenue", "catalog_misses")
+        self.hits, self.misses = (
+            Metrics.counter("revenue", "catalog_hits"),
+            Metrics.counter("revenue", "catalog_misses"),
+        )
 
-    def process(self, element: tuple[str, tuple[str, Any]], latest=beam.DoFn.StateParam(LATEST)
-                ) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
+    def process(
+        self, element: tuple[str, tuple[str, Any]], latest=beam.DoFn.StateParam(LATEST)
+    ) -> Iterable[tuple[tuple[int, str, str], tuple[str, Any]]]:
         sku, (kind, value) = element
         held: CatalogEntry | None = latest.read()
         if kind == "catalog":
@@ -170,9 +175,12 @@ class ProductCatalog(beam.PTransform):
 
     def expand(self, pbegin):
         products = {"products": load_source_tables()["products"]}
-        reads = [pbegin | f"Read product changes {n}" >> ReadChanges(self.source.kind, location, self.local_feed,
-                                                                                       self.source.kafka_url(location))
-                 for n, (_, location) in enumerate(self.source.sources)]
+        reads = [
+            pbegin
+            | f"Read product changes {n}"
+            >> ReadChanges(self.source.kind, location, self.local_feed, self.source.kafka_url(location))
+            for n, (_, location) in enumerate(self.source.sources)
+        ]
         payloads = reads | "All product changes" >> beam.Flatten() if len(reads) > 1 else reads[0]
         source = ", ".join(location for _, location in self.source.sources)
         changes, dead = payloads | "Parse product changes" >> ParseChanges(products, source)
@@ -184,35 +192,56 @@ class RevenueWindows(beam.PTransform):
 
     Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
-    def __init__(self, allowed_lateness: timedelta, *, streaming: bool, lateness_margin: timedelta = timedelta(0),
-                 catalog: beam.PCollection | None = None):
+    def __init__(
+        self,
+        allowed_lateness: timedelta,
+        *,
+        streaming: bool,
+        lateness_margin: timedelta = timedelta(0),
+        catalog: beam.PCollection | None = None,
+    ):
         super().__init__()
         self.allowed_lateness, self.streaming, self.margin = allowed_lateness, streaming, lateness_margin
         self.catalog = catalog  # (sku, CatalogEntry) from the products change stream, or None
 
     def display_data(self) -> dict[str, Any]:
-        return {"allowed_lateness": format_duration(self.allowed_lateness),
-                "lateness_margin": format_duration(self.margin), "catalog": self.catalog is not None}
+        return {
+            "allowed_lateness": format_duration(self.allowed_lateness),
+            "lateness_margin": format_duration(self.margin),
+            "catalog": self.catalog is not None,
+        }
 
     def expand(self, orders: beam.PCollection):
         if not self.streaming:
             per_minute = orders | "Revenue per minute" >> CombineBatchesPerKey(
-                _by_minute, AggregateFn(MinuteRevenue), counter=("revenue", "events"))
+                _by_minute, AggregateFn(MinuteRevenue), counter=("revenue", "events")
+            )
             categories = None
             if self.catalog is not None:
                 categories = beam.pvalue.AsDict(
                     self.catalog
                     | "Latest catalogue entry per product" >> beam.CombinePerKey(LatestEntryFn())
-                    | "Current categories" >> beam.FlatMap(_latest_categories))
+                    | "Current categories" >> beam.FlatMap(_latest_categories)
+                )
             by_category_region = orders | "Revenue by minute, region and category" >> CombineBatchesPerKey(
-                _lines_by_minute_region_category, AggregateFn(LineRevenue), side_input=categories)
-            return (per_minute | "Revenue per minute rows" >> beam.ParDo(_MinuteRow()),
-                    by_category_region | "Revenue by region and category rows" >> beam.ParDo(_LineRow()), [])
-        gated = orders | LateGate("revenue", "order_event", lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
-                                  self.allowed_lateness, self.margin)
+                _lines_by_minute_region_category, AggregateFn(LineRevenue), side_input=categories
+            )
+            return (
+                per_minute | "Revenue per minute rows" >> beam.ParDo(_MinuteRow()),
+                by_category_region | "Revenue by region and category rows" >> beam.ParDo(_LineRow()),
+                [],
+            )
+        gated = orders | LateGate(
+            "revenue",
+            "order_event",
+            lambda at_ms: at_ms - at_ms % WINDOW_MS + WINDOW_MS,
+            self.allowed_lateness,
+            self.margin,
+        )
         counted = (
             gated.events
-            | "Minute windows" >> accumulating(window.FixedWindows(WINDOW_MS / 1000), self.allowed_lateness + self.margin)
+            | "Minute windows"
+            >> accumulating(window.FixedWindows(WINDOW_MS / 1000), self.allowed_lateness + self.margin)
             | "Count order events" >> beam.ParDo(_CountOrders())
         )
         per_minute = (
@@ -222,21 +251,26 @@ class RevenueWindows(beam.PTransform):
             | "Revenue per minute rows" >> beam.ParDo(_MinuteRow())
         )
         if self.catalog is None:
-            lines = counted | "Paid lines by minute, region and category" >> beam.FlatMap(_lines_by_minute_region_category)
+            lines = counted | "Paid lines by minute, region and category" >> beam.FlatMap(
+                _lines_by_minute_region_category
+            )
         else:  # join in the global window, then back into the minute windows
             paid = gated.events | "Paid lines by product" >> beam.FlatMap(_paid_lines_by_product)
             # plain tuples in the shuffle: no project class in a running job's data
-            updates = self.catalog | "Catalogue updates by product" >> beam.Map(lambda kv: (kv[0], ("catalog", tuple(kv[1]))))
+            updates = self.catalog | "Catalogue updates by product" >> beam.Map(
+                lambda kv: (kv[0], ("catalog", tuple(kv[1])))
+            )
             lines = (
                 (paid, updates)
                 | "Lines and catalogue" >> beam.Flatten()
                 | "Join the product catalogue" >> beam.ParDo(_JoinCatalog())
-                | "Minute windows for lines" >> accumulating(window.FixedWindows(WINDOW_MS / 1000),
-                                                             self.allowed_lateness + self.margin)
+                | "Minute windows for lines"
+                >> accumulating(window.FixedWindows(WINDOW_MS / 1000), self.allowed_lateness + self.margin)
             )
         by_category_region = (
             lines
-            | "Combine revenue by region and category" >> beam.CombinePerKey(AggregateFn(LineRevenue, LineRevenueCoder()))
+            | "Combine revenue by region and category"
+            >> beam.CombinePerKey(AggregateFn(LineRevenue, LineRevenueCoder()))
             | "Revenue by region and category rows" >> beam.ParDo(_LineRow())
         )
         return per_minute, by_category_region, [gated.dead_letter]

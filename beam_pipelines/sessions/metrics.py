@@ -55,14 +55,26 @@ class SessionAggregate:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the constructor's arguments: a third of the default's cost (accumulators
         cross the shuffle pickled)."""
-        return SessionAggregate, (self.user_id, self.event_count, self.start_ms, self.end_ms, self.first_key,
-                                  self.device_type, self.geo_region, self.counts, self.revenue_cents, self.category_views)
+        return SessionAggregate, (
+            self.user_id,
+            self.event_count,
+            self.start_ms,
+            self.end_ms,
+            self.first_key,
+            self.device_type,
+            self.geo_region,
+            self.counts,
+            self.revenue_cents,
+            self.category_views,
+        )
 
     def add(self, event: Mapping[str, Any], at_ms: int | None = None) -> SessionAggregate:
         """Add one validated clickstream event (Python form); ``at_ms``: its event time, if known."""
         if at_ms is None:
             at_ms = to_millis(event["event_time"])
-        self._span(event["user_id"], at_ms, at_ms, (at_ms, event["event_id"]), event["device_type"], event["geo_region"], 1)
+        self._span(
+            event["user_id"], at_ms, at_ms, (at_ms, event["event_id"]), event["device_type"], event["geo_region"], 1
+        )
         kind = event["event_type"]
         name = _COUNTED[kind]
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -76,8 +88,15 @@ class SessionAggregate:
         """Fold ``other`` (the same user's) into this aggregate."""
         if other.event_count == 0:
             return self
-        self._span(other.user_id, other.start_ms, other.end_ms, other.first_key, other.device_type, other.geo_region,
-                   other.event_count)
+        self._span(
+            other.user_id,
+            other.start_ms,
+            other.end_ms,
+            other.first_key,
+            other.device_type,
+            other.geo_region,
+            other.event_count,
+        )
         for name, n in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + n
         self.revenue_cents += other.revenue_cents
@@ -85,8 +104,16 @@ class SessionAggregate:
             self.category_views[category] = self.category_views.get(category, 0) + n
         return self
 
-    def _span(self, user_id: str, start_ms: int, end_ms: int, first_key: tuple[int, str], device_type: str,
-              geo_region: str, events: int) -> None:
+    def _span(
+        self,
+        user_id: str,
+        start_ms: int,
+        end_ms: int,
+        first_key: tuple[int, str],
+        device_type: str,
+        geo_region: str,
+        events: int,
+    ) -> None:
         """Extend the time span and event count; the earliest event decides device and region."""
         if self.event_count == 0:
             self.user_id, self.start_ms, self.end_ms = user_id, start_ms, end_ms

@@ -78,8 +78,18 @@ class SessionAggregateCoder(LayoutCoder):
     """sessions: the accumulator of a session window."""
 
     def fields(self, a: SessionAggregate) -> list[Any]:
-        return [a.user_id, a.event_count, a.start_ms, a.end_ms, list(a.first_key), a.device_type, a.geo_region,
-                a.counts, a.revenue_cents, a.category_views]
+        return [
+            a.user_id,
+            a.event_count,
+            a.start_ms,
+            a.end_ms,
+            list(a.first_key),
+            a.device_type,
+            a.geo_region,
+            a.counts,
+            a.revenue_cents,
+            a.category_views,
+        ]
 
     def build(self, version: int, f: list[Any]) -> SessionAggregate:
         return SessionAggregate(f[0], f[1], f[2], f[3], tuple(f[4]), f[5], f[6], f[7], f[8], f[9])
@@ -90,8 +100,9 @@ class SessionWindows(beam.PTransform):
 
     Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
-    def __init__(self, gap: timedelta, allowed_lateness: timedelta, *, streaming: bool,
-                 lateness_margin: timedelta = timedelta(0)):
+    def __init__(
+        self, gap: timedelta, allowed_lateness: timedelta, *, streaming: bool, lateness_margin: timedelta = timedelta(0)
+    ):
         super().__init__()
         self.gap, self.allowed_lateness = gap, allowed_lateness
         self.streaming, self.margin = streaming, lateness_margin
@@ -99,27 +110,34 @@ class SessionWindows(beam.PTransform):
     def display_data(self) -> dict[str, Any]:
         # Settings are shown here, never in step labels: a label is part of a running job's
         # identity for --update (dataflow/renames.py).
-        return {"gap": format_duration(self.gap), "allowed_lateness": format_duration(self.allowed_lateness),
-                "lateness_margin": format_duration(self.margin)}
+        return {
+            "gap": format_duration(self.gap),
+            "allowed_lateness": format_duration(self.allowed_lateness),
+            "lateness_margin": format_duration(self.margin),
+        }
 
     def expand(self, events: beam.PCollection):
         if not self.streaming:
             rows = (
                 events
-                | "Sessions per user" >> CombineBatchesPerKey(
-                    _by_user, AggregateFn(partial(UserSessions, int(self.gap.total_seconds() * 1000))),
-                    counter=("sessions", "events"))
+                | "Sessions per user"
+                >> CombineBatchesPerKey(
+                    _by_user,
+                    AggregateFn(partial(UserSessions, int(self.gap.total_seconds() * 1000))),
+                    counter=("sessions", "events"),
+                )
                 | "Session rows" >> beam.ParDo(_FinalRows())
             )
             return rows, []
         gap_ms = int(self.gap.total_seconds() * 1000)
-        gated = events | LateGate("sessions", "clickstream_event", lambda at_ms: at_ms + gap_ms, self.allowed_lateness,
-                                  self.margin)
+        gated = events | LateGate(
+            "sessions", "clickstream_event", lambda at_ms: at_ms + gap_ms, self.allowed_lateness, self.margin
+        )
         rows = (
             gated.events
             | "Key by user" >> beam.ParDo(_Count())
-            | "Session windows" >> accumulating(
-                window.Sessions(self.gap.total_seconds()), self.allowed_lateness + self.margin)
+            | "Session windows"
+            >> accumulating(window.Sessions(self.gap.total_seconds()), self.allowed_lateness + self.margin)
             | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate, SessionAggregateCoder()))
             | "Session rows" >> beam.ParDo(_WindowedRow())
         )

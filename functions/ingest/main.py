@@ -17,5 +17,6 @@ service = IngestService.from_environment()
 @functions_framework.http
 def ingest(request: flask.Request) -> flask.Response:
     answer = service.handle(request.method, request.headers, request.stream, request.content_length)
-    return flask.Response(answer.json() if answer.status != 204 else b"", answer.status, answer.headers,
-                          mimetype="application/json")
+    return flask.Response(
+        answer.json() if answer.status != 204 else b"", answer.status, answer.headers, mimetype="application/json"
+    )

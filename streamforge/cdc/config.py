@@ -19,9 +19,20 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["DEBEZIUM_SERVER_IMAGE", "DEBEZIUM_VERSION", "PII_SALT_ENV", "ConfigError", "DatabaseURL",
-           "DebeziumServerConfig", "cdc_file", "check_pii_salt", "local_pii_salt", "parse_properties", "redact_password",
-           "render_pii_salt"]
+__all__ = [
+    "DEBEZIUM_SERVER_IMAGE",
+    "DEBEZIUM_VERSION",
+    "PII_SALT_ENV",
+    "ConfigError",
+    "DatabaseURL",
+    "DebeziumServerConfig",
+    "cdc_file",
+    "check_pii_salt",
+    "local_pii_salt",
+    "parse_properties",
+    "redact_password",
+    "render_pii_salt",
+]
 
 #: The variable holding the salt of the personal columns' hashes (it is part of a property's name).
 PII_SALT_ENV = "CDC_PII_SALT"
@@ -90,8 +101,9 @@ def _expand(value: str, env: Mapping[str, str], key: str, source: str) -> str:
 def check_pii_salt(salt: str, where: str) -> str:
     """The salt, or ConfigError: it goes into a property's name, so lower-case hex only."""
     if not _SALT.fullmatch(salt):
-        raise ConfigError(f"{where}: the personal-data salt must be 16 to 128 lower-case hex digits "
-                          "(openssl rand -hex 16)")
+        raise ConfigError(
+            f"{where}: the personal-data salt must be 16 to 128 lower-case hex digits (openssl rand -hex 16)"
+        )
     return salt
 
 
@@ -137,14 +149,21 @@ class DatabaseURL:
             parts = urlsplit(url)
             port = parts.port  # ValueError: not a number, or out of range
         except ValueError:
-            raise ConfigError(f"{expected} (the host or port cannot be read; a port is a number from 1 to 65535, "
-                              "and a password with / or @ must be percent-encoded)") from None
+            raise ConfigError(
+                f"{expected} (the host or port cannot be read; a port is a number from 1 to 65535, "
+                "and a password with / or @ must be percent-encoded)"
+            ) from None
         if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
             raise ConfigError(expected)
         if port == 0:
             raise ConfigError(f"--database {shown}: port 0 is not a port (1 to 65535)")
-        return cls(parts.hostname, port or 5432, unquote(parts.username or "postgres"),
-                   unquote(parts.password) if parts.password else env.get("PGPASSWORD", ""), parts.path.strip("/"))
+        return cls(
+            parts.hostname,
+            port or 5432,
+            unquote(parts.username or "postgres"),
+            unquote(parts.password) if parts.password else env.get("PGPASSWORD", ""),
+            parts.path.strip("/"),
+        )
 
     def __str__(self) -> str:  # never shows the password
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
@@ -153,8 +172,14 @@ class DatabaseURL:
         """A psycopg connection."""
         import psycopg
 
-        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password or None,
-                               dbname=self.dbname, **options)
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            dbname=self.dbname,
+            **options,
+        )
 
 
 @dataclass(frozen=True)
@@ -231,18 +256,30 @@ class DebeziumServerConfig:
 
     # -- the embedded engine's properties -------------------------------------------------
 
-    def embedded_properties(self, database: DatabaseURL, offsets_file: Path, *, name: str = "streamforge-cdc",
-                            env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    def embedded_properties(
+        self,
+        database: DatabaseURL,
+        offsets_file: Path,
+        *,
+        name: str = "streamforge-cdc",
+        env: Mapping[str, str] = os.environ,
+    ) -> dict[str, str]:
         """The connector properties of the file, with the local database and a file for offsets."""
         schemas = {self.properties.get(_FORMAT + part + ".schemas.enable", "true").lower() for part in ("key", "value")}
         if len(schemas) != 1:
-            raise ConfigError(f"{self.path}: key and value schemas.enable must agree (the local engine has one setting)")
+            raise ConfigError(
+                f"{self.path}: key and value schemas.enable must agree (the local engine has one setting)"
+            )
         for part in ("key", "value"):
             if self.properties.get(_FORMAT + part, "json") != "json":
                 raise ConfigError(f"{self.path}: {_FORMAT}{part} must be json")
-        local = {"database.hostname": database.host, "database.port": str(database.port),
-                 "database.user": database.user, "database.password": database.password,
-                 "database.dbname": database.dbname}
+        local = {
+            "database.hostname": database.host,
+            "database.port": str(database.port),
+            "database.user": database.user,
+            "database.password": database.password,
+            "database.dbname": database.dbname,
+        }
         if any(PII_SALT_ENV in key for key in self.properties):  # the salt is in a property's name
             salt = env.get(PII_SALT_ENV) or local_pii_salt(offsets_file.parent)
             env = {**env, PII_SALT_ENV: check_pii_salt(salt, f"${PII_SALT_ENV}")}
@@ -250,17 +287,23 @@ class DebeziumServerConfig:
         for key, value in self.properties.items():
             if not key.startswith(_SOURCE):
                 continue
-            short = _expand(key[len(_SOURCE):], env, key, str(self.path))
+            short = _expand(key[len(_SOURCE) :], env, key, str(self.path))
             if short in _LOCAL_KEYS or short.startswith("offset.storage"):
                 continue
             properties[short] = _expand(value, env, key, str(self.path))
         properties.update(local)
-        properties.update({
-            "name": name,
-            "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
-            "offset.storage.file.filename": str(offsets_file),
-            "offset.flush.interval.ms": _expand(self.properties.get(_SOURCE + "offset.flush.interval.ms", "1000"),
-                                                env, "offset.flush.interval.ms", str(self.path)),
-            "converter.schemas.enable": schemas.pop(),
-        })
+        properties.update(
+            {
+                "name": name,
+                "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+                "offset.storage.file.filename": str(offsets_file),
+                "offset.flush.interval.ms": _expand(
+                    self.properties.get(_SOURCE + "offset.flush.interval.ms", "1000"),
+                    env,
+                    "offset.flush.interval.ms",
+                    str(self.path),
+                ),
+                "converter.schemas.enable": schemas.pop(),
+            }
+        )
         return properties

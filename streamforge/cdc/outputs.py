@@ -86,8 +86,13 @@ class PubSubOutput(Output):
                 ensure_pubsub_topics(self._publisher, [path], OutputError)
             ordering_key = (message.key if message.key is not None else self.null_key) if self.ordering else ""
             tracker.sending()
-            futures.append((message.topic, ordering_key,
-                            self._publisher.publish(path, message.value.encode(), ordering_key=ordering_key)))
+            futures.append(
+                (
+                    message.topic,
+                    ordering_key,
+                    self._publisher.publish(path, message.value.encode(), ordering_key=ordering_key),
+                )
+            )
         for topic, ordering_key, future in futures:
             try:
                 future.result(timeout=60)
@@ -104,7 +109,11 @@ class PubSubOutput(Output):
         self._publisher.stop()
 
     def describe(self) -> str:
-        return f"Pub/Sub project {self.project} (ordering key: the primary key)" if self.ordering else f"Pub/Sub project {self.project}"
+        return (
+            f"Pub/Sub project {self.project} (ordering key: the primary key)"
+            if self.ordering
+            else f"Pub/Sub project {self.project}"
+        )
 
 
 class KafkaOutput(Output):
@@ -125,9 +134,11 @@ class KafkaOutput(Output):
                 self._known.add(message.topic)
             tracker.sending()
             self._producer.produce(
-                message.topic, key=None if message.key is None else message.key.encode(),
+                message.topic,
+                key=None if message.key is None else message.key.encode(),
                 value=None if message.value is None else message.value.encode(),
-                on_delivery=lambda error, _msg, topic=message.topic: self._delivered(tracker, topic, error))
+                on_delivery=lambda error, _msg, topic=message.topic: self._delivered(tracker, topic, error),
+            )
         self._producer.flush(60)
         tracker.check(f"Kafka at {self.bootstrap}", OutputError)
 
@@ -173,17 +184,17 @@ class FileOutput(Output):
 def open_output(url: str, topics: list[str], *, ordering: bool = True, null_key: str = "default") -> Output:
     """``pubsub://PROJECT``, ``kafka://HOST:PORT`` or ``file://DIR`` (see the module docstring)."""
     if url.startswith("pubsub://"):
-        project = url[len("pubsub://"):]
+        project = url[len("pubsub://") :]
         if not project or "/" in project:
             raise OutputError(f"--output {url}: expected pubsub://PROJECT")
         return PubSubOutput(project, topics, ordering=ordering, null_key=null_key)
     if url.startswith("kafka://"):
-        bootstrap = url[len("kafka://"):]
+        bootstrap = url[len("kafka://") :]
         if ":" not in bootstrap:
             raise OutputError(f"--output {url}: expected kafka://HOST:PORT")
         return KafkaOutput(bootstrap, topics)
     if url.startswith("file://"):
-        directory = url[len("file://"):]
+        directory = url[len("file://") :]
         if not directory:
             raise OutputError(f"--output {url}: expected file://DIR")
         return FileOutput(Path(os.path.expanduser(directory)))

@@ -25,7 +25,9 @@ from streamforge.cdc.workload import init_database
 __all__ = ["prepare_database"]
 
 
-def prepare_database(con: Any, debezium: DebeziumServerConfig, user: str, *, schema_sql: str | None = None) -> list[str]:
+def prepare_database(
+    con: Any, debezium: DebeziumServerConfig, user: str, *, schema_sql: str | None = None
+) -> list[str]:
     """Prepares the database ``con`` is connected to; returns what it did, one line per step."""
     done: list[str] = []
     if con.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone() is None:
@@ -35,7 +37,9 @@ def prepare_database(con: Any, debezium: DebeziumServerConfig, user: str, *, sch
     role = sql.Identifier(user)
     tables = [tuple(t.split(".", 1)) for t in debezium.tables]
     listed = sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in tables)
-    missing = [f"{s}.{t}" for s, t in tables if con.execute("SELECT to_regclass(%s)", (f"{s}.{t}",)).fetchone()[0] is None]
+    missing = [
+        f"{s}.{t}" for s, t in tables if con.execute("SELECT to_regclass(%s)", (f"{s}.{t}",)).fetchone()[0] is None
+    ]
     if missing:
         raise ValueError(f"the captured tables {', '.join(missing)} do not exist: apply schema.sql (--schema)")
     if not con.execute("SELECT rolreplication FROM pg_roles WHERE rolname = %s", (user,)).fetchone()[0]:
@@ -46,9 +50,13 @@ def prepare_database(con: Any, debezium: DebeziumServerConfig, user: str, *, sch
     done.append(f"{user} may read {len(tables)} tables and keep its offsets in schema public")
     publication = sql.Identifier(debezium.publication_name)
     exists = con.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (debezium.publication_name,)).fetchone()
-    con.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}")
-                .format(publication, listed))
-    done.append(f"publication {debezium.publication_name} {'set to' if exists else 'created for'} "
-                f"{', '.join(debezium.tables)}")
+    con.execute(
+        sql.SQL("ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}").format(
+            publication, listed
+        )
+    )
+    done.append(
+        f"publication {debezium.publication_name} {'set to' if exists else 'created for'} {', '.join(debezium.tables)}"
+    )
     con.commit()
     return done

@@ -24,8 +24,17 @@ from typing import Any, Mapping
 
 from streamforge.cdc.config import SCHEMA, cdc_file
 
-__all__ = ["Column", "SourceTable", "bigquery_type", "duckdb_type", "infer_type", "load_source_tables",
-           "parse_schema_sql", "typed_row", "typed_value"]
+__all__ = [
+    "Column",
+    "SourceTable",
+    "bigquery_type",
+    "duckdb_type",
+    "infer_type",
+    "load_source_tables",
+    "parse_schema_sql",
+    "typed_row",
+    "typed_value",
+]
 
 _CREATE = re.compile(r"CREATE TABLE (\w+) \((.*?)\n\);", re.S)
 _COLUMN = re.compile(r"^(\w+)\s+(\w+(?:\s+precision)?(?:\(\d+(?:,\s*\d+)?\))?)(.*)$", re.I)
@@ -35,12 +44,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: PostgreSQL type -> (DuckDB type, BigQuery type); numeric(p,s) is handled apart.
 _TYPES = {
-    "bigserial": ("BIGINT", "INT64"), "bigint": ("BIGINT", "INT64"), "serial": ("INTEGER", "INT64"),
-    "integer": ("INTEGER", "INT64"), "int": ("INTEGER", "INT64"), "smallint": ("SMALLINT", "INT64"),
-    "text": ("VARCHAR", "STRING"), "varchar": ("VARCHAR", "STRING"), "uuid": ("VARCHAR", "STRING"),
-    "jsonb": ("VARCHAR", "STRING"), "json": ("VARCHAR", "STRING"),
-    "boolean": ("BOOLEAN", "BOOL"), "double precision": ("DOUBLE", "FLOAT64"), "real": ("DOUBLE", "FLOAT64"),
-    "timestamptz": ("TIMESTAMPTZ", "TIMESTAMP"), "timestamp": ("TIMESTAMP", "DATETIME"), "date": ("DATE", "DATE"),
+    "bigserial": ("BIGINT", "INT64"),
+    "bigint": ("BIGINT", "INT64"),
+    "serial": ("INTEGER", "INT64"),
+    "integer": ("INTEGER", "INT64"),
+    "int": ("INTEGER", "INT64"),
+    "smallint": ("SMALLINT", "INT64"),
+    "text": ("VARCHAR", "STRING"),
+    "varchar": ("VARCHAR", "STRING"),
+    "uuid": ("VARCHAR", "STRING"),
+    "jsonb": ("VARCHAR", "STRING"),
+    "json": ("VARCHAR", "STRING"),
+    "boolean": ("BOOLEAN", "BOOL"),
+    "double precision": ("DOUBLE", "FLOAT64"),
+    "real": ("DOUBLE", "FLOAT64"),
+    "timestamptz": ("TIMESTAMPTZ", "TIMESTAMP"),
+    "timestamp": ("TIMESTAMP", "DATETIME"),
+    "date": ("DATE", "DATE"),
     "numeric": ("VARCHAR", "BIGNUMERIC"),  # unconstrained numeric: exact digits kept as text locally
 }
 
@@ -83,7 +103,7 @@ def parse_schema_sql(sql: str) -> dict[str, SourceTable]:
                 continue
             if line.upper().startswith(("PRIMARY KEY", "UNIQUE", "CHECK", "CONSTRAINT", "FOREIGN KEY")):
                 if line.upper().startswith("PRIMARY KEY"):
-                    key += [k.strip() for k in line[line.index("(") + 1:line.index(")")].split(",")]
+                    key += [k.strip() for k in line[line.index("(") + 1 : line.index(")")].split(",")]
                 continue
             match = _COLUMN.match(line)
             if match is None:  # a continuation line of the previous column (a long CHECK)

@@ -12,8 +12,15 @@ from typing import Any
 
 from streamforge.cdc.tables import SourceTable, bigquery_type
 
-__all__ = ["META_COLUMNS", "bigquery_replica_schema", "bigquery_replica_table", "changelog_name", "changes_name",
-           "replica_name", "replica_view_sql"]
+__all__ = [
+    "META_COLUMNS",
+    "bigquery_replica_schema",
+    "bigquery_replica_table",
+    "changelog_name",
+    "changes_name",
+    "replica_name",
+    "replica_view_sql",
+]
 
 #: The change metadata of a replica row: name -> (DuckDB type, BigQuery type, nullable).
 META_COLUMNS: dict[str, tuple[str, str, bool]] = {
@@ -42,17 +49,27 @@ def changes_name(table: str) -> str:
 
 def bigquery_replica_schema(table: SourceTable) -> dict[str, Any]:
     """The BigQuery schema of ``<table>_current_changes`` (the source columns, then the metadata)."""
-    fields = [{"name": c.name, "type": bigquery_type(c.pg_type),
-               "mode": "REQUIRED" if c.name in table.primary_key else "NULLABLE"} for c in table.columns]
-    fields += [{"name": name, "type": types[1], "mode": "NULLABLE" if types[2] else "REQUIRED"}
-               for name, types in META_COLUMNS.items()]
+    fields = [
+        {
+            "name": c.name,
+            "type": bigquery_type(c.pg_type),
+            "mode": "REQUIRED" if c.name in table.primary_key else "NULLABLE",
+        }
+        for c in table.columns
+    ]
+    fields += [
+        {"name": name, "type": types[1], "mode": "NULLABLE" if types[2] else "REQUIRED"}
+        for name, types in META_COLUMNS.items()
+    ]
     return {"fields": fields}
 
 
 def bigquery_replica_table(table: SourceTable) -> dict[str, Any]:
     """How ``<table>_current_changes`` is created: by day of commit, clustered by the key."""
-    return {"timePartitioning": {"type": "DAY", "field": "_source_ts"},
-            "clustering": {"fields": list(table.primary_key[:4])}}
+    return {
+        "timePartitioning": {"type": "DAY", "field": "_source_ts"},
+        "clustering": {"fields": list(table.primary_key[:4])},
+    }
 
 
 def replica_view_sql(table: SourceTable, changes: str) -> str:
@@ -60,6 +77,4 @@ def replica_view_sql(table: SourceTable, changes: str) -> str:
     the row of each key with the highest LSN. The same SQL runs in BigQuery and DuckDB (key
     columns are plain identifiers: schema.sql's columns match ``\\w+``)."""
     key = ", ".join(table.primary_key)
-    return (f"SELECT * FROM {changes} WHERE TRUE "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY _lsn DESC) = 1")
-
+    return f"SELECT * FROM {changes} WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY _lsn DESC) = 1"

@@ -31,10 +31,31 @@ from streamforge.simulator.catalog import default_catalog
 
 __all__ = ["Workload", "WorkloadStats", "init_database"]
 
-_ACTIONS = (("new_order", 0.34), ("advance_order", 0.40), ("price_change", 0.08), ("restock", 0.08),
-            ("customer_update", 0.06), ("delete_cancelled", 0.04))
+_ACTIONS = (
+    ("new_order", 0.34),
+    ("advance_order", 0.40),
+    ("price_change", 0.08),
+    ("restock", 0.08),
+    ("customer_update", 0.06),
+    ("delete_cancelled", 0.04),
+)
 _TIERS = ("standard", "silver", "gold", "platinum")
-_FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lina", "Mateo", "Noor")
+_FIRST = (
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elif",
+    "Femi",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemal",
+    "Lina",
+    "Mateo",
+    "Noor",
+)
 _LAST = ("Smith", "Nguyen", "Garcia", "Okafor", "Schmidt", "Tanaka", "Rossi", "Kowalski", "Silva", "Haddad")
 _PAYMENT = ("card", "paypal", "apple_pay", "google_pay", "gift_card")
 _CENT = Decimal("0.01")
@@ -69,7 +90,9 @@ class Workload:
         for order_id, status in con.execute("SELECT id, order_status FROM orders ORDER BY id").fetchall():
             if status in self.open_orders:
                 self.open_orders[status].append(order_id)
-        self.cancelled = [r[0] for r in con.execute("SELECT id FROM orders WHERE order_status = 'CANCELLED' ORDER BY id")]
+        self.cancelled = [
+            r[0] for r in con.execute("SELECT id FROM orders WHERE order_status = 'CANCELLED' ORDER BY id")
+        ]
         con.commit()
 
     def _seed_reference_data(self, customers: int) -> None:
@@ -80,11 +103,25 @@ class Workload:
             for product in default_catalog().products:
                 price = Decimal(product.price_cents) / 100
                 brand = f"{product.category.split('_')[0].title()}Co {rng.randint(1, 12)}"
-                rows.append((product.product_id, f"{product.category.replace('_', ' ').title()} item {product.product_id[-4:]}",
-                             product.category, None, brand, price, price, rng.randint(20, 400), rng.randint(1, 50)))
+                rows.append(
+                    (
+                        product.product_id,
+                        f"{product.category.replace('_', ' ').title()} item {product.product_id[-4:]}",
+                        product.category,
+                        None,
+                        brand,
+                        price,
+                        price,
+                        rng.randint(20, 400),
+                        rng.randint(1, 50),
+                    )
+                )
             with con.cursor() as cur:
-                cur.executemany("INSERT INTO products (sku, name, category, subcategory, brand, price, original_price, "
-                                "stock_quantity, seller_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                cur.executemany(
+                    "INSERT INTO products (sku, name, category, subcategory, brand, price, original_price, "
+                    "stock_quantity, seller_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
         if con.execute("SELECT count(*) FROM customers").fetchone()[0] == 0:
             rng = random.Random(7)
             regions = list(REGIONS.values())
@@ -92,11 +129,22 @@ class Workload:
             for n in range(1, customers + 1):
                 region = rng.choice(regions)
                 external = f"U{n:08d}"
-                rows.append((external, f"{external.lower()}@example.com", f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
-                             region.country, region.city, "standard"))
+                rows.append(
+                    (
+                        external,
+                        f"{external.lower()}@example.com",
+                        f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+                        region.country,
+                        region.city,
+                        "standard",
+                    )
+                )
             with con.cursor() as cur:
-                cur.executemany("INSERT INTO customers (external_id, email, full_name, country, city, loyalty_tier) "
-                                "VALUES (%s, %s, %s, %s, %s, %s)", rows)
+                cur.executemany(
+                    "INSERT INTO customers (external_id, email, full_name, country, city, loyalty_tier) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
         con.commit()
 
     # -- running --------------------------------------------------------------------------
@@ -113,8 +161,14 @@ class Workload:
         self.stats.operations[action] = self.stats.operations.get(action, 0) + 1
         return action
 
-    def run(self, *, rate: float | None, operations: int | None, duration_s: float | None,
-            should_stop: Callable[[], bool] = lambda: False) -> WorkloadStats:
+    def run(
+        self,
+        *,
+        rate: float | None,
+        operations: int | None,
+        duration_s: float | None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> WorkloadStats:
         """Steps at ``rate`` per second (as fast as possible without), until ``operations``
         steps, ``duration_s`` seconds or ``should_stop()``."""
         started = time.monotonic()
@@ -146,8 +200,11 @@ class Workload:
         rng, con = self.rng, self.con
         customer = rng.choice(self.customers)
         wanted = rng.sample(self.products, rng.choice((1, 1, 2, 2, 3, 4)))
-        rows = con.execute("SELECT id, price, stock_quantity FROM products WHERE id = ANY(%s) AND is_active "
-                           "AND stock_quantity > 0 ORDER BY id FOR UPDATE", (wanted,)).fetchall()
+        rows = con.execute(
+            "SELECT id, price, stock_quantity FROM products WHERE id = ANY(%s) AND is_active "
+            "AND stock_quantity > 0 ORDER BY id FOR UPDATE",
+            (wanted,),
+        ).fetchall()
         if not rows:
             return False
         lines = [(pid, price, rng.randint(1, min(3, stock))) for pid, price, stock in rows]
@@ -158,17 +215,22 @@ class Workload:
         (order_id,) = con.execute(
             "INSERT INTO orders (customer_id, total_amount, discount_amount, shipping_amount, payment_method, shipping_city) "
             "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (customer, subtotal - discount + shipping, discount, shipping, rng.choice(_PAYMENT), region.city)).fetchone()
+            (customer, subtotal - discount + shipping, discount, shipping, rng.choice(_PAYMENT), region.city),
+        ).fetchone()
         for pid, price, qty in lines:
-            con.execute("INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES (%s, %s, %s, %s)",
-                        (order_id, pid, qty, price))
+            con.execute(
+                "INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES (%s, %s, %s, %s)",
+                (order_id, pid, qty, price),
+            )
             self._move_stock(pid, -qty, "SALE", order_id)
         self.open_orders["PENDING"].append(order_id)
         return True
 
     def _advance_order(self) -> bool:
         """An order picked uniformly among the open ones (delivered ones rarely: refunds are rare)."""
-        weighted = tuple((s, len(orders) * (0.03 if s == "DELIVERED" else 1.0)) for s, orders in self.open_orders.items())
+        weighted = tuple(
+            (s, len(orders) * (0.03 if s == "DELIVERED" else 1.0)) for s, orders in self.open_orders.items()
+        )
         if not any(w for _, w in weighted):
             return False
         status = self._pick(weighted)
@@ -177,8 +239,9 @@ class Workload:
         target = self._pick(ORDER_TRANSITIONS[status])
         self.con.execute("UPDATE orders SET order_status = %s WHERE id = %s", (target, order_id))
         if target in ("CANCELLED", "REFUNDED"):
-            for pid, qty in self.con.execute("SELECT product_id, quantity FROM order_items WHERE order_id = %s "
-                                             "ORDER BY id", (order_id,)).fetchall():
+            for pid, qty in self.con.execute(
+                "SELECT product_id, quantity FROM order_items WHERE order_id = %s ORDER BY id", (order_id,)
+            ).fetchall():
                 self._move_stock(pid, qty, "RETURN", order_id)
             if target == "CANCELLED":
                 self.cancelled.append(order_id)
@@ -190,16 +253,22 @@ class Workload:
         pid = self.rng.choice(self.products)
         factor = Decimal(self.rng.choice((70, 80, 85, 90, 95, 105, 110, 120))) / 100
         if self.rng.random() < 0.5:  # a sale off the list price, or back to it
-            self.con.execute("UPDATE products SET price = CASE WHEN price < original_price THEN original_price "
-                             "ELSE round(original_price * %s, 2) END WHERE id = %s", (factor, pid))
+            self.con.execute(
+                "UPDATE products SET price = CASE WHEN price < original_price THEN original_price "
+                "ELSE round(original_price * %s, 2) END WHERE id = %s",
+                (factor, pid),
+            )
         else:  # the list price itself moves
-            self.con.execute("UPDATE products SET price = round(price * %s, 2), original_price = round(price * %s, 2) "
-                             "WHERE id = %s", (factor, factor, pid))
+            self.con.execute(
+                "UPDATE products SET price = round(price * %s, 2), original_price = round(price * %s, 2) WHERE id = %s",
+                (factor, factor, pid),
+            )
         return True
 
     def _restock(self) -> bool:
-        row = self.con.execute("SELECT id FROM products ORDER BY stock_quantity, id LIMIT 1 OFFSET %s",
-                               (self.rng.randrange(10),)).fetchone()
+        row = self.con.execute(
+            "SELECT id FROM products ORDER BY stock_quantity, id LIMIT 1 OFFSET %s", (self.rng.randrange(10),)
+        ).fetchone()
         if row is None:
             return False
         self._move_stock(row[0], self.rng.randint(50, 200), "RESTOCK", None)
@@ -208,11 +277,14 @@ class Workload:
     def _customer_update(self) -> bool:
         customer = self.rng.choice(self.customers)
         if self.rng.random() < 0.5:
-            self.con.execute("UPDATE customers SET loyalty_tier = %s WHERE id = %s", (self.rng.choice(_TIERS), customer))
+            self.con.execute(
+                "UPDATE customers SET loyalty_tier = %s WHERE id = %s", (self.rng.choice(_TIERS), customer)
+            )
         else:
             region = self.rng.choice(list(REGIONS.values()))
-            self.con.execute("UPDATE customers SET city = %s, country = %s WHERE id = %s",
-                             (region.city, region.country, customer))
+            self.con.execute(
+                "UPDATE customers SET city = %s, country = %s WHERE id = %s", (region.city, region.country, customer)
+            )
         return True
 
     def _delete_cancelled(self) -> bool:
@@ -225,5 +297,7 @@ class Workload:
     def _move_stock(self, product_id: int, change: int, reason: str, order_id: int | None) -> None:
         self.con.execute("UPDATE products SET stock_quantity = stock_quantity + %s WHERE id = %s", (change, product_id))
         reference = None if order_id is None else f"order:{order_id}"
-        self.con.execute("INSERT INTO inventory_movements (product_id, change_quantity, reason, reference) "
-                         "VALUES (%s, %s, %s, %s)", (product_id, change, reason, reference))
+        self.con.execute(
+            "INSERT INTO inventory_movements (product_id, change_quantity, reason, reference) VALUES (%s, %s, %s, %s)",
+            (product_id, change, reason, reference),
+        )

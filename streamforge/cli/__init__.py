@@ -34,7 +34,12 @@ class Command:
         try:
             target = getattr(importlib.import_module(self.module), self.attribute)
         except ModuleNotFoundError as exc:
-            if self.extra is None or (exc.name or "").split(".")[0] in ("streamforge", "beam_pipelines", "batch", "infra"):
+            if self.extra is None or (exc.name or "").split(".")[0] in (
+                "streamforge",
+                "beam_pipelines",
+                "batch",
+                "infra",
+            ):
                 raise
             return _missing(name, self.extra, exc.name or "")
         if isinstance(target, typer.Typer):
@@ -49,18 +54,26 @@ class Command:
 
 def _missing(name: str, extra: str, module: str) -> click.Command:
     def explain() -> None:
-        typer.echo(f"error: `streamforge {name}` needs {module}, which is not installed: "
-                   f"pip install 'streamforge[{extra}]'", err=True)
+        typer.echo(
+            f"error: `streamforge {name}` needs {module}, which is not installed: pip install 'streamforge[{extra}]'",
+            err=True,
+        )
         raise typer.Exit(2)
 
-    return click.Command(name, callback=explain, help=f"(not installed: pip install 'streamforge[{extra}]')",
-                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    return click.Command(
+        name,
+        callback=explain,
+        help=f"(not installed: pip install 'streamforge[{extra}]')",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 COMMANDS = {
     "simulate": Command("streamforge.cli.simulate", "simulate"),
     "schemas": Command("streamforge.cli.schemas", "app"),
-    "run": Command("streamforge.cli.run", "run", "pipelines", {"allow_extra_args": True, "ignore_unknown_options": True}),
+    "run": Command(
+        "streamforge.cli.run", "run", "pipelines", {"allow_extra_args": True, "ignore_unknown_options": True}
+    ),
     "report": Command("streamforge.cli.report", "report", "pipelines"),
     "dataflow": Command("streamforge.cli.dataflow", "app", "dataflow"),
     "cdc": Command("streamforge.cli.cdc", "app", "cdc"),
@@ -120,7 +133,9 @@ def root(
         help="TOML file overriding the embedded defaults (topics, session gap, fraud rules, simulator).",
         show_default=False,
     ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     try:
         ctx.obj = load_config(config)

@@ -18,8 +18,11 @@ from batch.spark import local_session
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The daily batch: business metrics per day with PySpark (locally here, Dataproc Serverless on GCP).",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="The daily batch: business metrics per day with PySpark (locally here, Dataproc Serverless on GCP).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 _DATE_HELP = "A UTC day, YYYY-MM-DD, or a range YYYY-MM-DD..YYYY-MM-DD (inclusive)."
 _MISMATCH_EXIT = 3
@@ -54,7 +57,9 @@ def _show(report, as_json: bool) -> None:
         return
     console = Console()
     if report.counts:
-        table = Table(title=f"Events of {report.dates[0]}" + (f" .. {report.dates[-1]}" if len(report.dates) > 1 else ""))
+        table = Table(
+            title=f"Events of {report.dates[0]}" + (f" .. {report.dates[-1]}" if len(report.dates) > 1 else "")
+        )
         for column in ("stream", "input", "valid", "rejected", "duplicates"):
             table.add_column(column, justify="left" if column == "stream" else "right")
         for stream, c in report.counts.items():
@@ -71,10 +76,25 @@ def _show(report, as_json: bool) -> None:
         recon.add_column("")
         for row in report.reconciliation:
             recon.add_column(row["date"], justify="right")
-        for field in ("batch_gmv", "streaming_gmv", "difference", "batch_orders", "streaming_orders", "late_orders",
-                      "late_gmv", "dead_lettered_orders", "unexplained", "status"):
-            recon.add_row(field, *(f"{row[field]:,}" if isinstance(row[field], int) else str(row[field])
-                                   for row in report.reconciliation))
+        for field in (
+            "batch_gmv",
+            "streaming_gmv",
+            "difference",
+            "batch_orders",
+            "streaming_orders",
+            "late_orders",
+            "late_gmv",
+            "dead_lettered_orders",
+            "unexplained",
+            "status",
+        ):
+            recon.add_row(
+                field,
+                *(
+                    f"{row[field]:,}" if isinstance(row[field], int) else str(row[field])
+                    for row in report.reconciliation
+                ),
+            )
         console.print(recon)
     console.print(f"{report.seconds:.1f} s", highlight=False)
 
@@ -83,14 +103,27 @@ def _show(report, as_json: bool) -> None:
 def daily(
     ctx: typer.Context,
     date: str = typer.Option(..., "--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help=_DATE_HELP),
-    input_url: str = typer.Option(..., "--input", "-i", metavar="URL",
-                                  help="file://DIR (the simulator's JSONL files), parquet://DIR, duckdb://FILE "
-                                       "(a warehouse run with --raw-events) or bigquery://PROJECT.DATASET."),
-    output: str = typer.Option("file://out/batch", "--output", "-o", metavar="URL",
-                               help="file://DIR (Parquet per table and DIR/batch.duckdb) or bigquery://PROJECT.DATASET."),
-    reconcile_with: Optional[str] = typer.Option(None, metavar="URL",
-                                                 help="The pipelines' warehouse (duckdb://FILE): compare the day's "
-                                                      "revenue with its revenue_per_minute; exit 3 on a mismatch."),
+    input_url: str = typer.Option(
+        ...,
+        "--input",
+        "-i",
+        metavar="URL",
+        help="file://DIR (the simulator's JSONL files), parquet://DIR, duckdb://FILE "
+        "(a warehouse run with --raw-events) or bigquery://PROJECT.DATASET.",
+    ),
+    output: str = typer.Option(
+        "file://out/batch",
+        "--output",
+        "-o",
+        metavar="URL",
+        help="file://DIR (Parquet per table and DIR/batch.duckdb) or bigquery://PROJECT.DATASET.",
+    ),
+    reconcile_with: Optional[str] = typer.Option(
+        None,
+        metavar="URL",
+        help="The pipelines' warehouse (duckdb://FILE): compare the day's "
+        "revenue with its revenue_per_minute; exit 3 on a mismatch.",
+    ),
     cores: str = typer.Option("*", metavar="N", help="Local Spark cores: local[N]."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON."),
 ) -> None:
@@ -98,17 +131,27 @@ def daily(
     and daily_order_status for the dates, replacing those dates (and only those) in the output;
     rows that fail the event schemas go to batch_rejects with the reason."""
     dates = _dates(date)
-    _run_and_show(lambda: run(local_session(cores=cores), dates, input_url, output, reconcile_with=reconcile_with,
-                              config=ctx.obj), as_json)
+    _run_and_show(
+        lambda: run(
+            local_session(cores=cores), dates, input_url, output, reconcile_with=reconcile_with, config=ctx.obj
+        ),
+        as_json,
+    )
 
 
 @app.command("reconcile")
 def reconcile(
     date: str = typer.Option(..., "--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help=_DATE_HELP),
-    output: str = typer.Option("file://out/batch", "--output", "-o", metavar="URL",
-                               help="Where `batch daily` wrote daily_revenue (file://DIR)."),
-    warehouse: str = typer.Option(..., "--warehouse", "-w", metavar="URL",
-                                  help="The pipelines' warehouse, duckdb://FILE."),
+    output: str = typer.Option(
+        "file://out/batch",
+        "--output",
+        "-o",
+        metavar="URL",
+        help="Where `batch daily` wrote daily_revenue (file://DIR).",
+    ),
+    warehouse: str = typer.Option(
+        ..., "--warehouse", "-w", metavar="URL", help="The pipelines' warehouse, duckdb://FILE."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compare each day's batch revenue with the sum of the streaming revenue_per_minute windows, to
@@ -125,10 +168,12 @@ def package(
     """Write the job's main file and its --py-files zip for `gcloud dataproc batches submit pyspark`."""
     main, archive = build(output)
     typer.echo(f"{main}\n{archive}  ({archive.stat().st_size:,} bytes)")
-    typer.echo(f"  submit: gcloud dataproc batches submit pyspark {main} --region=REGION --version={DATAPROC_RUNTIME} "
-               f"--py-files={archive} -- --date YYYY-MM-DD --input bigquery://PROJECT.DATASET "
-               "--output bigquery://PROJECT.DATASET --reconcile-with bigquery://PROJECT.DATASET "
-               "--temporary-gcs-bucket BUCKET")
+    typer.echo(
+        f"  submit: gcloud dataproc batches submit pyspark {main} --region=REGION --version={DATAPROC_RUNTIME} "
+        f"--py-files={archive} -- --date YYYY-MM-DD --input bigquery://PROJECT.DATASET "
+        "--output bigquery://PROJECT.DATASET --reconcile-with bigquery://PROJECT.DATASET "
+        "--temporary-gcs-bucket BUCKET"
+    )
 
 
 @app.command("class-archive")

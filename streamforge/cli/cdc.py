@@ -21,11 +21,16 @@ from streamforge.timeutil import parse_duration
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Change data capture: run the Debezium connector locally, or drive OLTP changes.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Change data capture: run the Debezium connector locally, or drive OLTP changes.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
-_DATABASE_HELP = ("postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME of the shop database (the password here, "
-                  "percent-encoded, or from PGPASSWORD; never printed).")
+_DATABASE_HELP = (
+    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME of the shop database (the password here, "
+    "percent-encoded, or from PGPASSWORD; never printed)."
+)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -35,14 +40,24 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command("run")
 def run(
-    output: str = typer.Option(..., "--output", "-o", metavar="URL",
-                               help="pubsub://PROJECT, kafka://HOST:PORT or file://DIR (one JSONL file per topic)."),
-    database: str = typer.Option(..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE",
-                                 help=_DATABASE_HELP),
-    offsets: Path = typer.Option(Path("out/cdc/offsets.dat"), metavar="PATH",
-                                 help="Offsets file: a restart resumes from it."),
-    debezium_config: Optional[Path] = typer.Option(None, metavar="PATH",
-                                                   help="Debezium Server properties [default: the packaged streamforge/cdc/debezium/application.properties]."),
+    output: str = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        metavar="URL",
+        help="pubsub://PROJECT, kafka://HOST:PORT or file://DIR (one JSONL file per topic).",
+    ),
+    database: str = typer.Option(
+        ..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE", help=_DATABASE_HELP
+    ),
+    offsets: Path = typer.Option(
+        Path("out/cdc/offsets.dat"), metavar="PATH", help="Offsets file: a restart resumes from it."
+    ),
+    debezium_config: Optional[Path] = typer.Option(
+        None,
+        metavar="PATH",
+        help="Debezium Server properties [default: the packaged streamforge/cdc/debezium/application.properties].",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the engine's INFO log."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
 ) -> None:
@@ -68,8 +83,11 @@ def run(
         now = time.monotonic()
         if not quiet and now - last[0] >= progress_every:
             last[0] = now
-            err.print(f"  {stats.changes:,} changes, {stats.tombstones:,} tombstones, {stats.heartbeats:,} heartbeats "
-                      f"in {stats.batches:,} batches", highlight=False)
+            err.print(
+                f"  {stats.changes:,} changes, {stats.tombstones:,} tombstones, {stats.heartbeats:,} heartbeats "
+                f"in {stats.batches:,} batches",
+                highlight=False,
+            )
 
     try:
         with stop_on_signals() as stop:
@@ -87,20 +105,31 @@ def run(
         for topic, count in sorted(sink.published.items()):
             table.add_row(topic, f"{count:,}")
         Console().print(table)
-        err.print(f"{stats.changes:,} changes delivered; tombstones {stats.tombstones:,}"
-                  f"{' (not published: Pub/Sub)' if sink.tombstones_skipped else ''}; offsets in {offsets}",
-                  highlight=False)
+        err.print(
+            f"{stats.changes:,} changes delivered; tombstones {stats.tombstones:,}"
+            f"{' (not published: Pub/Sub)' if sink.tombstones_skipped else ''}; offsets in {offsets}",
+            highlight=False,
+        )
 
 
 @app.command("setup")
 def setup(
-    database: str = typer.Option(..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE",
-                                 help="postgresql://OWNER@HOST:PORT/DBNAME as a user owning the tables (on Cloud SQL: "
-                                      "postgres, through the Cloud SQL Auth Proxy); the password from PGPASSWORD."),
+    database: str = typer.Option(
+        ...,
+        "--database",
+        "-d",
+        metavar="URL",
+        envvar="STREAMFORGE_CDC_DATABASE",
+        help="postgresql://OWNER@HOST:PORT/DBNAME as a user owning the tables (on Cloud SQL: "
+        "postgres, through the Cloud SQL Auth Proxy); the password from PGPASSWORD.",
+    ),
     user: str = typer.Option("debezium", "--user", metavar="NAME", help="The database user Debezium connects as."),
-    schema: bool = typer.Option(False, "--schema/--no-schema", help="Also create the shop tables (schema.sql) if missing."),
-    debezium_config: Optional[Path] = typer.Option(None, metavar="PATH",
-                                                   help="Debezium Server properties [default: the packaged file]."),
+    schema: bool = typer.Option(
+        False, "--schema/--no-schema", help="Also create the shop tables (schema.sql) if missing."
+    ),
+    debezium_config: Optional[Path] = typer.Option(
+        None, metavar="PATH", help="Debezium Server properties [default: the packaged file]."
+    ),
 ) -> None:
     """Prepare the database for Debezium, once: replication rights and grants for its user, and
     the publication of the captured tables (the properties file names both). Idempotent."""
@@ -119,14 +148,18 @@ def setup(
 
 @app.command("workload")
 def workload(
-    database: str = typer.Option(..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE",
-                                 help=_DATABASE_HELP),
+    database: str = typer.Option(
+        ..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE", help=_DATABASE_HELP
+    ),
     seed: int = typer.Option(7, help="Random seed: the same seed on the same database gives the same changes."),
     rate: Optional[float] = typer.Option(50.0, help="Transactions per second; 0 = as fast as possible."),
     duration: Optional[str] = typer.Option(None, metavar="DURATION", help="Stop after this long, e.g. 60s, 10m."),
     operations: Optional[int] = typer.Option(None, metavar="N", help="Stop after N transactions."),
-    init: bool = typer.Option(True, "--init/--no-init",
-                              help="Create the tables (streamforge/cdc/schema.sql) and the products and customers if missing."),
+    init: bool = typer.Option(
+        True,
+        "--init/--no-init",
+        help="Create the tables (streamforge/cdc/schema.sql) and the products and customers if missing.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Drive realistic OLTP changes into the shop database: new orders with items, status

@@ -19,10 +19,15 @@ from streamforge.shutdown import stop_on_signals
 
 __all__ = ["app", "follow_job"]
 
-app = typer.Typer(help="Dataflow: build the image and the Flex Templates; watch, drain or cancel a running job.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Dataflow: build the image and the Flex Templates; watch, drain or cancel a running job.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
-_PROJECT = typer.Option(..., "--project", envvar="GOOGLE_CLOUD_PROJECT", metavar="PROJECT", help="Google Cloud project.")
+_PROJECT = typer.Option(
+    ..., "--project", envvar="GOOGLE_CLOUD_PROJECT", metavar="PROJECT", help="Google Cloud project."
+)
 _REGION = typer.Option(..., "--region", metavar="REGION", help="The job's region, e.g. europe-west1.")
 _JOB = typer.Argument(..., metavar="JOB", help="A job id, or the name of a running job (e.g. streamforge-all).")
 # A local Dataflow API stand-in (tests); calls to a loopback endpoint carry no credentials.
@@ -36,8 +41,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command("build")
 def build(
-    output: Path = typer.Option(Path("dist/dataflow"), "--output", "-o", metavar="DIR",
-                                help="Where the build context goes."),
+    output: Path = typer.Option(
+        Path("dist/dataflow"), "--output", "-o", metavar="DIR", help="Where the build context goes."
+    ),
 ) -> None:
     """Write the Dataflow image's build context: a wheelhouse of StreamForge and every runtime
     dependency at the versions installed here, the Dockerfile and cloudbuild.yaml. Then build
@@ -47,8 +53,10 @@ def build(
     except PackagingError as exc:
         raise _fail(str(exc), 1) from None
     image = "REGION-docker.pkg.dev/PROJECT/REPOSITORY/streamforge:TAG"
-    typer.echo(f"{context.folder}: {len(context.pins)} pinned packages in wheelhouse/ "
-               f"(apache-beam {context.pins['apache-beam']}, streamforge {context.pins['streamforge']})")
+    typer.echo(
+        f"{context.folder}: {len(context.pins)} pinned packages in wheelhouse/ "
+        f"(apache-beam {context.pins['apache-beam']}, streamforge {context.pins['streamforge']})"
+    )
     typer.echo(f"  Cloud Build: {context.cloud_build_command(image)}")
     typer.echo(f"  Docker:      {context.docker_command(image)}")
     typer.echo(f"  then:        streamforge dataflow template --image {image}")
@@ -56,8 +64,12 @@ def build(
 
 @app.command("template")
 def template(
-    image: str = typer.Option(..., "--image", metavar="IMAGE",
-                              help="The image built from `streamforge dataflow build` (by digest for a pinned job)."),
+    image: str = typer.Option(
+        ...,
+        "--image",
+        metavar="IMAGE",
+        help="The image built from `streamforge dataflow build` (by digest for a pinned job).",
+    ),
     names: Optional[List[str]] = typer.Argument(None, metavar="[analytics|cdc]...", help="Templates [default: both]."),
     output: Path = typer.Option(Path("dist/dataflow/templates"), "--output", "-o", metavar="DIR"),
 ) -> None:
@@ -72,10 +84,14 @@ def template(
         spec_file, metadata_file = output / f"{name}.json", output / f"{name}-metadata.json"
         spec_file.write_text(json.dumps(spec(chosen, image), indent=2) + "\n", encoding="utf-8")
         metadata_file.write_text(json.dumps(metadata(chosen), indent=2) + "\n", encoding="utf-8")
-        typer.echo(f"{spec_file}  ({len(chosen.parameters)} parameters: {', '.join(p.name for p in chosen.parameters)})")
+        typer.echo(
+            f"{spec_file}  ({len(chosen.parameters)} parameters: {', '.join(p.name for p in chosen.parameters)})"
+        )
         typer.echo(f"  upload: gcloud storage cp {spec_file} gs://BUCKET/templates/{name}.json")
-        typer.echo(f"  or:     gcloud dataflow flex-template build gs://BUCKET/templates/{name}.json --image {image} "
-                   f"--sdk-language PYTHON --metadata-file {metadata_file}")
+        typer.echo(
+            f"  or:     gcloud dataflow flex-template build gs://BUCKET/templates/{name}.json --image {image} "
+            f"--sdk-language PYTHON --metadata-file {metadata_file}"
+        )
 
 
 def _jobs(project: str, region: str, endpoint: Optional[str]) -> DataflowJobs:
@@ -90,16 +106,22 @@ def _line(status: JobStatus) -> str:
     for stream in ("clickstream", "orders"):
         c = status.counters.get(stream)
         if c:
-            parts.append(f"{stream} read {c.get('read', 0):,} dead-lettered {c.get('dead_lettered', 0):,} "
-                         f"duplicates {c.get('duplicates', 0):,}")
+            parts.append(
+                f"{stream} read {c.get('read', 0):,} dead-lettered {c.get('dead_lettered', 0):,} "
+                f"duplicates {c.get('duplicates', 0):,}"
+            )
     cdc = status.counters.get("cdc")
     if cdc:
-        parts.append(f"changes {cdc.get('changes', 0):,} dead-lettered {cdc.get('dead_lettered', 0):,} "
-                     f"redelivered {cdc.get('duplicates', 0):,}")
+        parts.append(
+            f"changes {cdc.get('changes', 0):,} dead-lettered {cdc.get('dead_lettered', 0):,} "
+            f"redelivered {cdc.get('duplicates', 0):,}"
+        )
     fraud = status.counters.get("fraud")
     if fraud:
         parts.append(f"alerts {fraud.get('emitted', 0):,}")
-    return f"{time.strftime('%H:%M:%S')} {status.state.removeprefix('JOB_STATE_')}" + (f": {'; '.join(parts)}" if parts else "")
+    return f"{time.strftime('%H:%M:%S')} {status.state.removeprefix('JOB_STATE_')}" + (
+        f": {'; '.join(parts)}" if parts else ""
+    )
 
 
 def follow_job(jobs: DataflowJobs, job_id: str, console: Console, every_s: float = 15.0) -> None:
@@ -109,17 +131,23 @@ def follow_job(jobs: DataflowJobs, job_id: str, console: Console, every_s: float
         for status in follow(jobs, job_id, every_s=every_s, should_stop=stop):
             console.print(_line(status), soft_wrap=True)
     if status is not None and not status.terminal:
-        console.print(f"stopped following {status.name} ({job_id}); the job keeps running "
-                      f"(streamforge dataflow drain|cancel {job_id} --project {jobs.project} --region {jobs.region})",
-                      soft_wrap=True)
+        console.print(
+            f"stopped following {status.name} ({job_id}); the job keeps running "
+            f"(streamforge dataflow drain|cancel {job_id} --project {jobs.project} --region {jobs.region})",
+            soft_wrap=True,
+        )
     elif status is not None and status.state == "JOB_STATE_FAILED":
         raise typer.Exit(1)
 
 
 @app.command("watch")
-def watch(job: str = _JOB, project: str = _PROJECT, region: str = _REGION,
-          every: float = typer.Option(15.0, metavar="SECONDS", help="How often to ask."),
-          endpoint: Optional[str] = _ENDPOINT) -> None:
+def watch(
+    job: str = _JOB,
+    project: str = _PROJECT,
+    region: str = _REGION,
+    every: float = typer.Option(15.0, metavar="SECONDS", help="How often to ask."),
+    endpoint: Optional[str] = _ENDPOINT,
+) -> None:
     """Follow a job's state and counters until it ends (exit 1 if it failed). Ctrl-C stops
     following and leaves the job running."""
     jobs = _jobs(project, region, endpoint)
@@ -148,6 +176,8 @@ def drain(job: str = _JOB, project: str = _PROJECT, region: str = _REGION, endpo
 
 
 @app.command("cancel")
-def cancel(job: str = _JOB, project: str = _PROJECT, region: str = _REGION, endpoint: Optional[str] = _ENDPOINT) -> None:
+def cancel(
+    job: str = _JOB, project: str = _PROJECT, region: str = _REGION, endpoint: Optional[str] = _ENDPOINT
+) -> None:
     """Cancel a job now: what is in flight (open windows, buffered state) is lost."""
     typer.echo(f"cancelling {_request(job, project, region, endpoint, drain_it=False)}")

@@ -21,8 +21,11 @@ from streamforge.shutdown import stop_on_signals
 
 __all__ = ["app", "webhook_sink"]
 
-app = typer.Typer(help="The Cloud Functions (alert_dispatcher, ingest): serve one locally, or package them for deployment.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="The Cloud Functions (alert_dispatcher, ingest): serve one locally, or package them for deployment.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -35,9 +38,15 @@ def serve(
     ctx: typer.Context,
     name: str = typer.Argument(..., metavar="alert_dispatcher|ingest", help="The function to run."),
     port: int = typer.Option(8080, "--port", "-p", help="Port on 127.0.0.1."),
-    functions_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Where the function folders are [default: functions/ of the checkout]."),
-    push: bool = typer.Option(False, "--push", help="Serve the entry point for a Pub/Sub push subscription (HTTP), as "
-                                                    "the deployment does for the alert dispatcher."),
+    functions_dir: Optional[Path] = typer.Option(
+        None, metavar="DIR", help="Where the function folders are [default: functions/ of the checkout]."
+    ),
+    push: bool = typer.Option(
+        False,
+        "--push",
+        help="Serve the entry point for a Pub/Sub push subscription (HTTP), as "
+        "the deployment does for the alert dispatcher.",
+    ),
 ) -> None:
     """Run a function with functions-framework on 127.0.0.1, configured from the environment
     as on Cloud Functions (docs/functions.md lists the variables). Ctrl-C stops it."""
@@ -52,8 +61,21 @@ def serve(
     config_path = ctx.find_root().params.get("config")
     if config_path is not None:  # the function reads the same file
         os.environ["STREAMFORGE_CONFIG"] = str(Path(config_path).resolve())
-    command = [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(folder / "main.py"),
-               "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--target",
+        target,
+        "--source",
+        str(folder / "main.py"),
+        "--signature-type",
+        signature,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     typer.echo(f"serving {name} ({target}, {signature}) on http://127.0.0.1:{port}/ (Ctrl-C to stop)", err=True)
     sys.stderr.flush()
     os.execv(sys.executable, command)
@@ -62,10 +84,15 @@ def serve(
 @app.command("package")
 def package(
     ctx: typer.Context,
-    names: Optional[List[str]] = typer.Argument(None, metavar="[alert_dispatcher|ingest]...",
-                                                help="Functions to package [default: all]."),
-    output: Path = typer.Option(Path("dist/functions"), "--output", "-o", metavar="DIR", help="Where the folders and zips go."),
-    functions_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Where the function folders are [default: functions/ of the checkout]."),
+    names: Optional[List[str]] = typer.Argument(
+        None, metavar="[alert_dispatcher|ingest]...", help="Functions to package [default: all]."
+    ),
+    output: Path = typer.Option(
+        Path("dist/functions"), "--output", "-o", metavar="DIR", help="Where the folders and zips go."
+    ),
+    functions_dir: Optional[Path] = typer.Option(
+        None, metavar="DIR", help="Where the function folders are [default: functions/ of the checkout]."
+    ),
 ) -> None:
     """Build each function's deployable folder (main.py, requirements.txt, the streamforge
     wheel) and its zip, ready for `gcloud functions deploy --source DIR/NAME` or an upload."""
@@ -83,9 +110,12 @@ def package(
 
 def webhook_sink(
     port: int = typer.Option(8099, "--port", "-p", help="Port on 127.0.0.1."),
-    secret_env: str = typer.Option(SECRET_ENV, metavar="VAR",
-                                   help="Environment variable holding the signing secret (several: comma-separated)."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="Print each request as a JSON line (with received_at) instead of text."),
+    secret_env: str = typer.Option(
+        SECRET_ENV, metavar="VAR", help="Environment variable holding the signing secret (several: comma-separated)."
+    ),
+    jsonl: bool = typer.Option(
+        False, "--jsonl", help="Print each request as a JSON line (with received_at) instead of text."
+    ),
     tolerance: float = typer.Option(300.0, metavar="SECONDS", help="Oldest signed timestamp accepted."),
 ) -> None:
     """A local webhook receiver: verifies each alert's signature, drops repeats of an
@@ -96,13 +126,22 @@ def webhook_sink(
 
     def show(received: Received) -> None:
         if jsonl:
-            line = orjson.dumps({"verdict": received.verdict, "path": received.path, "received_at": received.received_at,
-                                 "idempotency_key": received.idempotency_key, "reason": received.reason,
-                                 "body": received.body}).decode()
+            line = orjson.dumps(
+                {
+                    "verdict": received.verdict,
+                    "path": received.path,
+                    "received_at": received.received_at,
+                    "idempotency_key": received.idempotency_key,
+                    "reason": received.reason,
+                    "body": received.body,
+                }
+            ).decode()
         elif received.verdict == "alert":
             a = received.body
-            line = (f"ALERT {a.get('alert_type')} risk {a.get('risk_score')} user {a.get('user_id')} "
-                    f"order {a.get('order_id')}: {a.get('description')} [{a.get('alert_id')}, signature ok]")
+            line = (
+                f"ALERT {a.get('alert_type')} risk {a.get('risk_score')} user {a.get('user_id')} "
+                f"order {a.get('order_id')}: {a.get('description')} [{a.get('alert_id')}, signature ok]"
+            )
         elif received.verdict == "slack":
             line = f"SLACK {received.body.get('text') if isinstance(received.body, dict) else received.body}"
         else:

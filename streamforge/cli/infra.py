@@ -17,8 +17,9 @@ from infra.settings import SettingsError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The Pulumi program (infra/): render what it deploys, offline.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(
+    help="The Pulumi program (infra/): render what it deploys, offline.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.callback()
@@ -29,8 +30,9 @@ def infra() -> None:
 
 @app.command("plan")
 def plan(
-    stack: Path = typer.Option(Path("Pulumi.example.yaml"), "--stack", "-s", metavar="FILE",
-                               help="A Pulumi stack file (its config section)."),
+    stack: Path = typer.Option(
+        Path("Pulumi.example.yaml"), "--stack", "-s", metavar="FILE", help="A Pulumi stack file (its config section)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the resources as JSON lines."),
 ) -> None:
     """Run the Pulumi program against Pulumi's mock engine with the stack's settings and list

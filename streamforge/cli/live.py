@@ -54,23 +54,34 @@ class Transport(str, Enum):
 
 def up(
     ctx: typer.Context,
-    rate: float = typer.Option(200.0, "--rate", help="Simulated shop traffic, events per second (the busy-shop "
-                                                     "profile is about 200)."),
-    cdc: bool = typer.Option(True, "--cdc/--no-cdc", help="Also PostgreSQL, the Debezium capture, the OLTP workload "
-                                                          "and the CDC job."),
-    workdir: Path = typer.Option(WORKDIR, "--workdir", metavar="DIR", help="Warehouses, logs, progress, what was "
-                                                                           "published."),
+    rate: float = typer.Option(
+        200.0, "--rate", help="Simulated shop traffic, events per second (the busy-shop profile is about 200)."
+    ),
+    cdc: bool = typer.Option(
+        True, "--cdc/--no-cdc", help="Also PostgreSQL, the Debezium capture, the OLTP workload and the CDC job."
+    ),
+    workdir: Path = typer.Option(
+        WORKDIR, "--workdir", metavar="DIR", help="Warehouses, logs, progress, what was published."
+    ),
     project: str = typer.Option("streamforge-local", "--project", help="The project id on the emulator."),
     port: int = typer.Option(8050, "--port", help="The dashboard's port on 127.0.0.1."),
     seed: int = typer.Option(42, "--seed", help="The simulator's seed."),
-    duration: Optional[float] = typer.Option(None, "--duration", metavar="SECONDS",
-                                             help="Stop by itself after this long (as Ctrl-C would)."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background: `streamforge status` "
-                                                              "shows it, `streamforge down` stops it."),
-    transport: Transport = typer.Option(Transport.pubsub, "--transport",
-                                        help="What carries the events and the database changes: the Pub/Sub "
-                                             "emulator, or a local Kafka broker (Tansu). Alerts go through Pub/Sub "
-                                             "either way."),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", metavar="SECONDS", help="Stop by itself after this long (as Ctrl-C would)."
+    ),
+    detach: bool = typer.Option(
+        False,
+        "--detach",
+        "-d",
+        help="Run in the background: `streamforge status` shows it, `streamforge down` stops it.",
+    ),
+    transport: Transport = typer.Option(
+        Transport.pubsub,
+        "--transport",
+        help="What carries the events and the database changes: the Pub/Sub "
+        "emulator, or a local Kafka broker (Tansu). Alerts go through Pub/Sub "
+        "either way.",
+    ),
 ) -> None:
     """Start the whole system on 127.0.0.1: the Pub/Sub emulator with the deployment's topics
     and subscriptions, PostgreSQL with the CDC capture and workload, the simulator, the
@@ -85,9 +96,16 @@ def up(
     config: Config = ctx.obj
     config_file = ctx.find_root().params.get("config")
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = LiveSettings(workdir.resolve(), project, rate, cdc, seed=seed, dashboard_port=port,
-                            config_file=Path(config_file).resolve() if config_file else None,
-                            transport=transport.value)
+    settings = LiveSettings(
+        workdir.resolve(),
+        project,
+        rate,
+        cdc,
+        seed=seed,
+        dashboard_port=port,
+        config_file=Path(config_file).resolve() if config_file else None,
+        transport=transport.value,
+    )
     err = Console(stderr=True)
     try:
         system = LiveSystem(settings, config, say=lambda line: err.print(line, highlight=False))
@@ -105,23 +123,33 @@ def up(
         finally:
             err.print("stopping (a second Ctrl-C aborts the drain)", highlight=False)
             system.stop()
-    err.print(f"stopped. Warehouse: {settings.warehouse}; what was published: {settings.published}; "
-              f"logs: {settings.workdir / 'logs'}", highlight=False)
+    err.print(
+        f"stopped. Warehouse: {settings.warehouse}; what was published: {settings.published}; "
+        f"logs: {settings.workdir / 'logs'}",
+        highlight=False,
+    )
 
 
 def _detach(workdir: Path) -> None:
     args = [a for a in sys.argv[1:] if a not in ("--detach", "-d")]
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "up.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "streamforge", *args], stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamforge", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 300
     while _state(workdir) is None or "dashboard" not in _state(workdir)["urls"]:
         if process.poll() is not None or time.monotonic() > deadline:
             raise _fail(f"`streamforge up` did not start (see {workdir / 'up.log'})")
         time.sleep(0.5)
-    typer.echo(f"running in the background (pid {process.pid}); dashboard {_state(workdir)['urls']['dashboard']}; "
-               "`streamforge status`, `streamforge down`")
+    typer.echo(
+        f"running in the background (pid {process.pid}); dashboard {_state(workdir)['urls']['dashboard']}; "
+        "`streamforge status`, `streamforge down`"
+    )
 
 
 def _print_layout(system: LiveSystem, console: Console) -> None:
@@ -149,12 +177,18 @@ def _watch(system: LiveSystem, err: Console, should_stop) -> None:
             rate_done = (progress.acked.get("analytics", 0) - last.acked.get("analytics", 0)) / span
             lag = progress.watermark_ms.get("analytics")
             cdc = progress.watermark_ms.get("cdc")
-            err.print(f"in {rate_in:7,.0f} ev/s | processed {rate_done:7,.0f} ev/s | total {progress.acked.get('analytics', 0):,}"
-                      f" | alerts delivered {count_alerts(settings.alerts_log):,}"
-                      f" | watermark lag {'-' if lag is None else f'{progress.at - lag / 1000:.1f} s'}"
-                      + ("" if not settings.cdc else
-                         f" | CDC lag {'-' if cdc is None else f'{progress.at - cdc / 1000:.1f} s'}"),
-                      highlight=False, soft_wrap=True)
+            err.print(
+                f"in {rate_in:7,.0f} ev/s | processed {rate_done:7,.0f} ev/s | total {progress.acked.get('analytics', 0):,}"
+                f" | alerts delivered {count_alerts(settings.alerts_log):,}"
+                f" | watermark lag {'-' if lag is None else f'{progress.at - lag / 1000:.1f} s'}"
+                + (
+                    ""
+                    if not settings.cdc
+                    else f" | CDC lag {'-' if cdc is None else f'{progress.at - cdc / 1000:.1f} s'}"
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
         last = progress
         for _ in range(10):
             if should_stop():
@@ -197,19 +231,28 @@ def status(workdir: Path = typer.Option(WORKDIR, "--workdir", metavar="DIR")) ->
     console.print(table)
     settings = LiveSettings(workdir.resolve())
     progress = read_progress(settings)
-    console.print(f"taken by the jobs: {progress.acked}; alerts delivered: {count_alerts(settings.alerts_log)}",
-                  highlight=False)
+    console.print(
+        f"taken by the jobs: {progress.acked}; alerts delivered: {count_alerts(settings.alerts_log)}", highlight=False
+    )
 
 
 def dashboard(
-    warehouse: Path = typer.Option(Path("out/live/warehouse.duckdb"), "--warehouse", metavar="PATH",
-                                   help="The DuckDB warehouse (read from its snapshot while a run writes it)."),
+    warehouse: Path = typer.Option(
+        Path("out/live/warehouse.duckdb"),
+        "--warehouse",
+        metavar="PATH",
+        help="The DuckDB warehouse (read from its snapshot while a run writes it).",
+    ),
     port: int = typer.Option(8050, "--port", help="Port on 127.0.0.1."),
-    cdc_warehouse: Optional[Path] = typer.Option(None, "--cdc-warehouse", metavar="PATH", help="The CDC job's warehouse."),
-    alerts_log: Optional[Path] = typer.Option(None, "--alerts-log", metavar="PATH",
-                                              help="The webhook sink's --jsonl output: delivery status of the alerts."),
-    progress: Optional[Path] = typer.Option(None, "--progress", metavar="DIR",
-                                            help="Where the jobs' --progress-file files are: pipeline health."),
+    cdc_warehouse: Optional[Path] = typer.Option(
+        None, "--cdc-warehouse", metavar="PATH", help="The CDC job's warehouse."
+    ),
+    alerts_log: Optional[Path] = typer.Option(
+        None, "--alerts-log", metavar="PATH", help="The webhook sink's --jsonl output: delivery status of the alerts."
+    ),
+    progress: Optional[Path] = typer.Option(
+        None, "--progress", metavar="DIR", help="Where the jobs' --progress-file files are: pipeline health."
+    ),
 ) -> None:
     """Serve the live dashboard on http://127.0.0.1:PORT/ until Ctrl-C."""
     app = create_app(DashboardSources(warehouse, cdc_warehouse, alerts_log, progress))

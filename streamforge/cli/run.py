@@ -44,34 +44,55 @@ def run(
     ctx: typer.Context,
     job: Job = typer.Argument(..., help="sessions, revenue, fraud, all (the three in one pipeline), or cdc."),
     input_url: Optional[str] = typer.Option(
-        None, "--input", "-i", metavar="URL",
+        None,
+        "--input",
+        "-i",
+        metavar="URL",
         help="file://PATH or gs://BUCKET/PATH (batch), kafka://HOST:PORT/TOPIC?until=end (batch, to the end offsets "
-             "at start; options in docs/pipelines.md), pubsub://projects/P/subscriptions/S, "
-             "pubsub://projects/P/topics/T or kafka://HOST:PORT/TOPIC (streaming). For `all`: a directory (file://DIR or gs://BUCKET/DIR) holding "
-             "clickstream.jsonl and orders.jsonl, or kafka://HOST:PORT[?until=end] (the topics from config). For `cdc`: file://DIR or gs://BUCKET/DIR of `cdc run`'s files, "
-             "pubsub://projects/P/subscriptions/NAME with {table} in NAME, or kafka://HOST:PORT[?until=end]."),
+        "at start; options in docs/pipelines.md), pubsub://projects/P/subscriptions/S, "
+        "pubsub://projects/P/topics/T or kafka://HOST:PORT/TOPIC (streaming). For `all`: a directory (file://DIR or gs://BUCKET/DIR) holding "
+        "clickstream.jsonl and orders.jsonl, or kafka://HOST:PORT[?until=end] (the topics from config). For `cdc`: file://DIR or gs://BUCKET/DIR of `cdc run`'s files, "
+        "pubsub://projects/P/subscriptions/NAME with {table} in NAME, or kafka://HOST:PORT[?until=end].",
+    ),
     clickstream: Optional[str] = typer.Option(None, metavar="URL", help="Clickstream input (sessions, all)."),
     orders: Optional[str] = typer.Option(None, metavar="URL", help="Orders input (revenue, fraud, all)."),
-    warehouse: str = typer.Option("duckdb://out/warehouse.duckdb", metavar="URL",
-                                  help="bigquery://PROJECT.DATASET or duckdb:///PATH (local runs only)."),
-    alerts_topic: Optional[str] = typer.Option(None, metavar="projects/P/topics/T",
-                                               help="Also publish fraud alerts (JSON) to this Pub/Sub topic."),
-    dead_letter_topic: Optional[str] = typer.Option(None, metavar="projects/P/topics/T",
-                                                    help="Also publish dead letters (JSON) to this Pub/Sub topic."),
+    warehouse: str = typer.Option(
+        "duckdb://out/warehouse.duckdb",
+        metavar="URL",
+        help="bigquery://PROJECT.DATASET or duckdb:///PATH (local runs only).",
+    ),
+    alerts_topic: Optional[str] = typer.Option(
+        None, metavar="projects/P/topics/T", help="Also publish fraud alerts (JSON) to this Pub/Sub topic."
+    ),
+    dead_letter_topic: Optional[str] = typer.Option(
+        None, metavar="projects/P/topics/T", help="Also publish dead letters (JSON) to this Pub/Sub topic."
+    ),
     catalog: Optional[str] = typer.Option(
-        None, metavar="URL", help="revenue, all: the products change stream from CDC (file://DIR or gs://BUCKET/DIR of "
-                                  "`cdc run` files, or pubsub://projects/P/subscriptions/S); revenue by category then "
-                                  "uses the database's categories."),
-    raw_events: bool = typer.Option(False, "--raw-events",
-                                    help="Also write every valid, deduplicated event to clickstream_events and "
-                                         "order_events (what the daily batch reads)."),
-    wait: bool = typer.Option(False, "--wait",
-                              help="On Dataflow: follow the submitted job (state and counters) until it ends; Ctrl-C "
-                                   "stops following and leaves the job running."),
+        None,
+        metavar="URL",
+        help="revenue, all: the products change stream from CDC (file://DIR or gs://BUCKET/DIR of "
+        "`cdc run` files, or pubsub://projects/P/subscriptions/S); revenue by category then "
+        "uses the database's categories.",
+    ),
+    raw_events: bool = typer.Option(
+        False,
+        "--raw-events",
+        help="Also write every valid, deduplicated event to clickstream_events and "
+        "order_events (what the daily batch reads).",
+    ),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="On Dataflow: follow the submitted job (state and counters) until it ends; Ctrl-C "
+        "stops following and leaves the job running.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
     progress_file: Optional[Path] = typer.Option(
-        None, metavar="PATH", help="Local streaming: keep the feed's counts by input (JSON: pulled, acknowledged, "
-                                   "duplicates, watermark) in this file, rewritten every half second."),
+        None,
+        metavar="PATH",
+        help="Local streaming: keep the feed's counts by input (JSON: pulled, acknowledged, "
+        "duplicates, watermark) in this file, rewritten every half second.",
+    ),
 ) -> None:
     """Run a job. Options after the job that StreamForge does not know go to Beam
     (e.g. --runner DataflowRunner --project P --region R --temp_location gs://B/tmp).
@@ -88,9 +109,18 @@ def run(
                 raise SpecError("--catalog is for the revenue job (and all)")
             request = cdc_request(config, input_url=input_url, warehouse=warehouse)
         else:
-            request = analytics_request(job.value, config, warehouse=warehouse, input_url=input_url,
-                                        clickstream=clickstream, orders=orders, alerts_topic=alerts_topic,
-                                        dead_letter_topic=dead_letter_topic, catalog=catalog, raw_events=raw_events)
+            request = analytics_request(
+                job.value,
+                config,
+                warehouse=warehouse,
+                input_url=input_url,
+                clickstream=clickstream,
+                orders=orders,
+                alerts_topic=alerts_topic,
+                dead_letter_topic=dead_letter_topic,
+                catalog=catalog,
+                raw_events=raw_events,
+            )
     except (SpecError, ValueError) as exc:
         raise _fail(str(exc)) from None
     options = pipeline_options(request, ctx.args)
@@ -103,8 +133,12 @@ def run(
         err.print(f"running {job.value} ({mode}) -> {request.warehouse}")
     try:
         with stop_on_signals() as stop:
-            outcome = run_request(request, options, should_stop=stop,
-                                  on_progress=None if progress_file is None else partial(_write_progress, progress_file))
+            outcome = run_request(
+                request,
+                options,
+                should_stop=stop,
+                on_progress=None if progress_file is None else partial(_write_progress, progress_file),
+            )
     except (SpecError, PackagingError) as exc:
         raise _fail(str(exc)) from None
     if isinstance(outcome, Submission):
@@ -130,11 +164,14 @@ def _print_submission(submission: Submission, console: Console) -> None:
         console.print(f"dry run: {submission.name} ({mode}) built, {steps} transforms; nothing submitted")
         return
     where = f"--project {submission.project} --region {submission.region}"
-    console.print(f"submitted {submission.name} ({mode}) to Dataflow: job {submission.job_id}\n"
-                  f"  console: {submission.console_url}\n"
-                  f"  follow:  streamforge dataflow watch {submission.job_id} {where}\n"
-                  f"  stop:    streamforge dataflow {'drain' if submission.streaming else 'cancel'} "
-                  f"{submission.job_id} {where}", soft_wrap=True)
+    console.print(
+        f"submitted {submission.name} ({mode}) to Dataflow: job {submission.job_id}\n"
+        f"  console: {submission.console_url}\n"
+        f"  follow:  streamforge dataflow watch {submission.job_id} {where}\n"
+        f"  stop:    streamforge dataflow {'drain' if submission.streaming else 'cancel'} "
+        f"{submission.job_id} {where}",
+        soft_wrap=True,
+    )
 
 
 def print_report(report: JobReport, console: Console) -> None:
@@ -161,9 +198,16 @@ def print_cdc_report(report: JobReport, console: Console) -> None:
     """The CDC job's counters: read = changes + tombstones + heartbeats + dead-lettered."""
     c = report.counters.get("cdc", {})
     table = Table(title=f"CDC run {report.state.lower().replace('pipelinestate.', '')}")
-    columns = {"read": "read", "changes": "changes", "duplicates": "redelivered", "tombstones": "tombstones",
-               "heartbeats": "heartbeats", "dead_lettered": "dead-lettered", "replica_applied": "applied",
-               "replica_stale": "stale (replays)"}
+    columns = {
+        "read": "read",
+        "changes": "changes",
+        "duplicates": "redelivered",
+        "tombstones": "tombstones",
+        "heartbeats": "heartbeats",
+        "dead_lettered": "dead-lettered",
+        "replica_applied": "applied",
+        "replica_stale": "stale (replays)",
+    }
     for title in columns.values():
         table.add_column(title, justify="right")
     table.add_row(*(f"{c.get(k, 0):,}" for k in columns))

@@ -30,8 +30,13 @@ def list_schemas() -> None:
     for schema in registry():
         bq = schema.bigquery
         table.add_row(
-            schema.subject, str(schema.version), str(schema.schema_id), str(len(schema.field_names())),
-            bq.table if bq else "-", (bq.partition_field or "-") if bq else "-", ", ".join(bq.clustering) if bq else "-",
+            schema.subject,
+            str(schema.version),
+            str(schema.schema_id),
+            str(len(schema.field_names())),
+            bq.table if bq else "-",
+            (bq.partition_field or "-") if bq else "-",
+            ", ".join(bq.clustering) if bq else "-",
         )
     console = Console()
     if not console.is_terminal:  # piped or redirected: never cut names to fit 80 columns
@@ -43,7 +48,9 @@ def list_schemas() -> None:
 def show(
     subject: str = typer.Argument(..., help="Schema subject, e.g. order_event."),
     version: Optional[int] = typer.Option(None, help="Version [default: latest]."),
-    bigquery: bool = typer.Option(False, "--bigquery", help="Print the derived BigQuery schema (bq/Terraform JSON) instead."),
+    bigquery: bool = typer.Option(
+        False, "--bigquery", help="Print the derived BigQuery schema (bq/Terraform JSON) instead."
+    ),
 ) -> None:
     """Print a schema as Avro JSON, or the BigQuery table schema derived from it."""
     try:
@@ -62,7 +69,9 @@ def show(
 
 @app.command("check")
 def check_command(
-    directory: Path = typer.Option(SCHEMA_DIR, "--dir", help="Folder of <subject>.v<N>.avsc files.", show_default=False),
+    directory: Path = typer.Option(
+        SCHEMA_DIR, "--dir", help="Folder of <subject>.v<N>.avsc files.", show_default=False
+    ),
 ) -> None:
     """Fail if a published schema changed or two versions of a subject are incompatible.
 
@@ -78,7 +87,9 @@ def check_command(
 
 @app.command("publish")
 def publish_command(
-    directory: Path = typer.Option(SCHEMA_DIR, "--dir", help="Folder of <subject>.v<N>.avsc files.", show_default=False),
+    directory: Path = typer.Option(
+        SCHEMA_DIR, "--dir", help="Folder of <subject>.v<N>.avsc files.", show_default=False
+    ),
 ) -> None:
     """Pin new schema versions in published.json (refused if incompatible)."""
     try:

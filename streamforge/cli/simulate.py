@@ -28,8 +28,13 @@ __all__ = ["simulate"]
 _D = embedded_defaults().simulator
 #: simulator config key -> the option that overrides it, for error messages.
 _OPTIONS = {
-    "seed": "--seed", "start": "--start", "duration": "--duration", "sessions_per_second": "--sessions-per-second",
-    "users": "--users", "fraud_rate": "--fraud-rate", "malformed_fraction": "--malformed",
+    "seed": "--seed",
+    "start": "--start",
+    "duration": "--duration",
+    "sessions_per_second": "--sessions-per-second",
+    "users": "--users",
+    "fraud_rate": "--fraud-rate",
+    "malformed_fraction": "--malformed",
     "duplicate_fraction": "--duplicates",
 }
 
@@ -51,7 +56,9 @@ def _patterns(text: Optional[str]) -> tuple[FraudPattern, ...]:
     names = [name.strip().upper() for name in text.split(",") if name.strip()]
     unknown = [n for n in names if n not in FraudPattern.__members__]
     if unknown or not names:
-        raise _fail(f"--fraud-patterns: unknown pattern(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FraudPattern)}")
+        raise _fail(
+            f"--fraud-patterns: unknown pattern(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FraudPattern)}"
+        )
     return tuple(FraudPattern[n] for n in dict.fromkeys(names))
 
 
@@ -69,40 +76,67 @@ def _effective(config: Config, overrides: dict[str, Any]) -> SimulatorConfig:
 def simulate(
     ctx: typer.Context,
     output: str = typer.Option(
-        "file://out/simulation", "--output", "-o",
+        "file://out/simulation",
+        "--output",
+        "-o",
         help="file://DIR (JSONL files + fraud labels), pubsub://PROJECT, kafka://HOST:PORT, or - for stdout.",
     ),
-    seed: Optional[int] = typer.Option(None, help=f"Random seed: the same seed and options give the same events. [default: {_D.seed}]", show_default=False),
-    start: Optional[str] = typer.Option(None, help=f"Simulated start time (RFC 3339) or 'now'. [default: {_D.start}]", show_default=False),
+    seed: Optional[int] = typer.Option(
+        None,
+        help=f"Random seed: the same seed and options give the same events. [default: {_D.seed}]",
+        show_default=False,
+    ),
+    start: Optional[str] = typer.Option(
+        None, help=f"Simulated start time (RFC 3339) or 'now'. [default: {_D.start}]", show_default=False
+    ),
     duration: Optional[str] = typer.Option(
-        None, help=f"How much time to simulate, e.g. 2h, 90m, 45s. [default: {format_duration(_D.duration)}; with --rate, until Ctrl-C]", show_default=False
+        None,
+        help=f"How much time to simulate, e.g. 2h, 90m, 45s. [default: {format_duration(_D.duration)}; with --rate, until Ctrl-C]",
+        show_default=False,
     ),
     rate: Optional[float] = typer.Option(
         None, help="Real-time mode: about this many events per second, stamped with the wall clock.", show_default=False
     ),
     sessions_per_second: Optional[float] = typer.Option(
-        None, help=f"Simulated-time mode: new sessions per simulated second. [default: {_D.sessions_per_second}]", show_default=False
+        None,
+        help=f"Simulated-time mode: new sessions per simulated second. [default: {_D.sessions_per_second}]",
+        show_default=False,
     ),
-    users: Optional[int] = typer.Option(None, help=f"Registered users at the start. [default: {_D.users}]", show_default=False),
+    users: Optional[int] = typer.Option(
+        None, help=f"Registered users at the start. [default: {_D.users}]", show_default=False
+    ),
     fraud_rate: Optional[float] = typer.Option(
-        None, help=f"Share of new sessions that are a fraud scenario instead. [default: {_D.fraud_rate}]", show_default=False
+        None,
+        help=f"Share of new sessions that are a fraud scenario instead. [default: {_D.fraud_rate}]",
+        show_default=False,
     ),
     fraud_patterns: Optional[str] = typer.Option(
         None, help="Comma-separated patterns to inject. [default: all four]", show_default=False
     ),
     malformed: Optional[float] = typer.Option(
-        None, help=f"Inject this many malformed messages per valid event, e.g. 0.01. [default: {_D.malformed_fraction}]", show_default=False
+        None,
+        help=f"Inject this many malformed messages per valid event, e.g. 0.01. [default: {_D.malformed_fraction}]",
+        show_default=False,
     ),
     duplicates: Optional[float] = typer.Option(
-        None, help=f"Re-deliver this share of events again (same event_id), e.g. 0.01. [default: {_D.duplicate_fraction}]", show_default=False
+        None,
+        help=f"Re-deliver this share of events again (same event_id), e.g. 0.01. [default: {_D.duplicate_fraction}]",
+        show_default=False,
     ),
-    fmt: Format = typer.Option(Format.json, "--format", help="Message encoding for kafka:// and pubsub:// (files and stdout are JSON)."),
+    fmt: Format = typer.Option(
+        Format.json, "--format", help="Message encoding for kafka:// and pubsub:// (files and stdout are JSON)."
+    ),
     labels: Optional[Path] = typer.Option(
-        None, help="Write fraud ground truth (JSONL) here. [default: DIR/fraud_labels.jsonl for file://]", show_default=False
+        None,
+        help="Write fraud ground truth (JSONL) here. [default: DIR/fraud_labels.jsonl for file://]",
+        show_default=False,
     ),
     record: Optional[Path] = typer.Option(
-        None, metavar="DIR", help="Also write every message sent to DIR/clickstream.jsonl and DIR/orders.jsonl (JSON "
-                                  "lines, malformed ones as sent): what a live run published, to check its results."),
+        None,
+        metavar="DIR",
+        help="Also write every message sent to DIR/clickstream.jsonl and DIR/orders.jsonl (JSON "
+        "lines, malformed ones as sent): what a live run published, to check its results.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Generate realistic clickstream and order traffic with labelled fraud cases.
@@ -126,10 +160,18 @@ def simulate(
         span = parse_duration(duration) if duration is not None else None
     except ValueError as exc:
         raise _fail(f"--duration: {exc}") from None
-    sim = _effective(config, {
-        "seed": seed, "start": start, "sessions_per_second": sessions_per_second, "users": users,
-        "fraud_rate": fraud_rate, "malformed_fraction": malformed, "duplicate_fraction": duplicates,
-    })
+    sim = _effective(
+        config,
+        {
+            "seed": seed,
+            "start": start,
+            "sessions_per_second": sessions_per_second,
+            "users": users,
+            "fraud_rate": fraud_rate,
+            "malformed_fraction": malformed,
+            "duplicate_fraction": duplicates,
+        },
+    )
     if span is None and not realtime:
         span = sim.duration
     patterns = _patterns(fraud_patterns)
@@ -152,7 +194,9 @@ def simulate(
     )
     if realtime:
         settings = dataclasses.replace(
-            settings, sessions_per_second=calibrate_sessions_per_second(settings, rate, fmt.value), warmup_ms=warmup_ms(rate)
+            settings,
+            sessions_per_second=calibrate_sessions_per_second(settings, rate, fmt.value),
+            warmup_ms=warmup_ms(rate),
         )
     duration_ms = None if span is None else span.total_seconds() * 1000
     until_ms = float("inf") if duration_ms is None else settings.start_ms + duration_ms
@@ -171,8 +215,13 @@ def simulate(
         try:
             with SimulationProgress(console, settings.start_ms, duration_ms, enabled=console.is_terminal) as progress:
                 stats = run_simulation(
-                    settings, sink, until_ms=until_ms, clock=clock, should_stop=stop,
-                    on_progress=progress.update, on_label=label_writer,
+                    settings,
+                    sink,
+                    until_ms=until_ms,
+                    clock=clock,
+                    should_stop=stop,
+                    on_progress=progress.update,
+                    on_label=label_writer,
                 )
         finally:
             if label_writer is not None:

@@ -152,11 +152,15 @@ class SimulatorConfig:
             except ValueError as exc:
                 raise ConfigError(f"simulator.start must be 'now' or an RFC 3339 time: {exc}", "start") from None
         if self.sessions_per_second <= 0:
-            raise ConfigError(f"simulator.sessions_per_second must be positive, got {self.sessions_per_second}", "sessions_per_second")
+            raise ConfigError(
+                f"simulator.sessions_per_second must be positive, got {self.sessions_per_second}", "sessions_per_second"
+            )
         if self.users < 1:
             raise ConfigError(f"simulator.users must be at least 1, got {self.users}", "users")
         if self.currency not in CURRENCIES:  # else every simulated order would be dead-lettered
-            raise ConfigError(f"simulator.currency must be an ISO 4217 code like USD, got {self.currency!r}", "currency")
+            raise ConfigError(
+                f"simulator.currency must be an ISO 4217 code like USD, got {self.currency!r}", "currency"
+            )
         for name in ("fraud_rate", "malformed_fraction", "duplicate_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"simulator.{name} must be between 0 and 1, got {getattr(self, name)}", name)
@@ -173,8 +177,9 @@ class CdcConfig:
 
     def __post_init__(self) -> None:
         if self.low_stock_threshold < 1:
-            raise ConfigError(f"cdc.low_stock_threshold must be at least 1, got {self.low_stock_threshold}",
-                              "low_stock_threshold")
+            raise ConfigError(
+                f"cdc.low_stock_threshold must be at least 1, got {self.low_stock_threshold}", "low_stock_threshold"
+            )
         if not self.replicas or len(set(self.replicas)) != len(self.replicas):
             raise ConfigError(f"cdc.replicas must name distinct tables, got {list(self.replicas)}", "replicas")
 
@@ -208,13 +213,17 @@ class IngestConfig:
         if self.burst.total_seconds() <= 0:
             raise ConfigError("ingest.burst must be positive", "burst")
         if self.max_body_bytes < 1024:
-            raise ConfigError(f"ingest.max_body_bytes must be at least 1024, got {self.max_body_bytes}", "max_body_bytes")
+            raise ConfigError(
+                f"ingest.max_body_bytes must be at least 1024, got {self.max_body_bytes}", "max_body_bytes"
+            )
         if self.max_batch_events < 1:
-            raise ConfigError(f"ingest.max_batch_events must be at least 1, got {self.max_batch_events}",
-                              "max_batch_events")
+            raise ConfigError(
+                f"ingest.max_batch_events must be at least 1, got {self.max_batch_events}", "max_batch_events"
+            )
         if not self.api_key_header or not self.api_key_header.isascii() or " " in self.api_key_header:
-            raise ConfigError(f"ingest.api_key_header must be an HTTP header name, got {self.api_key_header!r}",
-                              "api_key_header")
+            raise ConfigError(
+                f"ingest.api_key_header must be an HTTP header name, got {self.api_key_header!r}", "api_key_header"
+            )
         if self.publish_timeout.total_seconds() <= 0:
             raise ConfigError("ingest.publish_timeout must be positive", "publish_timeout")
 
@@ -245,7 +254,9 @@ class Config:
 
 def embedded_defaults() -> Config:
     """The values shipped in defaults.toml, ignoring $STREAMFORGE_CONFIG (for help texts)."""
-    return _build(Config, _read_toml(resources.files(__package__).joinpath("defaults.toml"), "defaults.toml"), "defaults.toml", "")
+    return _build(
+        Config, _read_toml(resources.files(__package__).joinpath("defaults.toml"), "defaults.toml"), "defaults.toml", ""
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

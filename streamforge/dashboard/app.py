@@ -71,28 +71,60 @@ def _warehouse_part(path: Path) -> dict[str, Any]:
     with reading:
         con = reading.connection
         have = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        part = {"state": f"snapshot of {reading.age_s:.0f} s ago" if reading.snapshot else "current",
-                "tables": sorted(have)}
-        part["revenue_per_minute"] = _rows(con, have, "revenue_per_minute", f"""
+        part = {
+            "state": f"snapshot of {reading.age_s:.0f} s ago" if reading.snapshot else "current",
+            "tables": sorted(have),
+        }
+        part["revenue_per_minute"] = _rows(
+            con,
+            have,
+            "revenue_per_minute",
+            f"""
             SELECT window_start, gmv, order_count FROM (
                 SELECT window_start, gmv, order_count FROM revenue_per_minute ORDER BY window_start DESC
-                LIMIT {_RECENT_MINUTES}) ORDER BY window_start""")
-        part["sessions"] = _rows(con, have, "user_sessions", """
+                LIMIT {_RECENT_MINUTES}) ORDER BY window_start""",
+        )
+        part["sessions"] = _rows(
+            con,
+            have,
+            "user_sessions",
+            """
             SELECT count(*) AS sessions, count(DISTINCT user_id) AS users,
                    coalesce(100 * avg(converted::INT), 0) AS conversion_pct,
-                   coalesce(avg(event_count), 0) AS avg_events FROM user_sessions""")
-        part["regions"] = _rows(con, have, "revenue_by_category_region", """
+                   coalesce(avg(event_count), 0) AS avg_events FROM user_sessions""",
+        )
+        part["regions"] = _rows(
+            con,
+            have,
+            "revenue_by_category_region",
+            """
             SELECT region, sum(gmv) AS gmv, sum(order_count) AS orders FROM revenue_by_category_region
-            GROUP BY region ORDER BY gmv DESC, region""")
-        part["categories"] = _rows(con, have, "revenue_by_category_region", """
+            GROUP BY region ORDER BY gmv DESC, region""",
+        )
+        part["categories"] = _rows(
+            con,
+            have,
+            "revenue_by_category_region",
+            """
             SELECT category, sum(gmv) AS gmv, sum(units) AS units FROM revenue_by_category_region
-            GROUP BY category ORDER BY gmv DESC, category""")
-        part["alerts"] = _rows(con, have, "fraud_alerts", f"""
+            GROUP BY category ORDER BY gmv DESC, category""",
+        )
+        part["alerts"] = _rows(
+            con,
+            have,
+            "fraud_alerts",
+            f"""
             SELECT alert_id, alert_type, user_id, order_id, risk_score, event_time, detected_at FROM fraud_alerts
-            ORDER BY detected_at DESC, alert_id LIMIT {_LATEST_ALERTS}""")
+            ORDER BY detected_at DESC, alert_id LIMIT {_LATEST_ALERTS}""",
+        )
         part["alert_count"] = _rows(con, have, "fraud_alerts", "SELECT count(*) AS n FROM fraud_alerts")
-        part["dead_letters"] = _rows(con, have, "dead_letter", """
-            SELECT reason, count(*) AS count FROM dead_letter GROUP BY reason ORDER BY count DESC, reason""")
+        part["dead_letters"] = _rows(
+            con,
+            have,
+            "dead_letter",
+            """
+            SELECT reason, count(*) AS count FROM dead_letter GROUP BY reason ORDER BY count DESC, reason""",
+        )
     return part
 
 
@@ -110,7 +142,8 @@ def _health(sources: DashboardSources, now: float) -> dict[str, Any]:
                 sources._previous[job] = (progress.at, progress.pulled, progress.acked)
         span = progress.at - at
         health[job] = {
-            "pulled": progress.pulled, "processed": progress.acked,
+            "pulled": progress.pulled,
+            "processed": progress.acked,
             "in_per_s": (progress.pulled - pulled0) / span if span > 0 else 0.0,
             "processed_per_s": (progress.acked - acked0) / span if span > 0 else 0.0,
             "watermark_lag_s": None if progress.watermark_ms is None else now - progress.watermark_ms / 1000,
@@ -132,24 +165,38 @@ def _deliveries(log: Path | None) -> dict[str, dict[str, Any]]:
 def summary(sources: DashboardSources) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready values."""
     now = time.time()
-    result: dict[str, Any] = {"generated_at": now, "warehouse": _warehouse_part(sources.warehouse),
-                              "health": _health(sources, now)}
+    result: dict[str, Any] = {
+        "generated_at": now,
+        "warehouse": _warehouse_part(sources.warehouse),
+        "health": _health(sources, now),
+    }
     deliveries = _deliveries(sources.alerts_log)
     for alert in result["warehouse"].get("alerts", []):
         delivery = deliveries.get(alert["alert_id"])
-        alert["delivery"] = ("delivered" if delivery else "pending") if sources.alerts_log is not None else "not tracked"
+        alert["delivery"] = (
+            ("delivered" if delivery else "pending") if sources.alerts_log is not None else "not tracked"
+        )
         alert["delivered_at"] = delivery["received_at"] if delivery else None
     result["deliveries"] = len(deliveries)
     if sources.cdc_warehouse is not None and sources.cdc_warehouse.exists():
         try:
             with open_for_reading(sources.cdc_warehouse) as reading:
                 con = reading.connection
-                changelogs = sorted(n for (n,) in con.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%\\_changelog' ESCAPE '\\'"
-                ).fetchall())
-                result["cdc"] = {"changes": [
-                    {"table": name.removesuffix("_changelog"),
-                     "rows": con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]} for name in changelogs]}
+                changelogs = sorted(
+                    n
+                    for (n,) in con.execute(
+                        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%\\_changelog' ESCAPE '\\'"
+                    ).fetchall()
+                )
+                result["cdc"] = {
+                    "changes": [
+                        {
+                            "table": name.removesuffix("_changelog"),
+                            "rows": con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0],
+                        }
+                        for name in changelogs
+                    ]
+                }
         except WarehouseBusy:
             result["cdc"] = {"changes": []}
     return result
@@ -169,8 +216,9 @@ def create_app(sources: DashboardSources) -> Flask:
 
     @app.get("/vendor/plotly.min.js")
     def plotly() -> Response:
-        return Response(plotly_js.read_bytes(), mimetype="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400"})
+        return Response(
+            plotly_js.read_bytes(), mimetype="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     @app.get("/api/summary")
     def api_summary() -> Response:

@@ -116,8 +116,9 @@ def _pool() -> dict[tuple, _PinnedConnection]:
     return pool
 
 
-def deliver(webhook: Webhook, alert: Mapping[str, Any], timeout: float, *,
-            resolve: Resolver | None = None) -> DeliveryResult:
+def deliver(
+    webhook: Webhook, alert: Mapping[str, Any], timeout: float, *, resolve: Resolver | None = None
+) -> DeliveryResult:
     """POSTs ``alert`` to ``webhook`` once, all of it within ``timeout`` seconds.
     ``resolve``: getaddrinfo's stand-in (default: ``socket.getaddrinfo`` at call time)."""
     body, headers = webhook.request(alert)

@@ -42,17 +42,27 @@ def check_address(address: IPAddress, *, allow_private: bool, loopback_named: bo
     """Raises DestinationRefused when ``address`` is not allowed (see the module docstring)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
-    never = ("unspecified" if address.is_unspecified else "link-local, the metadata server's range"
-             if address.is_link_local else "multicast" if address.is_multicast else "reserved"
-             if address.is_reserved else None)  # the reserved 240/4 block holds the broadcast address
+    never = (
+        "unspecified"
+        if address.is_unspecified
+        else "link-local, the metadata server's range"
+        if address.is_link_local
+        else "multicast"
+        if address.is_multicast
+        else "reserved"
+        if address.is_reserved
+        else None
+    )  # the reserved 240/4 block holds the broadcast address
     if never:
         raise DestinationRefused(f"{address} is {never}: never a webhook")
     if address.is_loopback and (loopback_named or allow_private):
         return
     if not address.is_global and not allow_private:
         kind = "loopback" if address.is_loopback else "private"
-        raise DestinationRefused(f"{address} is a {kind} address: set \"allow_private\": true on the webhook "
-                                 "if the receiver really is inside your network")
+        raise DestinationRefused(
+            f'{address} is a {kind} address: set "allow_private": true on the webhook '
+            "if the receiver really is inside your network"
+        )
 
 
 def literal_address(host: str) -> IPAddress | None:
@@ -79,8 +89,7 @@ def check_host(host: str, *, allow_private: bool) -> None:
         check_address(address, allow_private=allow_private, loopback_named=name in LOOPBACK_HOSTS)
 
 
-def resolve_checked(host: str, port: int, *, allow_private: bool,
-                    resolve: Resolver | None = None) -> list[str]:
+def resolve_checked(host: str, port: int, *, allow_private: bool, resolve: Resolver | None = None) -> list[str]:
     """The addresses ``host`` resolves to now, every one checked (socket.gaierror when it does not resolve)."""
     check_host(host, allow_private=allow_private)
     found = [info[4][0] for info in (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)]
@@ -88,8 +97,11 @@ def resolve_checked(host: str, port: int, *, allow_private: bool,
     loopback_named = host.lower() in LOOPBACK_HOSTS
     for address in addresses:
         try:
-            check_address(ipaddress.ip_address(address.split("%", 1)[0]), allow_private=allow_private,
-                          loopback_named=loopback_named)
+            check_address(
+                ipaddress.ip_address(address.split("%", 1)[0]),
+                allow_private=allow_private,
+                loopback_named=loopback_named,
+            )
         except DestinationRefused as exc:
             raise DestinationRefused(f"{host} resolves to {exc}") from None
     if not addresses:

@@ -34,8 +34,15 @@ from streamforge.functions.logs import log
 from streamforge.functions.webhooks import Webhook, parse_webhooks
 from streamforge.schemas import InvalidEvent, get_schema
 
-__all__ = ["PUBSUB_MESSAGE_PUBLISHED", "AlertDispatcher", "DispatchReport", "InvalidMessage", "RetryDelivery",
-           "decode_alert", "decode_push"]
+__all__ = [
+    "PUBSUB_MESSAGE_PUBLISHED",
+    "AlertDispatcher",
+    "DispatchReport",
+    "InvalidMessage",
+    "RetryDelivery",
+    "decode_alert",
+    "decode_push",
+]
 
 PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 
@@ -68,10 +75,13 @@ def decode_alert(event: Any) -> tuple[dict[str, Any], str | None]:
         raise InvalidMessage(f"CloudEvent type {event_type!r} is not {PUBSUB_MESSAGE_PUBLISHED}")
     data = event.get_data()
     if isinstance(data, (bytes, str)):
-        raise InvalidMessage("CloudEvent data is not a JSON object (expected a Pub/Sub push envelope "
-                             "{\"message\": {\"data\": ...}})")
-    return _decode_message(data.get("message") if isinstance(data, dict) else None,
-                           "CloudEvent data has no 'message' object: not a Pub/Sub messagePublished event")
+        raise InvalidMessage(
+            'CloudEvent data is not a JSON object (expected a Pub/Sub push envelope {"message": {"data": ...}})'
+        )
+    return _decode_message(
+        data.get("message") if isinstance(data, dict) else None,
+        "CloudEvent data has no 'message' object: not a Pub/Sub messagePublished event",
+    )
 
 
 def decode_push(body: bytes) -> tuple[dict[str, Any], str | None]:
@@ -81,8 +91,10 @@ def decode_push(body: bytes) -> tuple[dict[str, Any], str | None]:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidMessage("push request body is not JSON (expected a Pub/Sub push envelope)") from None
-    return _decode_message(envelope.get("message") if isinstance(envelope, dict) else None,
-                           "push request has no 'message' object: not a Pub/Sub push envelope")
+    return _decode_message(
+        envelope.get("message") if isinstance(envelope, dict) else None,
+        "push request has no 'message' object: not a Pub/Sub push envelope",
+    )
 
 
 def _decode_message(message: Any, missing: str) -> tuple[dict[str, Any], str | None]:
@@ -107,20 +119,33 @@ class AlertDispatcher:
         self.webhooks, self.ledger, self.timeout = webhooks, ledger, timeout
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None, config: Config | None = None) -> AlertDispatcher:
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, config: Config | None = None
+    ) -> AlertDispatcher:
         """Webhooks from STREAMFORGE_WEBHOOKS, the ledger from STREAMFORGE_ALERT_LEDGER, tunables
         from the config (STREAMFORGE_CONFIG or the embedded defaults). Raises on bad settings, so a
         misconfigured deployment fails at start rather than at its first alert."""
         environ = os.environ if environ is None else environ
         config = config or load_config()
         settings = config.alert_dispatcher
-        dispatcher = cls(parse_webhooks(environ), open_ledger(environ.get(LEDGER_ENV), settings.ledger_ttl),
-                         settings.webhook_timeout.total_seconds())
-        log("INFO", "alert dispatcher ready", webhooks=[w.name for w in dispatcher.webhooks],
-            ledger=dispatcher.ledger.describe(), timeout_s=dispatcher.timeout)
+        dispatcher = cls(
+            parse_webhooks(environ),
+            open_ledger(environ.get(LEDGER_ENV), settings.ledger_ttl),
+            settings.webhook_timeout.total_seconds(),
+        )
+        log(
+            "INFO",
+            "alert dispatcher ready",
+            webhooks=[w.name for w in dispatcher.webhooks],
+            ledger=dispatcher.ledger.describe(),
+            timeout_s=dispatcher.timeout,
+        )
         if environ.get("K_SERVICE") and not environ.get(LEDGER_ENV):
-            log("WARNING", f"{LEDGER_ENV} is not set: deliveries are remembered by this instance only, so a retry "
-                           "on another instance may repeat them")
+            log(
+                "WARNING",
+                f"{LEDGER_ENV} is not set: deliveries are remembered by this instance only, so a retry "
+                "on another instance may repeat them",
+            )
         return dispatcher
 
     def handle(self, event: Any) -> DispatchReport:
@@ -150,8 +175,14 @@ class AlertDispatcher:
         for webhook in self.webhooks:
             (targets if webhook.matches(alert) else report.unmatched).append(webhook)
         if not targets:
-            log("INFO", "alert matches no webhook", alert_id=alert_id, alert_type=alert["alert_type"],
-                risk_score=alert["risk_score"], message_id=message_id)
+            log(
+                "INFO",
+                "alert matches no webhook",
+                alert_id=alert_id,
+                alert_type=alert["alert_type"],
+                risk_score=alert["risk_score"],
+                message_id=message_id,
+            )
             return report
         settled = self.ledger.settled(alert_id)
         settle: dict[str, str] = {}
@@ -161,8 +192,14 @@ class AlertDispatcher:
                 continue
             result = deliver(webhook, alert, self.timeout)
             report.results.append(result)
-            fields = dict(alert_id=alert_id, webhook=webhook.name, status=result.status, reason=result.reason,
-                          elapsed_ms=round(result.elapsed_ms, 1), message_id=message_id)
+            fields = dict(
+                alert_id=alert_id,
+                webhook=webhook.name,
+                status=result.status,
+                reason=result.reason,
+                elapsed_ms=round(result.elapsed_ms, 1),
+                message_id=message_id,
+            )
             if result.outcome is Outcome.DELIVERED:
                 settle[webhook.name] = "delivered"
                 log("INFO", "alert delivered", **fields)
@@ -175,7 +212,13 @@ class AlertDispatcher:
             self.ledger.record(alert_id, settle)
         retry = [r for r in report.results if r.outcome is Outcome.RETRY]
         if retry:
-            raise RetryDelivery(f"alert {alert_id}: " + "; ".join(f"{r.webhook}: {r.reason}" for r in retry)
-                                + (f" (already delivered to {', '.join(report.names(Outcome.DELIVERED) + report.skipped)})"
-                                   if report.names(Outcome.DELIVERED) or report.skipped else ""))
+            raise RetryDelivery(
+                f"alert {alert_id}: "
+                + "; ".join(f"{r.webhook}: {r.reason}" for r in retry)
+                + (
+                    f" (already delivered to {', '.join(report.names(Outcome.DELIVERED) + report.skipped)})"
+                    if report.names(Outcome.DELIVERED) or report.skipped
+                    else ""
+                )
+            )
         return report

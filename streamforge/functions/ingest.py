@@ -52,8 +52,15 @@ from streamforge.schemas.errors import show_value
 from streamforge.timeutil import format_duration, format_timestamp
 from streamforge.transport import STREAM_SCHEMAS, message_attributes
 
-__all__ = ["API_KEYS_ENV", "FAILED_REASON", "ApiKey", "IngestAnswer", "IngestConfigError", "IngestService",
-           "parse_api_keys"]
+__all__ = [
+    "API_KEYS_ENV",
+    "FAILED_REASON",
+    "ApiKey",
+    "IngestAnswer",
+    "IngestConfigError",
+    "IngestService",
+    "parse_api_keys",
+]
 
 API_KEYS_ENV = "STREAMFORGE_INGEST_API_KEYS"
 _MIN_KEY_LENGTH = 16
@@ -107,8 +114,10 @@ def parse_api_keys(text: str | None) -> tuple[ApiKey, ...]:
             raise IngestConfigError(f"{API_KEYS_ENV}: key #{number} is shorter than {_MIN_KEY_LENGTH} characters")
         keys.append(ApiKey(role, secret))
     if not keys:
-        raise IngestConfigError(f"{API_KEYS_ENV} is not set: give the API keys clients may use, comma-separated "
-                                "(browser:KEY for web pages, server:KEY for backends)")
+        raise IngestConfigError(
+            f"{API_KEYS_ENV} is not set: give the API keys clients may use, comma-separated "
+            "(browser:KEY for web pages, server:KEY for backends)"
+        )
     return tuple(keys)
 
 
@@ -141,13 +150,23 @@ class _Buckets:
 
 
 class IngestService:
-    def __init__(self, settings: IngestConfig, api_keys: tuple[ApiKey | str, ...], output: EventOutput,
-                 max_clock_skew: timedelta, min_event_time: datetime | None = None,
-                 max_event_age: timedelta | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        settings: IngestConfig,
+        api_keys: tuple[ApiKey | str, ...],
+        output: EventOutput,
+        max_clock_skew: timedelta,
+        min_event_time: datetime | None = None,
+        max_event_age: timedelta | None = None,
+        clock=time.monotonic,
+    ):
         self.settings, self.output = settings, output
         self._keys = [(k if isinstance(k, ApiKey) else ApiKey("server", k)) for k in api_keys]
-        self._buckets = _Buckets({"browser": settings.browser_events_per_second,
-                                  "server": settings.server_events_per_second}, settings.burst.total_seconds(), clock)
+        self._buckets = _Buckets(
+            {"browser": settings.browser_events_per_second, "server": settings.server_events_per_second},
+            settings.burst.total_seconds(),
+            clock,
+        )
         self._max_skew = max_clock_skew  # as for the pipelines: later is a clock problem
         self._min_time, self._max_age = min_event_time, max_event_age  # as for the pipelines: not a real time
         self._schemas = {stream: get_schema(subject) for stream, subject in STREAM_SCHEMAS.items()}
@@ -163,24 +182,43 @@ class IngestService:
         environ = os.environ if environ is None else environ
         config = config or load_config()
         keys = parse_api_keys(environ.get(API_KEYS_ENV))
-        url = environ.get(OUTPUT_ENV) or (f"pubsub://{environ['GOOGLE_CLOUD_PROJECT']}"
-                                          if environ.get("GOOGLE_CLOUD_PROJECT") else None)
+        url = environ.get(OUTPUT_ENV) or (
+            f"pubsub://{environ['GOOGLE_CLOUD_PROJECT']}" if environ.get("GOOGLE_CLOUD_PROJECT") else None
+        )
         if not url:
             raise IngestConfigError(f"set {OUTPUT_ENV} (pubsub://PROJECT or file://DIR) or GOOGLE_CLOUD_PROJECT")
         try:
             output = open_output(url, config.topics)
         except OutputError as exc:
             raise IngestConfigError(str(exc)) from None
-        service = cls(config.ingest, keys, output, config.pipelines.max_clock_skew, config.pipelines.min_event_time,
-                      config.pipelines.max_event_age)
-        log("INFO", "ingest ready", output=output.describe(), api_keys=[f"{k.role}:{k.id}" for k in keys],
-            max_body_bytes=config.ingest.max_body_bytes, max_batch_events=config.ingest.max_batch_events)
+        service = cls(
+            config.ingest,
+            keys,
+            output,
+            config.pipelines.max_clock_skew,
+            config.pipelines.min_event_time,
+            config.pipelines.max_event_age,
+        )
+        log(
+            "INFO",
+            "ingest ready",
+            output=output.describe(),
+            api_keys=[f"{k.role}:{k.id}" for k in keys],
+            max_body_bytes=config.ingest.max_body_bytes,
+            max_batch_events=config.ingest.max_batch_events,
+        )
         return service
 
     # -- the request ---------------------------------------------------------------------------
 
-    def handle(self, method: str, headers: Mapping[str, str], body: IO[bytes], content_length: int | None,
-               now: datetime | None = None) -> IngestAnswer:
+    def handle(
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        body: IO[bytes],
+        content_length: int | None,
+        now: datetime | None = None,
+    ) -> IngestAnswer:
         cors = self._cors(headers.get("Origin"))
         if cors is None:
             return IngestAnswer(403, {"error": f"origin {headers.get('Origin')!r} is not allowed"})
@@ -199,27 +237,41 @@ class IngestService:
             return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
         return None
 
-    def _post(self, method: str, headers: Mapping[str, str], body: IO[bytes], content_length: int | None,
-              now: datetime) -> IngestAnswer:
+    def _post(
+        self, method: str, headers: Mapping[str, str], body: IO[bytes], content_length: int | None, now: datetime
+    ) -> IngestAnswer:
         settings = self.settings
         if method != "POST":
-            return IngestAnswer(405, {"error": f"method {method} is not allowed: POST a JSON batch"},
-                                {"Allow": "POST, OPTIONS"})
+            return IngestAnswer(
+                405, {"error": f"method {method} is not allowed: POST a JSON batch"}, {"Allow": "POST, OPTIONS"}
+            )
         key = self._authenticate(headers.get(settings.api_key_header))
         if key is None:
-            reason = "invalid API key" if headers.get(settings.api_key_header) else f"missing {settings.api_key_header} header"
+            reason = (
+                "invalid API key"
+                if headers.get(settings.api_key_header)
+                else f"missing {settings.api_key_header} header"
+            )
             return IngestAnswer(401, {"error": reason})
         if key.role == "browser" and not self._allow_any_origin and headers.get("Origin") is None:
-            return IngestAnswer(403, {"error": "a browser key is used from web pages: the request has no Origin header"})
+            return IngestAnswer(
+                403, {"error": "a browser key is used from web pages: the request has no Origin header"}
+            )
         content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return IngestAnswer(415, {"error": f"Content-Type must be application/json, got {content_type or 'none'!r}"})
+            return IngestAnswer(
+                415, {"error": f"Content-Type must be application/json, got {content_type or 'none'!r}"}
+            )
         encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding != "identity":
-            return IngestAnswer(415, {"error": f"Content-Encoding {encoding!r} is not supported: send the body uncompressed"})
+            return IngestAnswer(
+                415, {"error": f"Content-Encoding {encoding!r} is not supported: send the body uncompressed"}
+            )
         limit = settings.max_body_bytes
         if content_length is not None and content_length > limit:
-            return IngestAnswer(413, {"error": f"body of {content_length:,} bytes is over the limit of {limit:,} bytes"})
+            return IngestAnswer(
+                413, {"error": f"body of {content_length:,} bytes is over the limit of {limit:,} bytes"}
+            )
         data = body.read(limit + 1)
         if len(data) > limit:
             return IngestAnswer(413, {"error": f"body is over the limit of {limit:,} bytes"})
@@ -234,17 +286,30 @@ class IngestService:
         if total == 0:
             return IngestAnswer(400, {"error": "the batch holds no events"})
         if total > settings.max_batch_events:
-            return IngestAnswer(413, {"error": f"{total:,} events in one request; the limit is "
-                                               f"{settings.max_batch_events:,}: split the batch"})
+            return IngestAnswer(
+                413,
+                {
+                    "error": f"{total:,} events in one request; the limit is "
+                    f"{settings.max_batch_events:,}: split the batch"
+                },
+            )
         refused = [stream for stream, events in batch.items() if events and stream not in ROLES[key.role]]
         if refused:
-            return IngestAnswer(403, {"error": f"a {key.role} key may send {', '.join(ROLES[key.role])} events only, "
-                                               f"not {', '.join(refused)}: those come from your servers (a server key)"})
+            return IngestAnswer(
+                403,
+                {
+                    "error": f"a {key.role} key may send {', '.join(ROLES[key.role])} events only, "
+                    f"not {', '.join(refused)}: those come from your servers (a server key)"
+                },
+            )
         wait = self._buckets.take(key, total)
         if wait > 0:
             log("WARNING", "ingest rate limit", api_key=key.id, role=key.role, events=total)
-            return IngestAnswer(429, {"error": f"over the rate limit of this {key.role} key: send again later"},
-                                {"Retry-After": str(max(1, math.ceil(wait)))})
+            return IngestAnswer(
+                429,
+                {"error": f"over the rate limit of this {key.role} key: send again later"},
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         # one look at the body for the hidden-character rule: escape-free ASCII JSON has none
         plain = data.isascii() and b"\\" not in data and b"\x7f" not in data
         return self._ingest(batch, now, key, plain)
@@ -301,9 +366,13 @@ class IngestService:
                     continue
                 event_id = record["event_id"]
                 if len(event_id) > MAX_CLIENT_EVENT_ID:
-                    entry.update(status="rejected", reason=(
-                        f"event_id is {len(event_id)} characters; through ingest at most {MAX_CLIENT_EVENT_ID} (it is "
-                        f"published as <key id>.<event_id>, within the schemas' 64)"))
+                    entry.update(
+                        status="rejected",
+                        reason=(
+                            f"event_id is {len(event_id)} characters; through ingest at most {MAX_CLIENT_EVENT_ID} (it is "
+                            f"published as <key id>.<event_id>, within the schemas' 64)"
+                        ),
+                    )
                     continue
                 if event_id in seen:
                     entry.update(status="rejected", reason=f"duplicate event_id: same as {seen[event_id]}")
@@ -311,32 +380,61 @@ class IngestService:
                 seen[event_id] = f"{stream}[{index}]"
                 if record["event_time"] > horizon:
                     ahead = record["event_time"] - now
-                    entry.update(status="rejected", reason=(
-                        f"event_time {format_timestamp(record['event_time'])} is {format_duration(ahead)} ahead of the "
-                        f"server clock (at most {format_duration(self._max_skew)}): fix the client's clock"))
+                    entry.update(
+                        status="rejected",
+                        reason=(
+                            f"event_time {format_timestamp(record['event_time'])} is {format_duration(ahead)} ahead of the "
+                            f"server clock (at most {format_duration(self._max_skew)}): fix the client's clock"
+                        ),
+                    )
                     continue
                 if record["event_time"] < floor:
-                    entry.update(status="rejected", reason=(
-                        f"event_time {format_timestamp(record['event_time'])} is before {format_timestamp(floor)} "
-                        f"(pipelines.min_event_time, or pipelines.max_event_age before now): not a real time"))
+                    entry.update(
+                        status="rejected",
+                        reason=(
+                            f"event_time {format_timestamp(record['event_time'])} is before {format_timestamp(floor)} "
+                            f"(pipelines.min_event_time, or pipelines.max_event_age before now): not a real time"
+                        ),
+                    )
                     continue
                 record["event_id"] = scoped = f"{key_id}.{event_id}"  # the client's id, in its key's namespace
-                messages.append(Message(stream, schema.to_json(record, validate=False), message_attributes(
-                    stream, scoped, format_timestamp(record["event_time"]), "json", received_at=received_at)))
+                messages.append(
+                    Message(
+                        stream,
+                        schema.to_json(record, validate=False),
+                        message_attributes(
+                            stream, scoped, format_timestamp(record["event_time"]), "json", received_at=received_at
+                        ),
+                    )
+                )
                 slots.append(entry)
         errors = self.output.publish(messages, self.settings.publish_timeout.total_seconds()) if messages else []
         for entry, error in zip(slots, errors):
             entry.update(status="accepted") if error is None else entry.update(status="failed", reason=FAILED_REASON)
         causes = [error for error in errors if error is not None]
         if causes:
-            log("ERROR", "ingest output failed", api_key=key_id, failed=len(causes), cause=causes[0],
-                output=self.output.describe())
-        counts = {status: sum(1 for answers in results.values() for e in answers if e["status"] == status)
-                  for status in ("accepted", "rejected", "failed")}
+            log(
+                "ERROR",
+                "ingest output failed",
+                api_key=key_id,
+                failed=len(causes),
+                cause=causes[0],
+                output=self.output.describe(),
+            )
+        counts = {
+            status: sum(1 for answers in results.values() for e in answers if e["status"] == status)
+            for status in ("accepted", "rejected", "failed")
+        }
         body = {"received_at": received_at, **counts, "results": results}
-        log("WARNING" if counts["rejected"] or counts["failed"] else "INFO", "ingest batch", api_key=key_id, **counts,
-            first_problem=next((e["reason"] for answers in results.values() for e in answers
-                                if e["status"] == "rejected"), None))
+        log(
+            "WARNING" if counts["rejected"] or counts["failed"] else "INFO",
+            "ingest batch",
+            api_key=key_id,
+            **counts,
+            first_problem=next(
+                (e["reason"] for answers in results.values() for e in answers if e["status"] == "rejected"), None
+            ),
+        )
         if counts["failed"]:
             return IngestAnswer(503, body, {"Retry-After": _RETRY_AFTER_SECONDS})
         if counts["rejected"] == 0:

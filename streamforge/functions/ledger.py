@@ -25,8 +25,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping, Protocol
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_COLLECTION", "EXPIRE_FIELD", "LEDGER_ENV", "DeliveryLedger", "FirestoreLedger", "LedgerError",
-           "MemoryLedger", "open_ledger"]
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "EXPIRE_FIELD",
+    "LEDGER_ENV",
+    "DeliveryLedger",
+    "FirestoreLedger",
+    "LedgerError",
+    "MemoryLedger",
+    "open_ledger",
+]
 
 LEDGER_ENV = "STREAMFORGE_ALERT_LEDGER"
 #: The document field a Firestore TTL policy expires ledger entries on (the infra program sets it).
@@ -87,11 +95,15 @@ class FirestoreLedger:
         try:
             from google.cloud import firestore
         except ImportError:
-            raise LedgerError("a firestore:// ledger needs google-cloud-firestore: pip install 'streamforge[functions]'") from None
+            raise LedgerError(
+                "a firestore:// ledger needs google-cloud-firestore: pip install 'streamforge[functions]'"
+            ) from None
         from google.auth.exceptions import DefaultCredentialsError
 
         try:
-            client = firestore.Client(project=project, database=database) if database else firestore.Client(project=project)
+            client = (
+                firestore.Client(project=project, database=database) if database else firestore.Client(project=project)
+            )
         except DefaultCredentialsError as exc:
             raise LedgerError(f"Firestore ledger: no usable credentials ({exc})") from None
         self._collection = client.collection(collection)
@@ -99,8 +111,11 @@ class FirestoreLedger:
 
     def _document(self, alert_id: str):
         # alert_ids are ours and plain, but a document id must not contain '/' or be '.'/'..'
-        key = alert_id if _DOCUMENT_ID.fullmatch(alert_id) and alert_id not in (".", "..") \
+        key = (
+            alert_id
+            if _DOCUMENT_ID.fullmatch(alert_id) and alert_id not in (".", "..")
             else "sha256-" + hashlib.sha256(alert_id.encode()).hexdigest()
+        )
         return self._collection.document(key)
 
     def settled(self, alert_id: str) -> dict[str, str]:
@@ -119,8 +134,11 @@ class FirestoreLedger:
         from google.api_core import exceptions
 
         now = datetime.now(timezone.utc)
-        update = {"alert_id": alert_id, EXPIRE_FIELD: now + self.ttl,
-                  "webhooks": {name: {"outcome": outcome, "at": now} for name, outcome in outcomes.items()}}
+        update = {
+            "alert_id": alert_id,
+            EXPIRE_FIELD: now + self.ttl,
+            "webhooks": {name: {"outcome": outcome, "at": now} for name, outcome in outcomes.items()},
+        }
         try:
             self._document(alert_id).set(update, merge=True, timeout=10)
         except exceptions.GoogleAPICallError as exc:
@@ -141,4 +159,6 @@ def open_ledger(url: str | None, ttl: timedelta) -> DeliveryLedger:
             return FirestoreLedger(segments[0], ttl)
         if len(segments) == 2:
             return FirestoreLedger(segments[1], ttl, database=segments[0])
-    raise LedgerError(f"{LEDGER_ENV}={url!r}: expected memory, firestore://COLLECTION or firestore://DATABASE/COLLECTION")
+    raise LedgerError(
+        f"{LEDGER_ENV}={url!r}: expected memory, firestore://COLLECTION or firestore://DATABASE/COLLECTION"
+    )

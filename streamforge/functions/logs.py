@@ -20,8 +20,9 @@ _lock = threading.Lock()
 
 def log(severity: str, message: str, **fields: Any) -> None:
     """``severity`` is a Cloud Logging severity: DEBUG, INFO, WARNING, ERROR."""
-    line = orjson.dumps({"severity": severity, "message": message, **fields}, default=str,
-                        option=orjson.OPT_APPEND_NEWLINE).decode()
+    line = orjson.dumps(
+        {"severity": severity, "message": message, **fields}, default=str, option=orjson.OPT_APPEND_NEWLINE
+    ).decode()
     with _lock:
         sys.stdout.write(line)
         sys.stdout.flush()

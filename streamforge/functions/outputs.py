@@ -53,10 +53,14 @@ class PubSubOutput:
     def __init__(self, project: str, topics: TopicsConfig):
         pubsub_v1 = pubsub_module(OutputError)
         # Requests wait for their events, so batches are sent after at most 5 ms.
-        self._publisher = pubsub_publisher(OutputError, batch_settings=pubsub_v1.types.BatchSettings(
-            max_messages=1000, max_bytes=4_000_000, max_latency=0.005))
-        self._topics = {"clickstream": self._publisher.topic_path(project, topics.clickstream),
-                        "orders": self._publisher.topic_path(project, topics.orders)}
+        self._publisher = pubsub_publisher(
+            OutputError,
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_bytes=4_000_000, max_latency=0.005),
+        )
+        self._topics = {
+            "clickstream": self._publisher.topic_path(project, topics.clickstream),
+            "orders": self._publisher.topic_path(project, topics.orders),
+        }
         if os.environ.get("PUBSUB_EMULATOR_HOST"):
             ensure_pubsub_topics(self._publisher, list(self._topics.values()), OutputError)
 

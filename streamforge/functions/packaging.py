@@ -34,8 +34,13 @@ class FunctionSpec:
 FUNCTIONS = {
     # --retry: without it an Eventarc-triggered function drops the event on any failure, and
     # the dispatcher fails on purpose (a 5xx or a timeout at a webhook) to get the alert again.
-    "alert_dispatcher": FunctionSpec("alert_dispatcher", "dispatch_alert", "cloudevent",
-                                     "--trigger-topic={fraud_alerts} --retry", push_target="dispatch_push"),
+    "alert_dispatcher": FunctionSpec(
+        "alert_dispatcher",
+        "dispatch_alert",
+        "cloudevent",
+        "--trigger-topic={fraud_alerts} --retry",
+        push_target="dispatch_push",
+    ),
     "ingest": FunctionSpec("ingest", "ingest", "http", "--trigger-http --allow-unauthenticated"),
 }
 
@@ -45,8 +50,10 @@ def deploy_command(name: str, source: Path, config: Config | None = None) -> str
     dispatcher; ``pulumi up`` deploys it behind a push subscription instead, docs/infra.md)."""
     spec = FUNCTIONS[name]
     topics = (config or embedded_defaults()).topics
-    return (f"gcloud functions deploy {function_name(name)} --gen2 --runtime=python311 --source={source} "
-            f"--entry-point={spec.target} {spec.trigger.format(fraud_alerts=topics.fraud_alerts)}")
+    return (
+        f"gcloud functions deploy {function_name(name)} --gen2 --runtime=python311 --source={source} "
+        f"--entry-point={spec.target} {spec.trigger.format(fraud_alerts=topics.fraud_alerts)}"
+    )
 
 
 def function_source(name: str, functions_dir: Path | None = None) -> Path:
@@ -64,8 +71,10 @@ def package(name: str, output: Path, wheel: Path | None = None, functions_dir: P
     source = function_source(name, functions_dir)
     requirements = (source / "requirements.txt").read_text(encoding="utf-8")
     if f"./wheels/{WHEEL_NAME}[functions]" not in requirements.splitlines():
-        raise PackagingError(f"{source}/requirements.txt must install ./wheels/{WHEEL_NAME}[functions] "
-                             "(the version in pyproject.toml changed? update the line)")
+        raise PackagingError(
+            f"{source}/requirements.txt must install ./wheels/{WHEEL_NAME}[functions] "
+            "(the version in pyproject.toml changed? update the line)"
+        )
     folder = output / name
     if folder.exists():
         shutil.rmtree(folder)

@@ -58,11 +58,21 @@ def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
 def signature_headers(secret: str | bytes, alert_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
     """The idempotency, timestamp and signature headers of one request."""
     timestamp = int(time.time() if now is None else now)
-    return {IDEMPOTENCY_HEADER: alert_id, TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body)}
+    return {
+        IDEMPOTENCY_HEADER: alert_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+    }
 
 
-def verify_signature(secrets: str | bytes | Sequence[str | bytes], headers: Mapping[str, str], body: bytes, *,
-                     tolerance: float = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> int:
+def verify_signature(
+    secrets: str | bytes | Sequence[str | bytes],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> int:
     """Checks a received request; returns its signed timestamp or raises SignatureError.
 
     Whatever the headers hold, the only exception a request can cause is SignatureError.
@@ -84,8 +94,10 @@ def verify_signature(secrets: str | bytes | Sequence[str | bytes], headers: Mapp
     timestamp = int(timestamp_text)
     skew = (time.time() if now is None else now) - timestamp
     if abs(skew) > tolerance:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is {abs(skew):.0f} s {'old' if skew > 0 else 'ahead'} "
-                             f"(tolerance {tolerance:.0f} s): a replayed or delayed request")
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} is {abs(skew):.0f} s {'old' if skew > 0 else 'ahead'} "
+            f"(tolerance {tolerance:.0f} s): a replayed or delayed request"
+        )
     # a hex digest is ASCII: any other part cannot match (and compare_digest refuses non-ASCII str)
     offered = [part.strip() for part in signature.split(",") if part.isascii()]
     if not any(part.startswith(f"{_SCHEME}=") for part in offered):

@@ -53,9 +53,16 @@ class Received:
 
 
 class WebhookSink:
-    def __init__(self, secrets: Sequence[str], *, host: str = LOOPBACK, port: int = 0,
-                 tolerance: float = DEFAULT_TOLERANCE_SECONDS, read_timeout: float = 10.0,
-                 on_request: Callable[[Received], None] | None = None):
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        host: str = LOOPBACK,
+        port: int = 0,
+        tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+        read_timeout: float = 10.0,
+        on_request: Callable[[Received], None] | None = None,
+    ):
         self.secrets, self.tolerance, self.read_timeout = list(secrets), tolerance, read_timeout
         self.on_request = on_request or (lambda received: None)
         self.alerts: list[Received] = []

@@ -63,8 +63,10 @@ class Webhook:
             return orjson.dumps(slack_message(alert)), {"Content-Type": "application/json"}
         body = get_schema("fraud_alert").to_json(alert, validate=False)
         assert self.secret is not None  # parse_webhooks requires one for the json format
-        return body, {"Content-Type": "application/json",
-                      **signature_headers(self.secret, alert["alert_id"], body, now)}
+        return body, {
+            "Content-Type": "application/json",
+            **signature_headers(self.secret, alert["alert_id"], body, now),
+        }
 
 
 def parse_webhooks(environ: Mapping[str, str]) -> tuple[Webhook, ...]:
@@ -97,8 +99,9 @@ def _parse_one(entry: Any, where: str, environ: Mapping[str, str]) -> Webhook:
             raise WebhookConfigError(f"{where}: unknown key '{key}'{hint}; known keys: {', '.join(_KEYS)}")
     name = entry.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise WebhookConfigError(f"{where}: 'name' must be 1-64 of a-z, 0-9, '-', '_' (starting with a letter or "
-                                 f"digit), got {name!r}")
+        raise WebhookConfigError(
+            f"{where}: 'name' must be 1-64 of a-z, 0-9, '-', '_' (starting with a letter or digit), got {name!r}"
+        )
     where = f"{where} ('{name}')"
     fmt = entry.get("format", "json")
     if fmt not in FORMATS:
@@ -110,7 +113,9 @@ def _parse_one(entry: Any, where: str, environ: Mapping[str, str]) -> Webhook:
     secret = None
     if fmt == "json":
         if "secret_env" not in entry:
-            raise WebhookConfigError(f"{where}: a json webhook needs 'secret_env', the variable holding its signing secret")
+            raise WebhookConfigError(
+                f"{where}: a json webhook needs 'secret_env', the variable holding its signing secret"
+            )
         secret = _from_env(entry, "secret_env", where, environ)
         if len(secret) < 16:
             raise WebhookConfigError(f"{where}: the secret in ${entry['secret_env']} is shorter than 16 characters")
@@ -120,8 +125,9 @@ def _parse_one(entry: Any, where: str, environ: Mapping[str, str]) -> Webhook:
     if alert_types is not None:
         known = [p.value for p in FraudPattern]
         if not isinstance(alert_types, list) or not alert_types or not all(t in known for t in alert_types):
-            raise WebhookConfigError(f"{where}: 'alert_types' must be a non-empty list of {', '.join(known)}, "
-                                     f"got {alert_types!r}")
+            raise WebhookConfigError(
+                f"{where}: 'alert_types' must be a non-empty list of {', '.join(known)}, got {alert_types!r}"
+            )
         alert_types = frozenset(alert_types)
     score = entry.get("min_risk_score", 0.0)
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
@@ -141,7 +147,9 @@ def _from_env(entry: Mapping[str, Any], key: str, where: str, environ: Mapping[s
 
 def _url(entry: Mapping[str, Any], where: str, environ: Mapping[str, str], allow_private: bool) -> str:
     if ("url" in entry) == ("url_env" in entry):
-        raise WebhookConfigError(f"{where}: give exactly one of 'url' and 'url_env' (use url_env when the URL holds a token)")
+        raise WebhookConfigError(
+            f"{where}: give exactly one of 'url' and 'url_env' (use url_env when the URL holds a token)"
+        )
     url = entry["url"] if "url" in entry else _from_env(entry, "url_env", where, environ)
     if not isinstance(url, str):
         raise WebhookConfigError(f"{where}: 'url' must be a string")
@@ -157,8 +165,10 @@ def _url(entry: Mapping[str, Any], where: str, environ: Mapping[str, str], allow
             raise WebhookConfigError(f"{where}: {exc}") from None
         return url
     # Not the URL itself in the message: it may embed a token.
-    raise WebhookConfigError(f"{where}: the URL must be https://HOST/... (http:// only for a receiver on "
-                             f"127.0.0.1 or localhost), got scheme {parts.scheme!r} and host {host!r}")
+    raise WebhookConfigError(
+        f"{where}: the URL must be https://HOST/... (http:// only for a receiver on "
+        f"127.0.0.1 or localhost), got scheme {parts.scheme!r} and host {host!r}"
+    )
 
 
 def _mrkdwn(text: str) -> str:
@@ -176,15 +186,25 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
         "text": f"{headline}: user {_mrkdwn(user)}, order {_mrkdwn(order)}. {description}",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": headline}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": f"*Type*\n{kind}"},
-                {"type": "mrkdwn", "text": f"*Risk score*\n{score}"},
-                {"type": "mrkdwn", "text": f"*User*\n{_mrkdwn(user)}"},
-                {"type": "mrkdwn", "text": f"*Order*\n{_mrkdwn(order)}"},
-            ]},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*Type*\n{kind}"},
+                    {"type": "mrkdwn", "text": f"*Risk score*\n{score}"},
+                    {"type": "mrkdwn", "text": f"*User*\n{_mrkdwn(user)}"},
+                    {"type": "mrkdwn", "text": f"*Order*\n{_mrkdwn(order)}"},
+                ],
+            },
             {"type": "section", "text": {"type": "mrkdwn", "text": description}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text":
-                f"alert {_mrkdwn(alert['alert_id'])} · event {format_timestamp(alert['event_time'])} · "
-                f"detected {format_timestamp(alert['detected_at'])}"}]},
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"alert {_mrkdwn(alert['alert_id'])} · event {format_timestamp(alert['event_time'])} · "
+                        f"detected {format_timestamp(alert['detected_at'])}",
+                    }
+                ],
+            },
         ],
     }

@@ -38,5 +38,6 @@ def read_job_progress(path: Path) -> JobProgress | None:
         return None
     inputs = data["inputs"].values()
     marks = [i["watermark_ms"] for i in inputs if i["watermark_ms"] is not None]
-    return JobProgress(data["at"], sum(i["pulled"] for i in inputs), sum(i["acked"] for i in inputs),
-                       min(marks) if marks else None)
+    return JobProgress(
+        data["at"], sum(i["pulled"] for i in inputs), sum(i["acked"] for i in inputs), min(marks) if marks else None
+    )

@@ -107,7 +107,10 @@ def read_progress(settings: LiveSettings, jobs: tuple[str, ...] = ("analytics", 
         state = read_job_progress(settings.progress_file(job))
         if state is not None:
             progress.pulled[job], progress.acked[job], progress.watermark_ms[job] = (
-                state.pulled, state.acked, state.watermark_ms)
+                state.pulled,
+                state.acked,
+                state.watermark_ms,
+            )
     return progress
 
 
@@ -144,19 +147,33 @@ class LiveSystem:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def _streamforge(self, name: str, *args: str, port: int | None = None, env: dict[str, str] | None = None) -> LocalService:
+    def _streamforge(
+        self, name: str, *args: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> LocalService:
         command = [sys.executable, "-m", "streamforge"]
         if self.settings.config_file is not None:
             command += ["--config", str(self.settings.config_file)]
-        service = start_service(name, [*command, *args], self.settings.workdir / "logs" / f"{name}.log", port=port,
-                                env={**self.env, **(env or {})}, cwd=self.settings.workdir)
+        service = start_service(
+            name,
+            [*command, *args],
+            self.settings.workdir / "logs" / f"{name}.log",
+            port=port,
+            env={**self.env, **(env or {})},
+            cwd=self.settings.workdir,
+        )
         self.services[name] = service
         return service
 
     def start(self) -> None:
         s = self.settings
-        for stale in (s.warehouse, s.cdc_warehouse, s.alerts_log, s.labels, *s.workdir.glob("*.progress.json"),
-                      *s.published.glob("*.jsonl")):
+        for stale in (
+            s.warehouse,
+            s.cdc_warehouse,
+            s.alerts_log,
+            s.labels,
+            *s.workdir.glob("*.progress.json"),
+            *s.published.glob("*.jsonl"),
+        ):
             stale.unlink(missing_ok=True)
         (s.workdir / "logs").mkdir(parents=True, exist_ok=True)
         emulator = start_pubsub_emulator(s.workdir / "logs" / "pubsub-emulator.log")
@@ -166,22 +183,45 @@ class LiveSystem:
         self.say(f"Pub/Sub emulator on {emulator.address}")
 
         sink_port, dispatcher_port = free_port(), free_port()
-        self._streamforge("webhook-sink", "webhook-sink", "--port", str(sink_port), "--jsonl", port=sink_port,
-                          env={SECRET_ENV: self.secret})
+        self._streamforge(
+            "webhook-sink",
+            "webhook-sink",
+            "--port",
+            str(sink_port),
+            "--jsonl",
+            port=sink_port,
+            env={SECRET_ENV: self.secret},
+        )
         self.urls["webhook sink"] = f"http://127.0.0.1:{sink_port}/alerts"
         webhooks = [{"name": "local-sink", "url": self.urls["webhook sink"], "secret_env": SECRET_ENV}]
-        self._streamforge("alert-dispatcher", "functions", "serve", "alert_dispatcher", "--push", "--port",
-                          str(dispatcher_port), port=dispatcher_port,
-                          env={"STREAMFORGE_WEBHOOKS": json.dumps(webhooks), SECRET_ENV: self.secret,
-                               "STREAMFORGE_ALERT_LEDGER": "memory"})
+        self._streamforge(
+            "alert-dispatcher",
+            "functions",
+            "serve",
+            "alert_dispatcher",
+            "--push",
+            "--port",
+            str(dispatcher_port),
+            port=dispatcher_port,
+            env={
+                "STREAMFORGE_WEBHOOKS": json.dumps(webhooks),
+                SECRET_ENV: self.secret,
+                "STREAMFORGE_ALERT_LEDGER": "memory",
+            },
+        )
         self.urls["alert dispatcher (push endpoint)"] = f"http://127.0.0.1:{dispatcher_port}/"
 
         debezium = DebeziumServerConfig.load() if s.cdc else None
         layout = topology(self.config, debezium)
         if s.transport == "kafka":
             self._start_kafka(debezium)
-        create_topology(pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient(), s.project, layout,
-                        {"alert_dispatcher": self.urls["alert dispatcher (push endpoint)"]})
+        create_topology(
+            pubsub_v1.PublisherClient(),
+            pubsub_v1.SubscriberClient(),
+            s.project,
+            layout,
+            {"alert_dispatcher": self.urls["alert dispatcher (push endpoint)"]},
+        )
         self.say(f"project {s.project}: {len(layout.topics)} topics, {len(layout.subscriptions)} subscriptions")
 
         if s.cdc:
@@ -192,22 +232,57 @@ class LiveSystem:
             inputs = ("--input", f"kafka://{self.kafka}")  # each stream's topic from [topics]
         else:
             sub = f"pubsub://projects/{s.project}/subscriptions"
-            inputs = ("--clickstream", f"{sub}/{layout.subscription('analytics', topics.clickstream).id}",
-                      "--orders", f"{sub}/{layout.subscription('analytics', topics.orders).id}")
+            inputs = (
+                "--clickstream",
+                f"{sub}/{layout.subscription('analytics', topics.clickstream).id}",
+                "--orders",
+                f"{sub}/{layout.subscription('analytics', topics.orders).id}",
+            )
         self._streamforge(
-            "analytics-job", "run", "all", *inputs,
-            "--warehouse", f"duckdb://{s.warehouse}", "--alerts-topic", f"projects/{s.project}/topics/{topics.fraud_alerts}",
-            "--dead-letter-topic", f"projects/{s.project}/topics/{topics.dead_letter}",
-            "--progress-file", str(s.progress_file("analytics")))
+            "analytics-job",
+            "run",
+            "all",
+            *inputs,
+            "--warehouse",
+            f"duckdb://{s.warehouse}",
+            "--alerts-topic",
+            f"projects/{s.project}/topics/{topics.fraud_alerts}",
+            "--dead-letter-topic",
+            f"projects/{s.project}/topics/{topics.dead_letter}",
+            "--progress-file",
+            str(s.progress_file("analytics")),
+        )
         self._wait_for_file(s.progress_file("analytics"), "analytics-job")
-        self._streamforge("simulator", "simulate", "--output", self._producer_output, "--rate", str(s.rate),
-                          "--seed", str(s.seed), "--record", str(s.published),
-                          "--labels", str(s.labels))
+        self._streamforge(
+            "simulator",
+            "simulate",
+            "--output",
+            self._producer_output,
+            "--rate",
+            str(s.rate),
+            "--seed",
+            str(s.seed),
+            "--record",
+            str(s.published),
+            "--labels",
+            str(s.labels),
+        )
         self.say(f"simulator publishing about {s.rate:,.0f} events/s (recorded in {s.published})")
 
-        self._streamforge("dashboard", "dashboard", "--warehouse", str(s.warehouse), "--port", str(s.dashboard_port),
-                          "--alerts-log", str(s.alerts_log), "--progress", str(s.workdir),
-                          *(["--cdc-warehouse", str(s.cdc_warehouse)] if s.cdc else []), port=s.dashboard_port)
+        self._streamforge(
+            "dashboard",
+            "dashboard",
+            "--warehouse",
+            str(s.warehouse),
+            "--port",
+            str(s.dashboard_port),
+            "--alerts-log",
+            str(s.alerts_log),
+            "--progress",
+            str(s.workdir),
+            *(["--cdc-warehouse", str(s.cdc_warehouse)] if s.cdc else []),
+            port=s.dashboard_port,
+        )
         self.urls["dashboard"] = f"http://127.0.0.1:{s.dashboard_port}/"
         self.write_state()
 
@@ -234,12 +309,34 @@ class LiveSystem:
         self.say(f"PostgreSQL on {database.address}")
         url = database.address
         self._run_once("cdc-init", "cdc", "workload", "--database", url, "--operations", "1", "--init", "-q")
-        self._streamforge("cdc-capture", "cdc", "run", "--output", self._producer_output, "--database", url,
-                          "--offsets", str(s.workdir / "cdc-offsets.dat"), "-q")
-        changes = (f"kafka://{self.kafka}" if s.transport == "kafka"
-                   else f"pubsub://projects/{s.project}/subscriptions/{pattern}")
-        self._streamforge("cdc-job", "run", "cdc", "--input", changes,
-                          "--warehouse", f"duckdb://{s.cdc_warehouse}", "--progress-file", str(s.progress_file("cdc")))
+        self._streamforge(
+            "cdc-capture",
+            "cdc",
+            "run",
+            "--output",
+            self._producer_output,
+            "--database",
+            url,
+            "--offsets",
+            str(s.workdir / "cdc-offsets.dat"),
+            "-q",
+        )
+        changes = (
+            f"kafka://{self.kafka}"
+            if s.transport == "kafka"
+            else f"pubsub://projects/{s.project}/subscriptions/{pattern}"
+        )
+        self._streamforge(
+            "cdc-job",
+            "run",
+            "cdc",
+            "--input",
+            changes,
+            "--warehouse",
+            f"duckdb://{s.cdc_warehouse}",
+            "--progress-file",
+            str(s.progress_file("cdc")),
+        )
         self._streamforge("cdc-workload", "cdc", "workload", "--database", url, "--rate", str(s.cdc_rate), "--no-init")
 
     def _run_once(self, name: str, *args: str) -> None:
@@ -258,15 +355,24 @@ class LiveSystem:
             time.sleep(0.2)
 
     def write_state(self) -> None:
-        state = {"pid": os.getpid(), "started": time.time(), "project": self.settings.project,
-                 "urls": self.urls, "services": {n: {"pid": s.process.pid, "address": s.address, "log": str(s.log)}
-                                                 for n, s in self.services.items()}}
+        state = {
+            "pid": os.getpid(),
+            "started": time.time(),
+            "project": self.settings.project,
+            "urls": self.urls,
+            "services": {
+                n: {"pid": s.process.pid, "address": s.address, "log": str(s.log)} for n, s in self.services.items()
+            },
+        }
         (self.settings.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def failed(self) -> list[str]:
         """The services that exited on their own."""
-        return [f"{n} (exit {s.process.returncode}, log {s.log})" for n, s in self.services.items()
-                if s.process.poll() is not None]
+        return [
+            f"{n} (exit {s.process.returncode}, log {s.log})"
+            for n, s in self.services.items()
+            if s.process.poll() is not None
+        ]
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -312,8 +418,10 @@ class LiveSystem:
             if progress.acked.get("analytics", 0) >= published and (not self.settings.cdc or steady >= 4):
                 return
             time.sleep(0.5)
-        self.say(f"the jobs had not taken everything published after {timeout:.0f} s; draining what they have "
-                 "(the rest stays in the subscriptions)")
+        self.say(
+            f"the jobs had not taken everything published after {timeout:.0f} s; draining what they have "
+            "(the rest stays in the subscriptions)"
+        )
 
     def _wait_for_alerts(self, timeout: float = 30) -> None:
         """Until the webhook has every alert the analytics job wrote (push delivery follows the job)."""

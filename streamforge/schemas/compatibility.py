@@ -58,7 +58,12 @@ class _Resolver:
             return [f"{path}: writer type {_describe(writer)} matches no branch of the reader union"]
         r_kind, w_kind = _kind(reader), _kind(writer)
         if r_kind != w_kind:
-            if w_kind in _PROMOTIONS and r_kind in _PROMOTIONS[w_kind] and not _logical(reader) and not _logical(writer):
+            if (
+                w_kind in _PROMOTIONS
+                and r_kind in _PROMOTIONS[w_kind]
+                and not _logical(reader)
+                and not _logical(writer)
+            ):
                 return []
             return [f"{path}: type changed from {_describe(writer)} to {_describe(reader)}"]
         problems = self._check_logical(reader, writer, path)
@@ -74,7 +79,9 @@ class _Resolver:
         elif r_kind == "enum":
             missing = [s for s in writer["symbols"] if s not in reader["symbols"]]
             if missing and "default" not in reader:
-                problems.append(f"{path}: reader enum {reader['name']} lacks symbol(s) {', '.join(missing)} and has no default")
+                problems.append(
+                    f"{path}: reader enum {reader['name']} lacks symbol(s) {', '.join(missing)} and has no default"
+                )
         elif r_kind == "fixed":
             if reader["size"] != writer["size"]:
                 problems.append(f"{path}: fixed size changed from {writer['size']} to {reader['size']}")

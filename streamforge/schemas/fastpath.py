@@ -101,7 +101,9 @@ class _Generator:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.env: dict[str, Any] = {
-            "_MISSING": _MISSING, "_INF": math.inf, "_never": lambda _v: None,
+            "_MISSING": _MISSING,
+            "_INF": math.inf,
+            "_never": lambda _v: None,
             "_timestamp_text": lambda v: _timestamp(v) if type(v) is str else None,
         }
         self.named: dict[str, tuple[str, Any]] = {}  # full name -> ("record", function) or ("enum", symbols)
@@ -154,8 +156,14 @@ class _Generator:
             return ["if v is None:", "    " + assign.format("None"), "else:", *("    " + line for line in inner)]
         if isinstance(avro_type, dict) and avro_type.get("logicalType") == "decimal":
             hits, convert = self.decimal(avro_type, constraints)
-            return [f"x = {hits}.get(v) if type(v) is float else None", "if x is None:", f"    x = {convert}(v)",
-                    "    if x is None:", "        return None", assign.format("x")]
+            return [
+                f"x = {hits}.get(v) if type(v) is float else None",
+                "if x is None:",
+                f"    x = {convert}(v)",
+                "    if x is None:",
+                "        return None",
+                assign.format("x"),
+            ]
         check = self.inline(avro_type, constraints, namespace)
         if check is not None:
             return [f"if not ({check}):", "    return None", assign.format("v")]
@@ -194,7 +202,12 @@ class _Generator:
     def decimal(self, avro_type: Mapping[str, Any], constraints: Mapping[str, Any]) -> tuple[str, str]:
         """Names of the hit table and the converter of a decimal type, shared by the fields
         of the same type and bounds (an order's subtotal and total often coincide)."""
-        key = (avro_type["precision"], avro_type.get("scale", 0), constraints.get("minimum"), constraints.get("maximum"))
+        key = (
+            avro_type["precision"],
+            avro_type.get("scale", 0),
+            constraints.get("minimum"),
+            constraints.get("maximum"),
+        )
         if key not in self.decimals:
             cache = _DecimalCache(_decimal(avro_type, constraints))
             self.decimals[key] = (self.constant("decimal_hits_", cache.hits), self.constant("decimal_", cache.convert))
@@ -208,11 +221,21 @@ class _Generator:
     def _array(self, avro_type: Mapping[str, Any], constraints: Mapping[str, Any], namespace: str) -> str:
         function = self.fresh("array_")
         low, high = constraints.get("minItems"), constraints.get("maxItems")
-        size = " and ".join(filter(None, (f"len(value) >= {low!r}" if low is not None else "",
-                                          f"len(value) <= {high!r}" if high is not None else "")))
+        size = " and ".join(
+            filter(
+                None,
+                (
+                    f"len(value) >= {low!r}" if low is not None else "",
+                    f"len(value) <= {high!r}" if high is not None else "",
+                ),
+            )
+        )
         item_lines = self.value(avro_type["items"], {}, namespace, "out.append({})")
-        lines = [f"def {function}(value):",
-                 "    if type(value) is not list and type(value) is not tuple:", "        return None"]
+        lines = [
+            f"def {function}(value):",
+            "    if type(value) is not list and type(value) is not tuple:",
+            "        return None",
+        ]
         if size:
             lines += [f"    if not ({size}):", "        return None"]
         lines += ["    out = []", "    for v in value:", *("        " + line for line in item_lines), "    return out"]
@@ -255,5 +278,10 @@ def _boolean(_generator: _Generator, _kind: str, _constraints: Mapping[str, Any]
 
 
 _INLINE: dict[str, Callable[[_Generator, str, Mapping[str, Any]], str]] = {
-    "string": _string, "int": _integer, "long": _integer, "float": _floating, "double": _floating, "boolean": _boolean,
+    "string": _string,
+    "int": _integer,
+    "long": _integer,
+    "float": _floating,
+    "double": _floating,
+    "boolean": _boolean,
 }

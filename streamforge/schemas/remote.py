@@ -66,8 +66,9 @@ class RemoteSchemas:
 
     def _fetch(self, schema_id: int) -> EventSchema:
         self.requests += 1
-        request = urllib.request.Request(f"{self.url}/schemas/ids/{schema_id}",
-                                         headers={"Accept": "application/vnd.schemaregistry.v1+json"})
+        request = urllib.request.Request(
+            f"{self.url}/schemas/ids/{schema_id}", headers={"Accept": "application/vnd.schemaregistry.v1+json"}
+        )
         auth = os.environ.get(AUTH_ENV)
         if auth:
             request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
@@ -77,7 +78,9 @@ class RemoteSchemas:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             detail = _message(exc)
-            raise RemoteSchemaError(f"{where} has no schema id {schema_id} (HTTP {exc.code}{': ' + detail if detail else ''})") from None
+            raise RemoteSchemaError(
+                f"{where} has no schema id {schema_id} (HTTP {exc.code}{': ' + detail if detail else ''})"
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RemoteSchemaError(f"{where} could not be asked for schema id {schema_id}: {exc}") from None
         if body.get("schemaType", "AVRO") != "AVRO":
@@ -103,4 +106,3 @@ def header_schema_id(payload: bytes) -> int | None:
     if len(payload) < 5 or payload[0] != 0:
         return None
     return int.from_bytes(payload[1:5], "big")
-

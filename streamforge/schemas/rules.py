@@ -48,7 +48,9 @@ def order_amounts_add_up(record: Mapping[str, Any]) -> list[FieldError]:
     expected = record["subtotal"] - record["discount"] + record["shipping"]
     if record["total_amount"] != expected:
         errors.append(
-            FieldError("total_amount", record["total_amount"], f"must equal subtotal - discount + shipping ({expected})")
+            FieldError(
+                "total_amount", record["total_amount"], f"must equal subtotal - discount + shipping ({expected})"
+            )
         )
     return errors
 
@@ -92,8 +94,11 @@ def _hidden_fields(record: Mapping[str, Any], path: str) -> list[FieldError]:
         if type(value) is str:
             found = hidden_character(value)
             if found is not None:
-                errors.append(FieldError(where, value, f"contains {found}: control, bidi and zero-width "
-                                                       "characters are not allowed"))
+                errors.append(
+                    FieldError(
+                        where, value, f"contains {found}: control, bidi and zero-width characters are not allowed"
+                    )
+                )
         elif type(value) is list:
             for index, item in enumerate(value):
                 if isinstance(item, Mapping):

@@ -147,17 +147,27 @@ class EventSchema:
     def from_json(self, data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
         """Decode and validate one JSON message (any input; only InvalidEvent is raised)."""
         if not isinstance(data, (bytes, bytearray, memoryview, str)):
-            raise InvalidEvent(self.label, [FieldError("", type(data).__name__, "expected bytes or str")], "invalid_json")
+            raise InvalidEvent(
+                self.label, [FieldError("", type(data).__name__, "expected bytes or str")], "invalid_json"
+            )
         if len(data) > MAX_MESSAGE_BYTES:
-            raise InvalidEvent(self.label, [FieldError("", f"<{len(data)} bytes>", "message too large")], "invalid_json")
+            raise InvalidEvent(
+                self.label, [FieldError("", f"<{len(data)} bytes>", "message too large")], "invalid_json"
+            )
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise InvalidEvent(self.label, [FieldError("", _snippet(data), f"invalid JSON: {exc}")], "invalid_json") from None
+            raise InvalidEvent(
+                self.label, [FieldError("", _snippet(data), f"invalid JSON: {exc}")], "invalid_json"
+            ) from None
         # JSON strings hold no raw control character, so ASCII without a backslash (no escape)
         # or DEL has printable ASCII strings only.
-        plain = type(data) in (bytes, str) and data.isascii() and _BACKSLASH[type(data)] not in data \
+        plain = (
+            type(data) in (bytes, str)
+            and data.isascii()
+            and _BACKSLASH[type(data)] not in data
             and _DEL[type(data)] not in data
+        )
         return self.validate(obj, plain_text=plain)
 
     # -- Avro binary ----------------------------------------------------------------------
@@ -187,7 +197,9 @@ class EventSchema:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidEvent(self.label, [FieldError("", type(data).__name__, "expected bytes")], "invalid_avro")
         if len(data) > MAX_MESSAGE_BYTES:
-            raise InvalidEvent(self.label, [FieldError("", f"<{len(data)} bytes>", "message too large")], "invalid_avro")
+            raise InvalidEvent(
+                self.label, [FieldError("", f"<{len(data)} bytes>", "message too large")], "invalid_avro"
+            )
         buffer = io.BytesIO(bytes(data))
         buffer.seek(offset)
         try:
@@ -273,10 +285,14 @@ class SchemaRegistry:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidEvent(label, [FieldError("", type(data).__name__, "expected bytes")], "invalid_avro")
         if len(data) < _CONFLUENT_HEADER.size:
-            raise InvalidEvent(label, [FieldError("", _snippet(data), "shorter than the 5-byte Confluent header")], "invalid_avro")
+            raise InvalidEvent(
+                label, [FieldError("", _snippet(data), "shorter than the 5-byte Confluent header")], "invalid_avro"
+            )
         magic, schema_id = _CONFLUENT_HEADER.unpack_from(bytes(data[: _CONFLUENT_HEADER.size]))
         if magic != CONFLUENT_MAGIC:
-            raise InvalidEvent(label, [FieldError("", magic, "magic byte must be 0 (Confluent wire format)")], "invalid_avro")
+            raise InvalidEvent(
+                label, [FieldError("", magic, "magic byte must be 0 (Confluent wire format)")], "invalid_avro"
+            )
         try:
             writer = self.by_id(schema_id)
         except UnknownSchema as exc:

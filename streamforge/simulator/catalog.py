@@ -63,7 +63,9 @@ class Catalog:
         self._cumulative: dict[str, list[float]] = {}
         for cat in categories:
             products = tuple(
-                Product(pid, cat.name, _shop_price(rng, cat.min_price_cents, cat.max_price_cents), f"{SHOP_URL}/p/{pid}")
+                Product(
+                    pid, cat.name, _shop_price(rng, cat.min_price_cents, cat.max_price_cents), f"{SHOP_URL}/p/{pid}"
+                )
                 for pid in (f"P-{cat.code}-{i:04d}" for i in range(1, cat.product_count + 1))
             )
             self.by_category[cat.name] = products

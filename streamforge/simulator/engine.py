@@ -67,8 +67,6 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
-
-
 class Sink(Protocol):
     """Where events go. Implementations: streamforge.simulator.sinks."""
 
@@ -244,11 +242,14 @@ class Simulation:
         ]
         # A user's visits are further apart than the session gap and than every fraud window
         # (plus room for payment retries), so no normal user's orders can form a pattern.
-        self._cooldown_ms = max(
-            settings.session_gap_ms,
-            self.rules.rapid_orders_window.total_seconds() * 1000,
-            self.rules.card_testing_window.total_seconds() * 1000,
-        ) + _COOLDOWN_MARGIN_MS
+        self._cooldown_ms = (
+            max(
+                settings.session_gap_ms,
+                self.rules.rapid_orders_window.total_seconds() * 1000,
+                self.rules.card_testing_window.total_seconds() * 1000,
+            )
+            + _COOLDOWN_MARGIN_MS
+        )
         # Registered users are created the first time they visit (start-up stays instant).
         self.population: list[User | None] = [None] * settings.users
         self._user_ids = itertools.count(1)
@@ -287,8 +288,13 @@ class Simulation:
             return self._run(until_ms, arrivals, clock, should_stop, on_progress, progress_every)
 
     def _run(
-        self, until_ms: float, arrivals: Iterator[int], clock: RealTimeClock | None, should_stop: Callable[[], bool],
-        on_progress: Callable[[SimulationStats, int], None] | None, progress_every: int,
+        self,
+        until_ms: float,
+        arrivals: Iterator[int],
+        clock: RealTimeClock | None,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[SimulationStats, int], None] | None,
+        progress_every: int,
     ) -> SimulationStats:
         next_arrival = next(arrivals)
         if self.settings.warmup_ms > 0:
@@ -314,7 +320,11 @@ class Simulation:
         return stats
 
     def _step(
-        self, arrivals: Iterator[int], next_arrival: int, limit: float, clock: RealTimeClock | None,
+        self,
+        arrivals: Iterator[int],
+        next_arrival: int,
+        limit: float,
+        clock: RealTimeClock | None,
         should_stop: Callable[[], bool],
     ) -> tuple[int, float, bool]:
         """Plan the arrivals in ``next_arrival``'s second (before ``limit``), then emit up to its end.

@@ -27,16 +27,28 @@ class TrafficProfile:
     devices: dict[str, float] = field(default_factory=lambda: {"mobile": 0.58, "desktop": 0.35, "tablet": 0.07})
     regions: dict[str, float] = field(
         default_factory=lambda: {
-            "us-east": 0.20, "us-west": 0.14, "ca-central": 0.05, "sa-east": 0.06, "eu-west": 0.12,
-            "eu-central": 0.12, "eu-north": 0.04, "ap-south": 0.08, "ap-southeast": 0.06,
-            "ap-northeast": 0.08, "au-southeast": 0.05,
+            "us-east": 0.20,
+            "us-west": 0.14,
+            "ca-central": 0.05,
+            "sa-east": 0.06,
+            "eu-west": 0.12,
+            "eu-central": 0.12,
+            "eu-north": 0.04,
+            "ap-south": 0.08,
+            "ap-southeast": 0.06,
+            "ap-northeast": 0.08,
+            "au-southeast": 0.05,
         }
     )
     referrers: dict[str | None, float] = field(
         default_factory=lambda: {
-            None: 0.35, "https://www.google.com/": 0.30, "https://mail.example.net/newsletter": 0.10,
-            "https://www.facebook.com/": 0.08, "https://www.instagram.com/": 0.07,
-            "https://www.bing.com/": 0.05, "https://deals.example.org/": 0.05,
+            None: 0.35,
+            "https://www.google.com/": 0.30,
+            "https://mail.example.net/newsletter": 0.10,
+            "https://www.facebook.com/": 0.08,
+            "https://www.instagram.com/": 0.07,
+            "https://www.bing.com/": 0.05,
+            "https://deals.example.org/": 0.05,
         }
     )
     user_agents: dict[str, tuple[str, ...]] = field(

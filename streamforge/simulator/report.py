@@ -42,7 +42,9 @@ class SimulationProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
 
@@ -59,7 +61,9 @@ def _counter_table(title: str, counts: Counter[str], order: tuple[str, ...] = ()
     return table
 
 
-def render_summary(console: Console, stats: SimulationStats, destination: str, extra: dict[str, Any] | None = None) -> None:
+def render_summary(
+    console: Console, stats: SimulationStats, destination: str, extra: dict[str, Any] | None = None
+) -> None:
     overview = Table(title="Simulation summary", title_justify="left", show_header=False, show_edge=False)
     overview.add_column(style="cyan")
     overview.add_column()
@@ -73,11 +77,21 @@ def render_summary(console: Console, stats: SimulationStats, destination: str, e
         overview.add_row(key, str(value))
     console.print(overview)
     console.print()
-    console.print(_counter_table("Clickstream events by type", stats.clicks, (
-        "page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout_start", "purchase")))
+    console.print(
+        _counter_table(
+            "Clickstream events by type",
+            stats.clicks,
+            ("page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout_start", "purchase"),
+        )
+    )
     console.print()
-    console.print(_counter_table("Order events by status", stats.orders, (
-        "CREATED", "PAID", "PAYMENT_FAILED", "CANCELLED", "SHIPPED", "DELIVERED")))
+    console.print(
+        _counter_table(
+            "Order events by status",
+            stats.orders,
+            ("CREATED", "PAID", "PAYMENT_FAILED", "CANCELLED", "SHIPPED", "DELIVERED"),
+        )
+    )
     console.print()
     console.print(_counter_table("Injected fraud cases by pattern", stats.fraud_cases))
     if stats.malformed or stats.duplicates:

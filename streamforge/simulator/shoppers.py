@@ -51,7 +51,14 @@ def open_session(sim: Simulation, user: User, *, device: str | None = None, regi
         device = user.device if rng.random() < sim.profile.home_device_share else sim.choose_device(rng)
     agents = sim.profile.user_agents[device]
     sim.stats.sessions += 1
-    return Session(sim.session_id(), user, device, agents[int(rng.random() * len(agents))], sim.choose_referrer(rng), region or user.region)
+    return Session(
+        sim.session_id(),
+        user,
+        device,
+        agents[int(rng.random() * len(agents))],
+        sim.choose_referrer(rng),
+        region or user.region,
+    )
 
 
 def browsing_session(sim: Simulation, user: User) -> None:

@@ -74,7 +74,13 @@ class _Sink:
         return self._encode(stream, event)
 
     def emit(self, stream: str, event: dict[str, Any]) -> None:
-        self.write(stream, self._encode(stream, event), key=event["user_id"], event_id=event["event_id"], event_time=event["event_time"])
+        self.write(
+            stream,
+            self._encode(stream, event),
+            key=event["user_id"],
+            event_id=event["event_id"],
+            event_time=event["event_time"],
+        )
 
     def emit_raw(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
         self.write(stream, payload, key=key, event_id=event_id, event_time=event_time)
@@ -192,8 +198,9 @@ class PubSubSink(_Sink):
 
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
         self._tracker.sending()
-        future = self._publisher.publish(self._topics[stream], payload,
-                                         **message_attributes(stream, event_id, event_time, self.format))
+        future = self._publisher.publish(
+            self._topics[stream], payload, **message_attributes(stream, event_id, event_time, self.format)
+        )
         future.add_done_callback(self._on_done)
         self.written += 1
 
@@ -224,23 +231,30 @@ class KafkaSink(_Sink):
         self.bootstrap = bootstrap
         self._topics = {"clickstream": topics.clickstream, "orders": topics.orders}
         self._tracker = DeliveryTracker()
-        common = ensure_kafka_topics(bootstrap, list(self._topics.values()), SinkError, partitions=self.PARTITIONS,
-                                     timeout=timeout)
+        common = ensure_kafka_topics(
+            bootstrap, list(self._topics.values()), SinkError, partitions=self.PARTITIONS, timeout=timeout
+        )
         from confluent_kafka import Producer
 
         self._producer = Producer({**common, "linger.ms": 20, "acks": "all", "queue.buffering.max.messages": 200_000})
         self._since_poll = 0
 
     def write(self, stream: str, payload: bytes, *, key: str | None, event_id: str, event_time: str) -> None:
-        headers = [(name, value.encode()) for name, value in message_attributes(stream, event_id, event_time,
-                                                                                  self.format).items()]
+        headers = [
+            (name, value.encode())
+            for name, value in message_attributes(stream, event_id, event_time, self.format).items()
+        ]
         timestamp_ms = to_millis(parse_timestamp(event_time))  # Kafka IO's event time on Dataflow (CreateTime)
         self._tracker.sending()
         while True:
             try:
                 self._producer.produce(
-                    self._topics[stream], value=payload, key=key, headers=headers, timestamp=timestamp_ms,
-                    on_delivery=self._on_delivery
+                    self._topics[stream],
+                    value=payload,
+                    key=key,
+                    headers=headers,
+                    timestamp=timestamp_ms,
+                    on_delivery=self._on_delivery,
                 )
                 break
             except BufferError:  # local queue full: let deliveries drain
@@ -256,7 +270,9 @@ class KafkaSink(_Sink):
 
     def close(self) -> None:
         remaining = self._producer.flush(120)
-        self._tracker.check(f"Kafka at {self.bootstrap}" + (f" ({remaining} still queued)" if remaining else ""), SinkError)
+        self._tracker.check(
+            f"Kafka at {self.bootstrap}" + (f" ({remaining} still queued)" if remaining else ""), SinkError
+        )
 
     def describe(self) -> str:
         return f"kafka {self.bootstrap} topics {', '.join(self._topics.values())}"

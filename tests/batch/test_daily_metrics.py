@@ -19,8 +19,13 @@ from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow
 TWO_DAYS = [date.fromisoformat(d) for d in DAYS]
-METRICS = ("daily_revenue", "daily_revenue_by_category", "daily_top_regions", "daily_conversion_funnel",
-           "daily_order_status")
+METRICS = (
+    "daily_revenue",
+    "daily_revenue_by_category",
+    "daily_top_regions",
+    "daily_conversion_funnel",
+    "daily_order_status",
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +67,9 @@ def test_rejected_rows_are_kept_with_reason_and_payload(nightly, night_run) -> N
     assert len(rejects) == report.counts["orders"]["rejected"] + report.counts["clickstream"]["rejected"]
     reasons = {r[3] for r in rejects}
     assert any("invalid JSON" in r for r in reasons) and any("required" in r for r in reasons)
-    lines = set((night_run / "orders.jsonl").read_bytes().splitlines()) | \
-        set((night_run / "clickstream.jsonl").read_bytes().splitlines())
+    lines = set((night_run / "orders.jsonl").read_bytes().splitlines()) | set(
+        (night_run / "clickstream.jsonl").read_bytes().splitlines()
+    )
     for _, _stream, _, reason, payload, encoding in rejects:
         original = base64.b64decode(payload) if encoding == "base64" else payload.encode()
         assert original in lines, (reason, payload[:80])  # the payload is the line as it was read
@@ -94,16 +100,20 @@ def test_an_empty_date_gives_no_rows_and_no_error(spark, night_run, tmp_path) ->
     assert report.counts["orders"]["valid"] == report.counts["clickstream"]["valid"] == 0
     assert all(report.rows_written[t] == 0 for t in METRICS)
     # Rows without a readable event_time belong to no day: every run reports them (here, under 10-15).
-    assert report.rows_written["batch_rejects"] == report.counts["orders"]["rejected"] + \
-        report.counts["clickstream"]["rejected"] > 0
+    assert (
+        report.rows_written["batch_rejects"]
+        == report.counts["orders"]["rejected"] + report.counts["clickstream"]["rejected"]
+        > 0
+    )
 
 
 @pytest.fixture(scope="module")
 def warehouse(night_run, tmp_path_factory) -> Path:
     """The Beam jobs' DuckDB warehouse of the night run, with the raw event tables (--raw-events)."""
     path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
-    result = run_cli("run", "all", "--input", f"file://{night_run}", "--warehouse", f"duckdb://{path}", "--raw-events",
-                     "--quiet")
+    result = run_cli(
+        "run", "all", "--input", f"file://{night_run}", "--warehouse", f"duckdb://{path}", "--raw-events", "--quiet"
+    )
     assert result.exit_code == 0, result.output
     return path
 
@@ -113,8 +123,10 @@ def test_the_pipelines_warehouse_and_parquet_give_the_same_tables(spark, warehou
     from_warehouse = tmp_path / "from-warehouse"
     report = run(spark, TWO_DAYS, f"duckdb://{warehouse}", f"file://{from_warehouse}")
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        raw = {"orders": con.execute("SELECT count(*) FROM order_events").fetchone()[0],
-               "clickstream": con.execute("SELECT count(*) FROM clickstream_events").fetchone()[0]}
+        raw = {
+            "orders": con.execute("SELECT count(*) FROM order_events").fetchone()[0],
+            "clickstream": con.execute("SELECT count(*) FROM clickstream_events").fetchone()[0],
+        }
         parquet = tmp_path / "parquet"
         for table in ("order_events", "clickstream_events"):
             (parquet / table).mkdir(parents=True)
@@ -148,9 +160,21 @@ def test_the_cli_runs_the_job_and_prints_the_summary(night_run, tmp_path) -> Non
     """`streamforge batch daily` as a user runs it: its own local Spark, a JSON summary."""
     from tests.support.cli import run_entry_point
 
-    process = run_entry_point("batch", "daily", "--date", DAYS[0], "--input", f"file://{night_run}", "--output",
-                              f"file://{tmp_path}", "--json", "--cores", "2", timeout=300)
-    summary = json.loads(process.stdout[process.stdout.index("{"):])
+    process = run_entry_point(
+        "batch",
+        "daily",
+        "--date",
+        DAYS[0],
+        "--input",
+        f"file://{night_run}",
+        "--output",
+        f"file://{tmp_path}",
+        "--json",
+        "--cores",
+        "2",
+        timeout=300,
+    )
+    summary = json.loads(process.stdout[process.stdout.index("{") :])
     assert summary["dates"] == [DAYS[0]] and summary["rows_written"]["daily_conversion_funnel"] == 4
     bad = run_entry_point("batch", "daily", "--date", "2026-13-01", "--input", f"file://{night_run}", check=False)
     assert bad.returncode == 2 and "expected YYYY-MM-DD" in bad.stderr

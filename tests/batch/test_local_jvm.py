@@ -29,9 +29,18 @@ def _java() -> str:
 
 def test_hotspot_accepts_the_directives_file() -> None:
     # A pattern HotSpot refuses (such as an embedded *) makes it drop the file, or fail to start.
-    result = subprocess.run([_java(), "-XX:+UnlockDiagnosticVMOptions", "-XX:+DisplayVMOutputToStderr",
-                             f"-XX:CompilerDirectivesFile={DIRECTIVES}", "-version"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            _java(),
+            "-XX:+UnlockDiagnosticVMOptions",
+            "-XX:+DisplayVMOutputToStderr",
+            f"-XX:CompilerDirectivesFile={DIRECTIVES}",
+            "-version",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "3 compiler directives added" in result.stderr, result.stderr
 
@@ -60,12 +69,19 @@ def test_without_a_java_there_is_no_archive_and_the_reason_is_given(tmp_path, mo
 def test_a_local_session_maps_the_installations_archive(tmp_path) -> None:
     archive = archive_path()
     if archive is None or not archive.is_file():
-        pytest.skip("no class-data archive in this installation: `make test` records it first "
-                    "(streamforge batch class-archive)")
+        pytest.skip(
+            "no class-data archive in this installation: `make test` records it first (streamforge batch class-archive)"
+        )
     log = tmp_path / "classes.log"
     options = java_options() + f" -Xlog:class+load=info:file={log}"
-    subprocess.run([sys.executable, "-c", _PROBE, options], check=True, capture_output=True, timeout=180,
-                   cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", _PROBE, options],
+        check=True,
+        capture_output=True,
+        timeout=180,
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.DEVNULL,
+    )
     lines = log.read_text().splitlines()
     archived = sum("source: shared objects file (top)" in line for line in lines)
     from_jars = sum(".jar" in line.partition(" source: ")[2] for line in lines)

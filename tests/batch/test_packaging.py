@@ -35,15 +35,36 @@ def test_the_packaged_job_runs_from_its_zip_alone(night_run, tmp_path) -> None:
     assert "gcloud dataproc batches submit pyspark" in listing
     with zipfile.ZipFile(archive) as zf:
         names = set(zf.namelist())
-    assert {"batch/daily_metrics.py", "streamforge/config/defaults.toml", "streamforge/schemas/rules.py",
-            "streamforge/schemas/avro/order_event.v1.avsc"} <= names
+    assert {
+        "batch/daily_metrics.py",
+        "streamforge/config/defaults.toml",
+        "streamforge/schemas/rules.py",
+        "streamforge/schemas/avro/order_event.v1.avsc",
+    } <= names
     assert not any(n.startswith(("streamforge/simulator", "streamforge/cli", "beam_pipelines")) for n in names)
     process = subprocess.run(
-        [sys.executable, "-c", BOOTSTRAP, str(archive), str(main), "--date", DAYS[0], "--input", f"file://{night_run}",
-         "--output", f"file://{tmp_path / 'out'}"],
-        capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, env=entry_point_env(), timeout=300)
+        [
+            sys.executable,
+            "-c",
+            BOOTSTRAP,
+            str(archive),
+            str(main),
+            "--date",
+            DAYS[0],
+            "--input",
+            f"file://{night_run}",
+            "--output",
+            f"file://{tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        env=entry_point_env(),
+        timeout=300,
+    )
     last = json.loads(process.stdout.strip().splitlines()[-1])
     assert last["code"] == 0, process.stderr[-3000:]
     assert last["batch"].startswith(str(archive)) and last["streamforge"].startswith(str(archive))
-    summary = json.loads(process.stdout[process.stdout.index("{"):process.stdout.rindex("\n{")])
+    summary = json.loads(process.stdout[process.stdout.index("{") : process.stdout.rindex("\n{")])
     assert summary["rows_written"]["daily_revenue"] == 1 and summary["counts"]["orders"]["rejected"] > 0

@@ -24,9 +24,11 @@ TWO_DAYS = [date.fromisoformat(d) for d in DAYS]
 
 def _late_dead_letter(con: duckdb.DuckDBPyConnection, line: bytes) -> None:
     event = json.loads(line)
-    con.execute("INSERT INTO dead_letter VALUES ('revenue', 'Revenue/LateGate', 'late', 'arrived after its window closed', "
-                "NULL, ?, 'utf8', ?, ?::TIMESTAMPTZ, ?)",
-                [line.decode(), event["event_id"], event["event_time"], datetime.now(timezone.utc)])
+    con.execute(
+        "INSERT INTO dead_letter VALUES ('revenue', 'Revenue/LateGate', 'late', 'arrived after its window closed', "
+        "NULL, ?, 'utf8', ?, ?::TIMESTAMPTZ, ?)",
+        [line.decode(), event["event_id"], event["event_time"], datetime.now(timezone.utc)],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,16 @@ def streaming(night_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         except ValueError:
             kept.append(line)
             continue
-        chosen = isinstance(event, dict) and event.get("status") == "PAID" and \
-            str(event.get("event_time", "")).startswith(DAYS[0]) and event.get("total_amount") is not None
-        if chosen and (len({json.loads(h)["event_id"] for h in held}) < 4 or
-                       event["event_id"] in {json.loads(h)["event_id"] for h in held}):
+        chosen = (
+            isinstance(event, dict)
+            and event.get("status") == "PAID"
+            and str(event.get("event_time", "")).startswith(DAYS[0])
+            and event.get("total_amount") is not None
+        )
+        if chosen and (
+            len({json.loads(h)["event_id"] for h in held}) < 4
+            or event["event_id"] in {json.loads(h)["event_id"] for h in held}
+        ):
             held.append(line)
         else:
             kept.append(line)
@@ -62,8 +70,9 @@ def streaming(night_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 def test_late_events_explain_a_difference_and_others_do_not(spark, night_run, streaming, tmp_path) -> None:
     output = tmp_path / "out"
-    report = run(spark, TWO_DAYS, f"file://{night_run}", f"file://{output}",
-                 reconcile_with=f"duckdb://{streaming['warehouse']}")
+    report = run(
+        spark, TWO_DAYS, f"file://{night_run}", f"file://{output}", reconcile_with=f"duckdb://{streaming['warehouse']}"
+    )
     first, second = report.reconciliation
     totals = [Decimal(str(json.loads(line)["total_amount"])) for line in streaming["late"]]
     assert (first["status"], first["late_orders"]) == ("MISMATCH", 3)
@@ -77,14 +86,27 @@ def test_late_events_explain_a_difference_and_others_do_not(spark, night_run, st
         for row in (first, second):
             expected = con.execute(
                 "SET TimeZone = 'UTC'; SELECT count(*) FROM dead_letter WHERE step = 'Parse orders' "
-                "AND CAST(COALESCE(event_time, received_at) AS DATE) = ?", [row["date"]]).fetchone()[0]
+                "AND CAST(COALESCE(event_time, received_at) AS DATE) = ?",
+                [row["date"]],
+            ).fetchone()[0]
             assert row["dead_lettered_orders"] == expected
     assert report.mismatched
 
     # The operator's daily command: exit 3 on the mismatch; once the fourth late event is
     # dead-lettered too, the late events explain the difference and it exits 0.
-    mismatch = run_entry_point("batch", "reconcile", "--date", DAYS[0], "--output", f"file://{output}", "--warehouse",
-                               f"duckdb://{streaming['warehouse']}", "--json", check=False, timeout=300)
+    mismatch = run_entry_point(
+        "batch",
+        "reconcile",
+        "--date",
+        DAYS[0],
+        "--output",
+        f"file://{output}",
+        "--warehouse",
+        f"duckdb://{streaming['warehouse']}",
+        "--json",
+        check=False,
+        timeout=300,
+    )
     assert mismatch.returncode == 3, mismatch.stderr
     with duckdb.connect(str(streaming["warehouse"])) as con:
         _late_dead_letter(con, streaming["late"][3])
@@ -92,16 +114,29 @@ def test_late_events_explain_a_difference_and_others_do_not(spark, night_run, st
     (row,) = explained.reconciliation
     assert (row["status"], row["late_orders"], row["unexplained"]) == ("EXPLAINED", 4, "0.00")
     with duckdb.connect(str(output / "batch.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT status FROM daily_reconciliation WHERE date = ?", [TWO_DAYS[0]]).fetchall() == \
-            [("EXPLAINED",)]  # the day's row was replaced, not added to
+        assert con.execute("SELECT status FROM daily_reconciliation WHERE date = ?", [TWO_DAYS[0]]).fetchall() == [
+            ("EXPLAINED",)
+        ]  # the day's row was replaced, not added to
 
 
 def test_reconciling_the_same_events_matches_to_the_cent(spark, night_run, tmp_path) -> None:
     """Beam over all of the night's events, in batch mode: nothing is late, so every day matches."""
     warehouse = tmp_path / "warehouse.duckdb"
-    assert run_cli("run", "revenue", "--input", f"file://{night_run / 'orders.jsonl'}", "--warehouse",
-                   f"duckdb://{warehouse}", "--quiet").exit_code == 0
-    report = run(spark, TWO_DAYS, f"file://{night_run}", f"file://{tmp_path / 'out'}",
-                 reconcile_with=f"duckdb://{warehouse}")
-    assert [(r["status"], r["difference"], r["batch_orders"] == r["streaming_orders"]) for r in report.reconciliation] \
-        == [("MATCH", "0.00", True)] * 2
+    assert (
+        run_cli(
+            "run",
+            "revenue",
+            "--input",
+            f"file://{night_run / 'orders.jsonl'}",
+            "--warehouse",
+            f"duckdb://{warehouse}",
+            "--quiet",
+        ).exit_code
+        == 0
+    )
+    report = run(
+        spark, TWO_DAYS, f"file://{night_run}", f"file://{tmp_path / 'out'}", reconcile_with=f"duckdb://{warehouse}"
+    )
+    assert [
+        (r["status"], r["difference"], r["batch_orders"] == r["streaming_orders"]) for r in report.reconciliation
+    ] == [("MATCH", "0.00", True)] * 2

@@ -38,7 +38,9 @@ def shop_db(postgres_cluster: str) -> Iterator[str]:
         yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
-            for (slot,) in admin.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)).fetchall():
+            for (slot,) in admin.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+            ).fetchall():
                 admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             assert admin.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0

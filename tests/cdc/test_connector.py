@@ -29,8 +29,11 @@ def test_the_local_engine_uses_the_production_connector_properties(tmp_path: Pat
         short = key.removeprefix("debezium.source.").replace("${CDC_PII_SALT}", "ab" * 16)
         if key.startswith("debezium.source.") and not short.startswith(("database.", "offset.storage")):
             assert embedded[short] == value or "${" in value, short
-    assert (embedded["database.hostname"], embedded["database.port"], embedded["database.password"]) == \
-        ("127.0.0.1", "6543", "s3cret")
+    assert (embedded["database.hostname"], embedded["database.port"], embedded["database.password"]) == (
+        "127.0.0.1",
+        "6543",
+        "s3cret",
+    )
     assert embedded["offset.storage"].endswith("FileOffsetBackingStore")
     assert embedded["plugin.name"] == "pgoutput" and embedded["decimal.handling.mode"] == "string"
     assert embedded["publication.autocreate.mode"] == "filtered" and embedded["converter.schemas.enable"] == "false"
@@ -54,15 +57,18 @@ def test_properties_parsing_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "expected pubsub://PROJECT, kafka://HOST:PORT or file://DIR" in result.output
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("postgresql://shop:hunter2-secret@127.0.0.1:99999/shopdb", "a port is a number from 1 to 65535"),
-    ("postgresql://shop:hunter2-secret@127.0.0.1:54x2/shopdb", "a port is a number from 1 to 65535"),
-    ("postgresql://shop:hunter2-secret@127.0.0.1:0/shopdb", "port 0 is not a port"),
-    ("postgresql://shop:hunter2/secret@127.0.0.1/shopdb", "must be percent-encoded"),  # an unencoded / in it
-    ("postgresql://shop:hunter2-secret@127.0.0.1:5432", "expected postgresql://USER[:PASSWORD]@HOST"),
-    ("mysql://shop:hunter2-secret@127.0.0.1/shopdb", "expected postgresql://USER[:PASSWORD]@HOST"),
-    ("postgresql://shop:hunter2-secret@[::1/shopdb", "the host or port cannot be read"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("postgresql://shop:hunter2-secret@127.0.0.1:99999/shopdb", "a port is a number from 1 to 65535"),
+        ("postgresql://shop:hunter2-secret@127.0.0.1:54x2/shopdb", "a port is a number from 1 to 65535"),
+        ("postgresql://shop:hunter2-secret@127.0.0.1:0/shopdb", "port 0 is not a port"),
+        ("postgresql://shop:hunter2/secret@127.0.0.1/shopdb", "must be percent-encoded"),  # an unencoded / in it
+        ("postgresql://shop:hunter2-secret@127.0.0.1:5432", "expected postgresql://USER[:PASSWORD]@HOST"),
+        ("mysql://shop:hunter2-secret@127.0.0.1/shopdb", "expected postgresql://USER[:PASSWORD]@HOST"),
+        ("postgresql://shop:hunter2-secret@[::1/shopdb", "the host or port cannot be read"),
+    ],
+)
 def test_a_bad_database_url_is_a_clear_error_that_never_shows_the_password(url, reason) -> None:
     with pytest.raises(ConfigError, match=re.escape(reason)) as raised:
         DatabaseURL.parse(url)
@@ -79,7 +85,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 def _changes(url: str) -> None:
     with psycopg.connect(url) as con:
-        con.execute("INSERT INTO customers (external_id, email, full_name, country) VALUES ('U1', 'u1@example.com', 'Ann', 'DE')")
+        con.execute(
+            "INSERT INTO customers (external_id, email, full_name, country) VALUES ('U1', 'u1@example.com', 'Ann', 'DE')"
+        )
         con.execute("UPDATE customers SET city = 'Berlin' WHERE external_id = 'U1'")
         con.execute("DELETE FROM customers WHERE external_id = 'U1'")
 
@@ -98,8 +106,13 @@ def test_pubsub_output_publishes_what_debezium_server_publishes(shop_db: str, pu
     try:
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
         topic = publisher.create_topic(name=publisher.topic_path(project, "cdc.public.customers")).name
-        subscription = subscriber.create_subscription(request={
-            "name": subscriber.subscription_path(project, "customers"), "topic": topic, "enable_message_ordering": True}).name
+        subscription = subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path(project, "customers"),
+                "topic": topic,
+                "enable_message_ordering": True,
+            }
+        ).name
         capture = start_capture(shop_db, f"pubsub://{project}", tmp_path / "offsets.dat", PUBSUB_EMULATOR_HOST=pubsub)
         try:
             messages: list[Any] = []
@@ -109,8 +122,12 @@ def test_pubsub_output_publishes_what_debezium_server_publishes(shop_db: str, pu
                 response = subscriber.pull(request={"subscription": subscription, "max_messages": 1000}, timeout=10)
                 messages += [r.message for r in response.received_messages]
                 if response.received_messages:
-                    subscriber.acknowledge(request={"subscription": subscription,
-                                                    "ack_ids": [r.ack_id for r in response.received_messages]})
+                    subscriber.acknowledge(
+                        request={
+                            "subscription": subscription,
+                            "ack_ids": [r.ack_id for r in response.received_messages],
+                        }
+                    )
                 if len(messages) >= 2000 and not changed:  # the snapshot is in: now the changes
                     _changes(shop_db)
                     changed = True
@@ -119,8 +136,9 @@ def test_pubsub_output_publishes_what_debezium_server_publishes(shop_db: str, pu
     finally:
         del os.environ["PUBSUB_EMULATOR_HOST"]
     snapshot = [m for m in messages if orjson.loads(m.data)["op"] == "r"]
-    assert len(snapshot) == 2000 and all(m.ordering_key == orjson.dumps({"id": orjson.loads(m.data)["after"]["id"]}).decode()
-                                         for m in snapshot)
+    assert len(snapshot) == 2000 and all(
+        m.ordering_key == orjson.dumps({"id": orjson.loads(m.data)["after"]["id"]}).decode() for m in snapshot
+    )
     ours = [orjson.loads(m.data) for m in messages if b'"U1"' in m.data]
     assert [e["op"] for e in ours] == ["c", "u", "d"]
     assert ours[1]["before"]["city"] is None and ours[1]["after"]["city"] == "Berlin"
@@ -136,8 +154,14 @@ def test_kafka_output_keeps_keys_and_tombstones(shop_db: str, kafka: str, tmp_pa
 
     run_entry_point("cdc", "workload", "-d", shop_db, "--operations", "0")
     capture = start_capture(shop_db, f"kafka://{kafka}", tmp_path / "offsets.dat")
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"t-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"t-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
     try:
         consumer.subscribe(["cdc.public.customers"])
         records: list[Any] = []
@@ -161,12 +185,19 @@ def test_kafka_output_keeps_keys_and_tombstones(shop_db: str, kafka: str, tmp_pa
 @pytest.mark.slow
 def test_the_workload_is_repeatable_and_follows_the_lifecycle(postgres_cluster: str, shop_db: str) -> None:
     """The same seed on the same starting database gives the same rows; every order's status is reachable."""
+
     def run(url: str) -> list[Any]:
         run_entry_point("cdc", "workload", "-d", url, "--operations", "300", "--rate", "0", "--seed", "9")
         with psycopg.connect(url) as con:
-            return [con.execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall() for table, cols in (
-                ("orders", "id, customer_id, order_status, total_amount"), ("order_items", "order_id, product_id, quantity"),
-                ("products", "id, price, stock_quantity"), ("inventory_movements", "product_id, change_quantity, reason"))]
+            return [
+                con.execute(f"SELECT {cols} FROM {table} ORDER BY id").fetchall()
+                for table, cols in (
+                    ("orders", "id, customer_id, order_status, total_amount"),
+                    ("order_items", "order_id, product_id, quantity"),
+                    ("products", "id, price, stock_quantity"),
+                    ("inventory_movements", "product_id, change_quantity, reason"),
+                )
+            ]
 
     first = run(shop_db)
     other = shop_db.rsplit("/", 1)[0] + "/shop"  # the session's own empty database
@@ -182,7 +213,10 @@ def test_the_workload_is_repeatable_and_follows_the_lifecycle(postgres_cluster: 
 def test_the_personal_columns_salt_goes_into_the_hashing_property(tmp_path: Path) -> None:
     config, db = DebeziumServerConfig.load(), DatabaseURL.parse("postgresql://u@127.0.0.1:1/db")
     given = config.embedded_properties(db, tmp_path / "a" / "offsets.dat", env={"CDC_PII_SALT": "ab" * 16})
-    assert given["column.mask.hash.v2.SHA-256.with.salt." + "ab" * 16] == "public.customers.email,public.customers.full_name"
+    assert (
+        given["column.mask.hash.v2.SHA-256.with.salt." + "ab" * 16]
+        == "public.customers.email,public.customers.full_name"
+    )
     # without the variable: a salt of the capture's own, made once beside its offsets, private
     first = config.embedded_properties(db, tmp_path / "b" / "offsets.dat", env={})
     salt = (tmp_path / "b" / "pii-salt").read_text().strip()

@@ -40,7 +40,9 @@ def _wait_for(condition: Any, what: str, process: subprocess.Popen, timeout: flo
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
-            raise AssertionError(f"cdc run exited {process.returncode} while waiting for {what}:\n{process.stderr.read()}")
+            raise AssertionError(
+                f"cdc run exited {process.returncode} while waiting for {what}:\n{process.stderr.read()}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -73,8 +75,11 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
     stats: dict[str, int] = {}
     try:
         # the snapshot: every product and customer written before capture started
-        _wait_for(lambda: len(_lines(tmp_path, "products")) >= 700 and len(_lines(tmp_path, "customers")) >= 2000,
-                  "the snapshot", capture)
+        _wait_for(
+            lambda: len(_lines(tmp_path, "products")) >= 700 and len(_lines(tmp_path, "customers")) >= 2000,
+            "the snapshot",
+            capture,
+        )
         _mark(url, tmp_path, capture, "marker-streaming")
 
         # a crash in the middle of a stream of changes
@@ -108,20 +113,33 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
     captured = _identities(tmp_path)
     after_restart = captured - before_restart
     assert after_restart and not set(after_restart) & set(before_restart), "a clean restart redelivered changes"
-    print(f"change events written more than once (redelivered after the SIGKILL): {sum(n - 1 for n in captured.values())}")
+    print(
+        f"change events written more than once (redelivered after the SIGKILL): {sum(n - 1 for n in captured.values())}"
+    )
 
     # malformed messages among the real ones
     products = tmp_path / "changes" / "cdc.public.products.jsonl"
     good = orjson.loads(_lines(tmp_path, "products")[-1])
-    bad = [b"{not json", b"[1, 2]", orjson.dumps({**good, "op": "x"}),
-           orjson.dumps({**good, "source": {**good["source"], "table": "suppliers"}}),
-           orjson.dumps({**good, "after": {**good["after"], "price": "twelve"}})]
+    bad = [
+        b"{not json",
+        b"[1, 2]",
+        orjson.dumps({**good, "op": "x"}),
+        orjson.dumps({**good, "source": {**good["source"], "table": "suppliers"}}),
+        orjson.dumps({**good, "after": {**good["after"], "price": "twelve"}}),
+    ]
     with products.open("ab") as f:
         f.write(b"\n".join(bad) + b"\n")
 
     warehouse = tmp_path / "warehouse.duckdb"
-    job = run_entry_point("run", "cdc", "--input", f"file://{tmp_path / 'changes'}", "--warehouse", f"duckdb://{warehouse}",
-                          env={"COLUMNS": "200"})
+    job = run_entry_point(
+        "run",
+        "cdc",
+        "--input",
+        f"file://{tmp_path / 'changes'}",
+        "--warehouse",
+        f"duckdb://{warehouse}",
+        env={"COLUMNS": "200"},
+    )
     files = {p.name: p.read_bytes().splitlines() for p in (tmp_path / "changes").glob("cdc.public.*.jsonl")}
     lines = sum(len(v) for v in files.values())
     tombstones = sum(line == b"null" for v in files.values() for line in v)
@@ -143,14 +161,18 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
             rows = wh.execute(f"SELECT count(*), count(DISTINCT (primary_key, lsn)) FROM {table}_changelog").fetchone()
             assert rows[0] == rows[1] == distinct[table], table
         # inventory movements are only ever inserted: one insert per source row
-        assert wh.execute("SELECT count(*) FROM inventory_movements_changelog WHERE op IN ('c', 'r')").fetchone()[0] == \
-            pg.execute("SELECT count(*) FROM inventory_movements").fetchone()[0]
+        assert (
+            wh.execute("SELECT count(*) FROM inventory_movements_changelog WHERE op IN ('c', 'r')").fetchone()[0]
+            == pg.execute("SELECT count(*) FROM inventory_movements").fetchone()[0]
+        )
 
         # the replicas equal the source tables, column by column (weight_kg included), the personal
         # columns as PostgreSQL hashes them with the run's salt: never in the clear downstream
         for table in REPLICAS:
             names, source = source_rows(pg, table, tmp_path / "offsets.dat")
-            replica = wh.execute(f"SELECT {', '.join(names)} FROM {table}_current WHERE NOT _deleted ORDER BY id").fetchall()
+            replica = wh.execute(
+                f"SELECT {', '.join(names)} FROM {table}_current WHERE NOT _deleted ORDER BY id"
+            ).fetchall()
             assert replica == source, table
         changes = (tmp_path / "changes" / "cdc.public.customers.jsonl").read_text()
         for column in PERSONAL:  # not one value in the clear in the replica or the change events
@@ -158,24 +180,36 @@ def test_database_changes_reach_the_warehouse_exactly_once_across_a_crash(shop_d
             assert not clear & {v for (v,) in wh.execute(f"SELECT {column} FROM customers_current").fetchall()}
             assert not [v for v in clear if f'"{v}"' in changes], column
         assert wh.execute("SELECT count(*) FROM products_current WHERE weight_kg IS NOT NULL").fetchone()[0] == 25
-        assert wh.execute("SELECT count(*) FROM orders_current WHERE _deleted").fetchone()[0] == \
-            wh.execute("SELECT count(DISTINCT primary_key) FROM orders_changelog WHERE op = 'd'").fetchone()[0] > 0
+        assert (
+            wh.execute("SELECT count(*) FROM orders_current WHERE _deleted").fetchone()[0]
+            == wh.execute("SELECT count(DISTINCT primary_key) FROM orders_changelog WHERE op = 'd'").fetchone()[0]
+            > 0
+        )
 
         # business events: every order placed and every status change the workload made while
         # capturing (by its own count), each once, and all allowed by the lifecycle
         placed, moved, invalid = wh.execute(
             "SELECT count(*) FILTER (WHERE from_status IS NULL), count(*) FILTER (WHERE from_status IS NOT NULL), "
-            "count(*) FILTER (WHERE NOT is_valid) FROM order_status_transitions").fetchone()
+            "count(*) FILTER (WHERE NOT is_valid) FROM order_status_transitions"
+        ).fetchone()
         made = Counter(stats) + Counter(stats_after)
         assert (placed, moved, invalid) == (made["new_order"], made["advance_order"], 0)
         allowed = {(a, b) for a, nexts in ORDER_TRANSITIONS.items() for b, _ in nexts}
-        pairs = set(wh.execute("SELECT DISTINCT from_status, to_status FROM order_status_transitions "
-                               "WHERE from_status IS NOT NULL").fetchall())
+        pairs = set(
+            wh.execute(
+                "SELECT DISTINCT from_status, to_status FROM order_status_transitions WHERE from_status IS NOT NULL"
+            ).fetchall()
+        )
         assert pairs <= allowed
         price_moves = wh.execute("SELECT count(*) FROM price_changes WHERE old_price <> new_price").fetchone()[0]
-        assert price_moves == wh.execute(
-            "SELECT count(*) FROM products_changelog WHERE op = 'u' AND "
-            "json_extract_string(before, '$.price') <> json_extract_string(after, '$.price')").fetchone()[0] > 0
+        assert (
+            price_moves
+            == wh.execute(
+                "SELECT count(*) FROM products_changelog WHERE op = 'u' AND "
+                "json_extract_string(before, '$.price') <> json_extract_string(after, '$.price')"
+            ).fetchone()[0]
+            > 0
+        )
 
 
 def _wait_until_slot_released(url: str, timeout: float = 30) -> None:

@@ -25,8 +25,14 @@ def _values(bootstrap: str, topic: str) -> list[bytes | None]:
     """Every value of ``topic`` so far (None for a tombstone)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-peek", "enable.partition.eof": True,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "test-peek",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -76,20 +82,31 @@ def test_changes_over_kafka_give_replicas_equal_to_the_source(shop_db: str, kafk
             con.execute("DELETE FROM orders WHERE id = %s", (order,))
         with psycopg.connect(shop_db) as con:
             con.execute("UPDATE customers SET city = 'marker-kafka' WHERE id = 1")  # not hashed
-        _wait_for(lambda: any(v and b"marker-kafka" in v for v in _values(kafka, "cdc.public.customers")),
-                  "the marker", capture)
+        _wait_for(
+            lambda: any(v and b"marker-kafka" in v for v in _values(kafka, "cdc.public.customers")),
+            "the marker",
+            capture,
+        )
     finally:
         assert stop_capture(capture, signal.SIGTERM) == 0
     tombstones = sum(v is None for t in ("orders", "order_items") for v in _values(kafka, f"cdc.public.{t}"))
     warehouse = tmp_path / "warehouse.duckdb"
-    job = run_entry_point("run", "cdc", "--input", f"kafka://{kafka}?until=end", "--warehouse",
-                          f"duckdb://{warehouse}", env={"COLUMNS": "200"})
+    job = run_entry_point(
+        "run",
+        "cdc",
+        "--input",
+        f"kafka://{kafka}?until=end",
+        "--warehouse",
+        f"duckdb://{warehouse}",
+        env={"COLUMNS": "200"},
+    )
     read, changes, _redelivered, job_tombstones, heartbeats, dead, _applied, _stale = summary_row(job.stdout)
     assert read == changes + job_tombstones + heartbeats + dead and dead == 0
     assert job_tombstones >= tombstones > 0  # the deletes' tombstones are read and counted, not dead-lettered
     with duckdb.connect(str(warehouse), read_only=True) as wh, psycopg.connect(shop_db) as pg:
         for table in REPLICAS:  # the personal columns hashed by the connector, as PostgreSQL hashes them
             names, source = source_rows(pg, table, tmp_path / "offsets.dat")
-            replica = wh.execute(f"SELECT {', '.join(names)} FROM {table}_current WHERE NOT _deleted ORDER BY id").fetchall()
+            replica = wh.execute(
+                f"SELECT {', '.join(names)} FROM {table}_current WHERE NOT _deleted ORDER BY id"
+            ).fetchall()
             assert replica == source and source, table
-

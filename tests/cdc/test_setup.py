@@ -35,13 +35,20 @@ def test_setup_prepares_the_user_and_the_publication_and_is_idempotent(shop_db: 
     first = run_cli("cdc", "setup", "-d", shop_db, "--user", user, "--schema")
     assert first.exit_code == 0, first.output
     assert first.output.splitlines()[0] == "created the shop tables (schema.sql)"
-    again = run_cli("cdc", "setup", "-d", shop_db, "--user", user, "--schema")  # nothing new to create; the rest is re-applied
+    again = run_cli(
+        "cdc", "setup", "-d", shop_db, "--user", user, "--schema"
+    )  # nothing new to create; the rest is re-applied
     assert again.exit_code == 0 and "created the shop tables" not in again.output and "set to" in again.output
     debezium = DebeziumServerConfig.load()
     with psycopg.connect(shop_db) as con:
         assert con.execute("SELECT rolreplication FROM pg_roles WHERE rolname = %s", (user,)).fetchone() == (True,)
-        published = {f"{s}.{t}" for s, t in con.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (debezium.publication_name,))}
+        published = {
+            f"{s}.{t}"
+            for s, t in con.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (debezium.publication_name,),
+            )
+        }
     assert published == set(debezium.tables)
     with psycopg.connect(_as_user(shop_db, user)) as con:
         assert con.execute("SELECT count(*) FROM products").fetchone() == (0,)
@@ -59,7 +66,9 @@ def test_the_connector_captures_as_the_prepared_user(shop_db: str, tmp_path: Pat
     user = _new_role(shop_db)
     assert run_cli("cdc", "setup", "-d", shop_db, "--user", user, "--schema").exit_code == 0
     with psycopg.connect(shop_db) as con:
-        con.execute("INSERT INTO customers (external_id, email, full_name, country) VALUES ('U7', 'u7@example.com', 'Bo', 'SE')")
+        con.execute(
+            "INSERT INTO customers (external_id, email, full_name, country) VALUES ('U7', 'u7@example.com', 'Bo', 'SE')"
+        )
     capture = start_capture(_as_user(shop_db, user), f"file://{tmp_path / 'out'}", tmp_path / "offsets.dat")
     try:
         changes = tmp_path / "out" / "cdc.public.customers.jsonl"

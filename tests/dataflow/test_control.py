@@ -39,9 +39,13 @@ def test_cancel_by_id_and_an_unknown_name_is_an_error() -> None:
 
 
 def test_watch_follows_until_the_job_ends_with_its_counters() -> None:
-    job = FakeJob(JOB_ID, "streamforge-all", ["JOB_STATE_RUNNING", "JOB_STATE_RUNNING", "JOB_STATE_DONE"],
-                  type="JOB_TYPE_BATCH", counters={"orders": {"read": 1200, "dead_lettered": 3, "duplicates": 2},
-                                                   "fraud": {"emitted": 7}})
+    job = FakeJob(
+        JOB_ID,
+        "streamforge-all",
+        ["JOB_STATE_RUNNING", "JOB_STATE_RUNNING", "JOB_STATE_DONE"],
+        type="JOB_TYPE_BATCH",
+        counters={"orders": {"read": 1200, "dead_lettered": 3, "duplicates": 2}, "fraud": {"emitted": 7}},
+    )
     with dataflow_api([job]) as (fake, endpoint):
         watched = run_entry_point("dataflow", "watch", JOB_ID, *WHERE, "--endpoint", endpoint, "--every", "0.1")
     lines = watched.stderr.strip().splitlines()
@@ -55,9 +59,24 @@ def test_watch_follows_until_the_job_ends_with_its_counters() -> None:
 
 def test_ctrl_c_while_watching_detaches_and_leaves_the_job_running() -> None:
     with dataflow_api([_running()]) as (fake, endpoint):
-        process = subprocess.Popen([str(STREAMFORGE), "dataflow", "watch", "streamforge-all", *WHERE, "--endpoint", endpoint,
-                                    "--every", "0.2"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=entry_point_env())
+        process = subprocess.Popen(
+            [
+                str(STREAMFORGE),
+                "dataflow",
+                "watch",
+                "streamforge-all",
+                *WHERE,
+                "--endpoint",
+                endpoint,
+                "--every",
+                "0.2",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=entry_point_env(),
+        )
         deadline = time.monotonic() + 60
         while sum(method == "GET" and path.endswith("/metrics") for method, path, _ in fake.requests) < 2:
             assert time.monotonic() < deadline and process.poll() is None, process.communicate()
@@ -74,10 +93,13 @@ def test_update_replaces_the_running_job_of_the_same_name_with_the_renamed_steps
     request = request_for("all", True)
     with dataflow_api([_running()]) as (fake, endpoint):
         # Beam's Dataflow client speaks REST to an endpoint named localhost
-        args = dataflow_args("--update", f"--dataflow_endpoint={endpoint.replace('127.0.0.1', 'localhost')}", "--no_auth")
+        args = dataflow_args(
+            "--update", f"--dataflow_endpoint={endpoint.replace('127.0.0.1', 'localhost')}", "--no_auth"
+        )
         with no_network(allow_loopback=True):
             submission = run(request, pipeline_options(request, args))
     assert [(method, path.rsplit("/", 1)[-1]) for method, path, _ in fake.requests] == [("GET", "jobs")]
     assert submission.job.proto.replace_job_id == JOB_ID and submission.job.proto.name == "streamforge-all"
     assert dict(submission.job.proto.transform_name_mapping) == {
-        "Sessions/Session windows (30m gap)": "Sessions/Session windows"}
+        "Sessions/Session windows (30m gap)": "Sessions/Session windows"
+    }

@@ -63,16 +63,24 @@ def test_every_job_builds_for_dataflow_offline(job: str, streaming: bool) -> Non
 @pytest.mark.parametrize("job", ["all", "cdc"])
 def test_pubsub_reads_carry_event_time_and_drop_redeliveries(job: str) -> None:
     submission = dry_run(request_for(job, True))
-    reads = [beam_runner_api_pb2.PubSubReadPayload.FromString(t.spec.payload)
-             for t in transforms(submission).values() if t.spec.urn == "beam:transform:pubsub_read:v1"]
+    reads = [
+        beam_runner_api_pb2.PubSubReadPayload.FromString(t.spec.payload)
+        for t in transforms(submission).values()
+        if t.spec.urn == "beam:transform:pubsub_read:v1"
+    ]
     if job == "all":  # events: event time and Dataflow's dedup by the producers' attributes
         assert sorted(r.subscription for r in reads) == [
-            "projects/my-proj-123/subscriptions/clickstream-beam", "projects/my-proj-123/subscriptions/orders-beam"]
+            "projects/my-proj-123/subscriptions/clickstream-beam",
+            "projects/my-proj-123/subscriptions/orders-beam",
+        ]
         assert {(r.timestamp_attribute, r.id_attribute, r.with_attributes) for r in reads} == {
-            ("event_time", "event_id", True)}
+            ("event_time", "event_id", True)
+        }
         assert not [n for n in transforms(submission) if "Drop duplicates" in n]  # id_label does it on Dataflow
     else:  # Debezium Server sets no attribute: one read per table, then dedup by (table, key, LSN) in state
-        assert len(reads) == 5 and all(r.subscription.startswith("projects/my-proj-123/subscriptions/cdc-") for r in reads)
+        assert len(reads) == 5 and all(
+            r.subscription.startswith("projects/my-proj-123/subscriptions/cdc-") for r in reads
+        )
         assert "CDC/Drop redeliveries/Remember for the TTL" in transforms(submission)
 
 
@@ -103,16 +111,24 @@ def test_without_an_image_the_package_and_its_pins_are_staged() -> None:
     assert "pickled_main_session" not in files
     (environment,) = submission.job.proto_pipeline.components.environments.values()
     assert beam_runner_api_pb2.DockerPayload.FromString(environment.payload).container_image.startswith(
-        "gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:2.77.0")
+        "gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:2.77.0"
+    )
 
 
-@pytest.mark.parametrize("given, problem", [
-    ({"input_url": "file://{run}/orders.jsonl"}, "--input file://{run}/orders.jsonl: a path on this machine"),
-    ({"input_url": f"{BUCKET}/orders.jsonl", "warehouse": "duckdb://out/w.duckdb"},
-     "--warehouse duckdb://out/w.duckdb: a DuckDB file would be written on the workers' disks"),
-    ({"input_url": f"{BUCKET}/orders.jsonl", "catalog": "file://{cdc}"},
-     "--catalog file://{cdc}/cdc.public.products.jsonl: a path on this machine"),
-])
+@pytest.mark.parametrize(
+    "given, problem",
+    [
+        ({"input_url": "file://{run}/orders.jsonl"}, "--input file://{run}/orders.jsonl: a path on this machine"),
+        (
+            {"input_url": f"{BUCKET}/orders.jsonl", "warehouse": "duckdb://out/w.duckdb"},
+            "--warehouse duckdb://out/w.duckdb: a DuckDB file would be written on the workers' disks",
+        ),
+        (
+            {"input_url": f"{BUCKET}/orders.jsonl", "catalog": "file://{cdc}"},
+            "--catalog file://{cdc}/cdc.public.products.jsonl: a path on this machine",
+        ),
+    ],
+)
 def test_what_workers_cannot_use_is_refused_before_building(default_run, tmp_path, given: dict, problem: str) -> None:
     (tmp_path / "cdc").mkdir()
     (tmp_path / "cdc" / "cdc.public.products.jsonl").write_text("null\n")
@@ -133,7 +149,9 @@ def test_cdc_from_local_files_is_refused_for_dataflow(tmp_path) -> None:
 def test_gcs_inputs_are_paths_the_job_reads_and_bad_ones_are_refused() -> None:
     request = analytics_request("all", load_config(), warehouse=WAREHOUSE, input_url=f"{BUCKET}/day-1")
     assert {s: str(spec) for s, spec in request.inputs.items()} == {
-        "clickstream": f"{BUCKET}/day-1/clickstream.jsonl", "orders": f"{BUCKET}/day-1/orders.jsonl"}
+        "clickstream": f"{BUCKET}/day-1/clickstream.jsonl",
+        "orders": f"{BUCKET}/day-1/orders.jsonl",
+    }
     cdc = cdc_request(load_config(), input_url=f"{BUCKET}/cdc", warehouse=WAREHOUSE)
     assert cdc.source.sources == (("*", f"{BUCKET}/cdc/cdc.public.*.jsonl"),)
     with pytest.raises(SpecError, match="expected gs://BUCKET/PATH"):
@@ -145,6 +163,7 @@ def test_gcs_inputs_are_paths_the_job_reads_and_bad_ones_are_refused() -> None:
 def test_the_readme_command_builds_the_job_and_exits_0() -> None:
     """`streamforge run ... --runner DataflowRunner` as a process, without an image (the package is
     staged), in dry-run mode: exit 0 and what was built (no metrics call after a dry run)."""
-    done = run_entry_point("run", "all", "--input", f"{BUCKET}/events", "--warehouse", WAREHOUSE,
-                           *dataflow_args(image=None), timeout=300)
+    done = run_entry_point(
+        "run", "all", "--input", f"{BUCKET}/events", "--warehouse", WAREHOUSE, *dataflow_args(image=None), timeout=300
+    )
     assert "dry run: streamforge-all (batch) built" in done.stderr and "nothing submitted" in done.stderr

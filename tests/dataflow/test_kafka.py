@@ -46,8 +46,10 @@ def overrides(service: StandInExpansionService) -> str:
 
 def environments_of(submission) -> dict[str, str]:
     """environment id -> container image of the built job."""
-    return {env_id: beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
-            for env_id, env in submission.job.proto_pipeline.components.environments.items()}
+    return {
+        env_id: beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
+        for env_id, env in submission.job.proto_pipeline.components.environments.items()
+    }
 
 
 def test_streaming_from_kafka_builds_for_dataflow(service) -> None:
@@ -62,8 +64,12 @@ def test_streaming_from_kafka_builds_for_dataflow(service) -> None:
     assert set(asked) == {(config.topics.clickstream,), (config.topics.orders,)}
     for urn, read in asked.values():
         assert urn == ReadFromKafka.URN_WITH_METADATA
-        assert read["consumer_config"] == {"bootstrap.servers": BROKERS, "group.id": "streamforge-all",
-                                           "auto.offset.reset": "earliest", "security.protocol": "PLAINTEXT"}
+        assert read["consumer_config"] == {
+            "bootstrap.servers": BROKERS,
+            "group.id": "streamforge-all",
+            "auto.offset.reset": "earliest",
+            "security.protocol": "PLAINTEXT",
+        }
         assert read["key_deserializer"] == read["value_deserializer"] == ReadFromKafka.byte_array_deserializer
         assert read["timestamp_policy"] == "CreateTime" and read["commit_offset_in_finalize"] is True
         assert read["start_read_time"] is None  # the group's committed offsets
@@ -85,16 +91,18 @@ def test_streaming_from_kafka_builds_for_dataflow(service) -> None:
 
 def test_a_start_time_and_latest_become_kafka_io_start_times(service) -> None:
     at = "2026-12-01T06:30:00Z"
-    request = analytics_request("fraud", load_config(), warehouse=WAREHOUSE,
-                                input_url=f"kafka://{BROKERS}/orders?group=fraud-replay&start={at}")
+    request = analytics_request(
+        "fraud", load_config(), warehouse=WAREHOUSE, input_url=f"kafka://{BROKERS}/orders?group=fraud-replay&start={at}"
+    )
     dry_run(request, overrides(service))
     (asked,) = [read_config(r) for r in service.requests]
     assert asked["start_read_time"] == int(datetime(2026, 12, 1, 6, 30, tzinfo=timezone.utc).timestamp() * 1000)
     assert asked["consumer_config"]["group.id"] == "fraud-replay"
 
     before = datetime.now(timezone.utc).timestamp() * 1000
-    latest = analytics_request("fraud", load_config(), warehouse=WAREHOUSE,
-                               input_url=f"kafka://{BROKERS}/orders?start=latest")
+    latest = analytics_request(
+        "fraud", load_config(), warehouse=WAREHOUSE, input_url=f"kafka://{BROKERS}/orders?start=latest"
+    )
     dry_run(latest, overrides(service))
     asked = read_config(service.requests[-1])
     assert before <= asked["start_read_time"] <= datetime.now(timezone.utc).timestamp() * 1000  # whatever was committed
@@ -106,7 +114,8 @@ def test_cdc_from_kafka_builds_for_dataflow(service) -> None:
     submission = dry_run(request, overrides(service))
     debezium = DebeziumServerConfig.load()
     assert sorted(topic for r in service.requests for topic in read_config(r)["topics"]) == sorted(
-        debezium.topic(table) for table in debezium.tables)
+        debezium.topic(table) for table in debezium.tables
+    )
     assert {read_config(r)["consumer_config"]["group.id"] for r in service.requests} == {"streamforge-cdc"}
     built = transforms(submission)
     assert len([t for t in built.values() if t.spec.urn == ReadFromKafka.URN_WITH_METADATA]) == len(debezium.tables)
@@ -115,19 +124,32 @@ def test_cdc_from_kafka_builds_for_dataflow(service) -> None:
 
 def test_the_launcher_builds_a_kafka_job_from_template_parameters(service) -> None:
     with no_network():
-        launched = launcher.launch(["--job=sessions", f"--input=kafka://{BROKERS}/clicks-eu", f"--warehouse={WAREHOUSE}",
-                                    *dataflow_args(overrides(service))])
+        launched = launcher.launch(
+            [
+                "--job=sessions",
+                f"--input=kafka://{BROKERS}/clicks-eu",
+                f"--warehouse={WAREHOUSE}",
+                *dataflow_args(overrides(service)),
+            ]
+        )
     assert launched.streaming and "Read clickstream/Read Kafka/Read from Kafka" in transforms(launched)
     assert [read_config(r)["topics"] for r in service.requests] == [["clicks-eu"]]
 
 
-@pytest.mark.parametrize("url, problem", [
-    (f"kafka://{BROKERS}/orders?until=end", "until=end (a bounded read) runs on this machine's runner"),
-    (f"kafka://{BROKERS}/orders?security=sasl_ssl", "would put the SASL password into the job graph"),
-    (f"kafka://{BROKERS}/orders?security=ssl&ca=/etc/kafka/ca.pem", "ca=/etc/kafka/ca.pem is a file on this machine"),
-])
-def test_what_kafka_io_on_workers_cannot_do_is_refused_before_building(service, monkeypatch, url: str,
-                                                                        problem: str) -> None:
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        (f"kafka://{BROKERS}/orders?until=end", "until=end (a bounded read) runs on this machine's runner"),
+        (f"kafka://{BROKERS}/orders?security=sasl_ssl", "would put the SASL password into the job graph"),
+        (
+            f"kafka://{BROKERS}/orders?security=ssl&ca=/etc/kafka/ca.pem",
+            "ca=/etc/kafka/ca.pem is a file on this machine",
+        ),
+    ],
+)
+def test_what_kafka_io_on_workers_cannot_do_is_refused_before_building(
+    service, monkeypatch, url: str, problem: str
+) -> None:
     monkeypatch.setenv("STREAMFORGE_KAFKA_USERNAME", "shop")
     monkeypatch.setenv("STREAMFORGE_KAFKA_PASSWORD", "hunter2-secret")
     request = analytics_request("revenue", load_config(), warehouse=WAREHOUSE, input_url=url)
@@ -148,8 +170,10 @@ def test_cdc_over_sasl_is_refused_once_for_all_its_topics(service, monkeypatch) 
 
 def test_the_expansion_service_is_the_override_else_the_images_jar(tmp_path: Path) -> None:
     assert expansion_jar_name() == f"beam-sdks-java-io-expansion-service-{beam.__version__}.jar"
-    overridden = expansion_service(PipelineOptions([f"--beam_services={json.dumps({EXPANSION_SERVICE: '127.0.0.1:8097'})}"]),
-                                   image_jar_dir=str(tmp_path))
+    overridden = expansion_service(
+        PipelineOptions([f"--beam_services={json.dumps({EXPANSION_SERVICE: '127.0.0.1:8097'})}"]),
+        image_jar_dir=str(tmp_path),
+    )
     assert overridden.is_existing_service() and overridden.path_to_jar == "127.0.0.1:8097"
     jar = tmp_path / expansion_jar_name()
     jar.write_bytes(b"PK")  # what the image's build fetched

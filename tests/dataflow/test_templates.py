@@ -33,17 +33,27 @@ def test_the_written_specs_are_what_dataflow_reads(tmp_path: Path) -> None:
         assert [p.name for p in metadata.parameters] == [p.name for p in template.parameters]
         for parameter in metadata.parameters:
             assert parameter.label and parameter.help_text and parameter.regexes
-    analytics = {p.name: p for p in dataflow.TemplateMetadata.from_json(
-        (tmp_path / "analytics-metadata.json").read_text()).parameters}
+    analytics = {
+        p.name: p
+        for p in dataflow.TemplateMetadata.from_json((tmp_path / "analytics-metadata.json").read_text()).parameters
+    }
     assert not analytics["job"].is_optional and [o.value for o in analytics["job"].enum_options] == [
-        "sessions", "revenue", "fraud", "all"]
+        "sessions",
+        "revenue",
+        "fraud",
+        "all",
+    ]
     assert analytics["alerts_topic"].param_type == dataflow.ParameterType.PUBSUB_TOPIC
     assert analytics["raw_events"].param_type == dataflow.ParameterType.BOOLEAN
 
 
 GOOD = {
-    "input": [subscription("orders-beam"), f"{BUCKET}/orders/*.jsonl", f"{BUCKET}/day",
-              "kafka://broker-1:9092,broker-2:9092/orders?group=shop&start=2026-12-01T00:00:00Z"],
+    "input": [
+        subscription("orders-beam"),
+        f"{BUCKET}/orders/*.jsonl",
+        f"{BUCKET}/day",
+        "kafka://broker-1:9092,broker-2:9092/orders?group=shop&start=2026-12-01T00:00:00Z",
+    ],
     "warehouse": [WAREHOUSE, "bigquery://my-proj-123.shop_analytics"],
     "alerts_topic": [ALERTS],
     "config": [f"{BUCKET}/streamforge.toml"],
@@ -51,8 +61,14 @@ GOOD = {
     "job": ["sessions", "all"],
 }
 BAD = {
-    "input": ["file:///tmp/orders.jsonl", "gs://X/orders.jsonl", "pubsub://orders", f"{BUCKET}",
-              "kafka://shop:secret@broker-1:9092/orders", "kafka:///orders"],
+    "input": [
+        "file:///tmp/orders.jsonl",
+        "gs://X/orders.jsonl",
+        "pubsub://orders",
+        f"{BUCKET}",
+        "kafka://shop:secret@broker-1:9092/orders",
+        "kafka:///orders",
+    ],
     "warehouse": ["duckdb://out/w.duckdb", "bigquery://p.d", "my-proj-123.analytics"],
     "alerts_topic": ["fraud-alerts", f"pubsub://{ALERTS}"],
     "config": [f"{BUCKET}/streamforge.yaml", "/etc/streamforge.toml"],
@@ -86,12 +102,27 @@ def _launch(*args: str, image: str | None = IMAGE):
 
 
 def test_the_launcher_builds_the_job_streamforge_run_builds_for_the_same_values() -> None:
-    values = ["--job=all", f"--clickstream={subscription('clickstream-beam')}", f"--orders={subscription('orders-beam')}",
-              f"--warehouse={WAREHOUSE}", f"--alerts_topic={ALERTS}", "--raw_events=true"]
+    values = [
+        "--job=all",
+        f"--clickstream={subscription('clickstream-beam')}",
+        f"--orders={subscription('orders-beam')}",
+        f"--warehouse={WAREHOUSE}",
+        f"--alerts_topic={ALERTS}",
+        "--raw_events=true",
+    ]
     launched = _launch(*values)
     assert launched.job_id is None and launched.name == "streamforge-all" and launched.streaming
-    direct = dry_run(analytics_request("all", load_config(), warehouse=WAREHOUSE, clickstream=subscription("clickstream-beam"),
-                                       orders=subscription("orders-beam"), alerts_topic=ALERTS, raw_events=True))
+    direct = dry_run(
+        analytics_request(
+            "all",
+            load_config(),
+            warehouse=WAREHOUSE,
+            clickstream=subscription("clickstream-beam"),
+            orders=subscription("orders-beam"),
+            alerts_topic=ALERTS,
+            raw_events=True,
+        )
+    )
     assert set(transforms(launched)) == set(transforms(direct))
     assert "Write order_events/Write to BigQuery" in transforms(launched)
 
@@ -101,12 +132,15 @@ def test_the_launcher_builds_the_cdc_job_and_reads_a_settings_file(tmp_path: Pat
     assert cdc.name == "streamforge-cdc" and not cdc.streaming
     settings = tmp_path / "streamforge.toml"
     settings.write_text('[cdc]\nreplicas = ["products"]\n')
-    request = launcher.request_from(TEMPLATES["cdc"], {"input": f"{BUCKET}/cdc", "warehouse": WAREHOUSE,
-                                                       "config": str(settings)})
+    request = launcher.request_from(
+        TEMPLATES["cdc"], {"input": f"{BUCKET}/cdc", "warehouse": WAREHOUSE, "config": str(settings)}
+    )
     assert request.config.cdc.replicas == ("products",)
     settings.write_text("[cdc]\nreplica = 1\n")
     with pytest.raises(SpecError, match=re.escape(f"{settings}: unknown key 'cdc.replica'")):
-        launcher.request_from(TEMPLATES["cdc"], {"input": f"{BUCKET}/cdc", "warehouse": WAREHOUSE, "config": str(settings)})
+        launcher.request_from(
+            TEMPLATES["cdc"], {"input": f"{BUCKET}/cdc", "warehouse": WAREHOUSE, "config": str(settings)}
+        )
 
 
 def test_the_launcher_refuses_what_it_cannot_launch(caplog: pytest.LogCaptureFixture) -> None:
@@ -114,8 +148,9 @@ def test_the_launcher_refuses_what_it_cannot_launch(caplog: pytest.LogCaptureFix
         _launch("--job=fraud", f"--input={BUCKET}/orders.jsonl", f"--warehouse={WAREHOUSE}", image=None)
     with pytest.raises(SpecError, match="the parameter warehouse is required"):
         _launch("--job=fraud", f"--input={BUCKET}/orders.jsonl")
-    code = launcher.main(["--job=fraud", f"--input={BUCKET}/orders.jsonl", "--warehouse=duckdb://w.duckdb",
-                          *dataflow_args()])
+    code = launcher.main(
+        ["--job=fraud", f"--input={BUCKET}/orders.jsonl", "--warehouse=duckdb://w.duckdb", *dataflow_args()]
+    )
     assert code == 2 and "a DuckDB file would be written on the workers' disks" in caplog.text
 
 
@@ -123,9 +158,12 @@ def test_a_template_job_runs_on_dataflow_without_saying_so() -> None:
     """The launcher gets the template's parameters and Dataflow's options, perhaps no --runner."""
     args = [a for a in dataflow_args() if not a.startswith("--runner")]
     with no_network():
-        launched = launcher.launch(["--job=sessions", f"--input={BUCKET}/clicks/*.jsonl", f"--warehouse={WAREHOUSE}", *args])
+        launched = launcher.launch(
+            ["--job=sessions", f"--input={BUCKET}/clicks/*.jsonl", f"--warehouse={WAREHOUSE}", *args]
+        )
     assert launched.name == "streamforge-sessions" and launched.job.options.view_as(GoogleCloudOptions).labels == [
-        "streamforge-job=sessions"]
+        "streamforge-job=sessions"
+    ]
 
 
 def test_the_docs_name_every_template_parameter() -> None:

@@ -32,32 +32,49 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Worker:
 
 
 def test_the_image_installs_exactly_the_pinned_versions(worker: Worker) -> None:
-    installed = json.loads(worker.run("-c", "import importlib.metadata as m, json; print(json.dumps("
-                                      "{d.metadata['Name']: d.version for d in m.distributions()}))").stdout)
-    installed = {canonicalize_name(n): v for n, v in installed.items() if canonicalize_name(n) not in ("pip", "setuptools")}
+    installed = json.loads(
+        worker.run(
+            "-c",
+            "import importlib.metadata as m, json; print(json.dumps("
+            "{d.metadata['Name']: d.version for d in m.distributions()}))",
+        ).stdout
+    )
+    installed = {
+        canonicalize_name(n): v for n, v in installed.items() if canonicalize_name(n) not in ("pip", "setuptools")
+    }
     assert installed == worker.context.pins  # everything, and nothing else
     assert (worker.context.folder / "wheelhouse" / "requirements.txt").read_text().splitlines()[1:] == [
-        f"{n}=={v}" for n, v in sorted(worker.context.pins.items())]
+        f"{n}=={v}" for n, v in sorted(worker.context.pins.items())
+    ]
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     for line in project["dependencies"] + project["optional-dependencies"]["dataflow"]:
         pinned = Requirement(line)
         assert installed[canonicalize_name(pinned.name)] == str(pinned.specifier).removeprefix("=="), line
     assert worker.context.build_args["BEAM_VERSION"] == installed["apache-beam"]
     # the no-image path pins the same versions for what Beam's own container lacks
-    assert all(installed[canonicalize_name(Requirement(line).name)] == str(Requirement(line).specifier)[2:]
-               for line in worker_requirements())
+    assert all(
+        installed[canonicalize_name(Requirement(line).name)] == str(Requirement(line).specifier)[2:]
+        for line in worker_requirements()
+    )
 
 
 def _samples(default_run: Path, job: str, streaming: bool, names: list[str]) -> dict[str, list[str]]:
     if job == "cdc":
         step = "CDC/Parse change events/Parse/ParDo(_ParseChange)"
-        changes = [envelope("products", "u", product(price="40.00"), product(price="35.00"), 10),
-                   envelope("orders", "c", None, order(), 11), b"null", b"{broken"]
+        changes = [
+            envelope("products", "u", product(price="40.00"), product(price="35.00"), 10),
+            envelope("orders", "c", None, order(), 11),
+            b"null",
+            b"{broken",
+        ]
         return {step: [c.decode() for c in changes]}
     samples = {}
     for stream in ("clickstream", "orders"):
-        suffix = f"Parse {stream}/Validate/ParDo(_Validate)" if streaming else \
-            f"Parse {stream}/Validate, drop duplicates/ParDo(_FirstValidOfEachId)"
+        suffix = (
+            f"Parse {stream}/Validate/ParDo(_Validate)"
+            if streaming
+            else f"Parse {stream}/Validate, drop duplicates/ParDo(_FirstValidOfEachId)"
+        )
         if suffix in names:
             lines = (default_run / f"{stream}.jsonl").read_text().splitlines()[:5]
             samples[suffix] = [*lines, '{"event_id": "e-1", "event_time": 5}']
@@ -73,8 +90,16 @@ def test_a_worker_with_the_image_loads_every_job_and_parses_events(worker: Worke
             proto.write_bytes(submission.job.proto_pipeline.SerializeToString())
             samples = _samples(default_run, job, streaming, list(transforms(submission)))
             cases.append({"proto": str(proto), "samples": samples})
-            expected.append((job, streaming, {step: ({"events": 2, "dead_letters": 1} if job == "cdc"
-                                                     else {"events": 5, "dead_letters": 1}) for step in samples}))
+            expected.append(
+                (
+                    job,
+                    streaming,
+                    {
+                        step: ({"events": 2, "dead_letters": 1} if job == "cdc" else {"events": 5, "dead_letters": 1})
+                        for step in samples
+                    },
+                )
+            )
     results = worker.check(cases)
     for (job, streaming, parsed), result in zip(expected, results):
         assert result["failures"] == [], (job, streaming)
@@ -94,15 +119,28 @@ def test_without_streamforge_a_worker_cannot_load_the_job(worker: Worker) -> Non
     finally:
         wheel = next((worker.context.folder / "wheelhouse").glob("streamforge-*.whl"))
         worker.run("-m", "pip", "install", "--quiet", "--no-index", "--no-deps", str(wheel))
-    assert result["failures"] and all("No module named 'beam_pipelines'" in f or "No module named 'streamforge'" in f
-                                      for f in result["failures"])
+    assert result["failures"] and all(
+        "No module named 'beam_pipelines'" in f or "No module named 'streamforge'" in f for f in result["failures"]
+    )
 
 
 def test_the_images_launcher_builds_a_job_from_template_parameters(worker: Worker) -> None:
     """dataflow/main.py (FLEX_TEMPLATE_PYTHON_PY_FILE) in the image's environment, dry run."""
-    launched = worker.run(str(worker.context.folder / "main.py"), "--job=fraud", f"--input={BUCKET}/orders/*.jsonl",
-                          f"--warehouse={WAREHOUSE}", f"--alerts_topic={ALERTS}", *dataflow_args())
+    launched = worker.run(
+        str(worker.context.folder / "main.py"),
+        "--job=fraud",
+        f"--input={BUCKET}/orders/*.jsonl",
+        f"--warehouse={WAREHOUSE}",
+        f"--alerts_topic={ALERTS}",
+        *dataflow_args(),
+    )
     assert "dry run: streamforge-fraud built, nothing submitted" in launched.stderr
-    refused = worker.run(str(worker.context.folder / "main.py"), "--job=fraud", f"--input={BUCKET}/orders/*.jsonl",
-                         "--warehouse=duckdb://w.duckdb", *dataflow_args(), check=False)
+    refused = worker.run(
+        str(worker.context.folder / "main.py"),
+        "--job=fraud",
+        f"--input={BUCKET}/orders/*.jsonl",
+        "--warehouse=duckdb://w.duckdb",
+        *dataflow_args(),
+        check=False,
+    )
     assert refused.returncode == 2 and "a DuckDB file would be written on the workers' disks" in refused.stderr

@@ -38,11 +38,14 @@ def _post(client, payload=ALERT, **options):
 
 
 def test_a_signed_alert_reaches_every_matching_webhook(function_client, receiver, capsys) -> None:
-    client = _dispatcher(function_client, receiver,
-                         {"name": "slack", "format": "slack", "url_env": "SLACK_URL"},
-                         json_webhook("location-team", receiver.url("/location"), alert_types=["LOCATION_ANOMALY"]),
-                         json_webhook("high-risk", receiver.url("/high"), min_risk_score=0.9),
-                         SLACK_URL=receiver.url("/slack"))
+    client = _dispatcher(
+        function_client,
+        receiver,
+        {"name": "slack", "format": "slack", "url_env": "SLACK_URL"},
+        json_webhook("location-team", receiver.url("/location"), alert_types=["LOCATION_ANOMALY"]),
+        json_webhook("high-risk", receiver.url("/high"), min_risk_score=0.9),
+        SLACK_URL=receiver.url("/slack"),
+    )
     response = _post(client)
     assert response.status_code == 200
     assert [r.path for r in receiver.requests] == ["/risk", "/slack"]  # the other two filter it out
@@ -81,8 +84,10 @@ def test_a_5xx_makes_pubsub_retry_and_the_retry_skips_webhooks_that_took_it(func
     assert warnings[0]["webhook"] == "audit" and warnings[0]["reason"].startswith("HTTP 503")
 
 
-@pytest.mark.parametrize("status, retried", [(400, False), (404, False), (410, False), (301, False),
-                                             (429, True), (408, True), (500, True), (502, True)])
+@pytest.mark.parametrize(
+    "status, retried",
+    [(400, False), (404, False), (410, False), (301, False), (429, True), (408, True), (500, True), (502, True)],
+)
 def test_which_answers_are_retried(function_client, receiver, status, retried) -> None:
     client = _dispatcher(function_client, receiver)
     receiver.answer("/risk", status)
@@ -102,8 +107,11 @@ def test_a_permanent_rejection_is_logged_acknowledged_and_not_sent_again(functio
 
 
 def _retry_reasons(capsys) -> dict[str, str]:
-    return {line["webhook"]: line["reason"] for line in log_lines(capsys.readouterr().out)
-            if line["message"] == "webhook delivery failed: will be retried"}
+    return {
+        line["webhook"]: line["reason"]
+        for line in log_lines(capsys.readouterr().out)
+        if line["message"] == "webhook delivery failed: will be retried"
+    }
 
 
 def test_a_slow_receiver_hits_the_timeout(function_client, receiver, tmp_path, capsys) -> None:
@@ -125,15 +133,20 @@ def test_an_unreachable_receiver_is_retried(function_client, receiver, capsys) -
     client = function_client("alert_dispatcher", **dispatcher_env([json_webhook("gone", f"http://127.0.0.1:{port}/x")]))
     response = _post(client)
     assert response.status_code == 500
-    assert _retry_reasons(capsys) == {"gone": "connection failed: ConnectionRefusedError: [Errno 111] Connection refused"}
+    assert _retry_reasons(capsys) == {
+        "gone": "connection failed: ConnectionRefusedError: [Errno 111] Connection refused"
+    }
 
 
-@pytest.mark.parametrize("options, reason", [
-    (dict(payload=b"\xff not json"), "invalid JSON"),
-    (dict(payload=sample("fraud_alert", risk_score=2)), "risk_score=2.0: must be <= 1"),
-    (dict(payload={**ALERT, "alert_type": "SHOPLIFTING"}), "alert_type='SHOPLIFTING'"),
-    (dict(payload=ALERT, event_type="google.cloud.storage.object.v1.finalized"), "is not google.cloud.pubsub"),
-])
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        (dict(payload=b"\xff not json"), "invalid JSON"),
+        (dict(payload=sample("fraud_alert", risk_score=2)), "risk_score=2.0: must be <= 1"),
+        (dict(payload={**ALERT, "alert_type": "SHOPLIFTING"}), "alert_type='SHOPLIFTING'"),
+        (dict(payload=ALERT, event_type="google.cloud.storage.object.v1.finalized"), "is not google.cloud.pubsub"),
+    ],
+)
 def test_a_malformed_message_is_logged_and_acknowledged(function_client, receiver, capsys, options, reason) -> None:
     client = _dispatcher(function_client, receiver)
     assert _post(client, **options).status_code == 200  # acknowledged: a retry would fail the same way
@@ -148,13 +161,22 @@ def test_message_data_that_is_not_base64_or_missing(function_client, receiver, c
     headers, _ = pubsub_event(ALERT)
     bad = {"message": {"data": "%%%not-base64%%%", "messageId": "m-9"}}
     assert client.post("/", headers={**headers, "Content-Type": "application/json"}, json=bad).status_code == 200
-    assert client.post("/", headers={**headers, "Content-Type": "application/json"},
-                       json={"message": {"messageId": "m-10"}}).status_code == 200
-    assert client.post("/", headers={**headers, "Content-Type": "application/json"},
-                       json={"no": "message"}).status_code == 200
+    assert (
+        client.post(
+            "/", headers={**headers, "Content-Type": "application/json"}, json={"message": {"messageId": "m-10"}}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post("/", headers={**headers, "Content-Type": "application/json"}, json={"no": "message"}).status_code
+        == 200
+    )
     reasons = [line["reason"] for line in log_lines(capsys.readouterr().out) if line["severity"] == "ERROR"]
-    assert reasons == ["Pub/Sub message m-9: data is not base64", "Pub/Sub message m-10 has no data",
-                       "CloudEvent data has no 'message' object: not a Pub/Sub messagePublished event"]
+    assert reasons == [
+        "Pub/Sub message m-9: data is not base64",
+        "Pub/Sub message m-10 has no data",
+        "CloudEvent data has no 'message' object: not a Pub/Sub messagePublished event",
+    ]
     assert receiver.requests == []
 
 
@@ -167,18 +189,24 @@ def test_a_request_that_is_no_cloudevent_gets_a_400(function_client, receiver) -
 
 def test_a_misconfigured_dispatcher_fails_at_start(function_client) -> None:
     with pytest.raises(WebhookConfigError, match="secret_env"):
-        function_client("alert_dispatcher", STREAMFORGE_WEBHOOKS=json.dumps([{"name": "x", "url": "https://x.example.com"}]))
+        function_client(
+            "alert_dispatcher", STREAMFORGE_WEBHOOKS=json.dumps([{"name": "x", "url": "https://x.example.com"}])
+        )
 
 
 @pytest.mark.firestore
-def test_the_firestore_ledger_carries_deliveries_across_instances(function_client, receiver, firestore, monkeypatch) -> None:
+def test_the_firestore_ledger_carries_deliveries_across_instances(
+    function_client, receiver, firestore, monkeypatch
+) -> None:
     """Two instances (two loads of main.py), one Firestore emulator: the retry that lands on the
     second instance skips the webhook the first one delivered to."""
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "streamforge-test")
     collection = f"alert_deliveries_{time.time_ns()}"
-    env = dispatcher_env([json_webhook("risk", receiver.url("/risk")), json_webhook("audit", receiver.url("/audit"))],
-                         STREAMFORGE_ALERT_LEDGER=f"firestore://{collection}")
+    env = dispatcher_env(
+        [json_webhook("risk", receiver.url("/risk")), json_webhook("audit", receiver.url("/audit"))],
+        STREAMFORGE_ALERT_LEDGER=f"firestore://{collection}",
+    )
     first = function_client("alert_dispatcher", **env)
     second = function_client("alert_dispatcher", **env)
     receiver.answer("/audit", 500)
@@ -188,8 +216,10 @@ def test_the_firestore_ledger_carries_deliveries_across_instances(function_clien
     from google.cloud import firestore as fs
 
     document = fs.Client(project="streamforge-test").collection(collection).document("a-1").get().to_dict()
-    assert {name: entry["outcome"] for name, entry in document["webhooks"].items()} == {"risk": "delivered",
-                                                                                         "audit": "delivered"}
+    assert {name: entry["outcome"] for name, entry in document["webhooks"].items()} == {
+        "risk": "delivered",
+        "audit": "delivered",
+    }
     assert document["expire_at"].timestamp() > time.time() + 6 * 86400  # ledger_ttl 7d, for a TTL policy
 
 
@@ -199,13 +229,19 @@ def _push_client(monkeypatch, receiver, *extra_hooks):
     for key, value in dispatcher_env([json_webhook("risk", receiver.url("/risk")), *extra_hooks]).items():
         monkeypatch.setenv(key, value)
     target = FUNCTIONS["alert_dispatcher"].push_target
-    return functions_framework.create_app(target, str(FUNCTIONS_DIR / "alert_dispatcher" / "main.py"), "http").test_client()
+    return functions_framework.create_app(
+        target, str(FUNCTIONS_DIR / "alert_dispatcher" / "main.py"), "http"
+    ).test_client()
 
 
 def _push_body(payload, message_id="m-7") -> bytes:
     data = base64.b64encode(json.dumps(payload).encode()).decode()
-    return json.dumps({"message": {"data": data, "messageId": message_id, "attributes": {}},
-                       "subscription": "projects/p/subscriptions/streamforge-alert-dispatcher"}).encode()
+    return json.dumps(
+        {
+            "message": {"data": data, "messageId": message_id, "attributes": {}},
+            "subscription": "projects/p/subscriptions/streamforge-alert-dispatcher",
+        }
+    ).encode()
 
 
 def test_a_pubsub_push_request_is_delivered_and_a_failure_makes_pubsub_retry(monkeypatch, receiver) -> None:
@@ -217,12 +253,20 @@ def test_a_pubsub_push_request_is_delivered_and_a_failure_makes_pubsub_retry(mon
     assert json.loads(receiver.on("/risk")[0].body) == ALERT
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"not json", "push request body is not JSON"),
-    (b'{"subscription": "s"}', "push request has no 'message' object"),
-    (json.dumps({"message": {"data": "!!", "messageId": "m-9"}}).encode(), "Pub/Sub message m-9: data is not base64"),
-])
-def test_a_malformed_push_request_is_acknowledged_with_its_reason_logged(monkeypatch, receiver, capsys, body, reason) -> None:
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"not json", "push request body is not JSON"),
+        (b'{"subscription": "s"}', "push request has no 'message' object"),
+        (
+            json.dumps({"message": {"data": "!!", "messageId": "m-9"}}).encode(),
+            "Pub/Sub message m-9: data is not base64",
+        ),
+    ],
+)
+def test_a_malformed_push_request_is_acknowledged_with_its_reason_logged(
+    monkeypatch, receiver, capsys, body, reason
+) -> None:
     client = _push_client(monkeypatch, receiver)
     assert client.post("/", data=body).status_code == 204  # a retry would fail the same way
     rejected = [line for line in log_lines(capsys.readouterr().out) if line["message"] == "alert rejected: not retried"]

@@ -76,34 +76,42 @@ def test_a_kept_alive_connection_the_receiver_closed_is_replaced() -> None:
     assert receiver.requests == 3
 
 
-@pytest.mark.parametrize("host, why", [
-    ("169.254.169.254", "link-local"),
-    ("2852039166", "169.254.169.254 is link-local"),  # the metadata server in decimal
-    ("0xa9fea9fe", "169.254.169.254 is link-local"),
-    ("0251.0376.0251.0376", "169.254.169.254 is link-local"),
-    ("[::ffff:169.254.169.254]", "169.254.169.254 is link-local"),
-    ("[fe80::1]", "link-local"),
-    ("metadata.google.internal", "the metadata server"),
-    ("METADATA.google.internal.", "the metadata server"),
-    ("0", "unspecified"),  # inet_aton's short form of the IPv4 all-zeros address
-    ("[::]", "unspecified"),
-    ("224.0.0.1", "multicast"),
-    ("10.0.0.5", "private address"),
-    ("192.168.1.1", "private address"),
-    ("100.64.1.1", "private address"),
-    ("[fd00::1]", "private address"),
-    ("127.0.0.2", "loopback address"),
-])
+@pytest.mark.parametrize(
+    "host, why",
+    [
+        ("169.254.169.254", "link-local"),
+        ("2852039166", "169.254.169.254 is link-local"),  # the metadata server in decimal
+        ("0xa9fea9fe", "169.254.169.254 is link-local"),
+        ("0251.0376.0251.0376", "169.254.169.254 is link-local"),
+        ("[::ffff:169.254.169.254]", "169.254.169.254 is link-local"),
+        ("[fe80::1]", "link-local"),
+        ("metadata.google.internal", "the metadata server"),
+        ("METADATA.google.internal.", "the metadata server"),
+        ("0", "unspecified"),  # inet_aton's short form of the IPv4 all-zeros address
+        ("[::]", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("10.0.0.5", "private address"),
+        ("192.168.1.1", "private address"),
+        ("100.64.1.1", "private address"),
+        ("[fd00::1]", "private address"),
+        ("127.0.0.2", "loopback address"),
+    ],
+)
 def test_webhook_urls_pointing_inside_are_refused_when_read(host, why) -> None:
-    env = {"STREAMFORGE_WEBHOOKS": orjson.dumps([{"name": "x", "format": "slack", "url": f"https://{host}/x"}]).decode()}
+    env = {
+        "STREAMFORGE_WEBHOOKS": orjson.dumps([{"name": "x", "format": "slack", "url": f"https://{host}/x"}]).decode()
+    }
     with pytest.raises(WebhookConfigError, match=why):
         parse_webhooks(env)
 
 
 def test_allow_private_opens_private_ranges_but_never_the_metadata_server() -> None:
     def declare(url: str) -> dict[str, str]:
-        return {"STREAMFORGE_WEBHOOKS": orjson.dumps([{"name": "x", "format": "slack", "url": url,
-                                                       "allow_private": True}]).decode()}
+        return {
+            "STREAMFORGE_WEBHOOKS": orjson.dumps(
+                [{"name": "x", "format": "slack", "url": url, "allow_private": True}]
+            ).decode()
+        }
 
     (webhook,) = parse_webhooks(declare("https://10.0.0.5/x"))
     assert webhook.allow_private
@@ -116,19 +124,27 @@ def _resolver(address: str, calls: list[str]):
         calls.append(host)
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
     return resolve
 
 
-@pytest.mark.parametrize("address, allow_private, why", [
-    ("169.254.169.254", True, "hooks.example.com resolves to 169.254.169.254 is link-local"),
-    ("10.1.2.3", False, "hooks.example.com resolves to 10.1.2.3 is a private address"),
-    ("127.0.0.1", False, "hooks.example.com resolves to 127.0.0.1 is a loopback address"),
-])
+@pytest.mark.parametrize(
+    "address, allow_private, why",
+    [
+        ("169.254.169.254", True, "hooks.example.com resolves to 169.254.169.254 is link-local"),
+        ("10.1.2.3", False, "hooks.example.com resolves to 10.1.2.3 is a private address"),
+        ("127.0.0.1", False, "hooks.example.com resolves to 127.0.0.1 is a loopback address"),
+    ],
+)
 def test_a_name_resolving_inside_at_delivery_time_is_refused_without_connecting(address, allow_private, why) -> None:
     calls: list[str] = []
     with no_network():  # any connection attempt fails the test
-        result = deliver(_webhook("https://hooks.example.com/x", allow_private=allow_private), PY_ALERT, 2.0,
-                         resolve=_resolver(address, calls))
+        result = deliver(
+            _webhook("https://hooks.example.com/x", allow_private=allow_private),
+            PY_ALERT,
+            2.0,
+            resolve=_resolver(address, calls),
+        )
     assert result.outcome is Outcome.REJECTED and result.reason.startswith(f"destination refused: {why}")
     assert calls == ["hooks.example.com"]
 

@@ -35,9 +35,12 @@ def out(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(function_client, out, tmp_path):
-    return function_client("ingest", STREAMFORGE_INGEST_API_KEYS=f"old-key-0123456789abc, {API_KEY}",
-                           STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
-                           STREAMFORGE_CONFIG=str(write_config(tmp_path / "replay.toml", REPLAY_CONFIG)))
+    return function_client(
+        "ingest",
+        STREAMFORGE_INGEST_API_KEYS=f"old-key-0123456789abc, {API_KEY}",
+        STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
+        STREAMFORGE_CONFIG=str(write_config(tmp_path / "replay.toml", REPLAY_CONFIG)),
+    )
 
 
 def _simulated(run: Path, clicks: int, orders: int) -> tuple[list[dict], list[dict]]:
@@ -49,15 +52,18 @@ def test_valid_events_are_published_and_bad_ones_answered_with_the_reason(client
     clicks, orders = _simulated(default_run, 150, 40)
     bad_click = {**clicks[3], "event_id": "bad-1", "quantity": -2}
     bad_order = {**orders[1], "event_id": "bad-2", "total_amount": 1.0}
-    batch = {"clickstream": clicks[:3] + [bad_click, "not an event"] + clicks[3:],
-             "orders": [bad_order] + orders}
+    batch = {"clickstream": clicks[:3] + [bad_click, "not an event"] + clicks[3:], "orders": [bad_order] + orders}
     response = client.post("/", headers=HEADERS, json=batch)
     assert response.status_code == 207
     body = response.get_json()
     assert (body["accepted"], body["rejected"], body["failed"]) == (190, 3, 0)
     assert body["accepted"] + body["rejected"] == len(batch["clickstream"]) + len(batch["orders"])
-    rejected = {(stream, e["index"]): e for stream, entries in body["results"].items() for e in entries
-                if e["status"] == "rejected"}
+    rejected = {
+        (stream, e["index"]): e
+        for stream, entries in body["results"].items()
+        for e in entries
+        if e["status"] == "rejected"
+    }
     assert set(rejected) == {("clickstream", 3), ("clickstream", 4), ("orders", 0)}
     assert rejected["clickstream", 3]["event_id"] == "bad-1"
     assert "quantity=-2: must be >= 1" in rejected["clickstream", 3]["reason"]
@@ -85,12 +91,16 @@ def test_an_event_id_twice_in_one_batch_and_events_from_the_future(client, out) 
 
 
 def test_events_older_than_the_bound_or_at_epoch_zero_are_rejected(function_client, out) -> None:
-    client = function_client("ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
-                             STREAMFORGE_CONFIG="")  # the defaults: max_event_age 7 days
+    client = function_client(
+        "ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}", STREAMFORGE_CONFIG=""
+    )  # the defaults: max_event_age 7 days
     now = datetime.now(timezone.utc)
     times = [now - timedelta(days=8), datetime(1970, 1, 1, tzinfo=timezone.utc), now - timedelta(days=6)]
-    batch = {"clickstream": [sample("clickstream_event", event_id=f"t-{i}", event_time=t.isoformat()) for i, t in
-                             enumerate(times)]}
+    batch = {
+        "clickstream": [
+            sample("clickstream_event", event_id=f"t-{i}", event_time=t.isoformat()) for i, t in enumerate(times)
+        ]
+    }
     entries = client.post("/", headers=HEADERS, json=batch).get_json()["results"]["clickstream"]
     assert [e["status"] for e in entries] == ["rejected", "rejected", "accepted"]
     assert "pipelines.max_event_age before now): not a real time" in entries[0]["reason"]
@@ -98,11 +108,14 @@ def test_events_older_than_the_bound_or_at_epoch_zero_are_rejected(function_clie
     assert [e["event_id"] for e in _lines(out / "clickstream.jsonl")] == [KEY_PREFIX + "t-2"]
 
 
-@pytest.mark.parametrize("headers, error", [
-    ({}, "missing X-API-Key header"),
-    ({"X-API-Key": "guess-guess-guess-guess"}, "invalid API key"),
-    ({"X-API-Key": API_KEY[:-1]}, "invalid API key"),
-])
+@pytest.mark.parametrize(
+    "headers, error",
+    [
+        ({}, "missing X-API-Key header"),
+        ({"X-API-Key": "guess-guess-guess-guess"}, "invalid API key"),
+        ({"X-API-Key": API_KEY[:-1]}, "invalid API key"),
+    ],
+)
 def test_requests_without_a_valid_key_are_refused(client, out, headers, error) -> None:
     response = client.post("/", headers=headers, json={"clickstream": [CLICK]})
     assert (response.status_code, response.get_json()) == (401, {"error": error})
@@ -114,31 +127,42 @@ def test_both_keys_of_a_rotation_work(client) -> None:
         assert client.post("/", headers={"X-API-Key": key}, json={"clickstream": [CLICK]}).status_code == 200
 
 
-@pytest.mark.parametrize("data, content_type, status, error", [
-    (b"{not json", "application/json", 400, "body is not valid JSON"),
-    (b"[1, 2]", "application/json", 400, "body must be a JSON object with the lists clickstream, orders, got list"),
-    (b'{"clicks": []}', "application/json", 400, "unknown key 'clicks'"),
-    (b"{}", "application/json", 400, "body holds none of the lists"),
-    (b'{"orders": {"a": 1}}', "application/json", 400, "'orders' must be a list of events, got dict"),
-    (b'{"orders": [], "clickstream": []}', "application/json", 400, "the batch holds no events"),
-    (b"{}", "text/plain", 415, "Content-Type must be application/json, got 'text/plain'"),
-])
+@pytest.mark.parametrize(
+    "data, content_type, status, error",
+    [
+        (b"{not json", "application/json", 400, "body is not valid JSON"),
+        (b"[1, 2]", "application/json", 400, "body must be a JSON object with the lists clickstream, orders, got list"),
+        (b'{"clicks": []}', "application/json", 400, "unknown key 'clicks'"),
+        (b"{}", "application/json", 400, "body holds none of the lists"),
+        (b'{"orders": {"a": 1}}', "application/json", 400, "'orders' must be a list of events, got dict"),
+        (b'{"orders": [], "clickstream": []}', "application/json", 400, "the batch holds no events"),
+        (b"{}", "text/plain", 415, "Content-Type must be application/json, got 'text/plain'"),
+    ],
+)
 def test_bad_requests_get_a_4xx_with_a_clear_message(client, data, content_type, status, error) -> None:
     response = client.post("/", headers=HEADERS, data=data, content_type=content_type)
     assert response.status_code == status and error in response.get_json()["error"]
 
 
 def test_compressed_bodies_and_other_methods(client) -> None:
-    response = client.post("/", headers={**HEADERS, "Content-Encoding": "gzip"}, data=b"\x1f\x8b", content_type="application/json")
+    response = client.post(
+        "/", headers={**HEADERS, "Content-Encoding": "gzip"}, data=b"\x1f\x8b", content_type="application/json"
+    )
     assert response.status_code == 415 and "gzip" in response.get_json()["error"]
     response = client.get("/", headers=HEADERS)
     assert response.status_code == 405 and response.headers["Allow"] == "POST, OPTIONS"
 
 
 def test_body_and_batch_limits(function_client, out, tmp_path) -> None:
-    config = write_config(tmp_path / "c.toml", REPLAY_CONFIG + "[ingest]\nmax_body_bytes = 4096\nmax_batch_events = 3\n")
-    client = function_client("ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
-                             STREAMFORGE_CONFIG=str(config))
+    config = write_config(
+        tmp_path / "c.toml", REPLAY_CONFIG + "[ingest]\nmax_body_bytes = 4096\nmax_batch_events = 3\n"
+    )
+    client = function_client(
+        "ingest",
+        STREAMFORGE_INGEST_API_KEYS=API_KEY,
+        STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
+        STREAMFORGE_CONFIG=str(config),
+    )
     data = json.dumps({"clickstream": [CLICK] * 20}).encode()
     response = client.post("/", headers=HEADERS, data=data, content_type="application/json")
     assert response.status_code == 413
@@ -159,11 +183,23 @@ def test_a_body_without_content_length_is_cut_at_the_limit(tmp_path) -> None:
 
 
 def test_cors_for_allowed_origins_only(function_client, out, tmp_path) -> None:
-    config = write_config(tmp_path / "c.toml", REPLAY_CONFIG + '[ingest]\nallowed_origins = ["https://shop.example.com"]\n')
-    client = function_client("ingest", STREAMFORGE_INGEST_API_KEYS=API_KEY, STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
-                             STREAMFORGE_CONFIG=str(config))
-    preflight = client.options("/", headers={"Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST",
-                                             "Access-Control-Request-Headers": "content-type, x-api-key"})
+    config = write_config(
+        tmp_path / "c.toml", REPLAY_CONFIG + '[ingest]\nallowed_origins = ["https://shop.example.com"]\n'
+    )
+    client = function_client(
+        "ingest",
+        STREAMFORGE_INGEST_API_KEYS=API_KEY,
+        STREAMFORGE_INGEST_OUTPUT=f"file://{out}",
+        STREAMFORGE_CONFIG=str(config),
+    )
+    preflight = client.options(
+        "/",
+        headers={
+            "Origin": "https://shop.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-api-key",
+        },
+    )
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
     assert preflight.headers["Access-Control-Allow-Methods"] == "POST, OPTIONS"
@@ -171,7 +207,9 @@ def test_cors_for_allowed_origins_only(function_client, out, tmp_path) -> None:
     assert preflight.headers["Vary"] == "Origin"
     post = client.post("/", headers={**HEADERS, "Origin": "https://shop.example.com"}, json={"clickstream": [CLICK]})
     assert post.status_code == 200 and post.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
-    refused = client.options("/", headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"})
+    refused = client.options(
+        "/", headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"}
+    )
     assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
     denied = client.post("/", headers={**HEADERS, "Origin": "https://evil.example.net"}, json={"clickstream": [CLICK]})
     assert denied.status_code == 403 and "'https://evil.example.net' is not allowed" in denied.get_json()["error"]
@@ -182,9 +220,13 @@ class _FlakyOutput:
     output do: with internals (a resource path, a directory) a client must never see."""
 
     def publish(self, messages, timeout):
-        return [None if i % 2 == 0 else "Pub/Sub publish failed: NotFound: 404 Resource not found "
-                "(resource=projects/internal-prj/topics/clickstream); write to /srv/ingest failed"
-                for i in range(len(messages))]
+        return [
+            None
+            if i % 2 == 0
+            else "Pub/Sub publish failed: NotFound: 404 Resource not found "
+            "(resource=projects/internal-prj/topics/clickstream); write to /srv/ingest failed"
+            for i in range(len(messages))
+        ]
 
     def describe(self) -> str:
         return "flaky"
@@ -194,21 +236,29 @@ def test_events_the_output_did_not_confirm_are_failed_and_the_cause_is_logged_no
     service = IngestService(load_config().ingest, (API_KEY,), _FlakyOutput(), timedelta(minutes=5))
     events = [sample("clickstream_event", event_id=f"e{i}") for i in range(4)]
     data = json.dumps({"clickstream": events}).encode()
-    answer = service.handle("POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(data), len(data))
+    answer = service.handle(
+        "POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(data), len(data)
+    )
     assert answer.status == 503 and answer.headers["Retry-After"] == "5"
     assert [e["status"] for e in answer.body["results"]["clickstream"]] == ["accepted", "failed", "accepted", "failed"]
     assert answer.body["results"]["clickstream"][1]["reason"] == FAILED_REASON
     assert b"internal-prj" not in answer.json() and b"/srv/ingest" not in answer.json()
-    (logged,) = [line for line in map(json.loads, capsys.readouterr().out.splitlines())
-                 if line["message"] == "ingest output failed"]
+    (logged,) = [
+        line
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+        if line["message"] == "ingest output failed"
+    ]
     assert logged["failed"] == 2 and "internal-prj" in logged["cause"] and logged["severity"] == "ERROR"
 
 
-@pytest.mark.parametrize("batch, echoed", [
-    ({"K" * 500_000: []}, "unknown key 'KKKK"),
-    ({"clickstream": [{**CLICK, "event_id": "K" * 500_000}]}, "event_id='KKKK"),
-    ({"clickstream": [{**CLICK, "event_id": "K" * 65}]}, "longer than 64 characters"),
-])
+@pytest.mark.parametrize(
+    "batch, echoed",
+    [
+        ({"K" * 500_000: []}, "unknown key 'KKKK"),
+        ({"clickstream": [{**CLICK, "event_id": "K" * 500_000}]}, "event_id='KKKK"),
+        ({"clickstream": [{**CLICK, "event_id": "K" * 65}]}, "longer than 64 characters"),
+    ],
+)
 def test_what_a_client_sent_is_echoed_only_in_short(client, batch, echoed) -> None:
     response = client.post("/", headers=HEADERS, json=batch)
     assert response.status_code in (400, 422) and echoed in response.get_data(as_text=True)
@@ -218,17 +268,28 @@ def test_what_a_client_sent_is_echoed_only_in_short(client, batch, echoed) -> No
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(
-    st.binary(max_size=300),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-                     st.sampled_from(["clickstream", "orders", "event_id", "items", "x"]), inner, max_size=4),
-                 max_leaves=20).map(lambda v: json.dumps(v).encode()),
-))
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(["clickstream", "orders", "event_id", "items", "x"]), inner, max_size=4
+                )
+            ),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_no_body_makes_a_5xx(tmp_path_factory, body) -> None:
-    service = IngestService(load_config().ingest, (API_KEY,), FileOutput(tmp_path_factory.mktemp("fuzz")),
-                            timedelta(minutes=5))
-    answer = service.handle("POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(body), len(body))
+    service = IngestService(
+        load_config().ingest, (API_KEY,), FileOutput(tmp_path_factory.mktemp("fuzz")), timedelta(minutes=5)
+    )
+    answer = service.handle(
+        "POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(body), len(body)
+    )
     assert answer.status < 500
     if answer.status in (200, 207, 422):
         counts = answer.body
@@ -236,12 +297,21 @@ def test_no_body_makes_a_5xx(tmp_path_factory, body) -> None:
         assert counts["accepted"] + counts["rejected"] + counts["failed"] == total
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"STREAMFORGE_INGEST_OUTPUT": "file:///tmp/x"}, "STREAMFORGE_INGEST_API_KEYS is not set"),
-    ({"STREAMFORGE_INGEST_API_KEYS": "short", "STREAMFORGE_INGEST_OUTPUT": "file:///tmp/x"}, "key #1 is shorter than 16"),
-    ({"STREAMFORGE_INGEST_API_KEYS": API_KEY}, "set STREAMFORGE_INGEST_OUTPUT"),
-    ({"STREAMFORGE_INGEST_API_KEYS": API_KEY, "STREAMFORGE_INGEST_OUTPUT": "s3://bucket"}, "expected pubsub://PROJECT or file://DIR"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"STREAMFORGE_INGEST_OUTPUT": "file:///tmp/x"}, "STREAMFORGE_INGEST_API_KEYS is not set"),
+        (
+            {"STREAMFORGE_INGEST_API_KEYS": "short", "STREAMFORGE_INGEST_OUTPUT": "file:///tmp/x"},
+            "key #1 is shorter than 16",
+        ),
+        ({"STREAMFORGE_INGEST_API_KEYS": API_KEY}, "set STREAMFORGE_INGEST_OUTPUT"),
+        (
+            {"STREAMFORGE_INGEST_API_KEYS": API_KEY, "STREAMFORGE_INGEST_OUTPUT": "s3://bucket"},
+            "expected pubsub://PROJECT or file://DIR",
+        ),
+    ],
+)
 def test_a_misconfigured_ingest_fails_at_start(env, message, monkeypatch) -> None:
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     with pytest.raises((IngestConfigError, OutputError), match=message):
@@ -256,13 +326,16 @@ def _service(output, clock=None, **settings) -> IngestService:
 
 def _post(service: IngestService, key: str, batch: dict, **headers: str):
     data = json.dumps(batch).encode()
-    return service.handle("POST", {"X-API-Key": key, "Content-Type": "application/json", **headers}, io.BytesIO(data),
-                          len(data))
+    return service.handle(
+        "POST", {"X-API-Key": key, "Content-Type": "application/json", **headers}, io.BytesIO(data), len(data)
+    )
 
 
 def test_keys_have_roles_and_a_browser_key_sends_clicks_only(tmp_path) -> None:
     assert [(k.role, k.secret) for k in parse_api_keys("browser:b-key-0123456789abcdef, s-key-0123456789abcdef")] == [
-        ("browser", "b-key-0123456789abcdef"), ("server", "s-key-0123456789abcdef")]
+        ("browser", "b-key-0123456789abcdef"),
+        ("server", "s-key-0123456789abcdef"),
+    ]
     service = _service(FileOutput(tmp_path))
     orders = _post(service, "browser-key-0123456789", {"orders": [ORDER]})
     assert orders.status == 403 and "a browser key may send clickstream events only, not orders" in orders.body["error"]
@@ -281,8 +354,9 @@ def test_a_browser_key_needs_an_allowed_origin_when_there_is_an_allowlist(tmp_pa
 
 def test_each_key_has_a_rate_limit_answered_429_with_retry_after(tmp_path) -> None:
     now = [0.0]
-    service = _service(FileOutput(tmp_path), clock=lambda: now[0], browser_events_per_second=2.0,
-                       burst=timedelta(seconds=2))
+    service = _service(
+        FileOutput(tmp_path), clock=lambda: now[0], browser_events_per_second=2.0, burst=timedelta(seconds=2)
+    )
     clicks = [sample("clickstream_event", event_id=f"r-{i}") for i in range(5)]
     assert _post(service, "browser-key-0123456789", {"clickstream": clicks[:4]}).status == 200  # the burst: 4
     limited = _post(service, "browser-key-0123456789", {"clickstream": clicks[4:]})
@@ -300,19 +374,25 @@ def test_clients_cannot_claim_each_others_event_ids(tmp_path) -> None:
     for key in (API_KEY, "other-server-key-0123456789", API_KEY):
         assert _post(service, key, {"clickstream": [CLICK]}).status == 200
     published = [e["event_id"] for e in _lines(tmp_path / "clickstream.jsonl")]
-    assert published == [KEY_PREFIX + CLICK["event_id"],
-                         hashlib.sha256(b"other-server-key-0123456789").hexdigest()[:8] + "." + CLICK["event_id"],
-                         KEY_PREFIX + CLICK["event_id"]]
+    assert published == [
+        KEY_PREFIX + CLICK["event_id"],
+        hashlib.sha256(b"other-server-key-0123456789").hexdigest()[:8] + "." + CLICK["event_id"],
+        KEY_PREFIX + CLICK["event_id"],
+    ]
     too_long = _post(service, API_KEY, {"clickstream": [{**CLICK, "event_id": "x" * 56}]})
     assert "through ingest at most 55" in too_long.body["results"]["clickstream"][0]["reason"]
 
 
-@pytest.mark.parametrize("encode", [lambda b: json.dumps(b).encode(), lambda b: json.dumps(b, ensure_ascii=False).encode()],
-                         ids=["escaped", "raw-utf8"])
+@pytest.mark.parametrize(
+    "encode",
+    [lambda b: json.dumps(b).encode(), lambda b: json.dumps(b, ensure_ascii=False).encode()],
+    ids=["escaped", "raw-utf8"],
+)
 def test_hidden_characters_are_refused_however_the_body_spells_them(tmp_path, encode) -> None:
     service = _service(FileOutput(tmp_path))
     data = encode({"clickstream": [{**CLICK, "geo_region": "\u202eus-east"}, CLICK]})
-    answer = service.handle("POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(data),
-                            len(data))
+    answer = service.handle(
+        "POST", {"X-API-Key": API_KEY, "Content-Type": "application/json"}, io.BytesIO(data), len(data)
+    )
     assert [e["status"] for e in answer.body["results"]["clickstream"]] == ["rejected", "accepted"]
     assert "contains U+202E RIGHT-TO-LEFT OVERRIDE" in answer.body["results"]["clickstream"][0]["reason"]

@@ -58,13 +58,21 @@ def test_the_packaged_folders_hold_the_function_and_the_wheel(bundles) -> None:
         names = set(wheel.namelist())
         metadata = wheel.read("streamforge-0.1.0.dist-info/METADATA").decode()
     # The shared code and its data files travel in the wheel; the extra pins the function's dependencies.
-    assert {"streamforge/functions/dispatcher.py", "streamforge/schemas/avro/fraud_alert.v1.avsc",
-            "streamforge/config/defaults.toml"} <= names
+    assert {
+        "streamforge/functions/dispatcher.py",
+        "streamforge/schemas/avro/fraud_alert.v1.avsc",
+        "streamforge/config/defaults.toml",
+    } <= names
     assert 'Requires-Dist: functions-framework==3.10.2; extra == "functions"' in metadata
     # The processes below import streamforge from the installed wheel, not from this checkout.
-    where = subprocess.run([sys.executable, "-c", "import streamforge.functions; print(streamforge.__file__)"],
-                           capture_output=True, text=True, env=entry_point_env(PYTHONPATH=str(bundles["site"])),
-                           cwd=bundles["dist"] / "ingest", check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "import streamforge.functions; print(streamforge.__file__)"],
+        capture_output=True,
+        text=True,
+        env=entry_point_env(PYTHONPATH=str(bundles["site"])),
+        cwd=bundles["dist"] / "ingest",
+        check=True,
+    ).stdout.strip()
     assert where.startswith(str(bundles["site"]))
 
 
@@ -74,9 +82,15 @@ def sink(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     log = tmp_path / "sink.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(STREAMFORGE), "webhook-sink", "--port", str(port), "--jsonl"],
-                                   stdout=subprocess.PIPE, stderr=out, stdin=subprocess.DEVNULL, text=True,
-                                   env=entry_point_env(STREAMFORGE_WEBHOOK_SECRET=SECRET), start_new_session=True)
+        process = subprocess.Popen(
+            [str(STREAMFORGE), "webhook-sink", "--port", str(port), "--jsonl"],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=entry_point_env(STREAMFORGE_WEBHOOK_SECRET=SECRET),
+            start_new_session=True,
+        )
     try:
         wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}", process
@@ -95,9 +109,19 @@ def _dispatch(url: str, payload: Any = ALERT, **options: Any) -> requests.Respon
 
 def test_served_dispatcher_signs_what_the_sink_verifies_and_a_tampered_body_fails(sink) -> None:
     sink_url, sink_process = sink
-    with ScriptedReceiver() as capture, running_function("alert_dispatcher", dispatcher_env([
-            json_webhook("sink", f"{sink_url}/alerts"), json_webhook("capture", capture.url("/capture")),
-            {"name": "slack", "format": "slack", "url": f"{sink_url}/slack"}])) as function:
+    with (
+        ScriptedReceiver() as capture,
+        running_function(
+            "alert_dispatcher",
+            dispatcher_env(
+                [
+                    json_webhook("sink", f"{sink_url}/alerts"),
+                    json_webhook("capture", capture.url("/capture")),
+                    {"name": "slack", "format": "slack", "url": f"{sink_url}/slack"},
+                ]
+            ),
+        ) as function,
+    ):
         assert _dispatch(function.url).status_code == 200
         alert, slack = _sink_lines(sink_process, 2)
         assert (alert["verdict"], alert["body"], alert["idempotency_key"]) == ("alert", ALERT, "a-1")
@@ -105,7 +129,9 @@ def test_served_dispatcher_signs_what_the_sink_verifies_and_a_tampered_body_fail
         # Replay what the dispatcher sent to the other webhook: altered, then as it was.
         (sent,) = capture.requests
         headers = {k: v for k, v in sent.headers.items() if k.startswith("X-StreamForge") or k == "Idempotency-Key"}
-        tampered = requests.post(f"{sink_url}/alerts", data=sent.body.replace(b"0.85", b"0.01"), headers=headers, timeout=10)
+        tampered = requests.post(
+            f"{sink_url}/alerts", data=sent.body.replace(b"0.85", b"0.01"), headers=headers, timeout=10
+        )
         assert tampered.status_code == 401
         assert tampered.json()["error"] == "signature does not match the body (tampered body, or the wrong secret)"
         replayed = requests.post(f"{sink_url}/alerts", data=sent.body, headers=headers, timeout=10)
@@ -116,10 +142,17 @@ def test_served_dispatcher_signs_what_the_sink_verifies_and_a_tampered_body_fail
 
 def test_packaged_dispatcher_retries_5xx_acknowledges_4xx_and_times_out(bundles, tmp_path) -> None:
     write_config(tmp_path / "fast.toml", '[alert_dispatcher]\nwebhook_timeout = "500ms"\n')
-    with ScriptedReceiver() as receiver, running_function(
-            "alert_dispatcher", dispatcher_env([json_webhook("risk", receiver.url("/risk"))],
-                                               STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")),
-            bundle=bundles["dist"] / "alert_dispatcher", site=bundles["site"]) as function:
+    with (
+        ScriptedReceiver() as receiver,
+        running_function(
+            "alert_dispatcher",
+            dispatcher_env(
+                [json_webhook("risk", receiver.url("/risk"))], STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")
+            ),
+            bundle=bundles["dist"] / "alert_dispatcher",
+            site=bundles["site"],
+        ) as function,
+    ):
         receiver.answer("/risk", 500)
         assert _dispatch(function.url, message_id="m-500").status_code == 500  # Pub/Sub redelivers ...
         assert _dispatch(function.url, message_id="m-500").status_code == 200  # ... and the retry lands
@@ -140,9 +173,15 @@ def test_packaged_dispatcher_retries_5xx_acknowledges_4xx_and_times_out(bundles,
 
 
 def test_packaged_dispatcher_refuses_malformed_cloudevents_and_messages(bundles) -> None:
-    with ScriptedReceiver() as receiver, running_function(
-            "alert_dispatcher", dispatcher_env([json_webhook("risk", receiver.url("/risk"))]),
-            bundle=bundles["dist"] / "alert_dispatcher", site=bundles["site"]) as function:
+    with (
+        ScriptedReceiver() as receiver,
+        running_function(
+            "alert_dispatcher",
+            dispatcher_env([json_webhook("risk", receiver.url("/risk"))]),
+            bundle=bundles["dist"] / "alert_dispatcher",
+            site=bundles["site"],
+        ) as function,
+    ):
         not_an_event = requests.post(function.url, json={"hello": 1}, timeout=10)
         assert not_an_event.status_code == 400 and "parsing CloudEvent failed" in not_an_event.text
         assert _dispatch(function.url, b"{not json", message_id="m-bad").status_code == 200
@@ -161,7 +200,11 @@ def ingest_output(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: p
         emulator = request.getfixturevalue("pubsub")
     except pytest.skip.Exception as reason:
         print(f"ingest publishes to the file output (test double of Pub/Sub): {reason}")
-        return {"kind": "file", "env": {"STREAMFORGE_INGEST_OUTPUT": f"file://{tmp_path / 'out'}"}, "dir": tmp_path / "out"}
+        return {
+            "kind": "file",
+            "env": {"STREAMFORGE_INGEST_OUTPUT": f"file://{tmp_path / 'out'}"},
+            "dir": tmp_path / "out",
+        }
     from google.cloud import pubsub_v1
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emulator)  # for the clients below
@@ -171,10 +214,15 @@ def ingest_output(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: p
     for stream in ("clickstream", "orders"):  # subscriptions first: the emulator drops what nobody reads
         topic = publisher.create_topic(name=publisher.topic_path(project, stream)).name
         subscriptions[stream] = subscriber.create_subscription(
-            name=subscriber.subscription_path(project, f"{stream}-test"), topic=topic).name
+            name=subscriber.subscription_path(project, f"{stream}-test"), topic=topic
+        ).name
     print(f"ingest publishes to the Pub/Sub emulator at {emulator}, project {project}")
-    return {"kind": "pubsub", "subscriber": subscriber, "subscriptions": subscriptions,
-            "env": {"STREAMFORGE_INGEST_OUTPUT": f"pubsub://{project}", "PUBSUB_EMULATOR_HOST": emulator}}
+    return {
+        "kind": "pubsub",
+        "subscriber": subscriber,
+        "subscriptions": subscriptions,
+        "env": {"STREAMFORGE_INGEST_OUTPUT": f"pubsub://{project}", "PUBSUB_EMULATOR_HOST": emulator},
+    }
 
 
 def _published(output: dict[str, Any], stream: str, count: int) -> list[dict[str, Any]]:
@@ -187,14 +235,26 @@ def _published(output: dict[str, Any], stream: str, count: int) -> list[dict[str
 def test_packaged_ingest_rejects_bad_keys_bodies_and_events_and_publishes_the_good_ones(bundles, ingest_output) -> None:
     good_clicks = [sample("clickstream_event", event_id=f"c-{i}") for i in range(3)]
     bad_click = sample("clickstream_event", event_id="c-bad", device_type="fridge")
-    replay = write_config(bundles["dist"] / "replay.toml", REPLAY_CONFIG
-                          + '[ingest]\nallowed_origins = ["https://shop.example.com"]\n')
+    replay = write_config(
+        bundles["dist"] / "replay.toml", REPLAY_CONFIG + '[ingest]\nallowed_origins = ["https://shop.example.com"]\n'
+    )
     browser_key = "browser-key-0123456789abcdef"
-    with running_function("ingest", {"STREAMFORGE_INGEST_API_KEYS": f"server:{API_KEY}, browser:{browser_key}",
-                                     "STREAMFORGE_CONFIG": str(replay), **ingest_output["env"]},
-                          bundle=bundles["dist"] / "ingest", site=bundles["site"]) as function:
-        post = lambda body, **headers: requests.post(function.url, data=body, timeout=30,  # noqa: E731
-                                                     headers={"Content-Type": "application/json", **headers})
+    with running_function(
+        "ingest",
+        {
+            "STREAMFORGE_INGEST_API_KEYS": f"server:{API_KEY}, browser:{browser_key}",
+            "STREAMFORGE_CONFIG": str(replay),
+            **ingest_output["env"],
+        },
+        bundle=bundles["dist"] / "ingest",
+        site=bundles["site"],
+    ) as function:
+
+        def post(body: bytes, **headers: str) -> requests.Response:
+            return requests.post(
+                function.url, data=body, timeout=30, headers={"Content-Type": "application/json", **headers}
+            )
+
         assert post(b"{}", **{"X-API-Key": "wrong-key-0123456789"}).status_code == 401
         # A browser key is public: no orders, and only from an allowed page (a hostile caller's tries)
         origin = {"X-API-Key": browser_key, "Origin": "https://shop.example.com"}
@@ -221,13 +281,23 @@ def test_packaged_ingest_rejects_bad_keys_bodies_and_events_and_publishes_the_go
     if ingest_output["kind"] == "pubsub":
         attributes = {m["data"]["event_id"]: m["attributes"] for m in clicks}
         assert attributes[KEY_PREFIX + "c-0"] == {
-            "event_id": KEY_PREFIX + "c-0", "event_time": CLICK["event_time"], "schema": "clickstream_event",
-            "encoding": "json", "received_at": body["received_at"]}
+            "event_id": KEY_PREFIX + "c-0",
+            "event_time": CLICK["event_time"],
+            "schema": "clickstream_event",
+            "encoding": "json",
+            "received_at": body["received_at"],
+        }
 
 
 def test_the_package_command_builds_both_folders_and_says_how_to_deploy(tmp_path) -> None:
-    result = subprocess.run([str(STREAMFORGE), "functions", "package", "--output", str(tmp_path)], capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL, env=entry_point_env(), timeout=300)
+    result = subprocess.run(
+        [str(STREAMFORGE), "functions", "package", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=entry_point_env(),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     for name, entry in (("alert_dispatcher", "dispatch_alert"), ("ingest", "ingest")):
         assert (tmp_path / f"{name}.zip").is_file() and (tmp_path / name / "wheels" / WHEEL_NAME).is_file()
@@ -248,10 +318,15 @@ def test_packaged_dispatcher_bounds_a_trickling_receiver_and_refuses_inward_urls
     """A hostile receiver cannot hold the function past its timeout; a webhook pointing at the
     metadata server does not start at all."""
     write_config(tmp_path / "fast.toml", '[alert_dispatcher]\nwebhook_timeout = "1s"\n')
-    with RawReceiver(_trickle) as receiver, running_function(
-            "alert_dispatcher", dispatcher_env([json_webhook("slowloris", receiver.url())],
-                                               STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")),
-            bundle=bundles["dist"] / "alert_dispatcher", site=bundles["site"]) as function:
+    with (
+        RawReceiver(_trickle) as receiver,
+        running_function(
+            "alert_dispatcher",
+            dispatcher_env([json_webhook("slowloris", receiver.url())], STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")),
+            bundle=bundles["dist"] / "alert_dispatcher",
+            site=bundles["site"],
+        ) as function,
+    ):
         started = time.perf_counter()
         assert _dispatch(function.url, {**ALERT, "alert_id": "a-trickle"}).status_code == 500  # retried later
         assert time.perf_counter() - started < 2.5  # not the 8 s the answer takes
@@ -259,6 +334,7 @@ def test_packaged_dispatcher_bounds_a_trickling_receiver_and_refuses_inward_urls
     assert line["reason"] == "timeout after 1 s"
     metadata = dispatcher_env([json_webhook("meta", "https://169.254.169.254/computeMetadata/v1/")])
     with pytest.raises(RuntimeError, match="(?s)server exited.*169.254.169.254 is link-local"):
-        with running_function("alert_dispatcher", metadata, bundle=bundles["dist"] / "alert_dispatcher",
-                              site=bundles["site"]):
+        with running_function(
+            "alert_dispatcher", metadata, bundle=bundles["dist"] / "alert_dispatcher", site=bundles["site"]
+        ):
             pass

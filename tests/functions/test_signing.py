@@ -33,15 +33,18 @@ def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     assert verify_signature(SECRET, headers, BODY, now=NOW + 10) == 1790000000
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda h, b: (h, b.replace(b"0.85", b"0.05")), "does not match"),
-    (lambda h, b: ({**h, TIMESTAMP_HEADER: "1790000001"}, b), "does not match"),
-    (lambda h, b: ({**h, SIGNATURE_HEADER: "v1=" + "0" * 64}, b), "does not match"),
-    (lambda h, b: ({k: v for k, v in h.items() if k != SIGNATURE_HEADER}, b), f"missing {SIGNATURE_HEADER}"),
-    (lambda h, b: ({k: v for k, v in h.items() if k != TIMESTAMP_HEADER}, b), f"missing {TIMESTAMP_HEADER}"),
-    (lambda h, b: ({**h, TIMESTAMP_HEADER: "yesterday"}, b), "not Unix seconds"),
-    (lambda h, b: ({**h, SIGNATURE_HEADER: "sha256=abc"}, b), "no v1= signature"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda h, b: (h, b.replace(b"0.85", b"0.05")), "does not match"),
+        (lambda h, b: ({**h, TIMESTAMP_HEADER: "1790000001"}, b), "does not match"),
+        (lambda h, b: ({**h, SIGNATURE_HEADER: "v1=" + "0" * 64}, b), "does not match"),
+        (lambda h, b: ({k: v for k, v in h.items() if k != SIGNATURE_HEADER}, b), f"missing {SIGNATURE_HEADER}"),
+        (lambda h, b: ({k: v for k, v in h.items() if k != TIMESTAMP_HEADER}, b), f"missing {TIMESTAMP_HEADER}"),
+        (lambda h, b: ({**h, TIMESTAMP_HEADER: "yesterday"}, b), "not Unix seconds"),
+        (lambda h, b: ({**h, SIGNATURE_HEADER: "sha256=abc"}, b), "no v1= signature"),
+    ],
+)
 def test_altered_requests_are_refused_with_the_reason(change, reason) -> None:
     headers, body = change(signature_headers(SECRET, "a-1", BODY, now=NOW), BODY)
     with pytest.raises(SignatureError, match=reason):
@@ -96,8 +99,9 @@ CRAFTED = [
 ]
 
 
-@pytest.mark.parametrize("headers", CRAFTED, ids=["superscript", "400-digits", "arabic-digits", "non-ascii-sig",
-                                                   "surrogate"])
+@pytest.mark.parametrize(
+    "headers", CRAFTED, ids=["superscript", "400-digits", "arabic-digits", "non-ascii-sig", "surrogate"]
+)
 def test_crafted_headers_are_refused_with_a_signature_error(headers) -> None:
     with pytest.raises(SignatureError):
         verify_signature(SECRET, headers, BODY, now=NOW)
@@ -105,8 +109,11 @@ def test_crafted_headers_are_refused_with_a_signature_error(headers) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(timestamp=st.one_of(st.text(max_size=30), st.integers().map(str)), signature=st.text(max_size=80),
-       body=st.binary(max_size=64))
+@given(
+    timestamp=st.one_of(st.text(max_size=30), st.integers().map(str)),
+    signature=st.text(max_size=80),
+    body=st.binary(max_size=64),
+)
 def test_no_header_value_raises_anything_but_a_signature_error(timestamp, signature, body) -> None:
     headers = {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature}
     try:

@@ -40,8 +40,14 @@ STREAMS = {"clickstream": "clickstream.jsonl", "orders": "orders.jsonl"}
 
 
 def _parser(stream: str) -> EventParser:
-    return EventParser(stream, "fuzz", f"Parse {stream}", CONFIG.pipelines.max_clock_skew,
-                       min_event_time=CONFIG.pipelines.min_event_time, max_event_age=CONFIG.pipelines.max_event_age)
+    return EventParser(
+        stream,
+        "fuzz",
+        f"Parse {stream}",
+        CONFIG.pipelines.max_clock_skew,
+        min_event_time=CONFIG.pipelines.min_event_time,
+        max_event_age=CONFIG.pipelines.max_event_age,
+    )
 
 
 def _texts(value: Any) -> Iterable[str]:
@@ -79,8 +85,11 @@ def fuzz_parser(stream: str, corpus: Iterable[tuple[str, bytes]]) -> Counter:
             outcome[kind, "accepted"] += 1
             continue
         record = DEAD_LETTER.validate(dead)
-        payload = base64.b64decode(record["payload"]) if record["payload_encoding"] == "base64" else \
-            record["payload"].encode("utf-8", "surrogatepass")
+        payload = (
+            base64.b64decode(record["payload"])
+            if record["payload_encoding"] == "base64"
+            else record["payload"].encode("utf-8", "surrogatepass")
+        )
         assert payload == line and record["reason"] and record["error"]
         outcome[kind, "dead"] += 1
     return outcome
@@ -92,8 +101,15 @@ def _lines(run_dir: Path, stream: str) -> list[bytes]:
 
 def _assert_each_kind_refused(outcome: Counter) -> None:
     refused = {kind for (kind, verdict), n in outcome.items() if verdict == "dead" and n}
-    always_bad = {"hidden_character", "impossible_time", "unknown_value", "truncated", "binary_junk", "not_an_object",
-                  "huge_string"}
+    always_bad = {
+        "hidden_character",
+        "impossible_time",
+        "unknown_value",
+        "truncated",
+        "binary_junk",
+        "not_an_object",
+        "huge_string",
+    }
     assert always_bad <= refused
     for kind in always_bad:  # these can never be accepted (flipped bytes or a wrong type sometimes can)
         assert outcome[kind, "accepted"] == 0, kind
@@ -120,12 +136,36 @@ def test_a_hundred_thousand_inputs_through_the_parser(default_run: Path) -> None
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["event_id", "user_id", "session_id", "event_type", "event_time", "device_type",
-                                        "geo_region", "category", "price", "quantity", "items", "currency"]),
-                       st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.none(), st.booleans(),
-                                 st.lists(st.dictionaries(st.text(max_size=10), st.text(max_size=10)), max_size=3)),
-                       max_size=12),
-       st.sampled_from(list(STREAMS)))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "event_id",
+                "user_id",
+                "session_id",
+                "event_type",
+                "event_time",
+                "device_type",
+                "geo_region",
+                "category",
+                "price",
+                "quantity",
+                "items",
+                "currency",
+            ]
+        ),
+        st.one_of(
+            st.text(max_size=30),
+            st.integers(),
+            st.floats(),
+            st.none(),
+            st.booleans(),
+            st.lists(st.dictionaries(st.text(max_size=10), st.text(max_size=10)), max_size=3),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(list(STREAMS)),
+)
 def test_arbitrary_documents_are_parsed_or_dead_lettered(document: dict, stream: str) -> None:
     line = json.dumps(document).encode()
     assert sum(fuzz_parser(stream, [("hypothesis", line)]).values()) == 1
@@ -152,11 +192,17 @@ def test_twenty_thousand_fuzzed_lines_through_run_all(default_run: Path, tmp_pat
         dead_total += dead
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT count(*) FROM dead_letter").fetchone()[0] == dead_total
-    regions = {r for (r,) in con.execute("SELECT DISTINCT geo_region FROM user_sessions UNION "
-                                         "SELECT DISTINCT region FROM revenue_by_category_region").fetchall()}
+    regions = {
+        r
+        for (r,) in con.execute(
+            "SELECT DISTINCT geo_region FROM user_sessions UNION SELECT DISTINCT region FROM revenue_by_category_region"
+        ).fetchall()
+    }
     assert regions <= set(REGIONS)
     categories = {c for (c,) in con.execute("SELECT DISTINCT category FROM revenue_by_category_region").fetchall()}
     assert categories <= KNOWN_CATEGORIES
-    (oldest,) = con.execute("SELECT least((SELECT min(session_start) FROM user_sessions), "
-                            "(SELECT min(window_start) FROM revenue_per_minute))").fetchone()
+    (oldest,) = con.execute(
+        "SELECT least((SELECT min(session_start) FROM user_sessions), "
+        "(SELECT min(window_start) FROM revenue_per_minute))"
+    ).fetchone()
     assert oldest.replace(tzinfo=timezone.utc) >= FLOOR

@@ -19,17 +19,28 @@ from tests.support.infra import IMAGE, PROJECT, SECRETS, deploy_offline, stack
 SERVICE_AGENT = f"serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 
-
-
 def email(workload: str) -> str:
     return f"streamforge-{workload}@{PROJECT}.iam.gserviceaccount.com"
 
 
 def test_every_area_is_a_component_whose_resources_are_its_children(deployment) -> None:
     components = {r.urn: r for r in deployment.resources if not r.custom}
-    assert {c.type for c in components.values()} == {f"streamforge:infra:{kind}" for kind in (
-        "ProjectApis", "Identities", "Messaging", "Warehouse", "Storage", "AlertLedger", "Functions",
-        "ChangeCapture", "DailyBatch", "Pipelines", "Observability")}
+    assert {c.type for c in components.values()} == {
+        f"streamforge:infra:{kind}"
+        for kind in (
+            "ProjectApis",
+            "Identities",
+            "Messaging",
+            "Warehouse",
+            "Storage",
+            "AlertLedger",
+            "Functions",
+            "ChangeCapture",
+            "DailyBatch",
+            "Pipelines",
+            "Observability",
+        )
+    }
     orphans = [r.name for r in deployment.resources if r.custom and r.parent not in components]
     assert orphans == []
     # every area waits for the APIs it needs
@@ -43,14 +54,28 @@ def test_every_area_is_a_component_whose_resources_are_its_children(deployment) 
 
 def test_every_resource_kind_of_the_platform_is_deployed(deployment) -> None:
     kinds = {r.type for r in deployment.resources if r.custom}
-    for token in ("projects/service:Service", "pubsub/topic:Topic", "pubsub/subscription:Subscription",
-                  "bigquery/dataset:Dataset", "bigquery/table:Table", "storage/bucket:Bucket",
-                  "artifactregistry/repository:Repository", "dataflow/flexTemplateJob:FlexTemplateJob",
-                  "cloudfunctionsv2/function:Function", "secretmanager/secret:Secret", "sql/databaseInstance:DatabaseInstance",
-                  "cloudrunv2/service:Service", "workflows/workflow:Workflow", "cloudscheduler/job:Job",
-                  "firestore/database:Database", "firestore/field:Field", "monitoring/alertPolicy:AlertPolicy",
-                  "monitoring/dashboard:Dashboard", "monitoring/notificationChannel:NotificationChannel",
-                  "serviceaccount/account:Account"):
+    for token in (
+        "projects/service:Service",
+        "pubsub/topic:Topic",
+        "pubsub/subscription:Subscription",
+        "bigquery/dataset:Dataset",
+        "bigquery/table:Table",
+        "storage/bucket:Bucket",
+        "artifactregistry/repository:Repository",
+        "dataflow/flexTemplateJob:FlexTemplateJob",
+        "cloudfunctionsv2/function:Function",
+        "secretmanager/secret:Secret",
+        "sql/databaseInstance:DatabaseInstance",
+        "cloudrunv2/service:Service",
+        "workflows/workflow:Workflow",
+        "cloudscheduler/job:Job",
+        "firestore/database:Database",
+        "firestore/field:Field",
+        "monitoring/alertPolicy:AlertPolicy",
+        "monitoring/dashboard:Dashboard",
+        "monitoring/notificationChannel:NotificationChannel",
+        "serviceaccount/account:Account",
+    ):
         assert any(kind.endswith(token) for kind in kinds), token
 
 
@@ -58,16 +83,24 @@ def test_topics_come_from_the_config_and_the_debezium_properties(deployment) -> 
     topics = {r.get("name") for r in deployment.of_type("pubsub/topic:Topic")}
     configured = load_config().topics
     debezium = DebeziumServerConfig.load()
-    expected = {configured.clickstream, configured.orders, configured.fraud_alerts, configured.dead_letter,
-                configured.undeliverable, debezium.heartbeat_topic} | {debezium.topic(t) for t in debezium.tables}
+    expected = {
+        configured.clickstream,
+        configured.orders,
+        configured.fraud_alerts,
+        configured.dead_letter,
+        configured.undeliverable,
+        debezium.heartbeat_topic,
+    } | {debezium.topic(t) for t in debezium.tables}
     assert topics == expected
 
 
 def test_every_subscription_handles_failure_the_way_its_consumer_can(deployment) -> None:
     topology = deployment.platform.messaging.topology
     undeliverable = f"projects/{PROJECT}/topics/{topology.undeliverable}"
-    bindings = {(b.get("subscription"), b.get("role"), b.get("member"))
-                for b in deployment.of_type("pubsub/subscriptionIAMMember:SubscriptionIAMMember")}
+    bindings = {
+        (b.get("subscription"), b.get("role"), b.get("member"))
+        for b in deployment.of_type("pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+    }
     subscriptions = {r.get("name"): r for r in deployment.of_type("pubsub/subscription:Subscription")}
     assert set(subscriptions) == {s.id for s in topology.subscriptions}
     assert any(s.topic == topology.undeliverable for s in topology.subscriptions)  # else forwarded messages are lost
@@ -82,13 +115,18 @@ def test_every_subscription_handles_failure_the_way_its_consumer_can(deployment)
             assert (declared.id, "roles/pubsub.subscriber", SERVICE_AGENT) in bindings, declared.id
         assert resource.get("messageRetentionDuration") == "604800s"
         assert resource.get("expirationPolicy") == {"ttl": ""}
-    publishers = {(b.get("topic"), b.get("member")) for b in deployment.of_type("pubsub/topicIAMMember:TopicIAMMember")
-                  if b.get("role") == "roles/pubsub.publisher"}
+    publishers = {
+        (b.get("topic"), b.get("member"))
+        for b in deployment.of_type("pubsub/topicIAMMember:TopicIAMMember")
+        if b.get("role") == "roles/pubsub.publisher"
+    }
     assert (topology.undeliverable, SERVICE_AGENT) in publishers
     # what Dataflow reads instead: the analytics job dead-letters to its own topic and table
     analytics = deployment.platform.pipelines.jobs["analytics"]
     assert analytics is not None
-    (job,) = [r for r in deployment.of_type("dataflow/flexTemplateJob:FlexTemplateJob") if r.get("name") == "streamforge-all"]
+    (job,) = [
+        r for r in deployment.of_type("dataflow/flexTemplateJob:FlexTemplateJob") if r.get("name") == "streamforge-all"
+    ]
     assert job.get("parameters")["dead_letter_topic"] == f"projects/{PROJECT}/topics/{load_config().topics.dead_letter}"
 
 
@@ -99,12 +137,19 @@ def test_the_alert_dispatcher_is_fed_by_an_authenticated_push_subscription(deplo
     push = deployment.named("pubsub/subscription:Subscription", "streamforge-alert-dispatcher")
     url = f"https://{function_name('alert_dispatcher')}-{FAKE_PROJECT_NUMBER}.europe-west1.run.app"
     assert push.get("topic") == f"projects/{PROJECT}/topics/fraud-alerts"
-    assert push.get("pushConfig") == {"pushEndpoint": url, "oidcToken": {
-        "serviceAccountEmail": email("alert-push"), "audience": url}}
-    invokers = [(b.get("name"), b.get("member")) for b in deployment.of_type("cloudrunv2/serviceIamMember:ServiceIamMember")
-                if b.get("role") == "roles/run.invoker"]
+    assert push.get("pushConfig") == {
+        "pushEndpoint": url,
+        "oidcToken": {"serviceAccountEmail": email("alert-push"), "audience": url},
+    }
+    invokers = [
+        (b.get("name"), b.get("member"))
+        for b in deployment.of_type("cloudrunv2/serviceIamMember:ServiceIamMember")
+        if b.get("role") == "roles/run.invoker"
+    ]
     assert (function_name("alert_dispatcher"), f"serviceAccount:{email('alert-push')}") in invokers
-    assert [m for n, m in invokers if n == function_name("alert_dispatcher")] == [f"serviceAccount:{email('alert-push')}"]
+    assert [m for n, m in invokers if n == function_name("alert_dispatcher")] == [
+        f"serviceAccount:{email('alert-push')}"
+    ]
     # the dispatcher's timeout covers every webhook taking its whole timeout
     hooks = json.loads(dispatcher.get("serviceConfig", "environmentVariables")["STREAMFORGE_WEBHOOKS"])
     assert dispatcher.get("serviceConfig", "timeoutSeconds") >= len(hooks) * 5
@@ -121,15 +166,26 @@ def test_no_basic_role_and_no_project_wide_admin_role(deployment) -> None:
     # project-wide grants are only those with no narrower scope; each says why
     assert all(r.get("condition") is None or r.get("condition")["description"] for r in project_wide)
     assert {r.get("role") for r in project_wide} <= {
-        "roles/dataflow.worker", "roles/bigquery.jobUser", "roles/datastore.user", "roles/logging.logWriter",
-        "roles/artifactregistry.writer", "roles/dataproc.worker", "roles/bigquery.readSessionUser",
-        "roles/dataproc.editor", "roles/workflows.invoker", "roles/cloudsql.client"}
+        "roles/dataflow.worker",
+        "roles/bigquery.jobUser",
+        "roles/datastore.user",
+        "roles/logging.logWriter",
+        "roles/artifactregistry.writer",
+        "roles/dataproc.worker",
+        "roles/bigquery.readSessionUser",
+        "roles/dataproc.editor",
+        "roles/workflows.invoker",
+        "roles/cloudsql.client",
+    }
 
 
 def test_secret_values_reach_secret_manager_only_and_never_the_state_in_plain(deployment) -> None:
-    values = [SECRETS["streamforge:cdcDatabasePassword"], SECRETS["streamforge:cdcPiiSalt"],
-              *SECRETS["streamforge:ingestApiKeys"].split(","),
-              *json.loads(SECRETS["streamforge:webhookSecrets"]).values()]
+    values = [
+        SECRETS["streamforge:cdcDatabasePassword"],
+        SECRETS["streamforge:cdcPiiSalt"],
+        *SECRETS["streamforge:ingestApiKeys"].split(","),
+        *json.loads(SECRETS["streamforge:webhookSecrets"]).values(),
+    ]
     for resource in deployment.resources:
         text = deployment.inputs_text(resource)
         assert not [v for v in values if v in text], resource.name
@@ -140,17 +196,29 @@ def test_secret_values_reach_secret_manager_only_and_never_the_state_in_plain(de
     # functions read their secrets from Secret Manager by reference
     ingest = deployment.named("cloudfunctionsv2/function:Function", function_name("ingest"))
     assert ingest.get("serviceConfig", "secretEnvironmentVariables") == [
-        {"key": "STREAMFORGE_INGEST_API_KEYS", "projectId": PROJECT, "secret": "streamforge-ingest-api-keys",
-         "version": "latest"}]
+        {
+            "key": "STREAMFORGE_INGEST_API_KEYS",
+            "projectId": PROJECT,
+            "secret": "streamforge-ingest-api-keys",
+            "version": "latest",
+        }
+    ]
     dispatcher = deployment.named("cloudfunctionsv2/function:Function", function_name("alert_dispatcher"))
     assert {e["key"] for e in dispatcher.get("serviceConfig", "secretEnvironmentVariables")} == {
-        "RISK_WEBHOOK_URL", "RISK_WEBHOOK_SECRET"}
-    readers = {(b.get("secretId"), b.get("member")) for b in deployment.of_type("secretmanager/secretIamMember:SecretIamMember")}
-    assert readers == {("streamforge-webhook-risk-webhook-url", f"serviceAccount:{email('dispatcher')}"),
-                       ("streamforge-webhook-risk-webhook-secret", f"serviceAccount:{email('dispatcher')}"),
-                       ("streamforge-ingest-api-keys", f"serviceAccount:{email('ingest')}"),
-                       ("streamforge-cdc-database-password", f"serviceAccount:{email('debezium')}"),
-                       ("streamforge-debezium-properties", f"serviceAccount:{email('debezium')}")}
+        "RISK_WEBHOOK_URL",
+        "RISK_WEBHOOK_SECRET",
+    }
+    readers = {
+        (b.get("secretId"), b.get("member"))
+        for b in deployment.of_type("secretmanager/secretIamMember:SecretIamMember")
+    }
+    assert readers == {
+        ("streamforge-webhook-risk-webhook-url", f"serviceAccount:{email('dispatcher')}"),
+        ("streamforge-webhook-risk-webhook-secret", f"serviceAccount:{email('dispatcher')}"),
+        ("streamforge-ingest-api-keys", f"serviceAccount:{email('ingest')}"),
+        ("streamforge-cdc-database-password", f"serviceAccount:{email('debezium')}"),
+        ("streamforge-debezium-properties", f"serviceAccount:{email('debezium')}"),
+    }
 
 
 def _runs_as(deployment) -> dict[str, list[str]]:
@@ -201,8 +269,11 @@ def test_every_service_account_is_used_by_exactly_its_workload(deployment) -> No
 def test_debezium_publishes_to_exactly_the_cdc_topics_with_the_projects_properties(deployment) -> None:
     debezium = DebeziumServerConfig.load()
     cdc_topics = {debezium.topic(t) for t in debezium.tables}
-    may_publish = {b.get("topic") for b in deployment.of_type("pubsub/topicIAMMember:TopicIAMMember")
-                   if b.get("member") == f"serviceAccount:{email('debezium')}"}
+    may_publish = {
+        b.get("topic")
+        for b in deployment.of_type("pubsub/topicIAMMember:TopicIAMMember")
+        if b.get("member") == f"serviceAccount:{email('debezium')}"
+    }
     assert may_publish == cdc_topics | {debezium.heartbeat_topic}
     assert {s.topic for s in deployment.platform.messaging.topology.consumed_by("cdc")} == cdc_topics
     (service,) = deployment.of_type("cloudrunv2/service:Service")
@@ -221,13 +292,18 @@ def test_debezium_publishes_to_exactly_the_cdc_topics_with_the_projects_properti
     assert not instance.get("settings", "ipConfiguration").get("authorizedNetworks")
     # the mounted file is the project's file, but for the salt of the hashed personal columns,
     # which goes into a property's name; as a secret (the salt is one)
-    (properties,) = [v for v in deployment.of_type("secretmanager/secretVersion:SecretVersion")
-                     if v.name == "secret-debezium-properties-value"]
+    (properties,) = [
+        v
+        for v in deployment.of_type("secretmanager/secretVersion:SecretVersion")
+        if v.name == "secret-debezium-properties-value"
+    ]
     salt = SECRETS["streamforge:cdcPiiSalt"]
     assert is_secret(properties.inputs["secretDataWo"])
     assert properties.get("secretDataWo") == debezium.path.read_text(encoding="utf-8").replace("${CDC_PII_SALT}", salt)
-    assert f"column.mask.hash.v2.SHA-256.with.salt.{salt}=public.customers.email,public.customers.full_name" in \
-        properties.get("secretDataWo")
+    assert (
+        f"column.mask.hash.v2.SHA-256.with.salt.{salt}=public.customers.email,public.customers.full_name"
+        in properties.get("secretDataWo")
+    )
 
 
 def test_each_flex_template_job_passes_only_parameters_its_spec_declares(deployment, artifacts) -> None:
@@ -283,13 +359,17 @@ def test_without_an_edge_domain_ingest_answers_on_its_own_url(deployment) -> Non
 
 
 def test_the_ingest_edge_limits_each_key_and_ip_and_is_the_only_way_in(artifacts) -> None:
-    edged = deploy_offline(*stack(artifacts, ingestEdge={"domain": "events.shop.example.com",
-                                                         "requestsPerMinutePerKey": 300}))
+    edged = deploy_offline(
+        *stack(artifacts, ingestEdge={"domain": "events.shop.example.com", "requestsPerMinutePerKey": 300})
+    )
     ingest = edged.named("cloudfunctionsv2/function:Function", function_name("ingest"))
     assert ingest.get("serviceConfig", "ingressSettings") == "ALLOW_INTERNAL_AND_GCLB"  # no way around the edge
     policy = edged.named("compute/securityPolicy:SecurityPolicy", "streamforge-ingest")
-    throttles = {rule["rateLimitOptions"]["enforceOnKey"]: rule["rateLimitOptions"]
-                 for rule in policy.get("rules") if rule["action"] == "throttle"}
+    throttles = {
+        rule["rateLimitOptions"]["enforceOnKey"]: rule["rateLimitOptions"]
+        for rule in policy.get("rules")
+        if rule["action"] == "throttle"
+    }
     header = load_config().ingest.api_key_header
     assert throttles["HTTP_HEADER"]["enforceOnKeyName"] == header
     assert throttles["HTTP_HEADER"]["rateLimitThreshold"] == {"count": 300, "intervalSec": 60}
@@ -305,5 +385,8 @@ def test_the_ingest_edge_limits_each_key_and_ip_and_is_the_only_way_in(artifacts
     assert rule.get("portRange") == "443"
     components = {r.urn: r for r in edged.resources if not r.custom}
     (edge,) = [c for c in components.values() if c.type == "streamforge:infra:IngestEdge"]
-    assert all(r.parent == edge.urn for r in edged.resources if r.type.startswith("gcp:compute/") and
-               r.get("name") == "streamforge-ingest")
+    assert all(
+        r.parent == edge.urn
+        for r in edged.resources
+        if r.type.startswith("gcp:compute/") and r.get("name") == "streamforge-ingest"
+    )

@@ -24,7 +24,9 @@ def test_ci_can_deploy_everything_but_the_jobs_and_needs_no_templates(artifacts,
     deployment = deploy_offline(*stack(without, deployJobs=False))
     assert deployment.of_type("dataflow/flexTemplateJob:FlexTemplateJob") == []
     assert deployment.of_type("cloudfunctionsv2/function:Function")  # the rest is there
-    assert not any(r.get("name") == "templates/analytics.json" for r in deployment.of_type("storage/bucketObject:BucketObject"))
+    assert not any(
+        r.get("name") == "templates/analytics.json" for r in deployment.of_type("storage/bucketObject:BucketObject")
+    )
 
 
 def test_without_cdc_nothing_of_it_is_deployed(artifacts) -> None:
@@ -42,16 +44,23 @@ def test_without_cdc_nothing_of_it_is_deployed(artifacts) -> None:
     assert "streamforge-debezium" not in accounts and "streamforge-cdc-job" not in accounts
 
 
-@pytest.mark.parametrize("setting, value, message", [
-    ("gcp:project", "P", "gcp:project 'P': not a Google Cloud project id"),
-    ("prefix", "a-very-long-prefix", "streamforge:prefix 'a-very-long-prefix': 3-12 of a-z 0-9 -"),
-    ("dataflow", {"maxWorkers": "many"}, "streamforge:dataflow.maxWorkers must be int, got 'many'"),
-    ("dataflow", {"machine": "n2"}, "streamforge:dataflow.machine: unknown setting; known: machineType, maxWorkers"),
-    ("webhooks", [{"name": "x", "url": "http://hooks.example.com/x", "secret_env": "S"}], "streamforge:webhooks: "),
-    ("deployJobs", "yes", "streamforge:deployJobs must be true or false, got 'yes'"),
-    ("notificationEmails", ["oncall"], "streamforge:notificationEmails: 'oncall' is not an email address"),
-    ("batchSchedule", "daily", "streamforge:batchSchedule 'daily': a cron expression of five fields"),
-])
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("gcp:project", "P", "gcp:project 'P': not a Google Cloud project id"),
+        ("prefix", "a-very-long-prefix", "streamforge:prefix 'a-very-long-prefix': 3-12 of a-z 0-9 -"),
+        ("dataflow", {"maxWorkers": "many"}, "streamforge:dataflow.maxWorkers must be int, got 'many'"),
+        (
+            "dataflow",
+            {"machine": "n2"},
+            "streamforge:dataflow.machine: unknown setting; known: machineType, maxWorkers",
+        ),
+        ("webhooks", [{"name": "x", "url": "http://hooks.example.com/x", "secret_env": "S"}], "streamforge:webhooks: "),
+        ("deployJobs", "yes", "streamforge:deployJobs must be true or false, got 'yes'"),
+        ("notificationEmails", ["oncall"], "streamforge:notificationEmails: 'oncall' is not an email address"),
+        ("batchSchedule", "daily", "streamforge:batchSchedule 'daily': a cron expression of five fields"),
+    ],
+)
 def test_a_wrong_setting_stops_the_program_naming_the_key(artifacts, setting, value, message) -> None:
     with pytest.raises(SettingsError) as raised:
         deploy_offline(*stack(artifacts, **{setting: value}))
@@ -62,8 +71,11 @@ def test_a_webhook_secret_missing_from_the_stack_is_named_with_the_command_that_
     config, secrets = stack(artifacts)
     config["streamforge:webhookSecrets"] = json.dumps({"RISK_WEBHOOK_URL": "https://hooks.example.com/r"})
     # raised where the secret is resolved: Pulumi reports it wrapped in the resource that needed it
-    with pytest.raises(ValueError, match=r"webhookSecrets has no RISK_WEBHOOK_SECRET \(a webhook names it\): pulumi "
-                                         r"config set --secret --path 'webhookSecrets.RISK_WEBHOOK_SECRET' VALUE"):
+    with pytest.raises(
+        ValueError,
+        match=r"webhookSecrets has no RISK_WEBHOOK_SECRET \(a webhook names it\): pulumi "
+        r"config set --secret --path 'webhookSecrets.RISK_WEBHOOK_SECRET' VALUE",
+    ):
         deploy_offline(config, secrets)
 
 
@@ -99,7 +111,9 @@ def test_the_scheduled_batch_passes_arguments_the_daily_job_accepts(deployment) 
     assert parsed.input == parsed.output == parsed.reconcile_with == "bigquery://my-shop-analytics.streamforge"
     assert parsed.temporary_gcs_bucket == "my-shop-analytics-streamforge-batch"
     files = [body["pysparkBatch"]["mainPythonFileUri"], *body["pysparkBatch"]["pythonFileUris"]]
-    uploaded = {f"gs://{r.get('bucket')}/{r.get('name')}" for r in deployment.of_type("storage/bucketObject:BucketObject")}
+    uploaded = {
+        f"gs://{r.get('bucket')}/{r.get('name')}" for r in deployment.of_type("storage/bucketObject:BucketObject")
+    }
     assert set(files) <= uploaded
     (schedule,) = deployment.of_type("cloudscheduler/job:Job")
     assert schedule.get("httpTarget", "uri").endswith(f"/workflows/{workflow.get('name')}/executions")
@@ -113,7 +127,8 @@ def test_new_function_code_is_a_new_object_so_the_function_redeploys(artifacts, 
 
     def source(deployment):
         return deployment.named("cloudfunctionsv2/function:Function", "streamforge-ingest").get(
-            "buildConfig", "source")["storageSource"]["object"]
+            "buildConfig", "source"
+        )["storageSource"]["object"]
 
     assert source(first) != source(second) and re.fullmatch(r"functions/ingest-[0-9a-f]{16}\.zip", source(second))
 
@@ -134,7 +149,9 @@ def test_infra_plan_renders_the_example_stack_offline(artifacts, tmp_path) -> No
     planned = [json.loads(line) for line in result.output.splitlines()]
     kinds = {p["type"] for p in planned}
     assert {"dataflow.FlexTemplateJob", "pubsub.Subscription", "bigquery.Table", "cloudrunv2.Service"} <= kinds
-    push = next(p for p in planned if p["name"] == "streamforge-alert-dispatcher" and p["type"] == "pubsub.Subscription")
+    push = next(
+        p for p in planned if p["name"] == "streamforge-alert-dispatcher" and p["type"] == "pubsub.Subscription"
+    )
     assert push["settings"] == "topic fraud-alerts, push (OIDC), dead letters -> undeliverable after 10"
     assert "offline-placeholder" not in result.output
     missing = run_cli("infra", "plan", "--stack", str(tmp_path / "nope.yaml"))

@@ -89,5 +89,6 @@ def test_the_daily_tables_equal_what_the_batch_writes(deployment) -> None:
         created = json.loads(tables[name].get("schema"))
         written = spark_schema(name)
         assert [(c["name"], c["type"], c["mode"]) for c in created] == [
-            (f.name, _connector_type(f.dataType), "NULLABLE" if f.nullable else "REQUIRED") for f in written.fields]
+            (f.name, _connector_type(f.dataType), "NULLABLE" if f.nullable else "REQUIRED") for f in written.fields
+        ]
         assert tables[name].get("timePartitioning") == {"type": "DAY", "field": "date"}  # the job's datePartition

@@ -31,24 +31,61 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             pytest.fail("CI must install chromium (.ci/run)")
         pytest.skip("no chromium (Debian package chromium): .ci/run installs it")
     tmp = tmp_path_factory.mktemp("dashboard")
-    run_entry_point("simulate", "--output", f"file://{tmp}/events", "--duration", "40m", "--malformed", "0.01",
-                    "--fraud-rate", "0.05", "-q")
+    run_entry_point(
+        "simulate",
+        "--output",
+        f"file://{tmp}/events",
+        "--duration",
+        "40m",
+        "--malformed",
+        "0.01",
+        "--fraud-rate",
+        "0.05",
+        "-q",
+    )
     warehouse = tmp / "warehouse.duckdb"
-    run_entry_point("run", "all", "--input", f"file://{tmp}/events", "--warehouse", f"duckdb://{warehouse}", "-q",
-                    timeout=300)
+    run_entry_point(
+        "run", "all", "--input", f"file://{tmp}/events", "--warehouse", f"duckdb://{warehouse}", "-q", timeout=300
+    )
     con = duckdb.connect(str(warehouse), read_only=True)
-    delivered_id = con.execute("SELECT alert_id FROM fraud_alerts ORDER BY detected_at DESC, alert_id LIMIT 1").fetchone()[0]
+    delivered_id = con.execute(
+        "SELECT alert_id FROM fraud_alerts ORDER BY detected_at DESC, alert_id LIMIT 1"
+    ).fetchone()[0]
     con.close()
     sink_log = tmp / "webhook-sink.log"
-    sink_log.write_text(json.dumps({"verdict": "alert", "path": "/alerts", "received_at": "2026-12-03T10:00:00+00:00",
-                                    "idempotency_key": delivered_id, "reason": None,
-                                    "body": {"alert_id": delivered_id}}) + "\n")
+    sink_log.write_text(
+        json.dumps(
+            {
+                "verdict": "alert",
+                "path": "/alerts",
+                "received_at": "2026-12-03T10:00:00+00:00",
+                "idempotency_key": delivered_id,
+                "reason": None,
+                "body": {"alert_id": delivered_id},
+            }
+        )
+        + "\n"
+    )
     port = free_port()
     log = tmp / "dashboard.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(STREAMFORGE), "dashboard", "--warehouse", str(warehouse), "--port", str(port),
-                                    "--alerts-log", str(sink_log)], stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=entry_point_env(), start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(STREAMFORGE),
+                "dashboard",
+                "--warehouse",
+                str(warehouse),
+                "--port",
+                str(port),
+                "--alerts-log",
+                str(sink_log),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=entry_point_env(),
+            start_new_session=True,
+        )
     try:
         wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}/", warehouse, delivered_id
@@ -63,9 +100,18 @@ def page(served):
     url = served[0]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1366, "height": 900})  # a laptop screen
         page.goto(url)
         page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
@@ -82,27 +128,33 @@ def _sql(warehouse: Path, sql: str) -> list[tuple]:
 
 
 def _cells(page, table: str) -> list[list[str]]:
-    return page.eval_on_selector_all(f"#{table} tbody tr",
-                                     "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))")
+    return page.eval_on_selector_all(
+        f"#{table} tbody tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
+    )
 
 
 def test_tiles_show_sessions_and_conversion(page, served) -> None:
-    (sessions, conversion), = _sql(served[1], "SELECT count(*), 100 * avg(converted::INT) FROM user_sessions")
+    ((sessions, conversion),) = _sql(served[1], "SELECT count(*), 100 * avg(converted::INT) FROM user_sessions")
     assert page.text_content("#sessions-count") == f"{sessions:,}"
     assert page.text_content("#conversion") == f"{conversion:.1f} %"
 
 
 def test_the_chart_draws_revenue_per_minute(page, served) -> None:
-    expected = _sql(served[1], "SELECT gmv FROM (SELECT window_start, gmv FROM revenue_per_minute "
-                               "ORDER BY window_start DESC LIMIT 60) ORDER BY window_start")
+    expected = _sql(
+        served[1],
+        "SELECT gmv FROM (SELECT window_start, gmv FROM revenue_per_minute "
+        "ORDER BY window_start DESC LIMIT 60) ORDER BY window_start",
+    )
     drawn = page.evaluate("document.getElementById('revenue-chart').data[0].y")
     assert drawn == pytest.approx([float(g) for (g,) in expected])
     assert page.locator("#revenue-chart .bars path").count() >= len([g for (g,) in expected if g > 0])
 
 
 def test_tables_show_regions_categories_and_dead_letters(page, served) -> None:
-    regions = _sql(served[1], "SELECT region, sum(gmv), sum(order_count) FROM revenue_by_category_region "
-                              "GROUP BY 1 ORDER BY 2 DESC, 1")
+    regions = _sql(
+        served[1],
+        "SELECT region, sum(gmv), sum(order_count) FROM revenue_by_category_region GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
     assert _cells(page, "regions") == [[r, f"{g:,.2f}", f"{n:,}"] for r, g, n in regions]
     categories = _sql(served[1], "SELECT category FROM revenue_by_category_region GROUP BY 1 ORDER BY sum(gmv) DESC, 1")
     assert [row[0] for row in _cells(page, "categories")] == [c for (c,) in categories]
@@ -111,11 +163,13 @@ def test_tables_show_regions_categories_and_dead_letters(page, served) -> None:
 
 
 def test_alerts_show_their_webhook_delivery(page, served) -> None:
-    total, = _sql(served[1], "SELECT count(*) FROM fraud_alerts")[0]
+    (total,) = _sql(served[1], "SELECT count(*) FROM fraud_alerts")[0]
     rows = _cells(page, "alerts")
     assert len(rows) == min(total, 20) and total > 1
     statuses = [row[-1] for row in rows]
     assert statuses[0].startswith("delivered") and set(statuses[1:]) == {"pending"}
-    first = _sql(served[1], "SELECT alert_type, user_id FROM fraud_alerts ORDER BY detected_at DESC, alert_id LIMIT 1")[0]
+    first = _sql(served[1], "SELECT alert_type, user_id FROM fraud_alerts ORDER BY detected_at DESC, alert_id LIMIT 1")[
+        0
+    ]
     assert rows[0][1:3] == list(first)
     assert page.text_content("#alert-summary") == f"{total:,} in all, 1 delivered to the webhook"

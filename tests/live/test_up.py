@@ -44,8 +44,10 @@ def _wait(what: str, condition, timeout: float, process: subprocess.Popen, log: 
         if value:
             return value
         if process.poll() is not None:
-            raise AssertionError(f"`streamforge up` exited {process.returncode} waiting for {what}:\n"
-                                 f"{log.read_text(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"`streamforge up` exited {process.returncode} waiting for {what}:\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -70,16 +72,30 @@ def _inject_rapid_orders(state: dict, project: str, record: Path, monkeypatch: p
     """Three orders by one user within seconds (RAPID_ORDERS), published as the simulator does
     (to the Kafka broker's orders topic when the run has one)."""
     schema, now = get_schema("order_event"), datetime.now(timezone.utc)
-    orders = [sample("order_event", event_id=f"inject-{i}", order_id=f"INJ{i}", user_id="U-injected",
-                     event_time=now + timedelta(milliseconds=200 * i), status="CREATED") for i in range(3)]
+    orders = [
+        sample(
+            "order_event",
+            event_id=f"inject-{i}",
+            order_id=f"INJ{i}",
+            user_id="U-injected",
+            event_time=now + timedelta(milliseconds=200 * i),
+            status="CREATED",
+        )
+        for i in range(3)
+    ]
     lines = [schema.to_json(order) for order in orders]
-    attributes = [{"event_id": o["event_id"], "event_time": format_timestamp(o["event_time"]), "encoding": "json"}
-                  for o in orders]
+    attributes = [
+        {"event_id": o["event_id"], "event_time": format_timestamp(o["event_time"]), "encoding": "json"} for o in orders
+    ]
     if "kafka-broker" in state["services"]:
         from tests.support.kafka import produce
 
-        produce(state["services"]["kafka-broker"]["address"], "orders",
-                [(line, [(k, v.encode()) for k, v in a.items()]) for line, a in zip(lines, attributes)], partitions=3)
+        produce(
+            state["services"]["kafka-broker"]["address"],
+            "orders",
+            [(line, [(k, v.encode()) for k, v in a.items()]) for line, a in zip(lines, attributes)],
+            partitions=3,
+        )
     else:
         from google.cloud import pubsub_v1
 
@@ -92,15 +108,35 @@ def _inject_rapid_orders(state: dict, project: str, record: Path, monkeypatch: p
 
 
 @pytest.mark.parametrize("transport", ["pubsub", pytest.param("kafka", marks=pytest.mark.kafka)])
-def test_up_runs_the_whole_system_and_stops_without_loss(tmp_path: Path, transport: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_runs_the_whole_system_and_stops_without_loss(
+    tmp_path: Path, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     workdir, log = tmp_path / "live", tmp_path / "up.log"
     project = "live-test-project"
     with open(log, "wb") as out:
-        up = subprocess.Popen([str(STREAMFORGE), "up", "--rate", "60", "--workdir", str(workdir), "--project", project,
-                               "--port", str(free_port()), "--seed", "3", "--transport", transport],
-                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env=entry_point_env(), start_new_session=True)
+        up = subprocess.Popen(
+            [
+                str(STREAMFORGE),
+                "up",
+                "--rate",
+                "60",
+                "--workdir",
+                str(workdir),
+                "--project",
+                project,
+                "--port",
+                str(free_port()),
+                "--seed",
+                "3",
+                "--transport",
+                transport,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=entry_point_env(),
+            start_new_session=True,
+        )
     pids: list[int] = []
     try:
         state = _wait("the system to start", lambda: _state(workdir), 240, up, log)
@@ -109,11 +145,27 @@ def test_up_runs_the_whole_system_and_stops_without_loss(tmp_path: Path, transpo
         user = _inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
         warehouse = workdir / "warehouse.duckdb"
         # the tables fill while it runs, and another process can read them (the snapshot)
-        _wait("revenue rows", lambda: _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")[:1] != [(0,)]
-              and _rows(warehouse, "SELECT count(*) FROM revenue_per_minute"), 120, up, log)
-        delivered = _wait("the injected alert at the webhook", lambda: [
-            r for r in sink_records(workdir / "logs" / "webhook-sink.log")
-            if r.get("verdict") == "alert" and r["body"]["user_id"] == user], 120, up, log)
+        _wait(
+            "revenue rows",
+            lambda: (
+                _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")[:1] != [(0,)]
+                and _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")
+            ),
+            120,
+            up,
+            log,
+        )
+        delivered = _wait(
+            "the injected alert at the webhook",
+            lambda: [
+                r
+                for r in sink_records(workdir / "logs" / "webhook-sink.log")
+                if r.get("verdict") == "alert" and r["body"]["user_id"] == user
+            ],
+            120,
+            up,
+            log,
+        )
         assert delivered[0]["body"]["alert_type"] == "RAPID_ORDERS"
         time.sleep(10)  # more traffic, then Ctrl-C
     finally:
@@ -147,13 +199,18 @@ def test_up_runs_the_whole_system_and_stops_without_loss(tmp_path: Path, transpo
     reference = load(reference_dir, skip_malformed=True)
     columns = "user_id, session_start, session_end, event_count, page_views, purchase_count, total_revenue"
     expected = reference.execute(
-        f"SELECT {columns} FROM ({session_windows(reference, GAP_MS).sql_query()}) ORDER BY ALL").fetchall()
+        f"SELECT {columns} FROM ({session_windows(reference, GAP_MS).sql_query()}) ORDER BY ALL"
+    ).fetchall()
     actual = con.execute(f"SELECT {columns} FROM user_sessions ORDER BY ALL").fetchall()
     assert len(actual) > 100
     assert actual == expected
     columns = "window_start, gmv, order_count, units, unique_users, cancelled_gmv"
-    assert con.execute(f"SELECT {columns} FROM revenue_per_minute ORDER BY 1").fetchall() == reference.execute(
-        f"SELECT {columns} FROM ({revenue_per_minute(reference).sql_query()}) ORDER BY 1").fetchall()
+    assert (
+        con.execute(f"SELECT {columns} FROM revenue_per_minute ORDER BY 1").fetchall()
+        == reference.execute(
+            f"SELECT {columns} FROM ({revenue_per_minute(reference).sql_query()}) ORDER BY 1"
+        ).fetchall()
+    )
 
     cdc = duckdb.connect(str(workdir / "cdc.duckdb"), read_only=True)
     assert cdc.execute("SELECT count(*) FROM orders_changelog").fetchone()[0] > 0

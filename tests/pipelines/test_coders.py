@@ -22,10 +22,20 @@ SIGNAL = OrderSignal("e1", "o1", "u1", "CREATED", 1_000, Decimal("12.50"), "USD"
 def _state() -> UserFraudState:
     state = UserFraudState()
     detector = FraudDetector(load_config().fraud)
-    for i, (status, country, card) in enumerate([("CREATED", "DE", None), ("CREATED", "US", None),
-                                                 ("PAYMENT_FAILED", "US", "c1"), ("PAYMENT_FAILED", "US", "c2")]):
-        detector.observe(state, SIGNAL._replace(event_id=f"e{i}", status=status, at_ms=1_000 + i * 1_000,
-                                                ip_country=country, card_fingerprint=card))
+    for i, (status, country, card) in enumerate(
+        [
+            ("CREATED", "DE", None),
+            ("CREATED", "US", None),
+            ("PAYMENT_FAILED", "US", "c1"),
+            ("PAYMENT_FAILED", "US", "c2"),
+        ]
+    ):
+        detector.observe(
+            state,
+            SIGNAL._replace(
+                event_id=f"e{i}", status=status, at_ms=1_000 + i * 1_000, ip_country=country, card_fingerprint=card
+            ),
+        )
     return state
 
 
@@ -33,8 +43,21 @@ VALUES = [
     (OrderSignalCoder(), SIGNAL),
     (CatalogEntryCoder(), CatalogEntry(42, "garden")),
     (CatalogEntryCoder(), CatalogEntry(43, None)),
-    (SessionAggregateCoder(), SessionAggregate("u1", 3, 1_000, 5_000, (1_000, "e1"), "mobile", "eu-west",
-                                               {"page_views": 2, "purchase_count": 1}, 1_250, {"garden": 1})),
+    (
+        SessionAggregateCoder(),
+        SessionAggregate(
+            "u1",
+            3,
+            1_000,
+            5_000,
+            (1_000, "e1"),
+            "mobile",
+            "eu-west",
+            {"page_views": 2, "purchase_count": 1},
+            1_250,
+            {"garden": 1},
+        ),
+    ),
     (MinuteRevenueCoder(), MinuteRevenue(1_250, 1, 2, {"u1"}, 1, 0)),
     (LineRevenueCoder(), LineRevenue(1_000, 2, {"o1", "o2"})),
 ]

@@ -28,8 +28,11 @@ def test_invalid_json_event_keeps_reason_error_and_ids() -> None:
     payload = b'{"event_id": "e-1", "event_time": "2026-11-01T08:00:00Z", "event_type": "hover"}'
     with pytest.raises(InvalidEvent) as caught:
         get_schema("clickstream_event").from_json(payload)
-    record = SCHEMA.validate(from_invalid_event("sessions", "ParseClickstream", caught.value, payload,
-                                                received_at=NOW, source="file://x/clickstream.jsonl"))
+    record = SCHEMA.validate(
+        from_invalid_event(
+            "sessions", "ParseClickstream", caught.value, payload, received_at=NOW, source="file://x/clickstream.jsonl"
+        )
+    )
     assert record["reason"] == "invalid_event"
     assert "event_type='hover': not one of page_view" in record["error"]
     assert (record["event_id"], record["event_time"]) == ("e-1", datetime(2026, 11, 1, 8, tzinfo=timezone.utc))
@@ -44,8 +47,11 @@ def test_binary_payload_is_base64() -> None:
 
 
 def test_long_texts_are_cut_to_the_schema_limits() -> None:
-    record = SCHEMA.validate(dead_letter("p" * 100, "s" * 200, "r" * 100, "e" * 10_000, b"{}", received_at=NOW,
-                                         source="x" * 2000, event_id="i" * 300))
+    record = SCHEMA.validate(
+        dead_letter(
+            "p" * 100, "s" * 200, "r" * 100, "e" * 10_000, b"{}", received_at=NOW, source="x" * 2000, event_id="i" * 300
+        )
+    )
     assert len(record["error"]) == 4096 and record["error"].endswith("…")
     assert len(record["pipeline"]) == 64 and len(record["event_id"]) == 256
 
@@ -64,15 +70,21 @@ def test_every_malformed_simulator_message_makes_a_valid_dead_letter(faulty_run:
 
 
 def test_lone_surrogates_in_texts_are_escaped() -> None:
-    record = SCHEMA.validate(dead_letter("p", "step\ud800", "r", "bad \udcff value", "x\ud800".encode("utf-8", "surrogatepass"),
-                                         received_at=NOW))
+    record = SCHEMA.validate(
+        dead_letter(
+            "p", "step\ud800", "r", "bad \udcff value", "x\ud800".encode("utf-8", "surrogatepass"), received_at=NOW
+        )
+    )
     assert record["step"] == "step\\ud800" and record["error"] == "bad \\udcff value"
     assert record["payload_encoding"] == "base64"
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=200) | st.text(ANY_CHARACTER, max_size=200), st.text(ANY_CHARACTER, max_size=300),
-       st.text(ANY_CHARACTER, max_size=80))
+@given(
+    st.binary(max_size=200) | st.text(ANY_CHARACTER, max_size=200),
+    st.text(ANY_CHARACTER, max_size=300),
+    st.text(ANY_CHARACTER, max_size=80),
+)
 def test_any_message_and_error_fit_the_schema(payload: bytes | str, error: str, step: str) -> None:
     record = SCHEMA.validate(dead_letter("p", step, "invalid_json", error, payload, received_at=NOW, source=step))
     original = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")

@@ -44,8 +44,13 @@ class _SumUntilTimer(beam.DoFn):
     TOTAL = ReadModifyWriteStateSpec("total", VarIntCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
 
-    def process(self, element, timestamp=beam.DoFn.TimestampParam, total=beam.DoFn.StateParam(TOTAL),
-                flush=beam.DoFn.TimerParam(FLUSH)):
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        total=beam.DoFn.StateParam(TOTAL),
+        flush=beam.DoFn.TimerParam(FLUSH),
+    ):
         if total.read() is None:
             flush.set(timestamp + 10)
         total.write((total.read() or 0) + element[1])
@@ -68,8 +73,9 @@ class _Collect(beam.DoFn):
 def _run(name: str) -> int:
     stream = test_stream.TestStream()
     for batch in range(BATCHES):
-        stream.add_elements([beam.window.TimestampedValue(batch * PER_BATCH + i, batch * 3 + i * 0.01)
-                             for i in range(PER_BATCH)])
+        stream.add_elements(
+            [beam.window.TimestampedValue(batch * PER_BATCH + i, batch * 3 + i * 0.01) for i in range(PER_BATCH)]
+        )
         stream.advance_watermark_to(batch * 3 + 1)
     stream.advance_watermark_to_infinity()
     options = PipelineOptions()
@@ -77,8 +83,13 @@ def _run(name: str) -> int:
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
     keyed = pipeline | stream | "Key" >> beam.ParDo(_CountAndKey())
     keyed | "Sum until timer" >> beam.ParDo(_SumUntilTimer()) | "Collect sums" >> beam.ParDo(_Collect(f"{name}/sums"))
-    (keyed | "Sessions" >> beam.WindowInto(window.Sessions(2)) | "Group" >> beam.GroupByKey()
-     | "Sorted" >> beam.MapTuple(lambda k, vs: (k, sorted(vs))) | "Collect sessions" >> beam.ParDo(_Collect(f"{name}/sessions")))
+    (
+        keyed
+        | "Sessions" >> beam.WindowInto(window.Sessions(2))
+        | "Group" >> beam.GroupByKey()
+        | "Sorted" >> beam.MapTuple(lambda k, vs: (k, sorted(vs)))
+        | "Collect sessions" >> beam.ParDo(_Collect(f"{name}/sessions"))
+    )
     result = pipeline.run()
     result.wait_until_finish()
     (seen,) = [c.committed for c in result.metrics().query()["counters"] if c.key.metric.name == "seen"]
@@ -150,21 +161,31 @@ def test_merging_state_tags_are_made_once() -> None:
 
 def _late_extension(name: str) -> None:
     """A session's on-time pane, then a late element that extends the session past the watermark."""
-    stream = (test_stream.TestStream()
-              .add_elements([beam.window.TimestampedValue(("u", 1), 10)])
-              .advance_watermark_to(45)  # [10, 40) is on time at 40
-              .add_elements([beam.window.TimestampedValue(("u", 2), 30)])  # late: [10, 60) now
-              .advance_watermark_to(100)
-              .advance_watermark_to_infinity())
+    stream = (
+        test_stream.TestStream()
+        .add_elements([beam.window.TimestampedValue(("u", 1), 10)])
+        .advance_watermark_to(45)  # [10, 40) is on time at 40
+        .add_elements([beam.window.TimestampedValue(("u", 2), 30)])  # late: [10, 60) now
+        .advance_watermark_to(100)
+        .advance_watermark_to_infinity()
+    )
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
-    (pipeline | stream
-     | "Sessions" >> beam.WindowInto(window.Sessions(30), trigger=AfterWatermark(late=AfterCount(1)),
-                                     accumulation_mode=AccumulationMode.ACCUMULATING, allowed_lateness=300)
-     | "Group" >> beam.GroupByKey()
-     | "Panes" >> beam.Map(lambda kv, w=beam.DoFn.WindowParam: (float(w.start), float(w.end), sorted(kv[1])))
-     | "Collect" >> beam.ParDo(_Collect(name)))
+    (
+        pipeline
+        | stream
+        | "Sessions"
+        >> beam.WindowInto(
+            window.Sessions(30),
+            trigger=AfterWatermark(late=AfterCount(1)),
+            accumulation_mode=AccumulationMode.ACCUMULATING,
+            allowed_lateness=300,
+        )
+        | "Group" >> beam.GroupByKey()
+        | "Panes" >> beam.Map(lambda kv, w=beam.DoFn.WindowParam: (float(w.start), float(w.end), sorted(kv[1])))
+        | "Collect" >> beam.ParDo(_Collect(name))
+    )
     pipeline.run().wait_until_finish()
 
 

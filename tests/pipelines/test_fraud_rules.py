@@ -22,16 +22,38 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
 _ids = itertools.count(1)
 
 
-def order(status: str = "CREATED", *, minutes: float = 0, user: str = "U1", order_id: str | None = None,
-          country: str = "GB", first: bool = False, total: float = 397.47, card: str | None = "fp_1") -> dict[str, Any]:
+def order(
+    status: str = "CREATED",
+    *,
+    minutes: float = 0,
+    user: str = "U1",
+    order_id: str | None = None,
+    country: str = "GB",
+    first: bool = False,
+    total: float = 397.47,
+    card: str | None = "fp_1",
+) -> dict[str, Any]:
     """A validated order event (Python form) at T0 + ``minutes``."""
     n = next(_ids)
-    record = sample("order_event", event_id=f"e{n}", order_id=order_id or f"O{n}", user_id=user, status=status,
-                    event_time=(T0 + timedelta(minutes=minutes)).isoformat(), ip_country=country,
-                    is_first_order=first, card_fingerprint=card)
+    record = sample(
+        "order_event",
+        event_id=f"e{n}",
+        order_id=order_id or f"O{n}",
+        user_id=user,
+        status=status,
+        event_time=(T0 + timedelta(minutes=minutes)).isoformat(),
+        ip_country=country,
+        is_first_order=first,
+        card_fingerprint=card,
+    )
     if total != 397.47:  # one line priced to reach the total
-        record.update(items=[{"product_id": "P", "category": "jewelry", "quantity": 1, "unit_price": total}],
-                      subtotal=total, discount=0, shipping=0, total_amount=total)
+        record.update(
+            items=[{"product_id": "P", "category": "jewelry", "quantity": 1, "unit_price": total}],
+            subtotal=total,
+            discount=0,
+            shipping=0,
+            total_amount=total,
+        )
     return get_schema("order_event").validate(record)
 
 
@@ -99,13 +121,17 @@ class TestLocationAnomaly:
 
 class TestCardTesting:
     def test_failed_payments_then_success(self) -> None:
-        events = [order("PAYMENT_FAILED", minutes=m, order_id="O1") for m in (0, 1, 2)] + [order("PAID", minutes=3, order_id="O1")]
+        events = [order("PAYMENT_FAILED", minutes=m, order_id="O1") for m in (0, 1, 2)] + [
+            order("PAID", minutes=3, order_id="O1")
+        ]
         alerts = run(events)
         assert patterns(alerts) == ["CARD_TESTING"]
         assert alerts[0].related_event_ids == tuple(e["event_id"] for e in events)
 
     def test_many_cards_then_success(self) -> None:
-        events = [order("PAYMENT_FAILED", minutes=m, card=f"fp_{m}") for m in (0, 1)] + [order("PAID", minutes=2, card="fp_9")]
+        events = [order("PAYMENT_FAILED", minutes=m, card=f"fp_{m}") for m in (0, 1)] + [
+            order("PAID", minutes=2, card="fp_9")
+        ]
         assert patterns(run(events)) == ["CARD_TESTING"]  # 3 distinct cards, 2 failures
 
     def test_a_normal_retry_is_fine(self) -> None:
@@ -116,7 +142,10 @@ class TestCardTesting:
         assert run([order("PAYMENT_FAILED", minutes=m) for m in (0, 1, 2)] + [order("PAID", minutes=13)]) == []
 
     def test_attempts_are_used_up_by_the_alert(self) -> None:
-        events = [order("PAYMENT_FAILED", minutes=m) for m in (0, 1, 2)] + [order("PAID", minutes=3), order("PAID", minutes=4)]
+        events = [order("PAYMENT_FAILED", minutes=m) for m in (0, 1, 2)] + [
+            order("PAID", minutes=3),
+            order("PAID", minutes=4),
+        ]
         assert patterns(run(events)) == ["CARD_TESTING"]
 
 
@@ -165,7 +194,9 @@ def _orders_by_user(directory: Path) -> Iterator[list[dict[str, Any]]]:
 def _check_against_labels(directory: Path, detector: FraudDetector) -> None:
     alerts = [alert for events in _orders_by_user(directory) for alert in run(events, detector)]
     labels = [orjson.loads(line) for line in (directory / "fraud_labels.jsonl").read_bytes().splitlines()]
-    assert Counter((str(a.alert_type), a.user_id) for a in alerts) == Counter((label["pattern"], label["user_id"]) for label in labels)
+    assert Counter((str(a.alert_type), a.user_id) for a in alerts) == Counter(
+        (label["pattern"], label["user_id"]) for label in labels
+    )
     by_case = {(label["pattern"], label["user_id"]): label for label in labels}
     for alert in alerts:
         label = by_case[(str(alert.alert_type), alert.user_id)]
@@ -182,5 +213,7 @@ def test_ground_truth_unusual_rules_with_faults(tmp_path: Path, monkeypatch: pyt
     config = tmp_path / "rules.toml"
     config.write_text(UNUSUAL_RULES)
     monkeypatch.setenv("STREAMFORGE_CONFIG", str(config))
-    run_dir = simulate_to(tmp_path / "run", "--duration", "3h", "--fraud-rate", "0.02", "--seed", "11", "--duplicates", "0.02")
+    run_dir = simulate_to(
+        tmp_path / "run", "--duration", "3h", "--fraud-rate", "0.02", "--seed", "11", "--duplicates", "0.02"
+    )
     _check_against_labels(run_dir, FraudDetector(load_config(config).fraud))

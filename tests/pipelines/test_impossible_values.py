@@ -45,8 +45,10 @@ IMPOSSIBLE = [
     (_click("nul-user", NOW, user_id="U1\x00"), "invalid_event"),
     (_click("zw", NOW, user_id="U\u200b1"), "invalid_event"),
     (_click("mars", NOW, geo_region="mars-north"), "invalid_event"),
-    (_click("cat", NOW, event_type="product_view", product_id="P1", category="Electronics", price="9.99"),
-     "invalid_event"),
+    (
+        _click("cat", NOW, event_type="product_view", product_id="P1", category="Electronics", price="9.99"),
+        "invalid_event",
+    ),
 ]
 VALID = [_click(f"ok-{n}", NOW - timedelta(minutes=n), user_id=f"U{n % 3}") for n in range(6)]
 
@@ -62,8 +64,11 @@ def test_the_parser_refuses_each_with_the_field_and_the_reason() -> None:
         parsed, dead = parser.parse(json.dumps(event).encode(), clock)
         assert parsed is None
         reasons[event["event_id"]] = (dead["reason"], dead["error"])
-    assert reasons["epoch"] == ("too_old", "event_time 1970-01-01T00:00:00.000Z is before pipelines.min_event_time "
-                                "2000-01-01T00:00:00.000Z: not a real time (epoch zero is a missing clock)")
+    assert reasons["epoch"] == (
+        "too_old",
+        "event_time 1970-01-01T00:00:00.000Z is before pipelines.min_event_time "
+        "2000-01-01T00:00:00.000Z: not a real time (epoch zero is a missing clock)",
+    )
     assert "geo_region=" in reasons["bidi"][1] and "contains U+202E RIGHT-TO-LEFT OVERRIDE" in reasons["bidi"][1]
     assert "contains U+0000 NUL" in reasons["nul-user"][1] and "U+200B ZERO WIDTH SPACE" in reasons["zw"][1]
     assert "geo_region='mars-north': not a known region (ap-northeast, " in reasons["mars"][1]
@@ -89,11 +94,19 @@ def _dead_letters(payloads: list[Any], streaming: bool) -> list[tuple[str, str]]
             source = p | BeamTestStream().add_elements(payloads).advance_watermark_to_infinity()
         else:
             source = p | beam.Create([payloads])
-        parsed = source | ParseEvents("clickstream", "test", DedupMode.STATE if streaming else DedupMode.GROUP,
-                                      dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(minutes=5), **LIMITS)
+        parsed = source | ParseEvents(
+            "clickstream",
+            "test",
+            DedupMode.STATE if streaming else DedupMode.GROUP,
+            dedup_ttl=timedelta(hours=1),
+            max_clock_skew=timedelta(minutes=5),
+            **LIMITS,
+        )
         found = parsed.dead_letters | beam.Map(lambda d: (d["event_id"], d["reason"]))
-        expected = sorted([(event["event_id"], reason) for event, reason in IMPOSSIBLE]
-                          + ([("week-old", "too_old")] if streaming else []))
+        expected = sorted(
+            [(event["event_id"], reason) for event, reason in IMPOSSIBLE]
+            + ([("week-old", "too_old")] if streaming else [])
+        )
         assert_that(found, equal_to(expected))
     return expected
 
@@ -104,8 +117,12 @@ def test_batch_and_streaming_dead_letter_them_the_same_way(streaming: bool) -> N
     if streaming:  # as Pub/Sub hands over what the ingest function published, with its receipt time
         received_at = format_timestamp(NOW)
         payloads = [PubsubMessage(p, {"encoding": "json", "received_at": received_at}) for p in payloads]
-        payloads.append(PubsubMessage(json.dumps(_click("week-old", NOW - timedelta(days=8))).encode(),
-                                      {"encoding": "json", "received_at": received_at}))
+        payloads.append(
+            PubsubMessage(
+                json.dumps(_click("week-old", NOW - timedelta(days=8))).encode(),
+                {"encoding": "json", "received_at": received_at},
+            )
+        )
     _dead_letters(payloads, streaming)
 
 

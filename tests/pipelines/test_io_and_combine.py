@@ -33,14 +33,19 @@ def expected_lines(data: bytes) -> list[bytes]:
 
 def read_ranges(pattern: str, batch: int, range_bytes: int) -> list[list[bytes]]:
     """The reader's two steps called directly, range by range (the Beam test is below)."""
-    return [b for file_range in _SplitFiles(range_bytes).process(pattern) for b in _ReadLines(batch).process(file_range)]
+    return [
+        b for file_range in _SplitFiles(range_bytes).process(pattern) for b in _ReadLines(batch).process(file_range)
+    ]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines, st.booleans(), st.booleans(), st.integers(1, 40), st.integers(1, 4))
-def test_every_line_once_whatever_the_ranges(tmp_path: Path, content: list[bytes], crlf: bool, final_newline: bool,
-                                            range_bytes: int, batch: int) -> None:
-    data = (b"\r\n" if crlf else b"\n").join(content) + ((b"\r\n" if crlf else b"\n") if final_newline and content else b"")
+def test_every_line_once_whatever_the_ranges(
+    tmp_path: Path, content: list[bytes], crlf: bool, final_newline: bool, range_bytes: int, batch: int
+) -> None:
+    data = (b"\r\n" if crlf else b"\n").join(content) + (
+        (b"\r\n" if crlf else b"\n") if final_newline and content else b""
+    )
     path = tmp_path / "events.jsonl"
     path.write_bytes(data)
     batches = read_ranges(str(path), batch, range_bytes)

@@ -70,7 +70,7 @@ def test_every_message_is_accounted_for(outcome: Outcome) -> None:
     for stream, table in (("clickstream", "clicks"), ("orders", "orders")):
         read, unique, dead, dupes = outcome.report.accounting(stream)
         assert read == unique + dead + dupes
-        (expected_unique,), = outcome.reference.execute(f"SELECT count(*) FROM {table}").fetchall()
+        ((expected_unique,),) = outcome.reference.execute(f"SELECT count(*) FROM {table}").fetchall()
         assert unique == expected_unique, stream
         lines = sum(1 for _ in (outcome.directory / f"{stream}.jsonl").open("rb"))
         assert read == lines
@@ -120,18 +120,21 @@ def test_revenue_per_minute_equals_sql_to_the_cent(outcome: Outcome) -> None:
         FROM revenue_per_minute ORDER BY 1""")
     assert len(actual) > 50
     assert actual == expected
-    assert outcome.rows("SELECT count(*) FROM revenue_per_minute WHERE window_end - window_start <> INTERVAL 1 MINUTE "
-                        # half-up to the cent, in exact integer arithmetic (a DOUBLE division would round 267.275 down)
-                        "OR (order_count > 0 AND CAST(avg_order_value * 100 AS BIGINT) <> "
-                        "(2 * CAST(gmv * 100 AS BIGINT) + order_count) // (2 * order_count))") == [(0,)]
+    assert outcome.rows(
+        "SELECT count(*) FROM revenue_per_minute WHERE window_end - window_start <> INTERVAL 1 MINUTE "
+        # half-up to the cent, in exact integer arithmetic (a DOUBLE division would round 267.275 down)
+        "OR (order_count > 0 AND CAST(avg_order_value * 100 AS BIGINT) <> "
+        "(2 * CAST(gmv * 100 AS BIGINT) + order_count) // (2 * order_count))"
+    ) == [(0,)]
 
 
 def test_revenue_by_category_region_equals_sql(outcome: Outcome) -> None:
     expected = outcome.reference.execute(f"""
         SELECT window_start, region, category, gmv, units, order_count
         FROM ({revenue_by_category_region(outcome.reference).sql_query()}) ORDER BY ALL""").fetchall()
-    actual = outcome.rows("SELECT window_start, region, category, gmv, units, order_count "
-                          "FROM revenue_by_category_region ORDER BY ALL")
+    actual = outcome.rows(
+        "SELECT window_start, region, category, gmv, units, order_count FROM revenue_by_category_region ORDER BY ALL"
+    )
     assert len(actual) > 100
     assert actual == expected
 
@@ -152,7 +155,9 @@ def test_fraud_alerts_match_the_ground_truth(outcome: Outcome) -> None:
 
 
 def test_fraud_alerts_equal_the_sql_rules(clean: Outcome) -> None:
-    assert set(clean.rows("SELECT alert_type, user_id FROM fraud_alerts")) == fraud_matches(clean.reference, sql_rules(load_config().fraud))
+    assert set(clean.rows("SELECT alert_type, user_id FROM fraud_alerts")) == fraud_matches(
+        clean.reference, sql_rules(load_config().fraud)
+    )
 
 
 def test_alert_rows_are_complete(clean: Outcome) -> None:
@@ -160,8 +165,10 @@ def test_alert_rows_are_complete(clean: Outcome) -> None:
         SELECT a.alert_id, len(a.related_event_ids), a.risk_score, a.description, a.order_id,
                (SELECT count(*) FROM unnest(a.related_event_ids) AS r(id)) AS related
         FROM fraud_alerts a""")
-    assert all(len(alert_id) == 32 and n >= 1 and 0 < score <= 1 and description and order_id
-               for alert_id, n, score, description, order_id, _ in rows)
+    assert all(
+        len(alert_id) == 32 and n >= 1 and 0 < score <= 1 and description and order_id
+        for alert_id, n, score, description, order_id, _ in rows
+    )
     related = {r for (ids,) in clean.rows("SELECT related_event_ids FROM fraud_alerts") for r in ids}
     known = {r for (r,) in clean.reference.execute("SELECT event_id FROM orders").fetchall()}
     assert related <= known
@@ -173,15 +180,20 @@ def test_dead_letters_keep_the_payload_and_reason(faulty: Outcome) -> None:
     rows = faulty.rows("SELECT reason, error, payload, payload_encoding, pipeline, step FROM dead_letter")
     reasons = {reason for reason, *_ in rows}
     assert reasons <= {"invalid_json", "invalid_event"} and len(reasons) == 2
-    originals = {line.rstrip(b"\n") for name in ("clickstream.jsonl", "orders.jsonl")
-                 for line in (faulty.directory / name).open("rb")}
+    originals = {
+        line.rstrip(b"\n")
+        for name in ("clickstream.jsonl", "orders.jsonl")
+        for line in (faulty.directory / name).open("rb")
+    }
     for _reason, error, payload, encoding, pipeline, step in rows:
         raw = payload.encode() if encoding == "utf8" else base64.b64decode(payload)
         assert raw in originals
         assert pipeline == "all" and step in ("Parse clickstream", "Parse orders") and error
 
 
-def test_a_second_run_into_the_same_warehouse_changes_no_result(default_run: Path, clean: Outcome, tmp_path: Path) -> None:
+def test_a_second_run_into_the_same_warehouse_changes_no_result(
+    default_run: Path, clean: Outcome, tmp_path: Path
+) -> None:
     """Result tables are keyed: running the fraud job again adds no alert and no row."""
     warehouse = tmp_path / "w.duckdb"
     run_all(default_run, warehouse, "fraud")

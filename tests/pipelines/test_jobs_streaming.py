@@ -49,14 +49,21 @@ def ts(minutes: float) -> float:
 
 
 def click(user: str, minutes: float, **changes: Any) -> TimestampedValue:
-    record = sample("clickstream_event", event_id=f"c{next(_ids)}", user_id=user, event_time=at(minutes),
-                    event_type="page_view", **changes)
+    record = sample(
+        "clickstream_event",
+        event_id=f"c{next(_ids)}",
+        user_id=user,
+        event_time=at(minutes),
+        event_type="page_view",
+        **changes,
+    )
     return TimestampedValue(get_schema("clickstream_event").to_json(record), ts(minutes))
 
 
 def order(user: str, minutes: float, status: str = "CREATED", **changes: Any) -> TimestampedValue:
-    record = sample("order_event", event_id=f"o{next(_ids)}", user_id=user, event_time=at(minutes), status=status,
-                    **changes)
+    record = sample(
+        "order_event", event_id=f"o{next(_ids)}", user_id=user, event_time=at(minutes), status=status, **changes
+    )
     return TimestampedValue(get_schema("order_event").to_json(record), ts(minutes))
 
 
@@ -85,8 +92,13 @@ def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, 
     options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
-    parsed = (pipeline | test_stream | ParseEvents(stream, "test", DedupMode.STATE, dedup_ttl=timedelta(hours=1),
-                                                    max_clock_skew=timedelta(minutes=5)))
+    parsed = (
+        pipeline
+        | test_stream
+        | ParseEvents(
+            stream, "test", DedupMode.STATE, dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(minutes=5)
+        )
+    )
     outputs = job(parsed.events)
     outputs["dead_letters"] = (parsed.dead_letters, *outputs.pop("late", [])) | "All dead letters" >> beam.Flatten()
     for name, pcoll in outputs.items():
@@ -100,24 +112,36 @@ def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, 
 
 
 def sessions_job(events):
-    rows, late = events | SessionWindows(CONFIG.sessions.gap, CONFIG.sessions.allowed_lateness, streaming=True,
-                                         lateness_margin=CONFIG.pipelines.lateness_margin)
+    rows, late = events | SessionWindows(
+        CONFIG.sessions.gap,
+        CONFIG.sessions.allowed_lateness,
+        streaming=True,
+        lateness_margin=CONFIG.pipelines.lateness_margin,
+    )
     return {"rows": rows, "late": late}
 
 
 def test_sessions_on_time_and_too_late() -> None:
     # Enough users that every shard of the late-data gate sees an event and learns the watermark.
     crowd = [click(f"U{n:03d}", 5) for n in range(64)]
-    result = run_stream("clickstream", [
-        ("watermark", 0),
-        ("add", [click("alice", 0), click("alice", 5), click("bob", 2), *crowd]),
-        ("watermark", 50),  # every session closes on time (alice's window is [0, 35))
-        ("add", [click("alice", 3)]),  # its window [3, 33) closed at 33 + 10 < 50: too late
-        ("watermark", 120),
-    ], sessions_job)
+    result = run_stream(
+        "clickstream",
+        [
+            ("watermark", 0),
+            ("add", [click("alice", 0), click("alice", 5), click("bob", 2), *crowd]),
+            ("watermark", 50),  # every session closes on time (alice's window is [0, 35))
+            ("add", [click("alice", 3)]),  # its window [3, 33) closed at 33 + 10 < 50: too late
+            ("watermark", 120),
+        ],
+        sessions_job,
+    )
     rows = {r["user_id"]: r for r in result["rows"]}
     assert len(result["rows"]) == 66 and all(r["pane_timing"] == "ON_TIME" for r in result["rows"])
-    assert (rows["alice"]["event_count"], rows["alice"]["session_start"], rows["alice"]["session_end"]) == (2, at(0), at(5))
+    assert (rows["alice"]["event_count"], rows["alice"]["session_start"], rows["alice"]["session_end"]) == (
+        2,
+        at(0),
+        at(5),
+    )
     (late,) = result["dead_letters"]
     assert late["reason"] == "late" and late["event_time"] == at(3) and "allowed lateness 10m" in late["error"]
     # every message accounted for: 68 sent = events in the sessions + dead letters
@@ -132,15 +156,22 @@ def test_late_data_within_the_lateness_updates_the_session() -> None:
     everything so far (accumulating). One late element in a small stream: the stall of the
     module docstring needs more late data through session windows than this."""
     crowd = [click(f"U{n:03d}", 5) for n in range(64)]
-    result = run_stream("clickstream", [
-        ("watermark", 0),
-        ("add", [click("alice", 0), click("alice", 5), *crowd]),
-        ("watermark", 40),  # alice's session [0, 35) fires on time
-        ("add", [click("alice", 6)]),  # late, but its window [6, 36) closes at 36 + 10 + margin > 40
-        ("watermark", 120),
-    ], sessions_job)
-    panes = [(r["event_count"], r["session_start"], r["session_end"], r["pane_timing"], r["session_id"])
-             for r in result["rows"] if r["user_id"] == "alice"]
+    result = run_stream(
+        "clickstream",
+        [
+            ("watermark", 0),
+            ("add", [click("alice", 0), click("alice", 5), *crowd]),
+            ("watermark", 40),  # alice's session [0, 35) fires on time
+            ("add", [click("alice", 6)]),  # late, but its window [6, 36) closes at 36 + 10 + margin > 40
+            ("watermark", 120),
+        ],
+        sessions_job,
+    )
+    panes = [
+        (r["event_count"], r["session_start"], r["session_end"], r["pane_timing"], r["session_id"])
+        for r in result["rows"]
+        if r["user_id"] == "alice"
+    ]
     (on_time, late) = sorted(panes, key=lambda p: p[0])
     assert on_time[:4] == (2, at(0), at(5), "ON_TIME") and late[:4] == (3, at(0), at(6), "LATE")
     assert on_time[4] == late[4]  # the same session: in the warehouse the LATE row replaces the first
@@ -150,8 +181,11 @@ def test_late_data_within_the_lateness_updates_the_session() -> None:
 def test_duplicates_are_dropped_by_event_id_in_streaming() -> None:
     first = click("carol", 0)
     again = TimestampedValue(first.value, first.timestamp)
-    result = run_stream("clickstream", [("add", [first, again, click("carol", 1), b"{not json", again]),
-                                        ("watermark", 60)], sessions_job)
+    result = run_stream(
+        "clickstream",
+        [("add", [first, again, click("carol", 1), b"{not json", again]), ("watermark", 60)],
+        sessions_job,
+    )
     (row,) = result["rows"]
     assert row["event_count"] == 2
     c = result["counters"]["clickstream"]
@@ -160,21 +194,26 @@ def test_duplicates_are_dropped_by_event_id_in_streaming() -> None:
 
 def revenue_job(events):
     per_minute, by_category_region, late = events | RevenueWindows(
-        CONFIG.revenue.allowed_lateness, streaming=True, lateness_margin=CONFIG.pipelines.lateness_margin)
+        CONFIG.revenue.allowed_lateness, streaming=True, lateness_margin=CONFIG.pipelines.lateness_margin
+    )
     return {"minutes": per_minute, "lines": by_category_region, "late": late}
 
 
 def test_revenue_minute_updated_by_late_orders() -> None:
     crowd = [order(f"U{n:03d}", 0.5, status="CREATED") for n in range(64)]
-    result = run_stream("orders", [
-        ("watermark", 0),
-        ("add", [order("dan", 0.2, "PAID"), *crowd]),
-        ("watermark", 2),  # minute [0, 1) fires on time
-        ("add", [order("erin", 0.7, "PAID")]),  # late but within lateness: the minute is re-fired
-        ("watermark", 30),
-        ("add", [order("fay", 0.9, "PAID")]),  # minute closed at 1 + 10 < 30: dead letter
-        ("watermark", 60),
-    ], revenue_job)
+    result = run_stream(
+        "orders",
+        [
+            ("watermark", 0),
+            ("add", [order("dan", 0.2, "PAID"), *crowd]),
+            ("watermark", 2),  # minute [0, 1) fires on time
+            ("add", [order("erin", 0.7, "PAID")]),  # late but within lateness: the minute is re-fired
+            ("watermark", 30),
+            ("add", [order("fay", 0.9, "PAID")]),  # minute closed at 1 + 10 < 30: dead letter
+            ("watermark", 60),
+        ],
+        revenue_job,
+    )
     minutes = sorted(result["minutes"], key=lambda r: r["order_count"])
     assert [(m["window_start"], m["order_count"], m["unique_users"]) for m in minutes] == [(at(0), 1, 1), (at(0), 2, 2)]
     assert minutes[1]["gmv"] == 2 * minutes[0]["gmv"]
@@ -187,18 +226,22 @@ def fraud_job(events):
 
 
 def test_fraud_timers_order_events_alert_once_and_clear_expired_state() -> None:
-    result = run_stream("orders", [
-        ("watermark", 0),
-        # out of event-time order on arrival: the timer evaluates them sorted
-        ("add", [order("gus", 3), order("gus", 1), order("gus", 2), order("gus", 4)]),
-        ("watermark", 10),
-        ("add", [order("gus", 2.5)]),  # gus's events up to minute 4 were evaluated: late
-        ("watermark", 24 * 60),  # long after every rule window: gus's state has expired and is cleared
-        # A straggler from minute 6: with the state kept it would be late; after clearing nothing is
-        # remembered, so it is evaluated on its own (module docstring of fraud/pipeline.py).
-        ("add", [order("gus", 6)]),
-        ("watermark", 48 * 60),
-    ], fraud_job)
+    result = run_stream(
+        "orders",
+        [
+            ("watermark", 0),
+            # out of event-time order on arrival: the timer evaluates them sorted
+            ("add", [order("gus", 3), order("gus", 1), order("gus", 2), order("gus", 4)]),
+            ("watermark", 10),
+            ("add", [order("gus", 2.5)]),  # gus's events up to minute 4 were evaluated: late
+            ("watermark", 24 * 60),  # long after every rule window: gus's state has expired and is cleared
+            # A straggler from minute 6: with the state kept it would be late; after clearing nothing is
+            # remembered, so it is evaluated on its own (module docstring of fraud/pipeline.py).
+            ("add", [order("gus", 6)]),
+            ("watermark", 48 * 60),
+        ],
+        fraud_job,
+    )
     (alert,) = result["alerts"]
     assert alert["alert_type"] == "RAPID_ORDERS" and alert["event_time"] == at(3)
     assert len(alert["related_event_ids"]) == 3
@@ -213,12 +256,16 @@ def test_fraud_alert_raised_on_arrival_and_the_watermark_evaluation_when_an_earl
     evaluation raises each id once. Orders at minutes 2, 3, 4 arrive first (a burst anchored at
     minute 2, raised on arrival); minute 1 arrives later but before the watermark: the burst in
     event-time order is anchored at minute 1, a new alert, and the first is ``unconfirmed``."""
-    result = run_stream("orders", [
-        ("watermark", 0),
-        ("add", [order("hal", 2), order("hal", 3), order("hal", 4)]),
-        ("add", [order("hal", 1)]),
-        ("watermark", 60),
-    ], fraud_job)
+    result = run_stream(
+        "orders",
+        [
+            ("watermark", 0),
+            ("add", [order("hal", 2), order("hal", 3), order("hal", 4)]),
+            ("add", [order("hal", 1)]),
+            ("watermark", 60),
+        ],
+        fraud_job,
+    )
     # minutes 1, 2, 3 complete the burst at 3 in event-time order; 2, 3, 4 had completed it at 4 on arrival
     alerts = sorted((a["event_time"], a["alert_type"], len(a["related_event_ids"])) for a in result["alerts"])
     assert alerts == [(at(3), "RAPID_ORDERS", 3), (at(4), "RAPID_ORDERS", 3)]
@@ -237,8 +284,12 @@ def test_fraud_streaming_equals_batch_on_simulated_orders(default_run) -> None:
     steps: list[tuple[str, Any]] = []
     for minute, group in itertools.groupby(events, key=lambda e: int((e["event_time"] - T0).total_seconds() // 60)):
         group = list(group)
-        steps.append(("add", [TimestampedValue(schema.to_json(e), ts((e["event_time"] - T0).total_seconds() / 60))
-                              for e in group]))
+        steps.append(
+            (
+                "add",
+                [TimestampedValue(schema.to_json(e), ts((e["event_time"] - T0).total_seconds() / 60)) for e in group],
+            )
+        )
         steps.append(("watermark", minute))
     result = run_stream("orders", steps, fraud_job)
     with (default_run / "fraud_labels.jsonl").open() as fh:
@@ -257,8 +308,12 @@ def _replay(lines: list[bytes], subject: str) -> list[tuple[str, Any]]:
     events = sorted((schema.from_json(line) for line in lines), key=lambda e: (e["event_time"], e["event_id"]))
     steps: list[tuple[str, Any]] = []
     for minute, group in itertools.groupby(events, key=lambda e: int((e["event_time"] - T0).total_seconds() // 60)):
-        steps.append(("add", [TimestampedValue(schema.to_json(e), ts((e["event_time"] - T0).total_seconds() / 60))
-                              for e in group]))
+        steps.append(
+            (
+                "add",
+                [TimestampedValue(schema.to_json(e), ts((e["event_time"] - T0).total_seconds() / 60)) for e in group],
+            )
+        )
         steps.append(("watermark", minute))
     return steps
 
@@ -268,10 +323,15 @@ def test_sessions_streaming_equal_sql_sessionization(default_run, tmp_path) -> N
     every event of 150 simulated users (a subset: this runner streams a few thousand events/s)."""
     from tests.support.reference import load, session_windows
 
-    users = sorted({orjson_loads(line)["user_id"] for line in (default_run / "clickstream.jsonl").read_bytes().splitlines()})
-    chosen = set(users[::len(users) // 150])
-    lines = [line for line in (default_run / "clickstream.jsonl").read_bytes().splitlines()
-             if orjson_loads(line)["user_id"] in chosen]
+    users = sorted(
+        {orjson_loads(line)["user_id"] for line in (default_run / "clickstream.jsonl").read_bytes().splitlines()}
+    )
+    chosen = set(users[:: len(users) // 150])
+    lines = [
+        line
+        for line in (default_run / "clickstream.jsonl").read_bytes().splitlines()
+        if orjson_loads(line)["user_id"] in chosen
+    ]
     (tmp_path / "clickstream.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "orders.jsonl").write_bytes(b"")
     result = run_stream("clickstream", _replay(lines, "clickstream_event"), sessions_job)
@@ -280,9 +340,20 @@ def test_sessions_streaming_equal_sql_sessionization(default_run, tmp_path) -> N
         SELECT user_id, session_start, session_end, event_count, product_views, purchase_count, total_revenue,
                device_type, primary_category
         FROM ({session_windows(con, 30 * 60_000).sql_query()}) ORDER BY ALL""").fetchall()
-    actual = sorted((r["user_id"], r["session_start"], r["session_end"], r["event_count"], r["product_views"],
-                     r["purchase_count"], r["total_revenue"], r["device_type"], r["primary_category"])
-                    for r in result["rows"])
+    actual = sorted(
+        (
+            r["user_id"],
+            r["session_start"],
+            r["session_end"],
+            r["event_count"],
+            r["product_views"],
+            r["purchase_count"],
+            r["total_revenue"],
+            r["device_type"],
+            r["primary_category"],
+        )
+        for r in result["rows"]
+    )
     assert len(actual) > 100 and actual == expected
     assert {r["pane_timing"] for r in result["rows"]} == {"ON_TIME"} and result["dead_letters"] == []
 
@@ -291,19 +362,44 @@ def test_revenue_streaming_equals_sql_per_minute(default_run, tmp_path) -> None:
     """One-minute windows in streaming give SQL's per-minute revenue for the first simulated hour."""
     from tests.support.reference import load, revenue_by_category_region, revenue_per_minute
 
-    lines = [line for line in (default_run / "orders.jsonl").read_bytes().splitlines()
-             if orjson_loads(line)["event_time"] < "2026-11-01T09:00"]
+    lines = [
+        line
+        for line in (default_run / "orders.jsonl").read_bytes().splitlines()
+        if orjson_loads(line)["event_time"] < "2026-11-01T09:00"
+    ]
     (tmp_path / "orders.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "clickstream.jsonl").write_bytes(b"")
     result = run_stream("orders", _replay(lines, "order_event"), revenue_job)
     con = load(tmp_path)
-    minutes = con.execute(f"SELECT window_start, gmv, order_count, units, unique_users, first_time_orders, cancelled_gmv "
-                          f"FROM ({revenue_per_minute(con).sql_query()}) ORDER BY 1").fetchall()
-    assert len(minutes) > 50 and sorted(
-        (r["window_start"], r["gmv"], r["order_count"], r["units"], r["unique_users"], r["first_time_orders"],
-         r["cancelled_gmv"]) for r in result["minutes"]) == minutes
-    lines_sql = con.execute(f"SELECT window_start, region, category, gmv, units, order_count "
-                            f"FROM ({revenue_by_category_region(con).sql_query()}) ORDER BY ALL").fetchall()
-    assert sorted((r["window_start"], r["region"], r["category"], r["gmv"], r["units"], r["order_count"])
-                  for r in result["lines"]) == lines_sql
+    minutes = con.execute(
+        f"SELECT window_start, gmv, order_count, units, unique_users, first_time_orders, cancelled_gmv "
+        f"FROM ({revenue_per_minute(con).sql_query()}) ORDER BY 1"
+    ).fetchall()
+    assert (
+        len(minutes) > 50
+        and sorted(
+            (
+                r["window_start"],
+                r["gmv"],
+                r["order_count"],
+                r["units"],
+                r["unique_users"],
+                r["first_time_orders"],
+                r["cancelled_gmv"],
+            )
+            for r in result["minutes"]
+        )
+        == minutes
+    )
+    lines_sql = con.execute(
+        f"SELECT window_start, region, category, gmv, units, order_count "
+        f"FROM ({revenue_by_category_region(con).sql_query()}) ORDER BY ALL"
+    ).fetchall()
+    assert (
+        sorted(
+            (r["window_start"], r["region"], r["category"], r["gmv"], r["units"], r["order_count"])
+            for r in result["lines"]
+        )
+        == lines_sql
+    )
     assert result["dead_letters"] == []

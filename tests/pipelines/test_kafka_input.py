@@ -50,15 +50,17 @@ def from_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, JobRepor
 
 
 @pytest.mark.parametrize("fmt", ["json", "confluent"])
-def test_bounded_kafka_read_equals_the_files(kafka: str, from_files: tuple[Path, JobReport], tmp_path: Path,
-                                             fmt: str) -> None:
+def test_bounded_kafka_read_equals_the_files(
+    kafka: str, from_files: tuple[Path, JobReport], tmp_path: Path, fmt: str
+) -> None:
     """The same simulation (seed 7): the valid events are the same in every format; the injected
     faults are drawn per format (binary ones for Avro), so only JSON's accounting equals the files'."""
     config_file = tmp_path / "topics.toml"
     # topics of this test's own (the session's broker is shared; tests/simulator uses clicks-FMT)
     config_file.write_text(f'[topics]\nclickstream = "input-clicks-{fmt}"\norders = "input-orders-{fmt}"\n')
-    result = run_cli("--config", str(config_file), "simulate", "--output", f"kafka://{kafka}", "--format", fmt,
-                     *SIMULATION)
+    result = run_cli(
+        "--config", str(config_file), "simulate", "--output", f"kafka://{kafka}", "--format", fmt, *SIMULATION
+    )
     assert result.exit_code == 0, result.output
     written = int(re.search(r"messages written\D*([\d,]+)", result.output).group(1).replace(",", ""))
     warehouse = tmp_path / "warehouse.duckdb"
@@ -90,8 +92,14 @@ def test_a_group_reads_on_from_its_committed_offsets(kafka: str, tmp_path: Path)
 
 
 def test_a_missing_topic_is_a_clear_error(kafka: str, tmp_path: Path) -> None:
-    result = run_cli("run", "revenue", "--input", f"kafka://{kafka}/no-such-topic?until=end", "--warehouse",
-                     f"duckdb://{tmp_path / 'w.duckdb'}")
+    result = run_cli(
+        "run",
+        "revenue",
+        "--input",
+        f"kafka://{kafka}/no-such-topic?until=end",
+        "--warehouse",
+        f"duckdb://{tmp_path / 'w.duckdb'}",
+    )
     assert result.exit_code == 2
     assert f"Kafka at {kafka}: topic no-such-topic" in result.output
 
@@ -101,8 +109,9 @@ def _order(i: int) -> bytes:
     return schema.to_json(sample("order_event", event_id=f"k-{i}", order_id=f"K{i}", status="PAID"))
 
 
-def test_confluent_ids_from_a_schema_registry_and_unknown_ids_dead_lettered(kafka: str, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_confluent_ids_from_a_schema_registry_and_unknown_ids_dead_lettered(
+    kafka: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Id 7 is another producer's registration of the order schema (the registry knows it), id 8
     nobody's; our own ids need no registry. Each id is asked for once per worker, not per message."""
     schema = get_schema("order_event")
@@ -111,12 +120,19 @@ def test_confluent_ids_from_a_schema_registry_and_unknown_ids_dead_lettered(kafk
     def framed(schema_id: int, i: int) -> tuple[bytes, list[tuple[str, bytes]]]:
         record = sample("order_event", event_id=f"r-{i}", order_id=f"R{i}", status="PAID")
         body = schema.to_avro(record)
-        return (b"\x00" + schema_id.to_bytes(4, "big") + body,
-                [("encoding", b"confluent"), ("event_id", f"r-{i}".encode())])
+        return (
+            b"\x00" + schema_id.to_bytes(4, "big") + body,
+            [("encoding", b"confluent"), ("event_id", f"r-{i}".encode())],
+        )
 
     messages = [framed(7, i) for i in range(20)] + [framed(8, i) for i in range(20, 25)]
-    messages += [(schema.to_confluent(sample("order_event", event_id=f"r-{i}", order_id=f"R{i}", status="PAID")),
-                  [("encoding", b"confluent"), ("event_id", f"r-{i}".encode())]) for i in range(25, 30)]
+    messages += [
+        (
+            schema.to_confluent(sample("order_event", event_id=f"r-{i}", order_id=f"R{i}", status="PAID")),
+            [("encoding", b"confluent"), ("event_id", f"r-{i}".encode())],
+        )
+        for i in range(25, 30)
+    ]
     produce(kafka, topic, messages)
     monkeypatch.setenv(REGISTRY_AUTH_ENV, "reader:s3cret")
     with schema_registry({7: schema.definition}) as registry:
@@ -126,9 +142,12 @@ def test_confluent_ids_from_a_schema_registry_and_unknown_ids_dead_lettered(kafk
     assert set(registry.lookups) == {7, 8} and max(registry.lookups.values()) <= 2  # cached per parse worker
     assert all(h.get("Authorization") == "Basic cmVhZGVyOnMzY3JldA==" for h in registry.headers)
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
-        errors = [row[0] for row in con.execute("SELECT error FROM dead_letter WHERE reason = 'invalid_avro'").fetchall()]
-    assert len(errors) == 5 and all("schema registry http://127.0.0.1:" in e and "no schema id 8 (HTTP 404" in e
-                                    for e in errors)
+        errors = [
+            row[0] for row in con.execute("SELECT error FROM dead_letter WHERE reason = 'invalid_avro'").fetchall()
+        ]
+    assert len(errors) == 5 and all(
+        "schema registry http://127.0.0.1:" in e and "no schema id 8 (HTTP 404" in e for e in errors
+    )
     # Without the registry, id 7 is unknown too.
     without = run_job("revenue", f"kafka://{kafka}/{topic}?until=end", tmp_path / "x.duckdb")
     assert without.accounting("orders") == (30, 5, 25, 0)

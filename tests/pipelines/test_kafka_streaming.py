@@ -33,8 +33,9 @@ GROUP = "test-streaming"
 
 def stream_all(kafka: str, config: Path, warehouse: Path, expected: int, *, limit_s: float = 180) -> JobReport:
     """`run all` streaming from the topics in ``config`` until ``expected`` messages were taken, then drained."""
-    request = analytics_request("all", load_config(config), warehouse=f"duckdb://{warehouse}",
-                                input_url=f"kafka://{kafka}?group={GROUP}")
+    request = analytics_request(
+        "all", load_config(config), warehouse=f"duckdb://{warehouse}", input_url=f"kafka://{kafka}?group={GROUP}"
+    )
     started, taken = time.monotonic(), [0]
 
     def progress(counts) -> None:
@@ -52,16 +53,35 @@ def restarted(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Job
     files, warehouse, config = tmp / "files", tmp / "warehouse.duckdb", tmp / "topics.toml"
     config.write_text('[topics]\nclickstream = "live-clicks"\norders = "live-orders"\n')
     run_entry_point("simulate", "--output", f"file://{files}", *SIMULATION, "-q")
-    produced = run_entry_point("--config", str(config), "simulate", "--output", f"kafka://{kafka}", "--format",
-                               "confluent", *SIMULATION)
+    produced = run_entry_point(
+        "--config", str(config), "simulate", "--output", f"kafka://{kafka}", "--format", "confluent", *SIMULATION
+    )
     # (the injected faults are drawn per format, so the count is the simulator's, not the files')
-    expected = int(re.search(r"messages written\D*([\d,]+)", produced.stdout + produced.stderr).group(1).replace(",", ""))
+    expected = int(
+        re.search(r"messages written\D*([\d,]+)", produced.stdout + produced.stderr).group(1).replace(",", "")
+    )
     # The first run, killed once it has written something.
     killed = subprocess.Popen(
-        [sys.executable, "-m", "streamforge", "--config", str(config), "run", "all", "--input",
-         f"kafka://{kafka}?group={GROUP}", "--warehouse", f"duckdb://{warehouse}", "--quiet"],
-        env=entry_point_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamforge",
+            "--config",
+            str(config),
+            "run",
+            "all",
+            "--input",
+            f"kafka://{kafka}?group={GROUP}",
+            "--warehouse",
+            f"duckdb://{warehouse}",
+            "--quiet",
+        ],
+        env=entry_point_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not Path(f"{warehouse}.snapshot").exists() and time.monotonic() < deadline and killed.poll() is None:
         time.sleep(0.5)
@@ -93,10 +113,18 @@ def test_a_killed_run_is_read_again_and_nothing_is_lost_or_double_counted(restar
         sessions = con.execute(f"SELECT {columns} FROM user_sessions ORDER BY ALL").fetchall()
         revenue_columns = "window_start, gmv, order_count, units, unique_users, cancelled_gmv"
         revenue = con.execute(f"SELECT {revenue_columns} FROM revenue_per_minute ORDER BY 1").fetchall()
-    assert sessions == reference.execute(
-        f"SELECT {columns} FROM ({session_windows(reference, GAP_MS).sql_query()}) ORDER BY ALL").fetchall()
-    assert revenue == reference.execute(
-        f"SELECT {revenue_columns} FROM ({revenue_per_minute(reference).sql_query()}) ORDER BY 1").fetchall()
+    assert (
+        sessions
+        == reference.execute(
+            f"SELECT {columns} FROM ({session_windows(reference, GAP_MS).sql_query()}) ORDER BY ALL"
+        ).fetchall()
+    )
+    assert (
+        revenue
+        == reference.execute(
+            f"SELECT {revenue_columns} FROM ({revenue_per_minute(reference).sql_query()}) ORDER BY 1"
+        ).fetchall()
+    )
     assert len(sessions) > 1000 and len(revenue) >= 15
 
 

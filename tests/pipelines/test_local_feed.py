@@ -44,8 +44,9 @@ class ScriptedSubscriber:
 def message(event_id: str, seconds: float, data: bytes = b"{}") -> Any:
     at = T0 + timedelta(seconds=seconds)
     attributes = {"event_id": event_id, "event_time": format_timestamp(at), "encoding": "json"}
-    return SimpleNamespace(ack_id=f"ack-{event_id}", message=SimpleNamespace(data=data, attributes=attributes,
-                                                                            publish_time=at))
+    return SimpleNamespace(
+        ack_id=f"ack-{event_id}", message=SimpleNamespace(data=data, attributes=attributes, publish_time=at)
+    )
 
 
 def run_feed(batches: dict[str, list[list[Any]]], seconds: float) -> tuple[list[Any], PubSubFeed, ScriptedSubscriber]:
@@ -59,8 +60,11 @@ def run_feed(batches: dict[str, list[list[Any]]], seconds: float) -> tuple[list[
 
 
 def watermarks(events: list[Any], path: str) -> list[int]:
-    return [e.watermark_event.new_watermark // 1000 for e in events
-            if e.HasField("watermark_event") and e.watermark_event.tag == path]
+    return [
+        e.watermark_event.new_watermark // 1000
+        for e in events
+        if e.HasField("watermark_event") and e.watermark_event.tag == path
+    ]
 
 
 def test_elements_carry_their_event_time_and_redeliveries_are_dropped() -> None:
@@ -68,7 +72,9 @@ def test_elements_carry_their_event_time_and_redeliveries_are_dropped() -> None:
     (added,) = [e.element_event for e in events if e.HasField("element_event")]
     assert added.tag == A
     assert [(MESSAGE_CODER.decode(e.encoded_element), e.timestamp // 1000) for e in added.elements] == [
-        ((b"{}", "json", -1), to_millis(T0)), ((b"{}", "json", -1), to_millis(T0) + 5000)]  # no received_at
+        ((b"{}", "json", -1), to_millis(T0)),
+        ((b"{}", "json", -1), to_millis(T0) + 5000),
+    ]  # no received_at
     counts = feed.counts()[A]
     assert (counts.pulled, counts.duplicates, counts.acked) == (3, 1, 3)
     assert sorted(subscriber.acked) == ["ack-a1", "ack-a1", "ack-a2"]  # the redelivery is acknowledged too

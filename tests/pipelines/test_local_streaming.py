@@ -53,17 +53,26 @@ def streamed(pubsub: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     expected = sum(sum(1 for _ in (files / f"{s}.jsonl").open("rb")) for s in ("clickstream", "orders"))
 
     sub = f"pubsub://projects/{project}/subscriptions/streamforge-analytics"
-    request = analytics_request("all", load_config(), warehouse=f"duckdb://{warehouse}",
-                                clickstream=f"{sub}-clickstream", orders=f"{sub}-orders")
+    request = analytics_request(
+        "all",
+        load_config(),
+        warehouse=f"duckdb://{warehouse}",
+        clickstream=f"{sub}-clickstream",
+        orders=f"{sub}-orders",
+    )
     started, state = time.monotonic(), {"taken": 0, "read": ""}
 
     def progress(counts) -> None:
         state["taken"] = sum(c.acked for c in counts.values())
         if state["taken"] == expected and not state["read"]:
             time.sleep(2.5)  # a snapshot is published within 2 s of writing
-            state["read"] = subprocess.run([STREAMFORGE, "report", "--warehouse", str(warehouse)],
-                                           env=entry_point_env(**emulator),
-                                           capture_output=True, text=True, timeout=60).stdout
+            state["read"] = subprocess.run(
+                [STREAMFORGE, "report", "--warehouse", str(warehouse)],
+                env=entry_point_env(**emulator),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
 
     def should_stop() -> bool:  # Ctrl-C once everything published was taken (or after 3 minutes)
         return bool(state["read"]) or time.monotonic() - started > 180
@@ -77,7 +86,7 @@ def test_every_message_is_accounted_for_after_the_drain(streamed: Run) -> None:
     for stream, table in (("clickstream", "clicks"), ("orders", "orders")):
         read, unique, dead, dupes = streamed.report.accounting(stream)
         assert read == streamed.lines(stream) == unique + dead + dupes
-        (expected,), = streamed.reference.execute(f"SELECT count(*) FROM {table}").fetchall()
+        ((expected,),) = streamed.reference.execute(f"SELECT count(*) FROM {table}").fetchall()
         assert unique == expected
         assert dupes > 0 and dead > 0
     dead_total = sum(streamed.report.accounting(s)[2] for s in ("clickstream", "orders"))
@@ -88,7 +97,8 @@ def test_every_message_is_accounted_for_after_the_drain(streamed: Run) -> None:
 def test_every_session_of_the_run_is_written(streamed: Run) -> None:
     columns = "user_id, session_start, session_end, event_count, page_views, purchase_count, total_revenue"
     expected = streamed.reference.execute(
-        f"SELECT {columns} FROM ({session_windows(streamed.reference, GAP_MS).sql_query()}) ORDER BY ALL").fetchall()
+        f"SELECT {columns} FROM ({session_windows(streamed.reference, GAP_MS).sql_query()}) ORDER BY ALL"
+    ).fetchall()
     actual = streamed.warehouse.execute(f"SELECT {columns} FROM user_sessions ORDER BY ALL").fetchall()
     assert len(actual) > 1000
     assert actual == expected
@@ -97,7 +107,8 @@ def test_every_session_of_the_run_is_written(streamed: Run) -> None:
 def test_revenue_per_minute_equals_sql_to_the_cent(streamed: Run) -> None:
     columns = "window_start, gmv, order_count, units, unique_users, cancelled_gmv"
     expected = streamed.reference.execute(
-        f"SELECT {columns} FROM ({revenue_per_minute(streamed.reference).sql_query()}) ORDER BY 1").fetchall()
+        f"SELECT {columns} FROM ({revenue_per_minute(streamed.reference).sql_query()}) ORDER BY 1"
+    ).fetchall()
     actual = streamed.warehouse.execute(f"SELECT {columns} FROM revenue_per_minute ORDER BY 1").fetchall()
     assert len(actual) >= 15
     assert actual == expected

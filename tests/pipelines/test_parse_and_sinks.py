@@ -33,9 +33,11 @@ VALID = get_schema("clickstream_event").to_json(sample("clickstream_event"))
 payloads = st.one_of(
     st.binary(max_size=200),
     st.text(max_size=100).map(str.encode),
-    st.dictionaries(st.sampled_from(["event_id", "user_id", "event_type", "event_time", "price"]),
-                    st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.text(max_size=20), st.floats(allow_nan=False)),
-                    max_size=5).map(orjson.dumps),
+    st.dictionaries(
+        st.sampled_from(["event_id", "user_id", "event_type", "event_time", "price"]),
+        st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20), st.floats(allow_nan=False)),
+        max_size=5,
+    ).map(orjson.dumps),
     st.integers(0, len(VALID)).map(lambda n: VALID[:n]),  # truncated
     st.just(VALID),
 )
@@ -51,10 +53,19 @@ def test_any_payloads_are_parsed_or_dead_lettered_never_lost(batch: list[bytes],
         except Exception:
             pass
     with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
-        batches = [batch[i:i + batch_size] for i in range(0, len(batch), batch_size)]
-        parsed = pipeline | beam.Create(batches) | ParseEvents(
-            "clickstream", "test", DedupMode.GROUP, dedup_ttl=timedelta(hours=1), max_clock_skew=timedelta(days=3650),
-            shards=shards)
+        batches = [batch[i : i + batch_size] for i in range(0, len(batch), batch_size)]
+        parsed = (
+            pipeline
+            | beam.Create(batches)
+            | ParseEvents(
+                "clickstream",
+                "test",
+                DedupMode.GROUP,
+                dedup_ttl=timedelta(hours=1),
+                max_clock_skew=timedelta(days=3650),
+                shards=shards,
+            )
+        )
         events = parsed.events | beam.FlatMap(lambda batch: batch)  # batch mode: lists of events
         assert_that(events | beam.Map(lambda e: e["event_id"]), equal_to(sorted(valid_ids)), label="events")
         dead = sum(1 for p in batch if not _valid(p))
@@ -72,7 +83,9 @@ def _valid(payload: bytes) -> bool:
 def test_event_times_far_ahead_of_the_clock_are_dead_lettered() -> None:
     parser = EventParser("clickstream", "sessions", "Parse clickstream", timedelta(minutes=5))
     clock = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
-    ahead = get_schema("clickstream_event").to_json(sample("clickstream_event", event_time=clock + timedelta(minutes=6)))
+    ahead = get_schema("clickstream_event").to_json(
+        sample("clickstream_event", event_time=clock + timedelta(minutes=6))
+    )
     near = get_schema("clickstream_event").to_json(sample("clickstream_event", event_time=clock + timedelta(minutes=4)))
     event, rejected = parser.parse(ahead, to_millis(clock))
     assert event is None and rejected["reason"] == "future"
@@ -83,8 +96,12 @@ def test_event_times_far_ahead_of_the_clock_are_dead_lettered() -> None:
 def test_user_sessions_merge_in_any_order_to_the_sql_sessions(default_run: Path) -> None:
     con = load(default_run)
     gap_ms = 30 * 60_000
-    expected = {(u, s, n) for u, s, n in con.execute(
-        f"SELECT user_id, epoch_ms(session_start), event_count FROM ({session_windows(con, gap_ms).sql_query()})").fetchall()}
+    expected = {
+        (u, s, n)
+        for u, s, n in con.execute(
+            f"SELECT user_id, epoch_ms(session_start), event_count FROM ({session_windows(con, gap_ms).sql_query()})"
+        ).fetchall()
+    }
     schema = get_schema("clickstream_event")
     events = [schema.from_json(line) for line in (default_run / "clickstream.jsonl").read_bytes().splitlines()]
     rng = random.Random(7)
@@ -125,8 +142,11 @@ def test_duckdb_tables_follow_the_schemas_and_keys(tmp_path: Path) -> None:
     first = sample("session_aggregate")
     later = {**first, "event_count": first["event_count"] + 1, "pane_timing": "LATE"}
     with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
-        pipeline | beam.Create([first, later]) | WriteTable(WarehouseSpec("duckdb", path=path), "session_aggregate",
-                                                           streaming=False)
+        (
+            pipeline
+            | beam.Create([first, later])
+            | WriteTable(WarehouseSpec("duckdb", path=path), "session_aggregate", streaming=False)
+        )
     rows = duckdb.connect(path).execute("SELECT event_count, pane_timing FROM user_sessions").fetchall()
     assert rows == [(first["event_count"] + 1, "LATE")]  # one row per session: the newer pane replaced it
 
@@ -135,13 +155,18 @@ def test_bigquery_rows_and_table_options() -> None:
     row = bigquery_row(sample("fraud_alert"))
     assert isinstance(row["event_time"], str) and row["event_time"].endswith("Z")
     pipeline = beam.Pipeline()
-    pipeline | beam.Create([sample("fraud_alert")]) | WriteTable(
-        WarehouseSpec("bigquery", "my-shop", "analytics"), "fraud_alert", streaming=True)
+    (
+        pipeline
+        | beam.Create([sample("fraud_alert")])
+        | WriteTable(WarehouseSpec("bigquery", "my-shop", "analytics"), "fraud_alert", streaming=True)
+    )
     (write,) = [t for t in pipeline.transforms_stack[0].parts[-1].parts if "Write to BigQuery" in t.full_label]
     transform = write.transform
     assert transform.table_reference.tableId == "fraud_alerts"
-    assert transform.additional_bq_parameters == {"timePartitioning": {"type": "DAY", "field": "event_time"},
-                                                  "clustering": {"fields": ["alert_type", "user_id"]}}
+    assert transform.additional_bq_parameters == {
+        "timePartitioning": {"type": "DAY", "field": "event_time"},
+        "clustering": {"fields": ["alert_type", "user_id"]},
+    }
     assert transform.method == beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
 
 
@@ -154,8 +179,11 @@ def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
     clicks, orders = get_schema("clickstream_event"), get_schema("order_event")
     record = clicks.validate(sample("clickstream_event"))
     now = to_millis(record["event_time"])
-    for encoding, data in (("json", clicks.to_json(record)), ("avro", clicks.to_avro(record)),
-                           ("confluent", clicks.to_confluent(record))):
+    for encoding, data in (
+        ("json", clicks.to_json(record)),
+        ("avro", clicks.to_avro(record)),
+        ("confluent", clicks.to_confluent(record)),
+    ):
         payload, found, received = payload_and_encoding(PubsubMessage(data, {"encoding": encoding}))
         assert (payload, found, received) == (data, encoding, None)
         assert parser.parse(payload, now, found) == (record, None)
@@ -163,8 +191,12 @@ def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
     assert payload_and_encoding(b"{}") == (b"{}", "json", None)
     # the receipt: the ingest function's received_at; a publish time says nothing (a replay)
     published = datetime(2026, 11, 1, 8, 0, 5, tzinfo=timezone.utc)
-    assert payload_and_encoding(PubsubMessage(b"{}", {"received_at": "2026-11-01T08:00:00.000Z"},
-                                              publish_time=published))[2] == to_millis(published) - 5000
+    assert (
+        payload_and_encoding(PubsubMessage(b"{}", {"received_at": "2026-11-01T08:00:00.000Z"}, publish_time=published))[
+            2
+        ]
+        == to_millis(published) - 5000
+    )
     assert payload_and_encoding(PubsubMessage(b"{}", {}, publish_time=published))[2] is None
     assert payload_and_encoding(PubsubMessage(b"{}", {"received_at": "soon"}))[2] is None
     assert payload_and_encoding((b"{}", "avro", -1)) == (b"{}", "avro", None)
@@ -179,10 +211,16 @@ def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
 def test_on_dataflow_pubsub_drops_redeliveries_by_id_label() -> None:
     """Dataflow streaming reads with id_label=event_id (no dedup step); elsewhere the parse step
     keeps per-id state. Checked on the built pipeline (nothing runs)."""
-    request = JobRequest("sessions", {"clickstream": InputSpec("pubsub", "projects/my-shop/subscriptions/clicks", True)},
-                         WarehouseSpec("bigquery", "my-shop", "analytics"), load_config())
-    for args, id_label, dedup_step in ((["--runner", "DataflowRunner", "--project", "my-shop"], "event_id", False),
-                                       ([], None, True)):
+    request = JobRequest(
+        "sessions",
+        {"clickstream": InputSpec("pubsub", "projects/my-shop/subscriptions/clicks", True)},
+        WarehouseSpec("bigquery", "my-shop", "analytics"),
+        load_config(),
+    )
+    for args, id_label, dedup_step in (
+        (["--runner", "DataflowRunner", "--project", "my-shop"], "event_id", False),
+        ([], None, True),
+    ):
         pipeline = beam.Pipeline(options=pipeline_options(request, args), runner="DirectRunner")
         build(pipeline, request)
         labels = [t.full_label for t in _transforms(pipeline)]

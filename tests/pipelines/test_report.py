@@ -12,8 +12,15 @@ from tests.support.cli import run_cli
 def test_report_names_missing_tables_and_shows_the_rest(tmp_path) -> None:
     events, warehouse = tmp_path / "events", tmp_path / "w.duckdb"
     assert run_cli("simulate", "--output", f"file://{events}", "--duration", "10m").exit_code == 0
-    ran = run_cli("run", "revenue", "--input", f"file://{events / 'orders.jsonl'}", "--warehouse", f"duckdb://{warehouse}",
-                  "--quiet")
+    ran = run_cli(
+        "run",
+        "revenue",
+        "--input",
+        f"file://{events / 'orders.jsonl'}",
+        "--warehouse",
+        f"duckdb://{warehouse}",
+        "--quiet",
+    )
     assert ran.exit_code == 0, ran.output
     result = run_cli("report", "--warehouse", str(warehouse))
     assert result.exit_code == 0, result.output

@@ -46,8 +46,14 @@ def test_revenue_per_minute_matches_sql(default_run: Path) -> None:
         if event["status"] in ("PAID", "CANCELLED"):
             windows[window_start_ms(event)].append(event)
     rng = random.Random(3)
-    got = {start: _combine(events, MinuteRevenue, MinuteRevenue.add, rng).record(start) for start, events in windows.items()}
-    want = {to_millis(row["window_start"]): row for row in revenue_per_minute(load(default_run)).to_arrow_table().to_pylist()}
+    got = {
+        start: _combine(events, MinuteRevenue, MinuteRevenue.add, rng).record(start)
+        for start, events in windows.items()
+    }
+    want = {
+        to_millis(row["window_start"]): row
+        for row in revenue_per_minute(load(default_run)).to_arrow_table().to_pylist()
+    }
     assert got.keys() == want.keys() and len(got) > 100
     schema = get_schema("revenue_per_minute")
     for start, row in got.items():
@@ -55,7 +61,9 @@ def test_revenue_per_minute_matches_sql(default_run: Path) -> None:
         for column in ("gmv", "order_count", "units", "unique_users", "first_time_orders", "cancelled_gmv"):
             assert row[column] == want[start][column], (start, column)
         # Average to the cent, half up, from the SQL figures as an exact fraction.
-        average = Fraction(want[start]["gmv"]) / want[start]["order_count"] if want[start]["order_count"] else Fraction(0)
+        average = (
+            Fraction(want[start]["gmv"]) / want[start]["order_count"] if want[start]["order_count"] else Fraction(0)
+        )
         assert row["avg_order_value"] == Decimal(math.floor(average * 100 + Fraction(1, 2))) / 100
         assert (to_millis(row["window_end"]) - start) == 60_000
 
@@ -66,14 +74,23 @@ def test_revenue_by_category_region_matches_sql(default_run: Path) -> None:
         for (region, category), order_id, line in paid_lines(event):
             groups[(window_start_ms(event), region, category)].append((order_id, line))
     rng = random.Random(4)
-    got = {key: _combine(lines, LineRevenue, lambda acc, pair: acc.add(pair), rng).record(*key) for key, lines in groups.items()}
-    want = {(to_millis(r["window_start"]), r["region"], r["category"]): r
-            for r in revenue_by_category_region(load(default_run)).to_arrow_table().to_pylist()}
+    got = {
+        key: _combine(lines, LineRevenue, lambda acc, pair: acc.add(pair), rng).record(*key)
+        for key, lines in groups.items()
+    }
+    want = {
+        (to_millis(r["window_start"]), r["region"], r["category"]): r
+        for r in revenue_by_category_region(load(default_run)).to_arrow_table().to_pylist()
+    }
     assert got.keys() == want.keys() and len(got) > 500
     schema = get_schema("revenue_by_category_region")
     for key, row in got.items():
         schema.validate(row)
-        assert (row["gmv"], row["units"], row["order_count"]) == (want[key]["gmv"], want[key]["units"], want[key]["order_count"]), key
+        assert (row["gmv"], row["units"], row["order_count"]) == (
+            want[key]["gmv"],
+            want[key]["units"],
+            want[key]["order_count"],
+        ), key
 
 
 def test_empty_window_average_is_zero() -> None:

@@ -20,8 +20,13 @@ GAP_MS = 30 * 60_000
 
 
 def _click(event_type: str, second: int, **fields: Any) -> dict[str, Any]:
-    record = sample("clickstream_event", event_id=f"e{second}-{event_type}", event_type=event_type,
-                    event_time=f"2026-11-01T08:00:{second:02d}.000Z", **fields)
+    record = sample(
+        "clickstream_event",
+        event_id=f"e{second}-{event_type}",
+        event_type=event_type,
+        event_time=f"2026-11-01T08:00:{second:02d}.000Z",
+        **fields,
+    )
     if event_type == "purchase":
         record["order_id"] = "O1"
     return get_schema("clickstream_event").validate(record)
@@ -54,7 +59,13 @@ def test_a_session_row() -> None:
     row = _merged(events, random.Random(1)).record()
     assert row["session_start"] == datetime(2026, 11, 1, 8, tzinfo=timezone.utc)
     assert row["duration_seconds"] == 59.0 and row["event_count"] == 7
-    assert (row["page_views"], row["product_views"], row["add_to_cart_count"], row["checkout_count"], row["purchase_count"]) == (1, 3, 1, 1, 1)
+    assert (
+        row["page_views"],
+        row["product_views"],
+        row["add_to_cart_count"],
+        row["checkout_count"],
+        row["purchase_count"],
+    ) == (1, 3, 1, 1, 1)
     assert row["total_revenue"] == Decimal("17.49")
     assert (row["device_type"], row["primary_category"]) == ("tablet", "books")  # the first event's device
     assert row["converted"] and not row["cart_abandoned"]
@@ -63,7 +74,9 @@ def test_a_session_row() -> None:
 
 
 def test_abandoned_cart_and_no_product_views() -> None:
-    cart = _merged([_click("add_to_cart", 5, category="books", price=1, product_id="P", quantity=1)], random.Random(2)).record()
+    cart = _merged(
+        [_click("add_to_cart", 5, category="books", price=1, product_id="P", quantity=1)], random.Random(2)
+    ).record()
     assert cart["cart_abandoned"] and not cart["converted"] and cart["primary_category"] is None
 
 
@@ -75,7 +88,9 @@ def test_merging_empty_aggregates_changes_nothing() -> None:
 @pytest.mark.slow
 def test_every_session_of_the_default_run_matches_sql(default_run: Path) -> None:
     con = load(default_run)
-    expected = {row["user_id"] + f"#{row['n']}": row for row in session_windows(con, GAP_MS).to_arrow_table().to_pylist()}
+    expected = {
+        row["user_id"] + f"#{row['n']}": row for row in session_windows(con, GAP_MS).to_arrow_table().to_pylist()
+    }
     clicks = get_schema("clickstream_event")
     by_id = {}
     for line in (default_run / "clickstream.jsonl").read_bytes().splitlines():
@@ -86,8 +101,21 @@ def test_every_session_of_the_default_run_matches_sql(default_run: Path) -> None
     for key, want in expected.items():
         got = _merged([by_id[i] for i in want["event_ids"]], rng).record()
         sessions.validate(got)
-        for column in ("user_id", "session_start", "session_end", "event_count", "page_views", "product_views",
-                       "add_to_cart_count", "remove_from_cart_count", "checkout_count", "purchase_count",
-                       "total_revenue", "device_type", "geo_region", "primary_category"):
+        for column in (
+            "user_id",
+            "session_start",
+            "session_end",
+            "event_count",
+            "page_views",
+            "product_views",
+            "add_to_cart_count",
+            "remove_from_cart_count",
+            "checkout_count",
+            "purchase_count",
+            "total_revenue",
+            "device_type",
+            "geo_region",
+            "primary_category",
+        ):
             assert got[column] == want[column], (key, column)
     assert len(expected) > 20_000

@@ -11,13 +11,26 @@ from streamforge.schemas import SCHEMA_DIR, registry
 from tests.support.cli import run_cli
 
 TABLES = {
-    "clickstream_event": "clickstream_events", "order_event": "order_events", "fraud_alert": "fraud_alerts",
-    "session_aggregate": "user_sessions", "revenue_per_minute": "revenue_per_minute",
-    "revenue_by_category_region": "revenue_by_category_region", "dead_letter": "dead_letter",
+    "clickstream_event": "clickstream_events",
+    "order_event": "order_events",
+    "fraud_alert": "fraud_alerts",
+    "session_aggregate": "user_sessions",
+    "revenue_per_minute": "revenue_per_minute",
+    "revenue_by_category_region": "revenue_by_category_region",
+    "dead_letter": "dead_letter",
 }
 # Avro type (as written in the .avsc) -> BigQuery type: the mapping restated independently.
-EXPECTED_TYPES = {"string": "STRING", "int": "INTEGER", "long": "INTEGER", "double": "FLOAT", "boolean": "BOOLEAN",
-                  "decimal": "NUMERIC", "timestamp-millis": "TIMESTAMP", "enum": "STRING", "record": "RECORD"}
+EXPECTED_TYPES = {
+    "string": "STRING",
+    "int": "INTEGER",
+    "long": "INTEGER",
+    "double": "FLOAT",
+    "boolean": "BOOLEAN",
+    "decimal": "NUMERIC",
+    "timestamp-millis": "TIMESTAMP",
+    "enum": "STRING",
+    "record": "RECORD",
+}
 
 
 def _avro_kind(avro_type: object) -> tuple[str, str]:
@@ -63,7 +76,11 @@ def test_order_items_become_a_repeated_record() -> None:
     items = columns["items"]
     assert (items["type"], items["mode"]) == ("RECORD", "REPEATED")
     assert [(f["name"], f["type"]) for f in items["fields"]] == [
-        ("product_id", "STRING"), ("category", "STRING"), ("quantity", "INTEGER"), ("unit_price", "NUMERIC")]
+        ("product_id", "STRING"),
+        ("category", "STRING"),
+        ("quantity", "INTEGER"),
+        ("unit_price", "NUMERIC"),
+    ]
     assert columns["total_amount"]["precision"] == 15 and columns["total_amount"]["scale"] == 2
 
 

@@ -52,11 +52,15 @@ BREAKING: dict[str, tuple[Change, dict[str, Any]]] = {
     "type changed": (_set_type("user_id", "long"), {"user_id": 7}),
     "enum symbol added without default": (_add_order_status, {"status": "REFUNDED"}),
     "int widened to long (not forward compatible)": (
-        lambda d: _field(d, "items")["type"]["items"]["fields"][2].update(type="long"), {}),
+        lambda d: _field(d, "items")["type"]["items"]["fields"][2].update(type="long"),
+        {},
+    ),
 }
 COMPATIBLE: dict[str, tuple[Change, dict[str, Any]]] = {
     "new optional field with default": (
-        _add_field({"name": "channel", "type": ["null", "string"], "default": None}), {"channel": "web"}),
+        _add_field({"name": "channel", "type": ["null", "string"], "default": None}),
+        {"channel": "web"},
+    ),
     "new field with a default value": (_add_field({"name": "priority", "type": "int", "default": 0}), {"priority": 2}),
     "doc changed": (lambda d: _field(d, "user_id").update(doc="Who bought."), {}),
 }
@@ -74,7 +78,9 @@ def _avro_reads(reader: dict[str, Any], writer: dict[str, Any], record: dict[str
     fastavro.schemaless_writer(buffer, fastavro.parse_schema(copy.deepcopy(writer)), record)
     buffer.seek(0)
     try:
-        fastavro.schemaless_reader(buffer, fastavro.parse_schema(copy.deepcopy(writer)), fastavro.parse_schema(copy.deepcopy(reader)))
+        fastavro.schemaless_reader(
+            buffer, fastavro.parse_schema(copy.deepcopy(writer)), fastavro.parse_schema(copy.deepcopy(reader))
+        )
         return True
     except Exception:  # fastavro raises several types on resolution failure: any of them is "cannot read"
         return False

@@ -63,15 +63,18 @@ def test_simulated_traffic_takes_the_fast_path(default_run: Path) -> None:
             assert fast is not None and same(fast, reference(subject, document))
 
 
-@pytest.mark.parametrize("value,fast", [
-    ("2026-11-01T08:00:00.123Z", True),
-    ("2026-11-01T08:00:00Z", False),  # valid, but not the canonical form: the converter takes it
-    ("2026-11-01T08:00:00.123+02:00", False),
-    ("2026-13-01T08:00:00.123Z", False),  # invalid month
-    ("2026-11-01T24:00:00.000Z", False),
-    ("２026-11-01T08:00:00.123Z", False),  # a full-width digit
-    ("2026-11-01t08:00:00.123Z", False),
-])
+@pytest.mark.parametrize(
+    "value,fast",
+    [
+        ("2026-11-01T08:00:00.123Z", True),
+        ("2026-11-01T08:00:00Z", False),  # valid, but not the canonical form: the converter takes it
+        ("2026-11-01T08:00:00.123+02:00", False),
+        ("2026-13-01T08:00:00.123Z", False),  # invalid month
+        ("2026-11-01T24:00:00.000Z", False),
+        ("２026-11-01T08:00:00.123Z", False),  # a full-width digit
+        ("2026-11-01t08:00:00.123Z", False),
+    ],
+)
 def test_timestamps(value: str, fast: bool) -> None:
     document = {**orjson.loads(orjson.dumps(SAMPLES["clickstream_event"])), "event_time": value}
     result = get_schema("clickstream_event")._fast(document)
@@ -87,7 +90,13 @@ def test_decimals(price: Any) -> None:
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated_events(json_form=True, least=0, values=json_values | st.sampled_from(
-    ["2026-11-01T08:00:00.000Z", 0.5, 10_000, 10_001, -1, "é", "x" * 65, "USD", "GB", "usd"])))
+@given(
+    mutated_events(
+        json_form=True,
+        least=0,
+        values=json_values
+        | st.sampled_from(["2026-11-01T08:00:00.000Z", 0.5, 10_000, 10_001, -1, "é", "x" * 65, "USD", "GB", "usd"]),
+    )
+)
 def test_fast_path_agrees_with_the_converters(case: tuple[str, Any]) -> None:
     check(*case)

@@ -105,9 +105,19 @@ def test_binary_formats_get_binary_faults(fmt: str) -> None:
             captured.append(("malformed", stream, payload))
 
     config = load_config()
-    settings = Settings(seed=3, start_ms=1_793_520_000_000, sessions_per_second=3.0, users=1000, currency="USD",
-                        fraud_rate=0.01, fraud_patterns=tuple(FraudPattern), rules=config.fraud,
-                        session_gap_ms=1_800_000, malformed_fraction=0.05, duplicate_fraction=0.02)
+    settings = Settings(
+        seed=3,
+        start_ms=1_793_520_000_000,
+        sessions_per_second=3.0,
+        users=1000,
+        currency="USD",
+        fraud_rate=0.01,
+        fraud_patterns=tuple(FraudPattern),
+        rules=config.fraud,
+        session_gap_ms=1_800_000,
+        malformed_fraction=0.05,
+        duplicate_fraction=0.02,
+    )
     stats = simulate(settings, Capture(fmt), until_ms=settings.start_ms + 30 * 60_000)
     subjects = {"clickstream": "clickstream_event", "orders": "order_event"}
     outcomes = {"valid": 0, "malformed": 0}
@@ -124,5 +134,9 @@ def test_binary_formats_get_binary_faults(fmt: str) -> None:
         outcomes[kind] += 1
     assert outcomes["malformed"] == sum(stats.malformed.values()) > 0
     assert outcomes["valid"] == stats.valid_events + stats.duplicates
-    expected_kinds = set(BINARY_FAULTS) | {"json_on_avro_topic"} | ({"bad_magic_byte", "unknown_schema_id"} if fmt == "confluent" else set())
+    expected_kinds = (
+        set(BINARY_FAULTS)
+        | {"json_on_avro_topic"}
+        | ({"bad_magic_byte", "unknown_schema_id"} if fmt == "confluent" else set())
+    )
     assert set(stats.malformed) == expected_kinds

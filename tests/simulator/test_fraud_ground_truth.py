@@ -54,7 +54,9 @@ def test_unusual_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMFORGE_CONFIG", str(config))
     run = simulate_to(tmp_path / "run", "--duration", "3h", "--fraud-rate", "0.02", "--seed", "11")
     _check_ground_truth(run, load_config(config).fraud)
-    by_pattern = {p: [label for label in _labels(run) if label["pattern"] == p] for p in ("RAPID_ORDERS", "CARD_TESTING")}
+    by_pattern = {
+        p: [label for label in _labels(run) if label["pattern"] == p] for p in ("RAPID_ORDERS", "CARD_TESTING")
+    }
     assert all(len(label["order_ids"]) >= 4 for label in by_pattern["RAPID_ORDERS"])
     assert by_pattern["CARD_TESTING"]
 
@@ -67,7 +69,9 @@ def test_rapid_orders_labels_fit_the_window(default_run: Path) -> None:
 
 
 def test_only_chosen_patterns_are_injected(tmp_path: Path) -> None:
-    run = simulate_to(tmp_path, "--duration", "1h", "--fraud-rate", "0.05", "--fraud-patterns", "card_testing,rapid_orders")
+    run = simulate_to(
+        tmp_path, "--duration", "1h", "--fraud-rate", "0.05", "--fraud-patterns", "card_testing,rapid_orders"
+    )
     assert {label["pattern"] for label in _labels(run)} == {"CARD_TESTING", "RAPID_ORDERS"}
     _check_ground_truth(run, load_config().fraud)
 

@@ -30,7 +30,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]
 
 def test_file_output_layout(default_run: Path) -> None:
     assert sorted(p.name for p in default_run.iterdir()) == [
-        "clickstream.jsonl", "fraud_labels.jsonl", "orders.jsonl", "summary.json"]
+        "clickstream.jsonl",
+        "fraud_labels.jsonl",
+        "orders.jsonl",
+        "summary.json",
+    ]
 
 
 def test_stdout(reference: dict[str, list[bytes]]) -> None:
@@ -51,8 +55,14 @@ def test_stdout_refuses_binary_formats() -> None:
 def _consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 60) -> list:
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe(topics)
     messages, deadline = [], time.monotonic() + timeout
     try:
@@ -99,14 +109,20 @@ def test_kafka(kafka: str, reference: dict[str, list[bytes]], tmp_path: Path, fm
     for stream, lines in reference.items():
         assert Counter(received[stream]) == Counter(orjson.dumps(orjson.loads(line)) for line in lines)
     # Keyed by user: one user's events of a topic all land in one partition, in order.
-    assert all(len({p for t, p in parts if t == topic}) <= 1 for parts in partitions_of_user.values() for topic in topics.values())
+    assert all(
+        len({p for t, p in parts if t == topic}) <= 1
+        for parts in partitions_of_user.values()
+        for topic in topics.values()
+    )
 
 
 @pytest.mark.kafka
 def test_kafka_unreachable_is_a_clear_error() -> None:
     from tests.support.servers import free_port
 
-    process = run_entry_point("simulate", "--output", f"kafka://127.0.0.1:{free_port()}", *OPTIONS, check=False, timeout=90)
+    process = run_entry_point(
+        "simulate", "--output", f"kafka://127.0.0.1:{free_port()}", *OPTIONS, check=False, timeout=90
+    )
     assert process.returncode == 1
     assert "error: Kafka at 127.0.0.1:" in process.stderr
 
@@ -125,7 +141,8 @@ def test_pubsub(pubsub: str, reference: dict[str, list[bytes]]) -> None:
         for stream in ("clickstream", "orders"):  # subscribe first: Pub/Sub keeps nothing for nobody
             topic = publisher.create_topic(name=publisher.topic_path(project, stream)).name
             subscriptions[stream] = subscriber.create_subscription(
-                name=subscriber.subscription_path(project, f"{stream}-test"), topic=topic).name
+                name=subscriber.subscription_path(project, f"{stream}-test"), topic=topic
+            ).name
         run_entry_point("simulate", "--output", f"pubsub://{project}", *OPTIONS, env=env)
         for stream, path in subscriptions.items():
             received, deadline = [], time.monotonic() + 60
@@ -134,9 +151,12 @@ def test_pubsub(pubsub: str, reference: dict[str, list[bytes]]) -> None:
                 for item in response.received_messages:
                     value = orjson.loads(item.message.data)
                     attributes = dict(item.message.attributes)
-                    assert attributes == {"event_id": value["event_id"], "event_time": value["event_time"],
-                                          "schema": f"{'clickstream_event' if stream == 'clickstream' else 'order_event'}",
-                                          "encoding": "json"}
+                    assert attributes == {
+                        "event_id": value["event_id"],
+                        "event_time": value["event_time"],
+                        "schema": f"{'clickstream_event' if stream == 'clickstream' else 'order_event'}",
+                        "encoding": "json",
+                    }
                     received.append(item.message.data)
                 if response.received_messages:
                     subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in response.received_messages])
@@ -145,7 +165,11 @@ def test_pubsub(pubsub: str, reference: dict[str, list[bytes]]) -> None:
 
 
 def test_pubsub_without_credentials_or_emulator_is_a_clear_error(tmp_path: Path) -> None:
-    env = {"PUBSUB_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"), "HOME": str(tmp_path)}
+    env = {
+        "PUBSUB_EMULATOR_HOST": "",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"),
+        "HOME": str(tmp_path),
+    }
     process = run_entry_point("simulate", "--output", "pubsub://some-project", *OPTIONS, env=env, check=False)
     assert process.returncode == 1
     assert "error:" in process.stderr and "Traceback" not in process.stderr

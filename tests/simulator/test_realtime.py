@@ -39,17 +39,25 @@ def test_rate_and_wall_clock_timestamps(tmp_path: Path) -> None:
 
 
 def _start(tmp_path: Path, *options: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(STREAMFORGE), "simulate", "--output", f"file://{tmp_path}", *options],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=entry_point_env())
+    return subprocess.Popen(
+        [str(STREAMFORGE), "simulate", "--output", f"file://{tmp_path}", *options],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=entry_point_env(),
+    )
 
 
-@pytest.mark.parametrize("signum, mode, exit_code", [
-    (signal.SIGINT, ("--rate", "300"), 0),                    # real time until Ctrl-C: the normal way to stop
-    (signal.SIGTERM, ("--rate", "300"), 0),
-    (signal.SIGINT, ("--duration", "30d"), 130),              # a simulated-time run cut short
-    (signal.SIGTERM, ("--duration", "30d"), 130),
-])
+@pytest.mark.parametrize(
+    "signum, mode, exit_code",
+    [
+        (signal.SIGINT, ("--rate", "300"), 0),  # real time until Ctrl-C: the normal way to stop
+        (signal.SIGTERM, ("--rate", "300"), 0),
+        (signal.SIGINT, ("--duration", "30d"), 130),  # a simulated-time run cut short
+        (signal.SIGTERM, ("--duration", "30d"), 130),
+    ],
+)
 def test_signals_stop_cleanly(tmp_path: Path, signum: int, mode: tuple[str, ...], exit_code: int) -> None:
     process = _start(tmp_path, *mode)
     time.sleep(3)

@@ -52,9 +52,13 @@ def test_session_arrivals_follow_the_configured_rate(con: duckdb.DuckDBPyConnect
     assert sessions == pytest.approx(3.0 * 7200, rel=0.05)  # sessions_per_second x 2 h
 
 
-@pytest.mark.parametrize("column, weights", [("device_type", DEFAULT_PROFILE.devices), ("geo_region", DEFAULT_PROFILE.regions)])
+@pytest.mark.parametrize(
+    "column, weights", [("device_type", DEFAULT_PROFILE.devices), ("geo_region", DEFAULT_PROFILE.regions)]
+)
 def test_device_and_region_mix(con: duckdb.DuckDBPyConnection, column: str, weights: dict[str, float]) -> None:
-    rows = con.execute(f"SELECT {column}, count(*) FROM (SELECT DISTINCT session_id, {column} FROM clicks) GROUP BY 1").fetchall()
+    rows = con.execute(
+        f"SELECT {column}, count(*) FROM (SELECT DISTINCT session_id, {column} FROM clicks) GROUP BY 1"
+    ).fetchall()
     total = sum(n for _, n in rows)
     shares = {key: n / total for key, n in rows}
     assert set(shares) == set(weights)
@@ -69,20 +73,31 @@ def test_the_funnel_narrows(con: duckdb.DuckDBPyConnection) -> None:
     assert sessions > reached["product_view"] > reached["add_to_cart"] > reached["checkout_start"] > reached["purchase"]
     assert 0.03 < reached["purchase"] / sessions < 0.15
     assert reached["remove_from_cart"] > 0
-    abandoned = _one(con, """
+    abandoned = _one(
+        con,
+        """
         SELECT count(*) FROM (SELECT session_id FROM clicks GROUP BY 1
-        HAVING bool_or(event_type = 'add_to_cart') AND NOT bool_or(event_type = 'purchase'))""")
+        HAVING bool_or(event_type = 'add_to_cart') AND NOT bool_or(event_type = 'purchase'))""",
+    )
     assert abandoned > reached["purchase"]  # most carts are abandoned, as in real shops
 
 
 def test_sessions_are_one_user_one_device_in_order(con: duckdb.DuckDBPyConnection) -> None:
-    assert _one(con, """
+    assert (
+        _one(
+            con,
+            """
         SELECT count(*) FROM (SELECT session_id FROM clicks GROUP BY 1
-        HAVING count(DISTINCT user_id) > 1 OR count(DISTINCT device_type) > 1 OR count(DISTINCT geo_region) > 1)""") == 0
-    first = dict(con.execute("""
+        HAVING count(DISTINCT user_id) > 1 OR count(DISTINCT device_type) > 1 OR count(DISTINCT geo_region) > 1)""",
+        )
+        == 0
+    )
+    first = dict(
+        con.execute("""
         SELECT event_type, count(*) FROM (
             SELECT event_type, row_number() OVER (PARTITION BY session_id ORDER BY event_time) AS n FROM clicks)
-        WHERE n = 1 GROUP BY 1""").fetchall())
+        WHERE n = 1 GROUP BY 1""").fetchall()
+    )
     assert set(first) == {"page_view"}
 
 
@@ -94,10 +109,13 @@ def test_client_sessions_are_session_windows(default_run: Path, con: duckdb.Duck
     merged = {user for user, _, client_sessions, _ in windows if client_sessions != 1}
     labels = [orjson.loads(line) for line in (default_run / "fraud_labels.jsonl").read_bytes().splitlines()]
     takeovers = {label["user_id"] for label in labels if label["pattern"] == "LOCATION_ANOMALY"}
-    unfinished = {user for (user,) in con.execute("""
+    unfinished = {
+        user
+        for (user,) in con.execute("""
         SELECT user_id FROM clicks GROUP BY user_id
         HAVING max(event_time) > TIMESTAMPTZ '2026-11-01 09:30:00+00'
-           AND count(DISTINCT device_type) FILTER (WHERE event_time > TIMESTAMPTZ '2026-11-01 09:30:00+00') > 1""").fetchall()}
+           AND count(DISTINCT device_type) FILTER (WHERE event_time > TIMESTAMPTZ '2026-11-01 09:30:00+00') > 1""").fetchall()
+    }
     assert takeovers <= merged
     assert merged - takeovers <= unfinished
     # No visit is split over two windows, and a window never holds more than two visits.
@@ -123,8 +141,14 @@ def test_order_lifecycles_are_valid(con: duckdb.DuckDBPyConnection) -> None:
             FROM orders)
         GROUP BY 1, 2""").fetchall()
     allowed = {
-        (None, "CREATED"), ("CREATED", "PAID"), ("CREATED", "PAYMENT_FAILED"), ("PAYMENT_FAILED", "PAID"),
-        ("PAYMENT_FAILED", "PAYMENT_FAILED"), ("PAID", "SHIPPED"), ("PAID", "CANCELLED"), ("SHIPPED", "DELIVERED"),
+        (None, "CREATED"),
+        ("CREATED", "PAID"),
+        ("CREATED", "PAYMENT_FAILED"),
+        ("PAYMENT_FAILED", "PAID"),
+        ("PAYMENT_FAILED", "PAYMENT_FAILED"),
+        ("PAID", "SHIPPED"),
+        ("PAID", "CANCELLED"),
+        ("SHIPPED", "DELIVERED"),
     }
     seen = {(prev, status) for prev, status, _ in transitions}
     assert seen <= allowed, seen - allowed
@@ -133,34 +157,70 @@ def test_order_lifecycles_are_valid(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_order_snapshots_agree(con: duckdb.DuckDBPyConnection) -> None:
     """Every event of an order carries the same lines and amounts; amounts add up."""
-    assert _one(con, """
+    assert (
+        _one(
+            con,
+            """
         SELECT count(*) FROM (SELECT order_id FROM orders GROUP BY 1
-        HAVING count(DISTINCT (user_id, total_amount, subtotal, discount, shipping, shipping_region, ip_country)) > 1)""") == 0
-    assert _one(con, "SELECT count(*) FROM orders WHERE total_amount <> subtotal - discount + shipping OR discount > subtotal") == 0
+        HAVING count(DISTINCT (user_id, total_amount, subtotal, discount, shipping, shipping_region, ip_country)) > 1)""",
+        )
+        == 0
+    )
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM orders WHERE total_amount <> subtotal - discount + shipping OR discount > subtotal",
+        )
+        == 0
+    )
 
 
 def test_payments(con: duckdb.DuckDBPyConnection) -> None:
-    attempts = dict(con.execute("SELECT status, count(*) FROM orders WHERE status IN ('PAID', 'PAYMENT_FAILED') GROUP BY 1").fetchall())
+    attempts = dict(
+        con.execute(
+            "SELECT status, count(*) FROM orders WHERE status IN ('PAID', 'PAYMENT_FAILED') GROUP BY 1"
+        ).fetchall()
+    )
     failure_share = attempts["PAYMENT_FAILED"] / (attempts["PAID"] + attempts["PAYMENT_FAILED"])
     assert 0.02 < failure_share < 0.12  # 4% of normal payments fail, card testers add bursts
-    methods = dict(con.execute("SELECT payment_method, count(*) FROM orders WHERE status = 'CREATED' GROUP BY 1").fetchall())
+    methods = dict(
+        con.execute("SELECT payment_method, count(*) FROM orders WHERE status = 'CREATED' GROUP BY 1").fetchall()
+    )
     assert set(methods) == set(DEFAULT_PROFILE.payment_methods) and max(methods, key=methods.get) == "card"
     assert _one(con, "SELECT count(*) FROM orders WHERE payment_method = 'card' AND card_fingerprint IS NULL") == 0
 
 
 def test_first_orders(con: duckdb.DuckDBPyConnection) -> None:
-    assert _one(con, """
-        SELECT count(*) FROM (SELECT user_id FROM orders WHERE status = 'CREATED' AND is_first_order GROUP BY 1 HAVING count(*) > 1)""") == 0
-    assert _one(con, """
+    assert (
+        _one(
+            con,
+            """
+        SELECT count(*) FROM (SELECT user_id FROM orders WHERE status = 'CREATED' AND is_first_order GROUP BY 1 HAVING count(*) > 1)""",
+        )
+        == 0
+    )
+    assert (
+        _one(
+            con,
+            """
         SELECT count(*) FROM orders f JOIN orders e ON e.user_id = f.user_id AND e.status = 'CREATED' AND e.event_time < f.event_time
-        WHERE f.status = 'CREATED' AND f.is_first_order""") == 0
+        WHERE f.status = 'CREATED' AND f.is_first_order""",
+        )
+        == 0
+    )
     share = _one(con, "SELECT avg(is_first_order::INT) FROM orders WHERE status = 'CREATED'")
     assert 0.2 < share < 0.8
 
 
 def test_the_catalogue_is_consistent(con: duckdb.DuckDBPyConnection) -> None:
-    assert _one(con, """
+    assert (
+        _one(
+            con,
+            """
         SELECT count(*) FROM (SELECT product_id FROM clicks WHERE product_id IS NOT NULL GROUP BY 1
-        HAVING count(DISTINCT category) > 1 OR count(DISTINCT price) > 1)""") == 0
+        HAVING count(DISTINCT category) > 1 OR count(DISTINCT price) > 1)""",
+        )
+        == 0
+    )
     categories = _one(con, "SELECT count(DISTINCT category) FROM clicks WHERE event_type = 'product_view'")
     assert categories == 10

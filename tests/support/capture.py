@@ -17,10 +17,14 @@ PERSONAL = ("email", "full_name")
 
 def start_capture(url: str, output: str, offsets: Path, **env: str) -> subprocess.Popen:
     """The connector on database ``url`` publishing to ``output``, offsets in ``offsets``."""
-    return subprocess.Popen([str(STREAMFORGE), "cdc", "run", "--database", url, "--output", output,
-                             "--offsets", str(offsets), "--quiet"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=entry_point_env(**env))
+    return subprocess.Popen(
+        [str(STREAMFORGE), "cdc", "run", "--database", url, "--output", output, "--offsets", str(offsets), "--quiet"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=entry_point_env(**env),
+    )
 
 
 def stop_capture(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
@@ -49,8 +53,15 @@ def source_rows(pg: Any, table: str, offsets: Path) -> tuple[list[str], list[tup
     PostgreSQL hashes them (hex SHA-256 of the salt, then the value) with the salt the capture
     with ``offsets`` used, which it kept beside them."""
     salt = (offsets.parent / "pii-salt").read_text().strip()
-    names = [r[0] for r in pg.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-                                      "ORDER BY ordinal_position", (table,))]
-    expected = ", ".join(f"encode(sha256(convert_to(%(salt)s || {c}, 'UTF8')), 'hex')"
-                         if table == "customers" and c in PERSONAL else c for c in names)
+    names = [
+        r[0]
+        for r in pg.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+            (table,),
+        )
+    ]
+    expected = ", ".join(
+        f"encode(sha256(convert_to(%(salt)s || {c}, 'UTF8')), 'hex')" if table == "customers" and c in PERSONAL else c
+        for c in names
+    )
     return names, pg.execute(f"SELECT {expected} FROM {table} ORDER BY id", {"salt": salt}).fetchall()

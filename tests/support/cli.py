@@ -29,12 +29,17 @@ def entry_point_env(**extra: str) -> dict[str, str]:
     return environment
 
 
-def run_entry_point(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
-                    check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_entry_point(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``streamforge`` console script as a separate process."""
     process = subprocess.run(
-        [str(STREAMFORGE), *args], capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL, env=entry_point_env(**(env or {})),
+        [str(STREAMFORGE), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=entry_point_env(**(env or {})),
     )
     if check and process.returncode != 0:
         raise AssertionError(f"streamforge {' '.join(args)} exited {process.returncode}:\n{process.stderr}")

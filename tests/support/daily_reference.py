@@ -54,16 +54,22 @@ def create_inputs(con: duckdb.DuckDBPyConnection, *, orders: Path, clicks: Path,
     con.execute("SET TimeZone = 'UTC'")
     # An amount divided by a count, rounded half up to the cent, in integers (DuckDB divides
     # decimals as doubles).
-    con.execute("CREATE OR REPLACE MACRO money_avg(total, n) AS CASE WHEN n = 0 THEN 0.00::DECIMAL(18,2) ELSE "
-                "CAST((CAST(total * 100 AS HUGEINT) * 2 + n) // (2 * n) AS DECIMAL(18,0)) * 0.01::DECIMAL(3,2) END")
+    con.execute(
+        "CREATE OR REPLACE MACRO money_avg(total, n) AS CASE WHEN n = 0 THEN 0.00::DECIMAL(18,2) ELSE "
+        "CAST((CAST(total * 100 AS HUGEINT) * 2 + n) // (2 * n) AS DECIMAL(18,0)) * 0.01::DECIMAL(3,2) END"
+    )
     if parquet:
         con.execute(f"CREATE OR REPLACE VIEW orders AS SELECT * FROM read_parquet('{orders}')")
         con.execute(f"CREATE OR REPLACE VIEW clicks AS SELECT * FROM read_parquet('{clicks}')")
         return
-    con.execute(f"CREATE OR REPLACE VIEW orders AS SELECT * FROM read_json('{orders}', format = 'newline_delimited', "
-                f"columns = {_ORDER_COLUMNS})")
-    con.execute(f"CREATE OR REPLACE VIEW clicks AS SELECT * FROM read_json('{clicks}', format = 'newline_delimited', "
-                f"columns = {_CLICK_COLUMNS})")
+    con.execute(
+        f"CREATE OR REPLACE VIEW orders AS SELECT * FROM read_json('{orders}', format = 'newline_delimited', "
+        f"columns = {_ORDER_COLUMNS})"
+    )
+    con.execute(
+        f"CREATE OR REPLACE VIEW clicks AS SELECT * FROM read_json('{clicks}', format = 'newline_delimited', "
+        f"columns = {_CLICK_COLUMNS})"
+    )
 
 
 TABLE_SQL = {
@@ -150,7 +156,10 @@ def compute(con: duckdb.DuckDBPyConnection, first: Any, last: Any, top: int = 10
     statuses = list(get_schema("order_event").enum_symbols("status"))
     out = {}
     for table, sql in TABLE_SQL.items():
-        params = {"first": first, "last": last} | ({"top": top} if "$top" in sql else {}) \
+        params = (
+            {"first": first, "last": last}
+            | ({"top": top} if "$top" in sql else {})
             | ({"statuses": statuses} if "$statuses" in sql else {})
+        )
         out[table] = sorted(con.execute(sql, params).fetchall())
     return out

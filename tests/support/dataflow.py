@@ -31,17 +31,34 @@ def request_for(job: str, streaming: bool, config: Config | None = None) -> Requ
     if job == "cdc":
         source = subscription("cdc-{table}") if streaming else f"{BUCKET}/cdc"
         return cdc_request(config, input_url=source, warehouse=WAREHOUSE)
-    inputs = ({"clickstream": subscription("clickstream-beam"), "orders": subscription("orders-beam")} if streaming
-              else {"clickstream": f"{BUCKET}/events/clickstream-*.jsonl", "orders": f"{BUCKET}/events/orders-*.jsonl"})
-    streams = {"sessions": ("clickstream",), "revenue": ("orders",), "fraud": ("orders",)}.get(job, ("clickstream", "orders"))
+    inputs = (
+        {"clickstream": subscription("clickstream-beam"), "orders": subscription("orders-beam")}
+        if streaming
+        else {"clickstream": f"{BUCKET}/events/clickstream-*.jsonl", "orders": f"{BUCKET}/events/orders-*.jsonl"}
+    )
+    streams = {"sessions": ("clickstream",), "revenue": ("orders",), "fraud": ("orders",)}.get(
+        job, ("clickstream", "orders")
+    )
     given = {s: inputs[s] for s in streams}
-    return analytics_request(job, config, warehouse=WAREHOUSE, alerts_topic=ALERTS, dead_letter_topic=DEAD_LETTERS,
-                             **given if job == "all" else {"input_url": given[streams[0]]})
+    return analytics_request(
+        job,
+        config,
+        warehouse=WAREHOUSE,
+        alerts_topic=ALERTS,
+        dead_letter_topic=DEAD_LETTERS,
+        **given if job == "all" else {"input_url": given[streams[0]]},
+    )
 
 
 def dataflow_args(*extra: str, image: str | None = IMAGE) -> list[str]:
-    args = ["--runner=DataflowRunner", f"--project={PROJECT}", f"--region={REGION}", f"--temp_location={BUCKET}/tmp",
-            "--dry_run=True", *extra]
+    args = [
+        "--runner=DataflowRunner",
+        f"--project={PROJECT}",
+        f"--region={REGION}",
+        f"--temp_location={BUCKET}/tmp",
+        "--dry_run=True",
+        *extra,
+    ]
     return args + ([f"--sdk_container_image={image}"] if image else [])
 
 
@@ -72,7 +89,11 @@ def staged(submission: Submission) -> dict[str, str]:
 def other_config() -> Config:
     """Every setting a step label once carried, changed."""
     config = load_config()
-    return config.__class__(**{**vars(config),
-                               "sessions": config.sessions.__class__(timedelta(minutes=45), timedelta(minutes=20)),
-                               "revenue": config.revenue.__class__(timedelta(minutes=3)),
-                               "fraud": config.fraud.__class__(**{**vars(config.fraud), "rapid_orders_count": 5})})
+    return config.__class__(
+        **{
+            **vars(config),
+            "sessions": config.sessions.__class__(timedelta(minutes=45), timedelta(minutes=20)),
+            "revenue": config.revenue.__class__(timedelta(minutes=3)),
+            "fraud": config.fraud.__class__(**{**vars(config.fraud), "rapid_orders_count": 5}),
+        }
+    )

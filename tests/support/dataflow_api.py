@@ -16,9 +16,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 #: JobState as the REST API numbers it (the client sends enums as numbers: enum-encoding=int).
-STATES = ["JOB_STATE_UNKNOWN", "JOB_STATE_STOPPED", "JOB_STATE_RUNNING", "JOB_STATE_DONE", "JOB_STATE_FAILED",
-          "JOB_STATE_CANCELLED", "JOB_STATE_UPDATED", "JOB_STATE_DRAINING", "JOB_STATE_DRAINED", "JOB_STATE_PENDING",
-          "JOB_STATE_CANCELLING", "JOB_STATE_QUEUED", "JOB_STATE_RESOURCE_CLEANING_UP"]
+STATES = [
+    "JOB_STATE_UNKNOWN",
+    "JOB_STATE_STOPPED",
+    "JOB_STATE_RUNNING",
+    "JOB_STATE_DONE",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_UPDATED",
+    "JOB_STATE_DRAINING",
+    "JOB_STATE_DRAINED",
+    "JOB_STATE_PENDING",
+    "JOB_STATE_CANCELLING",
+    "JOB_STATE_QUEUED",
+    "JOB_STATE_RESOURCE_CLEANING_UP",
+]
 _JOBS = re.compile(r"^/v1b3/projects/([^/]+)/locations/([^/]+)/jobs(?:/([^/:?]+))?(/metrics)?$")
 
 
@@ -37,8 +49,14 @@ class FakeJob:
         return state
 
     def json(self, advance: bool = False) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "currentState": self.state(advance), "type": self.type,
-                "projectId": "my-proj-123", "location": "europe-west1"}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "currentState": self.state(advance),
+            "type": self.type,
+            "projectId": "my-proj-123",
+            "location": "europe-west1",
+        }
 
 
 class FakeDataflow:
@@ -69,10 +87,20 @@ class FakeDataflow:
             if job is None:
                 return 404, {"error": {"code": 404, "message": f"job {job_id} not found", "status": "NOT_FOUND"}}
             if metrics:
-                return 200, {"metrics": [
-                    {"name": {"origin": "user", "name": counter, "context": {"namespace": namespace, "step": "s1"}},
-                     "scalar": value}
-                    for namespace, values in job.counters.items() for counter, value in values.items()]}
+                return 200, {
+                    "metrics": [
+                        {
+                            "name": {
+                                "origin": "user",
+                                "name": counter,
+                                "context": {"namespace": namespace, "step": "s1"},
+                            },
+                            "scalar": value,
+                        }
+                        for namespace, values in job.counters.items()
+                        for counter, value in values.items()
+                    ]
+                }
             if method == "PUT":
                 return 200, job.json()
             return 200, job.json(advance=True)

@@ -62,7 +62,9 @@ class _Servicer(beam_expansion_api_pb2_grpc.ExpansionServiceServicer):
         self.requests.append(request)
         urn = request.transform.spec.urn
         if urn not in (ReadFromKafka.URN_WITH_METADATA, ReadFromKafka.URN_WITHOUT_METADATA):
-            return beam_expansion_api_pb2.ExpansionResponse(error=f"the stand-in expands Kafka IO's read only, not {urn}")
+            return beam_expansion_api_pb2.ExpansionResponse(
+                error=f"the stand-in expands Kafka IO's read only, not {urn}"
+            )
         if urn != ReadFromKafka.URN_WITH_METADATA:
             return beam_expansion_api_pb2.ExpansionResponse(error="the stand-in answers with_metadata reads only")
         namespace = request.namespace
@@ -75,11 +77,17 @@ class _Servicer(beam_expansion_api_pb2_grpc.ExpansionServiceServicer):
         windowing_id, environment_id = f"{namespace}_global", f"{namespace}_java"
         built.windowing_strategies[windowing_id].CopyFrom(windowing)
         built.environments[environment_id].CopyFrom(
-            environments.DockerEnvironment(container_image=JAVA_IMAGE).to_runner_api(context))
+            environments.DockerEnvironment(container_image=JAVA_IMAGE).to_runner_api(context)
+        )
         output_id = f"{namespace}_records"
-        built.pcollections[output_id].CopyFrom(beam_runner_api_pb2.PCollection(
-            unique_name=f"{request.transform.unique_name}.records", coder_id=coder_id,
-            is_bounded=beam_runner_api_pb2.IsBounded.UNBOUNDED, windowing_strategy_id=windowing_id))
+        built.pcollections[output_id].CopyFrom(
+            beam_runner_api_pb2.PCollection(
+                unique_name=f"{request.transform.unique_name}.records",
+                coder_id=coder_id,
+                is_bounded=beam_runner_api_pb2.IsBounded.UNBOUNDED,
+                windowing_strategy_id=windowing_id,
+            )
+        )
         transform = beam_runner_api_pb2.PTransform()
         transform.CopyFrom(request.transform)
         transform.outputs["output"] = output_id

@@ -35,8 +35,13 @@ KEY_PREFIX = hashlib.sha256(API_KEY.encode()).hexdigest()[:8] + "."
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 
 
-def pubsub_event(payload: bytes | str | dict[str, Any], *, message_id: str = "m-1", structured: bool = False,
-                 event_type: str = PUBSUB_MESSAGE_PUBLISHED) -> tuple[dict[str, str], bytes]:
+def pubsub_event(
+    payload: bytes | str | dict[str, Any],
+    *,
+    message_id: str = "m-1",
+    structured: bool = False,
+    event_type: str = PUBSUB_MESSAGE_PUBLISHED,
+) -> tuple[dict[str, str], bytes]:
     """HTTP headers and body of the CloudEvent Eventarc sends for one Pub/Sub message."""
     if isinstance(payload, dict):
         payload = json.dumps(payload)
@@ -44,9 +49,14 @@ def pubsub_event(payload: bytes | str | dict[str, Any], *, message_id: str = "m-
         payload = payload.encode()
     event = CloudEvent(
         {"type": event_type, "source": "//pubsub.googleapis.com/projects/p/topics/fraud-alerts", "id": message_id},
-        {"message": {"data": base64.b64encode(payload).decode(), "messageId": message_id,
-                     "attributes": {"schema": "fraud_alert"}},
-         "subscription": "projects/p/subscriptions/eventarc-alerts"},
+        {
+            "message": {
+                "data": base64.b64encode(payload).decode(),
+                "messageId": message_id,
+                "attributes": {"schema": "fraud_alert"},
+            },
+            "subscription": "projects/p/subscriptions/eventarc-alerts",
+        },
     )
     return to_structured(event) if structured else to_binary(event)
 
@@ -88,14 +98,19 @@ class RunningFunction:
 
 def install_wheel(wheel: Path, target: Path) -> Path:
     """The wheel unpacked into ``target`` (no dependencies: those come from this environment)."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
     return target
 
 
 @contextmanager
-def running_function(name: str, env: dict[str, str], *, bundle: Path | None = None,
-                     site: Path | None = None) -> Iterator[RunningFunction]:
+def running_function(
+    name: str, env: dict[str, str], *, bundle: Path | None = None, site: Path | None = None
+) -> Iterator[RunningFunction]:
     """``streamforge functions serve NAME``, or with ``bundle`` (a packaged folder) and ``site``
     (its installed wheel) functions-framework on that folder alone, as Cloud Functions runs it."""
     port = free_port()
@@ -106,12 +121,32 @@ def running_function(name: str, env: dict[str, str], *, bundle: Path | None = No
             command = [str(STREAMFORGE), "functions", "serve", name, "--port", str(port)]
             cwd, extra = tmp, {}
         else:
-            command = [sys.executable, "-m", "functions_framework", "--target", spec.target, "--source", "main.py",
-                       "--signature-type", spec.signature_type, "--host", LOOPBACK, "--port", str(port)]
+            command = [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target",
+                spec.target,
+                "--source",
+                "main.py",
+                "--signature-type",
+                spec.signature_type,
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(port),
+            ]
             cwd, extra = str(bundle), {"PYTHONPATH": str(site)}
         with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                       env=entry_point_env(**extra, **env), start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                env=entry_point_env(**extra, **env),
+                start_new_session=True,
+            )
         try:
             wait_for_port(port, process, log, timeout=60)
             yield RunningFunction(f"http://{LOOPBACK}:{port}/", log)

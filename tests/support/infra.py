@@ -28,8 +28,9 @@ SECRETS = {
     "streamforge:cdcDatabasePassword": "db-password-7f3a9c1e5b",
     "streamforge:cdcPiiSalt": "5a17c0ffee5a17c0ffee5a17c0ffee00",
     "streamforge:ingestApiKeys": "server:ingest-key-0123456789abcdef,browser:ingest-key-fedcba9876543210",
-    "streamforge:webhookSecrets": json.dumps({"RISK_WEBHOOK_URL": "https://hooks.example.com/risk/t0k3n-42",
-                                              "RISK_WEBHOOK_SECRET": "whsec-5e2d8a7c6b"}),
+    "streamforge:webhookSecrets": json.dumps(
+        {"RISK_WEBHOOK_URL": "https://hooks.example.com/risk/t0k3n-42", "RISK_WEBHOOK_SECRET": "whsec-5e2d8a7c6b"}
+    ),
 }
 
 

@@ -8,14 +8,36 @@ import random
 from typing import Any, Callable, Iterator
 
 #: Hidden characters a value may be given: controls, bidi, zero-width, line separators.
-HIDDEN = ["\x00", "\x07", "\x1b", "\x7f", "\x85", "\u202e", "\u202d", "\u2066", "\u200b", "\u200f", "\u2028", "\ufeff",
-          "\u061c"]
+HIDDEN = [
+    "\x00",
+    "\x07",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\u202e",
+    "\u202d",
+    "\u2066",
+    "\u200b",
+    "\u200f",
+    "\u2028",
+    "\ufeff",
+    "\u061c",
+]
 #: Times no real event has.
-IMPOSSIBLE_TIMES = ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z", "1999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
-                    "1900-01-01T00:00:00+00:00"]
+IMPOSSIBLE_TIMES = [
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T00:00:00.000Z",
+    "1999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00Z",
+    "1900-01-01T00:00:00+00:00",
+]
 #: Values outside the vocabulary for fields that have one.
-UNKNOWN = {"geo_region": ["mars-north", "US-EAST", "us-east ", ""], "shipping_region": ["atlantis", "EU-WEST"],
-           "category": ["Electronics", "weapons", "books "], "currency": ["XYZ", "usd", "BTC"]}
+UNKNOWN = {
+    "geo_region": ["mars-north", "US-EAST", "us-east ", ""],
+    "shipping_region": ["atlantis", "EU-WEST"],
+    "category": ["Electronics", "weapons", "books "],
+    "currency": ["XYZ", "usd", "BTC"],
+}
 WRONG_TYPES = [None, 0, -1, 1e308, True, [], {}, "", "x" * 70, 2**64]
 
 
@@ -94,14 +116,31 @@ def _flipped(rng: random.Random, record: dict[str, Any], line: bytes) -> bytes:
 
 
 def _not_an_object(rng: random.Random, record: dict[str, Any], line: bytes) -> bytes:
-    return rng.choice([b"[]", b"null", b"1", b'"x"', b"[" * 5000 + b"]" * 5000, b'{"a":' * 200 + b"1" + b"}" * 200,
-                       b'{"event_time": NaN}', b'{"price": 1e400}'])
+    return rng.choice(
+        [
+            b"[]",
+            b"null",
+            b"1",
+            b'"x"',
+            b"[" * 5000 + b"]" * 5000,
+            b'{"a":' * 200 + b"1" + b"}" * 200,
+            b'{"event_time": NaN}',
+            b'{"price": 1e400}',
+        ]
+    )
 
 
 MUTATIONS: dict[str, Mutation] = {
-    "hidden_character": _hidden, "impossible_time": _old_time, "unknown_value": _unknown_value,
-    "wrong_type": _wrong_type, "missing_field": _missing, "huge_string": _huge, "truncated": _truncated,
-    "binary_junk": _junk, "flipped_bytes": _flipped, "not_an_object": _not_an_object,
+    "hidden_character": _hidden,
+    "impossible_time": _old_time,
+    "unknown_value": _unknown_value,
+    "wrong_type": _wrong_type,
+    "missing_field": _missing,
+    "huge_string": _huge,
+    "truncated": _truncated,
+    "binary_junk": _junk,
+    "flipped_bytes": _flipped,
+    "not_an_object": _not_an_object,
 }
 
 

@@ -109,8 +109,16 @@ class RawReceiver:
                     return
                 data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
-            length = int(next((line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), b"0"))
+            length = int(
+                next(
+                    (
+                        line.split(b":", 1)[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    b"0",
+                )
+            )
             while len(body) < length:
                 body += conn.recv(65536)
             self.requests += 1

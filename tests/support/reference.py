@@ -46,9 +46,16 @@ CLICK_COLUMNS = {
 }
 # Reference points (lat, lon) of the shop's countries, as published in docs/simulator.md.
 COUNTRY_POINTS = {
-    "US": (39.83, -98.58), "CA": (43.65, -79.38), "BR": (-23.55, -46.63), "GB": (51.51, -0.13),
-    "DE": (50.11, 8.68), "SE": (59.33, 18.07), "IN": (19.08, 72.88), "SG": (1.35, 103.82),
-    "JP": (35.68, 139.69), "AU": (-33.87, 151.21),
+    "US": (39.83, -98.58),
+    "CA": (43.65, -79.38),
+    "BR": (-23.55, -46.63),
+    "GB": (51.51, -0.13),
+    "DE": (50.11, 8.68),
+    "SE": (59.33, 18.07),
+    "IN": (19.08, 72.88),
+    "SG": (1.35, 103.82),
+    "JP": (35.68, 139.69),
+    "AU": (-33.87, 151.21),
 }
 
 
@@ -66,7 +73,10 @@ def load(directory: Path, *, skip_malformed: bool = False) -> duckdb.DuckDBPyCon
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     lenient = ", ignore_errors = true" if skip_malformed else ""
-    for table, name, spec in (("clicks", "clickstream.jsonl", CLICK_COLUMNS), ("orders", "orders.jsonl", ORDER_COLUMNS)):
+    for table, name, spec in (
+        ("clicks", "clickstream.jsonl", CLICK_COLUMNS),
+        ("orders", "orders.jsonl", ORDER_COLUMNS),
+    ):
         con.execute(
             f"CREATE TABLE {table} AS SELECT DISTINCT * FROM read_json(?, format = 'newline_delimited', "
             f"columns = {_columns(spec)}{lenient}) WHERE event_id IS NOT NULL AND event_id NOT LIKE 'bad-%'",
@@ -135,10 +145,14 @@ def fraud_matches(con: duckdb.DuckDBPyConnection, rules: dict[str, Any]) -> set[
                 OR count(DISTINCT a.card_fingerprint) >= $cards""",
     }
     params = {
-        "rapid_ms": rules["rapid_orders_window_ms"], "rapid_count": rules["rapid_orders_count"],
-        "high_value": rules["high_value_first_order"], "min_km": rules["min_travel_distance_km"],
-        "max_kmh": rules["max_travel_speed_kmh"], "card_ms": rules["card_testing_window_ms"],
-        "failed": rules["card_testing_failed_payments"], "cards": rules["card_testing_distinct_cards"],
+        "rapid_ms": rules["rapid_orders_window_ms"],
+        "rapid_count": rules["rapid_orders_count"],
+        "high_value": rules["high_value_first_order"],
+        "min_km": rules["min_travel_distance_km"],
+        "max_kmh": rules["max_travel_speed_kmh"],
+        "card_ms": rules["card_testing_window_ms"],
+        "failed": rules["card_testing_failed_payments"],
+        "cards": rules["card_testing_distinct_cards"],
     }
     for pattern, sql in queries.items():
         used = {k: v for k, v in params.items() if f"${k}" in sql}

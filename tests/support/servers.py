@@ -29,9 +29,20 @@ from streamforge.services import (
     wait_for_port,
 )
 
-__all__ = ["LOOPBACK", "ServerUnavailable", "firestore_emulator", "free_port", "kafka_broker", "postgres_bindir",
-           "postgres_server", "pubsub_emulator", "pubsub_emulator_command", "stop_process", "tansu_binary",
-           "wait_for_port"]
+__all__ = [
+    "LOOPBACK",
+    "ServerUnavailable",
+    "firestore_emulator",
+    "free_port",
+    "kafka_broker",
+    "postgres_bindir",
+    "postgres_server",
+    "pubsub_emulator",
+    "pubsub_emulator_command",
+    "stop_process",
+    "tansu_binary",
+    "wait_for_port",
+]
 
 
 @contextmanager
@@ -40,8 +51,13 @@ def _serve(command: list[str], port: int, name: str, env: dict[str, str] | None 
         log = Path(tmp) / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=tmp,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
             )
         try:
             wait_for_port(port, process, log)
@@ -88,6 +104,7 @@ def firestore_emulator() -> Iterator[str]:
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
+
 
 @contextmanager
 def postgres_server(database: str = "shop") -> Iterator[str]:

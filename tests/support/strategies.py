@@ -14,8 +14,12 @@ from tests.support.samples import SAMPLES
 SUBJECTS = sorted(SAMPLES)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=40) | st.sampled_from(["", "2026-11-01T08:00:00Z", "page_view", "CREATED", "1.5", "-0"]),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.sampled_from(["", "2026-11-01T08:00:00Z", "page_view", "CREATED", "1.5", "-0"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
@@ -34,8 +38,9 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated_events(draw: st.DrawFn, json_form: bool = False, values: st.SearchStrategy = json_values,
-                   least: int = 1) -> tuple[str, Any]:
+def mutated_events(
+    draw: st.DrawFn, json_form: bool = False, values: st.SearchStrategy = json_values, least: int = 1
+) -> tuple[str, Any]:
     """A sample record with ``least``..3 mutations: fields deleted or replaced by ``values``
     (in its JSON form with ``json_form``, as decoding JSON gives it)."""
     subject = draw(st.sampled_from(SUBJECTS))

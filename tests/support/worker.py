@@ -24,8 +24,15 @@ class Worker:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        process = subprocess.run([str(self.python), *args], cwd=self.home, env=env, capture_output=True, text=True,
-                                 stdin=subprocess.DEVNULL, timeout=600)
+        process = subprocess.run(
+            [str(self.python), *args],
+            cwd=self.home,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=600,
+        )
         if check and process.returncode != 0:
             raise AssertionError(f"{args} exited {process.returncode}:\n{process.stderr[-3000:]}")
         return process
@@ -36,9 +43,13 @@ class Worker:
         context = build_context(home / "build")
         subprocess.run([sys.executable, "-m", "venv", str(home / "venv")], check=True)
         python = home / "venv" / "bin" / "python"
-        subprocess.run(["sh", str(context.folder / "install-wheelhouse.sh"), str(context.folder / "wheelhouse")],
-                       check=True, env={**os.environ, "PYTHON": str(python)}, stdin=subprocess.DEVNULL,
-                       capture_output=True)
+        subprocess.run(
+            ["sh", str(context.folder / "install-wheelhouse.sh"), str(context.folder / "wheelhouse")],
+            check=True,
+            env={**os.environ, "PYTHON": str(python)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
         return cls(python, context, home)
 
     def check(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -25,11 +25,14 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.runners import pipeline_context
 
-_COMBINES = {common_urns.composites.COMBINE_PER_KEY.urn, common_urns.composites.COMBINE_GLOBALLY.urn,
-             common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn,
-             common_urns.combine_components.COMBINE_PER_KEY_MERGE_ACCUMULATORS.urn,
-             common_urns.combine_components.COMBINE_PER_KEY_EXTRACT_OUTPUTS.urn,
-             common_urns.combine_components.COMBINE_GROUPED_VALUES.urn}
+_COMBINES = {
+    common_urns.composites.COMBINE_PER_KEY.urn,
+    common_urns.composites.COMBINE_GLOBALLY.urn,
+    common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn,
+    common_urns.combine_components.COMBINE_PER_KEY_MERGE_ACCUMULATORS.urn,
+    common_urns.combine_components.COMBINE_PER_KEY_EXTRACT_OUTPUTS.urn,
+    common_urns.combine_components.COMBINE_GROUPED_VALUES.urn,
+}
 
 
 def load_everything(proto: beam_runner_api_pb2.Pipeline) -> tuple[Counter, list[str], dict[str, Any]]:
