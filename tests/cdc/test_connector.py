@@ -160,6 +160,9 @@ def test_kafka_output_keeps_keys_and_tombstones(shop_db: str, kafka: str, tmp_pa
             "group.id": f"t-{uuid.uuid4().hex[:6]}",
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
+            # The capture may create the topic after the subscription: librdkafka looks for it
+            # again only at the next metadata refresh (every 5 minutes by default).
+            "topic.metadata.refresh.interval.ms": 1000,
         }
     )
     try:
