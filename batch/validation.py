@@ -241,12 +241,21 @@ def _hidden_in(name: str):
     return lambda item: item[name].rlike(HIDDEN_CHARACTERS)
 
 
-def _content(stream: str) -> list[tuple[Column, str]]:
-    """No hidden characters in any text field (nested ones too), and known vocabulary."""
-    checks = []
+#: Anything but printable ASCII: one range, tested much faster than HIDDEN_CHARACTERS's eight,
+#: which then runs only on text that holds such a character.
+_NOT_PRINTABLE_ASCII = r"[^\x20-\x7e]"
+
+
+def _hidden_characters(stream: str) -> tuple[Column, Column]:
+    """No hidden characters in any text field (nested ones too): one regex over all of a row's
+    text, and the field named only for a row it matched (a regex per field made the daily job
+    53.8 s instead of 36.9; this, 37.6: README). The pattern is one character, so no match spans
+    the separator."""
+    texts, per_field = [], []
     for field in fields(stream):
         if field.kind == "string":
-            checks.append(
+            texts.append(F.col(field.name))
+            per_field.append(
                 (
                     F.col(field.name).rlike(HIDDEN_CHARACTERS),
                     f"{field.name}: contains a control, bidi or zero-width character",
@@ -255,12 +264,20 @@ def _content(stream: str) -> list[tuple[Column, str]]:
         elif field.kind == "array":
             for child in field.children():
                 if child.kind == "string":
-                    checks.append(
+                    texts.append(F.col(field.name)[child.name])  # the array of the items' values
+                    per_field.append(
                         (
                             F.exists(field.name, _hidden_in(child.name)),
                             f"{field.name}[].{child.name}: contains a control, bidi or zero-width character",
                         )
                     )
+    text = F.concat_ws(" ", *texts)
+    return text.rlike(_NOT_PRINTABLE_ASCII) & text.rlike(HIDDEN_CHARACTERS), _first_reason(per_field)
+
+
+def _content(stream: str) -> list[tuple[Column, str | Column]]:
+    """No hidden characters in any text field, and known vocabulary."""
+    checks: list[tuple[Column, str | Column]] = [_hidden_characters(stream)]
     regions, categories = sorted(REGION_CODES), list(CATEGORIES)
     if stream == "clickstream":
         return checks + [
@@ -274,7 +291,7 @@ def _content(stream: str) -> list[tuple[Column, str]]:
     ]
 
 
-def _rules(stream: str) -> list[tuple[Column, str]]:
+def _rules(stream: str) -> list[tuple[Column, str | Column]]:
     if stream == "clickstream":
         return [
             (
@@ -304,8 +321,11 @@ def _rules(stream: str) -> list[tuple[Column, str]]:
     ] + _content(stream)
 
 
-def _first_reason(checks: list[tuple[Column, str]]) -> Column:
-    return F.coalesce(*[F.when(bad, F.lit(reason)) for bad, reason in checks], F.lit(None).cast("string"))
+def _first_reason(checks: list[tuple[Column, str | Column]]) -> Column:
+    return F.coalesce(
+        *[F.when(bad, reason if isinstance(reason, Column) else F.lit(reason)) for bad, reason in checks],
+        F.lit(None).cast("string"),
+    )
 
 
 def _finish(

@@ -88,6 +88,9 @@ EDGE_ORDERS = [
     sample("order_event", currency="XYZ"),  # not ISO 4217
     sample("order_event", items=[{**ORDER["items"][0], "category": "Electronics"}]),  # not a category
     sample("order_event", items=[{**ORDER["items"][0], "product_id": "P\u0000"}]),  # NUL inside an item
+    sample(  # a C1 control in an item
+        "order_event", items=[{**ORDER["items"][0], "product_id": "P\u0085"}, *ORDER["items"][1:]]
+    ),
 ]
 EDGE_CLICKS = [
     sample("clickstream_event"),
@@ -107,6 +110,7 @@ EDGE_CLICKS = [
     sample("clickstream_event", page_url="https://x/\n"),
     sample("clickstream_event", geo_region="mars-north"),
     sample("clickstream_event", category="Electronics"),
+    sample("clickstream_event", user_agent="Mozilla/5.0 (é) \u2066"),  # an isolate among other non-ASCII
 ]
 
 
@@ -125,6 +129,12 @@ def test_edge_cases_get_the_python_verdict(spark, tmp_path, stream, records) -> 
         else (_line(records[2]), "order_id: required for event_type purchase")
     )
     assert reasons[line] == reason
+    hidden = (
+        (records[-1], "items[].product_id: contains a control, bidi or zero-width character")
+        if stream == "orders"
+        else (records[-1], "user_agent: contains a control, bidi or zero-width character")
+    )
+    assert reasons[_line(hidden[0])] == hidden[1]
 
 
 @pytest.mark.slow
