@@ -23,9 +23,11 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 live: $(VENV)/.live  ## the whole system live on 127.0.0.1 (streamforge up: dashboard on http://127.0.0.1:8050/); Ctrl-C stops it
 	$(BIN)/streamforge up
 
-test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint and check the format (ruff, configured in pyproject.toml), then run the whole test suite
+test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint, check the format (ruff) and the declared dependencies (deptry), then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/deptry .
+	$(BIN)/deptry tests benchmarks --exclude '(\.venv|out|dist)/' --ignore DEP002,DEP004
 	$(BIN)/pytest
 
 format: $(VENV)/.dev  ## format the code and sort its imports (ruff), as `make test` checks

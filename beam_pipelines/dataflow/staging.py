@@ -29,6 +29,7 @@ from apache_beam.runners.portability.stager import SKIP_REQUIREMENTS_CACHE
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from streamforge.extras import declared
 from streamforge.packaging import PackagingError, build_wheel
 
 __all__ = [
@@ -77,15 +78,11 @@ def installed_closure(name: str, extras: Iterable[str] = ()) -> dict[str, str]:
 
 def worker_requirements() -> list[str]:
     """``name==version`` lines for workers on Beam's default container: StreamForge's
-    dependencies (core and the worker extra) and theirs, except Beam and what Beam brings."""
+    dependencies (core and the worker extra) and theirs, except Beam and what Beam brings
+    (unless StreamForge declares it too)."""
     wanted = installed_closure(DISTRIBUTION, [WORKER_EXTRA])
     beam = installed_closure(BEAM, ["gcp"])
-    requirements = [Requirement(line) for line in metadata.requires(DISTRIBUTION) or ()]
-    direct = {
-        canonicalize_name(r.name)
-        for r in requirements
-        if r.marker is None or r.marker.evaluate({"extra": WORKER_EXTRA})
-    }
+    direct = {canonicalize_name(name) for name in declared(WORKER_EXTRA)}
     keep = {n for n in wanted if n not in beam or n in direct} - {canonicalize_name(DISTRIBUTION), BEAM}
     return [f"{n}=={wanted[n]}" for n in sorted(keep)]
 

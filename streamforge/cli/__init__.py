@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from streamforge import __version__
 from streamforge.config import CONFIG_ENV_VAR, ConfigError, load_config
+from streamforge.extras import missing
 
 __all__ = ["COMMANDS", "app", "main"]
 
@@ -27,44 +27,48 @@ __all__ = ["COMMANDS", "app", "main"]
 class Command:
     module: str
     attribute: str  # a Typer app (a group of commands) or a function (one command)
-    extra: str | None = None  # what `pip install 'streamforge[EXTRA]'` adds for it
+    extra: str | None = None  # what it needs: `pip install 'streamforge[EXTRA]'` (None: the core)
     settings: dict[str, Any] = field(default_factory=dict)  # click context settings
 
-    def load(self, name: str) -> click.Command:
-        try:
-            target = getattr(importlib.import_module(self.module), self.attribute)
-        except ModuleNotFoundError as exc:
-            if self.extra is None or (exc.name or "").split(".")[0] in (
-                "streamforge",
-                "beam_pipelines",
-                "batch",
-                "infra",
-            ):
-                raise
-            return _missing(name, self.extra, exc.name or "")
+    def load(self, name: str) -> TyperCommand | TyperGroup:
+        absent = missing(self.extra) if self.extra else []
+        if absent:
+            return _missing(name, self.extra, absent)
+        target = getattr(importlib.import_module(self.module), self.attribute)
         if isinstance(target, typer.Typer):
             command = typer.main.get_command(target)
-        else:
-            single = typer.Typer(add_completion=False, rich_markup_mode=None)
-            single.command(name, context_settings=self.settings)(target)
-            command = typer.main.get_command(single)
-        command.name = name
-        return command
+            command.name = name
+            return command
+        return _single(name, target, self.settings)
 
 
-def _missing(name: str, extra: str, module: str) -> click.Command:
+def _single(name: str, function: Any, settings: dict[str, Any], **options: Any) -> TyperCommand:
+    """``function`` as the command ``name`` (Typer's own command class: Typer carries its own
+    copy of click, so the command is built through Typer, never with click directly)."""
+    single = typer.Typer(add_completion=False, rich_markup_mode=None)
+    single.command(name, context_settings=settings, **options)(function)
+    command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+def _missing(name: str, extra: str, absent: list[str]) -> TyperCommand:
+    """Stands for a command whose extra is not installed: listed as such, and says what to install."""
+
     def explain() -> None:
         typer.echo(
-            f"error: `streamforge {name}` needs {module}, which is not installed: pip install 'streamforge[{extra}]'",
+            f"error: `streamforge {name}` needs {', '.join(absent)}, which "
+            f"{'is' if len(absent) == 1 else 'are'} not installed: pip install 'streamforge[{extra}]'",
             err=True,
         )
         raise typer.Exit(2)
 
-    return click.Command(
+    return _single(
         name,
-        callback=explain,
-        help=f"(not installed: pip install 'streamforge[{extra}]')",
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        explain,
+        {"ignore_unknown_options": True, "allow_extra_args": True},
+        help=f"Not installed: pip install 'streamforge[{extra}]'.",
+        short_help=f"not installed: streamforge[{extra}]",
     )
 
 
@@ -74,11 +78,11 @@ COMMANDS = {
     "run": Command(
         "streamforge.cli.run", "run", "pipelines", {"allow_extra_args": True, "ignore_unknown_options": True}
     ),
-    "report": Command("streamforge.cli.report", "report", "pipelines"),
+    "report": Command("streamforge.cli.report", "report", "warehouse"),
     "dataflow": Command("streamforge.cli.dataflow", "app", "dataflow"),
     "cdc": Command("streamforge.cli.cdc", "app", "cdc"),
     "functions": Command("streamforge.cli.functions", "app", "functions"),
-    "webhook-sink": Command("streamforge.cli.functions", "webhook_sink", "functions"),
+    "webhook-sink": Command("streamforge.cli.functions", "webhook_sink"),  # the standard library serves it
     "batch": Command("streamforge.cli.batch", "app", "batch"),
     "infra": Command("streamforge.cli.infra", "app", "infra"),
     "pubsub": Command("streamforge.cli.pubsub", "app", "pubsub"),
@@ -92,10 +96,10 @@ COMMANDS = {
 class _Commands(TyperGroup):
     """The root group: commands from ``COMMANDS``, each loaded when used."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, name: str) -> TyperCommand | TyperGroup | None:
         command = COMMANDS.get(name)
         return None if command is None else command.load(name)
 

@@ -17,10 +17,11 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from beam_pipelines.dataflow.staging import worker_requirements
+from beam_pipelines.dataflow.staging import WORKER_EXTRA, worker_requirements
 from streamforge.packaging import REPO_ROOT
 from tests.support.changes import envelope, order, product
 from tests.support.dataflow import ALERTS, BUCKET, JOBS, WAREHOUSE, dataflow_args, dry_run, request_for, transforms
+from tests.support.environments import closure
 from tests.support.worker import Worker
 
 pytestmark = pytest.mark.slow
@@ -47,9 +48,10 @@ def test_the_image_installs_exactly_the_pinned_versions(worker: Worker) -> None:
         f"{n}=={v}" for n, v in sorted(worker.context.pins.items())
     ]
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    for line in project["dependencies"] + project["optional-dependencies"]["dataflow"]:
-        pinned = Requirement(line)
-        assert installed[canonicalize_name(pinned.name)] == str(pinned.specifier).removeprefix("=="), line
+    extras = project["optional-dependencies"]
+    lines = project["dependencies"] + [line for extra in closure(WORKER_EXTRA) for line in extras[extra]]
+    for pinned in (Requirement(line) for line in lines if Requirement(line).name != "streamforge"):
+        assert installed[canonicalize_name(pinned.name)] == str(pinned.specifier).removeprefix("=="), pinned
     assert worker.context.build_args["BEAM_VERSION"] == installed["apache-beam"]
     # the no-image path pins the same versions for what Beam's own container lacks
     assert all(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -18,16 +17,17 @@ import pytest
 import requests
 
 from streamforge.functions.packaging import package
-from streamforge.packaging import WHEEL_NAME, build_wheel
+from streamforge.packaging import REPO_ROOT, WHEEL_NAME, build_wheel
 from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.environments import clean_env
 from tests.support.functions import (
     API_KEY,
     KEY_PREFIX,
     REPLAY_CONFIG,
     SECRET,
     dispatcher_env,
-    install_wheel,
     json_webhook,
+    packaged_environment,
     pubsub_event,
     running_function,
     write_config,
@@ -42,11 +42,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Both functions packaged once; the wheel installed on its own for the processes to import."""
+    """Both functions packaged once, each folder's requirements.txt installed into a clean
+    environment of its own (as Cloud Functions' build does) for its process to run in."""
     root = tmp_path_factory.mktemp("bundles")
     wheel = build_wheel(root / "wheel")
     archives = {name: package(name, root / "dist", wheel) for name in ("alert_dispatcher", "ingest")}
-    return {"archives": archives, "dist": root / "dist", "site": install_wheel(wheel, root / "site")}
+    python = {name: packaged_environment(root / "dist" / name, root / "env" / name).python for name in archives}
+    return {"archives": archives, "dist": root / "dist", "python": python}
 
 
 def test_the_packaged_folders_hold_the_function_and_the_wheel(bundles) -> None:
@@ -66,14 +68,14 @@ def test_the_packaged_folders_hold_the_function_and_the_wheel(bundles) -> None:
     assert 'Requires-Dist: functions-framework==3.10.2; extra == "functions"' in metadata
     # The processes below import streamforge from the installed wheel, not from this checkout.
     where = subprocess.run(
-        [sys.executable, "-c", "import streamforge.functions; print(streamforge.__file__)"],
+        [str(bundles["python"]["ingest"]), "-c", "import streamforge.functions; print(streamforge.__file__)"],
         capture_output=True,
         text=True,
-        env=entry_point_env(PYTHONPATH=str(bundles["site"])),
+        env=clean_env(),
         cwd=bundles["dist"] / "ingest",
         check=True,
     ).stdout.strip()
-    assert where.startswith(str(bundles["site"]))
+    assert "site-packages" in where and not where.startswith(str(REPO_ROOT))
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ def test_packaged_dispatcher_retries_5xx_acknowledges_4xx_and_times_out(bundles,
                 [json_webhook("risk", receiver.url("/risk"))], STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")
             ),
             bundle=bundles["dist"] / "alert_dispatcher",
-            site=bundles["site"],
+            python=bundles["python"]["alert_dispatcher"],
         ) as function,
     ):
         receiver.answer("/risk", 500)
@@ -179,7 +181,7 @@ def test_packaged_dispatcher_refuses_malformed_cloudevents_and_messages(bundles)
             "alert_dispatcher",
             dispatcher_env([json_webhook("risk", receiver.url("/risk"))]),
             bundle=bundles["dist"] / "alert_dispatcher",
-            site=bundles["site"],
+            python=bundles["python"]["alert_dispatcher"],
         ) as function,
     ):
         not_an_event = requests.post(function.url, json={"hello": 1}, timeout=10)
@@ -247,7 +249,7 @@ def test_packaged_ingest_rejects_bad_keys_bodies_and_events_and_publishes_the_go
             **ingest_output["env"],
         },
         bundle=bundles["dist"] / "ingest",
-        site=bundles["site"],
+        python=bundles["python"]["ingest"],
     ) as function:
 
         def post(body: bytes, **headers: str) -> requests.Response:
@@ -324,7 +326,7 @@ def test_packaged_dispatcher_bounds_a_trickling_receiver_and_refuses_inward_urls
             "alert_dispatcher",
             dispatcher_env([json_webhook("slowloris", receiver.url())], STREAMFORGE_CONFIG=str(tmp_path / "fast.toml")),
             bundle=bundles["dist"] / "alert_dispatcher",
-            site=bundles["site"],
+            python=bundles["python"]["alert_dispatcher"],
         ) as function,
     ):
         started = time.perf_counter()
@@ -335,6 +337,9 @@ def test_packaged_dispatcher_bounds_a_trickling_receiver_and_refuses_inward_urls
     metadata = dispatcher_env([json_webhook("meta", "https://169.254.169.254/computeMetadata/v1/")])
     with pytest.raises(RuntimeError, match="(?s)server exited.*169.254.169.254 is link-local"):
         with running_function(
-            "alert_dispatcher", metadata, bundle=bundles["dist"] / "alert_dispatcher", site=bundles["site"]
+            "alert_dispatcher",
+            metadata,
+            bundle=bundles["dist"] / "alert_dispatcher",
+            python=bundles["python"]["alert_dispatcher"],
         ):
             pass

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from streamforge.functions.dispatcher import PUBSUB_MESSAGE_PUBLISHED
 from streamforge.functions.packaging import FUNCTIONS
 from streamforge.packaging import REPO_ROOT
 from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.environments import CleanEnvironment
 from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for_port
 
 #: The samples and the simulator's default run are dated 2026-11-01: replaying them through
@@ -96,23 +96,22 @@ class RunningFunction:
         return parse_log_lines(self.log.read_text(errors="replace"))
 
 
-def install_wheel(wheel: Path, target: Path) -> Path:
-    """The wheel unpacked into ``target`` (no dependencies: those come from this environment)."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
-        check=True,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return target
+def packaged_environment(bundle: Path, folder: Path) -> CleanEnvironment:
+    """A clean environment holding what the packaged folder ``bundle`` installs: its
+    requirements.txt (the wheel beside it, with the functions extra), and nothing else."""
+    folder.mkdir(parents=True)
+    environment = CleanEnvironment.create(folder)
+    environment.install("--requirement", "requirements.txt", cwd=bundle)
+    return environment
 
 
 @contextmanager
 def running_function(
-    name: str, env: dict[str, str], *, bundle: Path | None = None, site: Path | None = None
+    name: str, env: dict[str, str], *, bundle: Path | None = None, python: Path | None = None
 ) -> Iterator[RunningFunction]:
-    """``streamforge functions serve NAME``, or with ``bundle`` (a packaged folder) and ``site``
-    (its installed wheel) functions-framework on that folder alone, as Cloud Functions runs it."""
+    """``streamforge functions serve NAME``, or with ``bundle`` (a packaged folder) and ``python``
+    (an environment holding only the folder's requirements.txt, installed as Cloud Functions'
+    build installs it) functions-framework on that folder alone, as Cloud Functions runs it."""
     port = free_port()
     spec = FUNCTIONS[name]
     with tempfile.TemporaryDirectory(prefix=f"sf-fn-{name}-") as tmp:
@@ -121,8 +120,9 @@ def running_function(
             command = [str(STREAMFORGE), "functions", "serve", name, "--port", str(port)]
             cwd, extra = tmp, {}
         else:
+            assert python is not None, "a packaged folder runs in the environment its requirements.txt made"
             command = [
-                sys.executable,
+                str(python),
                 "-m",
                 "functions_framework",
                 "--target",
@@ -136,7 +136,7 @@ def running_function(
                 "--port",
                 str(port),
             ]
-            cwd, extra = str(bundle), {"PYTHONPATH": str(site)}
+            cwd, extra = str(bundle), {}
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 command,
