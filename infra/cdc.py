@@ -23,7 +23,7 @@ import pulumi_gcp as gcp
 from infra.component import Area
 from infra.identities import Identities
 from infra.messaging import Messaging
-from infra.secrets import managed_secret
+from infra.secret_manager import managed_secret
 from infra.settings import SHOP_INSTANCE, Settings, SettingsError
 from infra.storage import Storage
 from streamforge.cdc.config import ConfigError, DebeziumServerConfig, render_pii_salt

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import yaml
 
-from infra.offline import Recorded, run_offline
+from infra.offline import Recorded, run_program
 from infra.settings import SettingsError, placeholder_secrets
 
-__all__ = ["PlannedResource", "SECRET_KEYS", "plan", "stack_config"]
+__all__ = ["PlannedResource", "SECRET_KEYS", "find_project", "plan", "stack_config", "stack_name"]
 
 #: The stack's secret settings (pulumi config set --secret ...).
 SECRET_KEYS = (
@@ -64,9 +63,25 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
     return config, sorted(set(secrets))
 
 
-def plan(stack_file: Path, program: Callable[[], Any]) -> tuple[list[Recorded], list[PlannedResource]]:
+def find_project(start: Path) -> Path:
+    """The Pulumi project the way the Pulumi CLI finds it: the Pulumi.yaml in ``start`` or above."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    raise SettingsError(f"no Pulumi.yaml in {start} or above it: run this from the Pulumi project")
+
+
+def stack_name(stack_file: Path) -> str:
+    """``Pulumi.prod.yaml`` -> ``prod``."""
+    return stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml") or "offline"
+
+
+def plan(stack_file: Path, project: Path | None = None) -> tuple[list[Recorded], list[PlannedResource]]:
+    """The program of ``project`` (default: found from the current folder, as the Pulumi CLI
+    does) run as ``pulumi up`` runs it (infra/offline.py) with the stack file's settings."""
     config, secrets = stack_config(stack_file)
-    recorded = run_offline(program, config, secrets)
+    recorded = run_program(project or find_project(Path.cwd()), config, secrets, stack_name(stack_file))
     areas = {r.urn: r.name for r in recorded if not r.custom}
     planned = [
         PlannedResource(_short(r.type), _physical(r), areas.get(r.parent, "-"), _summary(r))

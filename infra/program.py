@@ -8,10 +8,10 @@ import pulumi
 
 from infra.apis import ProjectApis
 from infra.artifacts import read_batch_package, read_template
-from infra.batch import DailyBatch
 from infra.cdc import ChangeCapture
+from infra.cloud_functions import DEPLOYED, Functions
+from infra.daily_batch import DailyBatch
 from infra.edge import IngestEdge
-from infra.functions import DEPLOYED, Functions
 from infra.identities import Identities
 from infra.ledger import AlertLedger
 from infra.messaging import Messaging

@@ -8,6 +8,7 @@ Manager as write-only values: they are not in the state, not even encrypted.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 
 from streamforge.cdc.config import DEBEZIUM_SERVER_IMAGE
 from streamforge.config import Config, load_config
@@ -23,6 +25,7 @@ from streamforge.naming import PREFIX, PROJECT_ID
 
 __all__ = [
     "DAILY_BATCH_WORKFLOW",
+    "KEYS",
     "SHOP_INSTANCE",
     "AlertThresholds",
     "CdcSettings",
@@ -30,6 +33,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "placeholder_secrets",
+    "project_root",
 ]
 
 #: Names (after the prefix) that two areas refer to: the IAM condition and the resource itself.
@@ -42,6 +46,37 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LABEL = re.compile(r"^[a-z][-_a-z0-9]{0,62}$")
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+#: Every ``streamforge:`` key the program reads (docs/infra.md's configuration reference lists
+#: each one); any other key in the stack is refused, so a misspelt key is not silently ignored.
+KEYS = (
+    "prefix",
+    "dataset",
+    "location",
+    "deployJobs",
+    "protectData",
+    "templatesDir",
+    "functionsDir",
+    "batchDir",
+    "labels",
+    "dataflow",
+    "webhooks",
+    "webhookSecrets",
+    "ingestApiKeys",
+    "ingestPublic",
+    "ingestEdge",
+    "cdc",
+    "cdcDatabasePassword",
+    "cdcPiiSalt",
+    "batchSchedule",
+    "batchTimeZone",
+    "notificationEmails",
+    "alerts",
+    "messageRetention",
+    "secretsVersion",
+)
+NAMESPACE = "streamforge"
 
 
 class SettingsError(ValueError):
@@ -120,8 +155,18 @@ class Settings:
 
     @classmethod
     def load(cls, config: pulumi.Config | None = None, gcp: pulumi.Config | None = None) -> Settings:
-        config = config or pulumi.Config("streamforge")
+        config = config or pulumi.Config(NAMESPACE)
         gcp = gcp or pulumi.Config("gcp")
+        unknown = sorted(
+            key.split(":", 1)[1]
+            for key in set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+            if key.startswith(f"{NAMESPACE}:") and key.split(":", 1)[1] not in KEYS
+        )
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], KEYS, n=1)
+            raise SettingsError(
+                f"{NAMESPACE}:{unknown[0]}: unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+            )
         project, region = gcp.require("project"), gcp.require("region")
         if not PROJECT_ID.match(project):
             raise SettingsError(f"gcp:project {project!r}: not a Google Cloud project id (6-30 of a-z 0-9 -)")
@@ -145,6 +190,7 @@ class Settings:
         if not _CRON.match(schedule):
             raise SettingsError(f"streamforge:batchSchedule {schedule!r}: a cron expression of five fields")
         cdc = _section(config, "cdc", CdcSettings)
+        root = project_root()
         settings = cls(
             project=project,
             region=region,
@@ -153,9 +199,9 @@ class Settings:
             location=config.get("location") or "US",
             deploy_jobs=_flag(config, "deployJobs"),
             protect_data=_flag(config, "protectData"),
-            templates_dir=Path(config.get("templatesDir") or cls.templates_dir),
-            functions_dir=Path(config.get("functionsDir") or cls.functions_dir),
-            batch_dir=Path(config.get("batchDir") or cls.batch_dir),
+            templates_dir=root / (config.get("templatesDir") or cls.templates_dir),
+            functions_dir=root / (config.get("functionsDir") or cls.functions_dir),
+            batch_dir=root / (config.get("batchDir") or cls.batch_dir),
             dataflow=_section(config, "dataflow", DataflowSettings),
             cdc=cdc,
             alerts=_section(config, "alerts", AlertThresholds),
@@ -181,6 +227,22 @@ class Settings:
         if min(edge.requests_per_minute_per_key, edge.requests_per_minute_per_ip) < 1:
             raise SettingsError("streamforge:ingestEdge: the requests per minute must be at least 1")
         return settings
+
+
+def project_root() -> Path:
+    """The folder of Pulumi.yaml: the stack's relative paths (``templatesDir``, ...) are relative
+    to it. Pulumi runs the program from inside its ``main:`` folder (infra/), not from there."""
+    try:
+        root = pulumi.get_root_directory()  # set by the Pulumi CLI's language host
+    except AttributeError:  # not by the mock engine
+        root = None
+    if isinstance(root, str) and (Path(root) / "Pulumi.yaml").is_file():
+        return Path(root)
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    raise SettingsError(f"no Pulumi.yaml in {here} or above it: run the program from its Pulumi project")
 
 
 def _flag(config: pulumi.Config, key: str, default: bool = True) -> bool:

@@ -3,7 +3,7 @@
 Two entry points over one dispatcher:
 
 - ``dispatch_push`` (HTTP): the body of an authenticated Pub/Sub push subscription. This is
-  how the infrastructure program deploys it (infra/functions.py): the subscription has a
+  how the infrastructure program deploys it (infra/cloud_functions.py): the subscription has a
   retry policy and a dead-letter topic, which an Eventarc trigger cannot have.
 - ``dispatch_alert`` (CloudEvent): for an Eventarc trigger on the topic.
 

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.offline import ProgramError
 from infra.plan import plan as render
-from infra.program import deploy
 from infra.settings import SettingsError
 
 __all__ = ["app"]
@@ -35,14 +35,21 @@ def plan(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the resources as JSON lines."),
 ) -> None:
-    """Run the Pulumi program against Pulumi's mock engine with the stack's settings and list
+    """Run the Pulumi program as `pulumi up` runs it (from infra/, in a fresh interpreter), against
+    Pulumi's mock engine, with the stack's settings, and list
     every resource it would create: type, name, area and key settings. Needs the artifacts the
     stack points at (templates, function and batch packages; `make infra-plan` builds them).
     Secrets the stack file cannot give offline get placeholders; no value is printed."""
     try:
-        _, planned = render(stack, deploy)
+        _, planned = render(stack)
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ProgramError as exc:
+        typer.echo(
+            f"error: {exc}" if exc.kind == "SettingsError" else f"error: the program failed: {exc.kind}: {exc}",
+            err=True,
+        )
         raise typer.Exit(2) from None
     if as_json:
         for resource in planned:

@@ -13,6 +13,7 @@ import pytest
 
 from batch.daily_metrics import argument_parser
 from infra.artifacts import check_parameters, read_template
+from infra.offline import ProgramError
 from infra.settings import SettingsError
 from streamforge.cdc.config import DEBEZIUM_VERSION
 from tests.support.cli import run_cli
@@ -62,9 +63,9 @@ def test_without_cdc_nothing_of_it_is_deployed(artifacts) -> None:
     ],
 )
 def test_a_wrong_setting_stops_the_program_naming_the_key(artifacts, setting, value, message) -> None:
-    with pytest.raises(SettingsError) as raised:
+    with pytest.raises(ProgramError) as raised:
         deploy_offline(*stack(artifacts, **{setting: value}))
-    assert str(raised.value).startswith(message)
+    assert raised.value.kind == "SettingsError" and str(raised.value).startswith(message), raised.value
 
 
 def test_a_webhook_secret_missing_from_the_stack_is_named_with_the_command_that_sets_it(artifacts) -> None:
@@ -72,7 +73,7 @@ def test_a_webhook_secret_missing_from_the_stack_is_named_with_the_command_that_
     config["streamforge:webhookSecrets"] = json.dumps({"RISK_WEBHOOK_URL": "https://hooks.example.com/r"})
     # raised where the secret is resolved: Pulumi reports it wrapped in the resource that needed it
     with pytest.raises(
-        ValueError,
+        ProgramError,
         match=r"webhookSecrets has no RISK_WEBHOOK_SECRET \(a webhook names it\): pulumi "
         r"config set --secret --path 'webhookSecrets.RISK_WEBHOOK_SECRET' VALUE",
     ):

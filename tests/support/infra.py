@@ -10,13 +10,14 @@ from typing import Any
 
 from batch.packaging import package as package_batch
 from beam_pipelines.dataflow.templates import TEMPLATES, spec
-from infra.offline import Recorded, is_secret, run_offline
+from infra.offline import Recorded, is_secret, run_program
 from infra.plan import stack_config
-from infra.program import Platform, deploy
+from streamforge.cdc.config import DebeziumServerConfig
+from streamforge.config import load_config
 from streamforge.functions.packaging import FUNCTIONS
 from streamforge.functions.packaging import package as package_function
 from streamforge.packaging import REPO_ROOT, build_wheel
-from tests.support.network import no_network
+from streamforge.topology import Topology, topology
 
 __all__ = ["EXAMPLE_STACK", "IMAGE", "PROJECT", "SECRETS", "Deployment", "build_artifacts", "deploy_offline", "stack"]
 
@@ -64,10 +65,11 @@ def stack(artifacts: dict[str, Path], **settings: Any) -> tuple[dict[str, str], 
 
 @dataclass
 class Deployment:
-    """Every resource the program registered, and the program's own view of its areas."""
+    """Every resource the program registered (run as `pulumi up` runs it), and the Pub/Sub
+    layout it deploys."""
 
     resources: list[Recorded]
-    platform: Platform
+    topology: Topology
 
     def of_type(self, token: str) -> list[Recorded]:
         """``token``: the end of the type token, e.g. ``pubsub/subscription:Subscription``."""
@@ -83,11 +85,11 @@ class Deployment:
 
 
 def deploy_offline(config: dict[str, str], secret_keys: list[str]) -> Deployment:
-    areas: dict[str, Platform] = {}
-    with no_network() as attempts:
-        resources = run_offline(lambda: areas.setdefault("platform", deploy()), config, secret_keys)
-    assert attempts == []
-    return Deployment(resources, areas["platform"])
+    """The program run from infra/ in a fresh interpreter as `pulumi up` runs it, under Pulumi's
+    mocks (infra/offline.py; any network access fails it)."""
+    resources = run_program(REPO_ROOT, config, secret_keys, stack="test")
+    prefix = config.get("streamforge:prefix", "streamforge")
+    return Deployment(resources, topology(load_config(), DebeziumServerConfig.load(), prefix))
 
 
 def _without_secrets(value: Any) -> Any:

@@ -20,7 +20,7 @@ from infra.edge import INGRESS_BEHIND_EDGE
 from infra.identities import Identities
 from infra.ledger import AlertLedger
 from infra.messaging import Messaging
-from infra.secrets import ManagedSecret, managed_secret
+from infra.secret_manager import ManagedSecret, managed_secret
 from infra.settings import Settings, SettingsError
 from infra.storage import Storage
 from streamforge.functions.ingest import API_KEYS_ENV
