@@ -5,6 +5,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The emulators that come from PyPI, each in an environment of its own (emulators/NAME.txt)
+EMULATORS := $(VENV)/emulators
 
 .PHONY: help demo live test format bench functions dataflow infra-plan clean
 
@@ -23,7 +25,7 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 live: $(VENV)/.live  ## the whole system live on 127.0.0.1 (streamforge up: dashboard on http://127.0.0.1:8050/); Ctrl-C stops it
 	$(BIN)/streamforge up
 
-test: $(VENV)/.dev $(VENV)/.spark-classes  ## lint, check the format (ruff) and the declared dependencies (deptry), then run the whole test suite
+test: $(VENV)/.dev $(VENV)/.spark-classes $(EMULATORS)/storage/.installed  ## lint, check the format (ruff) and the declared dependencies (deptry), then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/deptry .
@@ -82,6 +84,11 @@ $(VENV)/.live: pyproject.toml $(VENV)/.python  # the pipelines, CDC, functions a
 $(VENV)/.dev: pyproject.toml $(VENV)/.python  # everything, plus the test tools
 	$(BIN)/pip install --quiet --editable '.[dev]'
 	touch $@ $(VENV)/.core $(VENV)/.pipelines $(VENV)/.live
+
+$(EMULATORS)/%/.installed: emulators/%.txt $(VENV)/.python  # an emulator's own environment (streamforge/services.py starts it)
+	$(PYTHON) -m venv $(EMULATORS)/$*
+	$(EMULATORS)/$*/bin/pip install --quiet --requirement emulators/$*.txt
+	touch $@
 
 $(VENV)/.spark-classes: $(VENV)/.dev  # the JVM class-data archive local Spark starts from (batch/local_jvm.py)
 	$(BIN)/streamforge batch class-archive

@@ -107,7 +107,9 @@ class JobReport:
 
 @dataclass(frozen=True)
 class Submission:
-    """A job handed to Dataflow (``job_id`` None: a dry run, built and not submitted)."""
+    """A job handed to Dataflow. ``job_id`` is None when it was not submitted: a dry run (built
+    only), or a template launch, where the job was written to ``template_location`` for the
+    Dataflow service to start (what Google's Flex Template launcher asks for)."""
 
     job_id: str | None
     name: str
@@ -115,6 +117,7 @@ class Submission:
     region: str
     streaming: bool
     job: Any = None  # the built apiclient.Job (its pipeline proto and v1b3 request)
+    template_location: str | None = None
 
     @property
     def console_url(self) -> str | None:
@@ -314,9 +317,12 @@ def submit(request: Request, options: PipelineOptions) -> Submission:
         build(pipeline, request)
         result = pipeline.run()
     job = getattr(result, "job", None)  # a dry run's result carries the built job
-    job_id = None if options.view_as(TestOptions).dry_run else getattr(result, "job_id", lambda: None)()
+    # --template_location (Google's Flex Template launcher passes it): Beam writes the job to
+    # that object instead of submitting it, and its result has no job
+    submitted = not (options.view_as(TestOptions).dry_run or cloud.template_location)
+    job_id = result.job_id() if submitted else None
     name = job.proto.name if job is not None else cloud.job_name
-    return Submission(job_id, name, cloud.project, cloud.region, request.streaming, job)
+    return Submission(job_id, name, cloud.project, cloud.region, request.streaming, job, cloud.template_location)
 
 
 def run(

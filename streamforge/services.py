@@ -1,8 +1,9 @@
 """Local stand-ins for managed services, run as child processes on 127.0.0.1.
 
 The Pub/Sub and Firestore emulators of the Google Cloud CLI (present on these machines as
-Debian packages), a Kafka-compatible broker (Tansu), PostgreSQL, and any other server a local
-run or a benchmark needs. Each child leads its own process group and is stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
+Debian packages), the Cloud Storage emulator (from PyPI, in an environment of its own that
+`make` installs from emulators/storage.txt), a Kafka-compatible broker (Tansu), PostgreSQL, and
+any other server a local run or a benchmark needs. Each child leads its own process group and is stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
 signalling the launcher alone left the JVM running.
 """
 
@@ -13,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ __all__ = [
     "LocalService",
     "ServerUnavailable",
     "free_port",
+    "emulator_program",
     "gcloud_component",
     "postgres_bindir",
     "pubsub_emulator_command",
@@ -32,6 +35,7 @@ __all__ = [
     "start_postgres",
     "start_pubsub_emulator",
     "start_service",
+    "start_storage_emulator",
     "stop_process",
     "tansu_binary",
     "wait_for_port",
@@ -40,6 +44,9 @@ __all__ = [
 LOOPBACK = "127.0.0.1"
 #: Where the Google Cloud CLI's Debian package puts its components (the emulators).
 GCLOUD_SDK = Path("/usr/lib/google-cloud-sdk")
+#: Where `make` installs the emulators that come from PyPI, each in its own environment
+#: (emulators/NAME.txt -> .venv/emulators/NAME), beside this environment's packages.
+EMULATORS = Path(sys.prefix) / "emulators"
 
 
 class ServerUnavailable(RuntimeError):
@@ -176,6 +183,29 @@ def start_firestore_emulator(log: Path, port: int | None = None) -> LocalService
     port = port or free_port()
     return start_service(
         "firestore-emulator", [str(script), "start", f"--host={LOOPBACK}", f"--port={port}"], log, port=port
+    )
+
+
+def emulator_program(name: str, program: str) -> Path:
+    """``program`` of the emulator environment ``name`` that `make` installs (emulators/NAME.txt)."""
+    path = EMULATORS / name / "bin" / program
+    if not path.exists():
+        raise ServerUnavailable(
+            f"no {name} emulator at {path}: make installs it from emulators/{name}.txt (`make test` does)"
+        )
+    return path
+
+
+def start_storage_emulator(log: Path, port: int | None = None) -> LocalService:
+    """The Cloud Storage emulator (gcp-storage-emulator, in memory) on 127.0.0.1; clients reach it
+    with ``STORAGE_EMULATOR_HOST=http://ADDRESS``."""
+    port = port or free_port()
+    program = emulator_program("storage", "gcp-storage-emulator")
+    return start_service(
+        "storage-emulator",
+        [str(program), "start", f"--host={LOOPBACK}", f"--port={port}", "--in-memory", "--quiet"],
+        log,
+        port=port,
     )
 
 

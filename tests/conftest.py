@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 import pytest
 
 from tests.support.cli import simulate_to
-from tests.support.servers import ServerUnavailable, firestore_emulator, kafka_broker, pubsub_emulator
+from tests.support.servers import (
+    ServerUnavailable,
+    firestore_emulator,
+    kafka_broker,
+    pubsub_emulator,
+    storage_emulator,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +63,16 @@ def pubsub() -> Iterator[str]:
 def firestore() -> Iterator[str]:
     """HOST:PORT of a Firestore emulator: FIRESTORE_EMULATOR_HOST's, or one started for this session."""
     yield from _started(firestore_emulator, "Firestore emulator")
+
+
+@pytest.fixture(scope="session")
+def storage() -> Iterator[str]:
+    """http://HOST:PORT of a Cloud Storage emulator (STORAGE_EMULATOR_HOST's, or one started for
+    this session). `make test` installs it: in CI a missing one fails the run."""
+    try:
+        with storage_emulator() as address:
+            yield address
+    except ServerUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"`make test` must install the storage emulator: {exc}")
+        pytest.skip(f"no Cloud Storage emulator: {exc}")

@@ -109,14 +109,17 @@ def launch(argv: Sequence[str]) -> Submission:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the template's parameters and Beam's options. Exit 0 once the job is
-    submitted (or, with --dry_run=True, built), 2 on a bad parameter."""
+    submitted, or written to ``--template_location`` (as Google's Flex Template launcher asks),
+    or with --dry_run=True built; 2 on a bad parameter."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         submission = launch(list(sys.argv[1:] if argv is None else argv))
     except (SpecError, ConfigError) as exc:
         _LOG.error("%s", exc)
         return 2
-    if submission.job_id is None:
+    if submission.template_location:
+        _LOG.info("%s written to %s for Dataflow to start", submission.name, submission.template_location)
+    elif submission.job_id is None:
         _LOG.info("dry run: %s built, nothing submitted", submission.name)
     else:
         _LOG.info("submitted %s as job %s: %s", submission.name, submission.job_id, submission.console_url)

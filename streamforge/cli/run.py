@@ -159,6 +159,9 @@ def _write_progress(path: Path, counts: dict[str, FeedCounts]) -> None:
 
 def _print_submission(submission: Submission, console: Console) -> None:
     mode = "streaming" if submission.streaming else "batch"
+    if submission.template_location:  # a classic template: `gcloud dataflow jobs run --gcs-location` starts it
+        console.print(f"{submission.name} ({mode}) written to {submission.template_location}; nothing submitted")
+        return
     if submission.job_id is None:
         steps = len(submission.job.proto_pipeline.components.transforms) if submission.job is not None else 0
         console.print(f"dry run: {submission.name} ({mode}) built, {steps} transforms; nothing submitted")

@@ -27,11 +27,6 @@ from tests.support.worker import Worker
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Worker:
-    return Worker.from_wheelhouse(tmp_path_factory.mktemp("worker"))
-
-
 def test_the_image_installs_exactly_the_pinned_versions(worker: Worker) -> None:
     installed = json.loads(
         worker.run(

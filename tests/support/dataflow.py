@@ -62,6 +62,35 @@ def dataflow_args(*extra: str, image: str | None = IMAGE) -> list[str]:
     return args + ([f"--sdk_container_image={image}"] if image else [])
 
 
+def launcher_arguments(parameters: dict[str, str], job_name: str, launch_id: str, account: str) -> list[str]:
+    """What Google's Flex Template launcher passes to the template's ``main.py``: the launch's
+    environment as Beam options, ``--template_location`` (the job is written to that object, and
+    the service starts it), then the template's parameters as ``--name=value``.
+
+    Taken from a launcher's own log line (``Executing: ... --stagingLocation=gs://dataflow-staging-
+    REGION-NUMBER/staging --templateLocation=gs://.../staging/template_launches/JOB_ID/job_object
+    --enableStreamingEngine=true --runner=DataflowRunner --labels={...}`` for a Java template) with
+    Beam Python's names for the same options; a Python flag takes no value (``--enable_streaming_engine``
+    rejects ``=true``), so the launcher passes it bare."""
+    staging = f"{BUCKET}/staging"
+    return [
+        "--runner=DataflowRunner",
+        f"--project={PROJECT}",
+        f"--region={REGION}",
+        f"--job_name={job_name}",
+        f"--staging_location={staging}",
+        f"--temp_location={BUCKET}/tmp",
+        f"--template_location={staging}/template_launches/{launch_id}/job_object",
+        f"--sdk_container_image={IMAGE}",
+        f"--service_account_email={account}",
+        "--max_num_workers=3",
+        "--machine_type=n2-standard-2",
+        "--enable_streaming_engine",
+        '--labels={"team": "data"}',
+        *(f"--{name}={value}" for name, value in parameters.items()),
+    ]
+
+
 def dry_run(request: Request, *extra: str, image: str | None = IMAGE) -> Submission:
     """``request`` built for Dataflow with no network; the built job is in ``.job``."""
     with no_network():
@@ -72,7 +101,33 @@ def dry_run(request: Request, *extra: str, image: str | None = IMAGE) -> Submiss
 
 def transforms(submission: Submission) -> dict[str, Any]:
     """unique name -> transform proto of the built job."""
-    return {t.unique_name: t for t in submission.job.proto_pipeline.components.transforms.values()}
+    return named_transforms(submission.job.proto_pipeline)
+
+
+def named_transforms(pipeline: beam_runner_api_pb2.Pipeline) -> dict[str, Any]:
+    """unique name -> transform proto of a pipeline proto."""
+    return {t.unique_name: t for t in pipeline.components.transforms.values()}
+
+
+def pubsub_reads(pipeline: beam_runner_api_pb2.Pipeline) -> list[str]:
+    """The subscriptions the job's Pub/Sub reads name (Dataflow runs those reads itself)."""
+    return sorted(
+        beam_runner_api_pb2.PubSubReadPayload.FromString(t.spec.payload).subscription
+        for t in named_transforms(pipeline).values()
+        if t.spec.urn == "beam:transform:pubsub_read:v1"
+    )
+
+
+def bigquery_writes(pipeline: beam_runner_api_pb2.Pipeline) -> list[str]:
+    """The tables (PROJECT:DATASET.TABLE) the job's BigQuery writes name in their display data."""
+    tables = []
+    for transform in named_transforms(pipeline).values():
+        if transform.spec.urn == "beam:transform:write_to_big_query:v0":
+            for item in transform.display_data:
+                labelled = beam_runner_api_pb2.LabelledPayload.FromString(item.payload)
+                if labelled.key == "table":
+                    tables.append(labelled.string_value)
+    return sorted(tables)
 
 
 def staged(submission: Submission) -> dict[str, str]:

@@ -24,6 +24,7 @@ from streamforge.services import (
     start_firestore_emulator,
     start_kafka_broker,
     start_postgres,
+    start_storage_emulator,
     stop_process,
     tansu_binary,
     wait_for_port,
@@ -40,6 +41,7 @@ __all__ = [
     "pubsub_emulator",
     "pubsub_emulator_command",
     "stop_process",
+    "storage_emulator",
     "tansu_binary",
     "wait_for_port",
 ]
@@ -99,6 +101,21 @@ def firestore_emulator() -> Iterator[str]:
         emulator = start_firestore_emulator(Path(tmp) / "firestore-emulator.log")
         try:
             yield emulator.address
+        finally:
+            emulator.stop()
+
+
+@contextmanager
+def storage_emulator() -> Iterator[str]:
+    """The Cloud Storage emulator named by STORAGE_EMULATOR_HOST, or one started on loopback from
+    its own environment (emulators/storage.txt); yields its http://HOST:PORT."""
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        yield os.environ["STORAGE_EMULATOR_HOST"]
+        return
+    with tempfile.TemporaryDirectory(prefix="sf-storage-") as tmp:
+        emulator = start_storage_emulator(Path(tmp) / "storage-emulator.log")
+        try:
+            yield f"http://{emulator.address}"
         finally:
             emulator.stop()
 

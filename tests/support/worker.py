@@ -22,8 +22,12 @@ class Worker:
     def __init__(self, python: Path, context: BuildContext, home: Path):
         self.python, self.context, self.home = python, context, home
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    def run(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``python ARGS`` in the environment, from ``home``; ``env`` is added to this process's
+        environment without anything that points Python elsewhere."""
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}, **(env or {})}
         process = subprocess.run(
             [str(self.python), *args],
             cwd=self.home,
