@@ -25,7 +25,7 @@ demo: $(VENV)/.pipelines  ## simulate 2 h of traffic, run the three Beam jobs in
 live: $(VENV)/.live  ## the whole system live on 127.0.0.1 (streamforge up: dashboard on http://127.0.0.1:8050/); Ctrl-C stops it
 	$(BIN)/streamforge up
 
-test: $(VENV)/.dev $(VENV)/.spark-classes $(EMULATORS)/storage/.installed  ## lint, check the format (ruff) and the declared dependencies (deptry), then run the whole test suite
+test: $(VENV)/.dev $(VENV)/.spark-classes $(EMULATORS)/storage/.installed $(EMULATORS)/bigquery/.installed  ## lint, check the format (ruff) and the declared dependencies (deptry), then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/deptry .

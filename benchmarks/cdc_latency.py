@@ -233,11 +233,13 @@ def replica_benchmark(url: str, work: Path, updates: int) -> list[tuple[str, str
 def _benchmarks(url: str, work: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
     import psycopg
 
+    from streamforge.cdc.setup import prepare_database
     from streamforge.cdc.workload import Workload, init_database
 
     with psycopg.connect(url) as con:
         init_database(con, cdc_file(SCHEMA).read_text())
         Workload(con, seed=1)  # the catalogue and the customers
+        prepare_database(con, DebeziumServerConfig.load(), "postgres")  # `cdc setup`: the publication
     rows = connector_benchmark(url, work, args.updates, args.bulk)
     with psycopg.connect(url, autocommit=True) as con:
         con.execute("SELECT pg_drop_replication_slot(%s)", (DebeziumServerConfig.load().slot_name,))

@@ -16,6 +16,7 @@ SERVICES = (
     "bigquerystorage.googleapis.com",  # the batch reads through the Storage Read API
     "cloudbuild.googleapis.com",  # Cloud Functions build their containers with it
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",  # project-level IAM bindings (the provider sets them through it)
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",  # Dataflow workers
     "dataflow.googleapis.com",

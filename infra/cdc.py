@@ -33,6 +33,7 @@ __all__ = ["CLOUD_SQL_PROXY_IMAGE", "ChangeCapture", "debezium_environment"]
 CLOUD_SQL_PROXY_IMAGE = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.18.2"
 _PASSWORD = "POSTGRES_PASSWORD"
 _PORT = 5432
+_PROXY_HEALTH_PORT = 9090  # the Cloud SQL Auth Proxy's /startup, /liveness, /readiness
 
 
 def _render(text: str, salt: str) -> str:
@@ -160,16 +161,24 @@ class ChangeCapture(Area):
                     {
                         "name": "cloud-sql-proxy",
                         "image": CLOUD_SQL_PROXY_IMAGE,
+                        # the database port only for Debezium, on loopback; the health endpoint where
+                        # Cloud Run's probes reach it (they do not come from inside the container, so
+                        # a probe of a port bound to 127.0.0.1 never succeeds and the revision never starts)
                         "args": [
                             self.instance.connection_name,
                             f"--port={_PORT}",
                             "--address=127.0.0.1",
                             "--structured-logs",
                             "--health-check",
-                            "--http-address=127.0.0.1",
+                            "--http-address=0.0.0.0",
+                            f"--http-port={_PROXY_HEALTH_PORT}",
                         ],
                         "resources": {"cpu_idle": False, "limits": {"cpu": "1", "memory": "512Mi"}},
-                        "startup_probe": {"tcp_socket": {"port": _PORT}, "period_seconds": 2, "failure_threshold": 30},
+                        "startup_probe": {
+                            "http_get": {"path": "/startup", "port": _PROXY_HEALTH_PORT},
+                            "period_seconds": 2,
+                            "failure_threshold": 30,
+                        },
                     },
                 ],
                 "volumes": [

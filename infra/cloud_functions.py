@@ -86,15 +86,16 @@ class Functions(Area):
             opts=self.child,
         )
         push = messaging.topology.subscription("alert_dispatcher", topics.fraud_alerts)
+        # the function's Cloud Run URL (run.app) as endpoint and audience: Cloud Run checks a pushed
+        # OIDC token's audience against the service's own URL; the function's `url` output is the
+        # cloudfunctions.net alias, which is not one
+        service_url = self.dispatcher.service_config.apply(lambda config: config["uri"])
         self.push_subscription = messaging.subscribe(
             push,
             self,
             push_config={
-                "push_endpoint": self.dispatcher.url,
-                "oidc_token": {
-                    "service_account_email": identities.email("alert-push"),
-                    "audience": self.dispatcher.url,
-                },
+                "push_endpoint": service_url,
+                "oidc_token": {"service_account_email": identities.email("alert-push"), "audience": service_url},
             },
             depends_on=[invoker],
         )  # the first push must not meet a 403
@@ -148,6 +149,8 @@ class Functions(Area):
                 "entry_point": entry_point,
                 "source": {"storage_source": {"bucket": source.bucket, "object": source.name}},
                 "service_account": self.identities.accounts["fn-build"].id,
+                # a repository of ours, where the build account may write (storage.py)
+                "docker_repository": self.storage.function_images.id,
             },
             service_config={
                 "service_account_email": self.identities.email(workload),

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.component import Area, member
-from infra.settings import DAILY_BATCH_WORKFLOW, SHOP_INSTANCE, Settings
+from infra.settings import SHOP_INSTANCE, Settings
 
 __all__ = ["WORKLOADS", "Identities", "ProjectRole"]
 
@@ -43,7 +43,7 @@ class ProjectRole:
 
 
 def project_roles(settings: Settings) -> tuple[ProjectRole, ...]:
-    firestore = f"projects/{settings.project}/databases/{settings.prefix}"
+    firestore = f"projects/{settings.project}/databases/{settings.ledger_database}"
     roles = [
         ProjectRole("analytics", "roles/dataflow.worker", "Dataflow workers need it; it has no narrower scope"),
         ProjectRole("analytics", "roles/bigquery.jobUser", "load jobs run in the project"),
@@ -54,12 +54,6 @@ def project_roles(settings: Settings) -> tuple[ProjectRole, ...]:
             ("ledger database only", f'resource.name.startsWith("{firestore}")'),
         ),
         ProjectRole("fn-build", "roles/logging.logWriter", "build logs"),
-        ProjectRole(
-            "fn-build",
-            "roles/artifactregistry.writer",
-            "the functions' images go to the gcf-artifacts repository Cloud Functions creates",
-            ("gcf-artifacts only", 'resource.name.endsWith("/repositories/gcf-artifacts")'),
-        ),
         ProjectRole("batch", "roles/dataproc.worker", "Dataproc Serverless runs the batch as it"),
         ProjectRole("batch", "roles/bigquery.jobUser", "the connector's load and query jobs run in the project"),
         ProjectRole("batch", "roles/bigquery.readSessionUser", "the connector reads through the Storage Read API"),
@@ -68,8 +62,8 @@ def project_roles(settings: Settings) -> tuple[ProjectRole, ...]:
         ProjectRole(
             "scheduler",
             "roles/workflows.invoker",
-            "starting executions of the batch workflow",
-            ("batch workflow only", f'resource.name.endsWith("/workflows/{settings.prefix}-{DAILY_BATCH_WORKFLOW}")'),
+            "starting executions of the batch workflow: Workflows grants per project only, and IAM "
+            "conditions cannot name a workflow (Workflows does not support resource attributes)",
         ),
     ]
     if settings.cdc.enabled:

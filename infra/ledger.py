@@ -19,10 +19,13 @@ class AlertLedger(Area):
         self.database = gcp.firestore.Database(
             "ledger",
             project=settings.project,
-            name=settings.prefix,
+            name=settings.ledger_database,
             location_id=settings.region,
             type="FIRESTORE_NATIVE",
             delete_protection_state="DELETE_PROTECTION_DISABLED",
+            # the provider's default, ABANDON, leaves the database behind on `pulumi destroy`, and
+            # the next `pulumi up` then fails on its name (409): it holds delivery records only
+            deletion_policy="DELETE",
             opts=self.child,
         )
         self.collection = DEFAULT_COLLECTION
@@ -36,5 +39,5 @@ class AlertLedger(Area):
             index_config={},
             opts=self.child,
         )  # no single-field index: never queried
-        self.url = f"firestore://{settings.prefix}/{self.collection}"
+        self.url = f"firestore://{settings.ledger_database}/{self.collection}"
         self.register_outputs({"ledger": self.url})

@@ -60,6 +60,7 @@ class Recorded:
     parent: str
     inputs: dict[str, Any]
     dependencies: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     def get(self, *path: str) -> Any:
         """The (unwrapped) input at ``path``, or None."""
@@ -193,7 +194,10 @@ class _GoogleFakes(pulumi.runtime.Mocks):
             agent = unwrap(state["service"]).split(".")[0]
             state["email"] = f"service-{FAKE_PROJECT_NUMBER}@gcp-sa-{agent}.iam.gserviceaccount.com"
         elif kind == "gcp:cloudfunctionsv2/function:Function":
-            state["url"] = f"https://{name}-{FAKE_PROJECT_NUMBER}.{region}.run.app"
+            state["url"] = f"https://{region}-{project}.cloudfunctions.net/{name}"  # the function's alias
+            service = dict(unwrap(state.get("serviceConfig")) or {})
+            service["uri"] = f"https://{name}-{FAKE_PROJECT_NUMBER}.{region}.run.app"  # its Cloud Run service
+            state["serviceConfig"] = service
         elif kind == "gcp:cloudrunv2/service:Service":
             state["uri"] = f"https://{name}-{FAKE_PROJECT_NUMBER}.{region}.run.app"
         elif kind == "gcp:sql/databaseInstance:DatabaseInstance":
@@ -233,6 +237,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     request.parent,
                     rpc.deserialize_properties(request.object),
                     list(request.dependencies),
+                    bool(request.deleteBeforeReplace),
                 )
             )
         return response

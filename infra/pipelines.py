@@ -65,6 +65,9 @@ class Pipelines(Area):
         launches = [("analytics", "analytics", ANALYTICS_JOB, analytics_parameters(settings, messaging, warehouse))]
         if settings.cdc.enabled:
             launches.append(("cdc", "cdc-job", "cdc", cdc_parameters(settings, messaging, warehouse)))
+        # the analytics job publishes fraud alerts and dead letters itself (common/publish.py)
+        topics = settings.streamforge.topics
+        publishes = [messaging.allow_publish(t, "analytics", self) for t in (topics.fraud_alerts, topics.dead_letter)]
         dataflow = settings.dataflow
         self.jobs: dict[str, gcp.dataflow.FlexTemplateJob] = {}
         for template_name, workload, job, parameters in launches:
@@ -88,7 +91,12 @@ class Pipelines(Area):
                 labels={**settings.labels, JOB_LABEL: job},
                 on_delete="drain",
                 skip_wait_on_job_termination=False,
-                # every table, subscription, bucket and role it needs exists before it starts
-                opts=self.after(identities, messaging, warehouse, storage),
+                # every table, subscription, bucket and role it needs exists before it starts; a
+                # change Dataflow cannot update in place replaces the job, and a second job of the same
+                # name cannot start while the first runs: drain it first, then launch
+                opts=pulumi.ResourceOptions.merge(
+                    self.after(identities, messaging, warehouse, storage, *publishes),
+                    pulumi.ResourceOptions(delete_before_replace=True),
+                ),
             )
         self.register_outputs({"jobs": {name: job.job_id for name, job in self.jobs.items()}})

@@ -26,6 +26,7 @@ from streamforge.naming import PREFIX, PROJECT_ID
 __all__ = [
     "DAILY_BATCH_WORKFLOW",
     "KEYS",
+    "LEDGER_DATABASE",
     "SHOP_INSTANCE",
     "AlertThresholds",
     "CdcSettings",
@@ -39,6 +40,7 @@ __all__ = [
 #: Names (after the prefix) that two areas refer to: the IAM condition and the resource itself.
 SHOP_INSTANCE = "shop"
 DAILY_BATCH_WORKFLOW = "daily-batch"
+LEDGER_DATABASE = "ledger"  # a Firestore database id has 4-63 characters: never the prefix alone
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,10}[a-z0-9]$")  # service account ids are at most 30 characters
 _DATASET = re.compile(r"^\w{1,1024}$")
@@ -147,6 +149,11 @@ class Settings:
     pii_salt: pulumi.Output[str] | None = None  # the salt of the hashed personal columns (infra/cdc.py)
     ingest_api_keys: pulumi.Output[str] | None = None
     webhook_secrets: pulumi.Output[dict[str, str]] | None = None
+
+    @property
+    def ledger_database(self) -> str:
+        """The Firestore database of the dispatcher's delivery ledger."""
+        return f"{self.prefix}-{LEDGER_DATABASE}"
 
     @property
     def secret_variables(self) -> tuple[str, ...]:

@@ -22,6 +22,21 @@ from infra.settings import Settings
 __all__ = ["Storage"]
 
 
+def image_cleanup(templates: dict[str, FlexTemplate]) -> list[dict]:
+    """The Dataflow image repository's cleanup: the 10 newest versions and every image a deployed
+    template names are kept; other versions go after 90 days. Without the templates (deployJobs
+    false) nothing is deleted: the running jobs' images are not known here."""
+    keep = [{"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": 10}}]
+    digests = sorted({t.image.split("@", 1)[1] for t in templates.values()})
+    if not digests:
+        return keep
+    return [
+        *keep,
+        {"id": "keep-deployed", "action": "KEEP", "condition": {"tag_state": "ANY", "version_name_prefixes": digests}},
+        {"id": "delete-old", "action": "DELETE", "condition": {"tag_state": "ANY", "older_than": "7776000s"}},
+    ]
+
+
 class Storage(Area):
     def __init__(
         self,
@@ -60,11 +75,14 @@ class Storage(Area):
             "action": {"type": "Delete"},
             "condition": {"days_since_noncurrent_time": 30, "with_state": "ARCHIVED"},
         }
-        # Dataflow: temp files of running jobs live for minutes; staged packages for the job's life
-        self.dataflow = bucket("dataflow", [older_than(7, ["temp/"]), older_than(90, ["staging/"])])
+        # Only scratch space expires. What a running job, function or schedule still reads is never
+        # deleted by age: a streaming job's workers fetch its staged files whenever they start or
+        # scale (for months), and the workflow names today's batch code. Code objects are
+        # content-named, so a new version is a new object and Pulumi deletes the one it replaces.
+        self.dataflow = bucket("dataflow", [older_than(7, ["temp/"])])
         self.templates = bucket("templates", [superseded], versioning=True)
-        self.sources = bucket("functions", [older_than(90)])  # content-named zips: old ones are history only
-        self.batch = bucket("batch", [older_than(3, ["temp/"]), older_than(90, ["code/"])])
+        self.sources = bucket("functions", [])
+        self.batch = bucket("batch", [older_than(3, ["temp/"])])
         self.dataflow_temp = self.dataflow.name.apply(lambda b: f"gs://{b}/temp")
         self.dataflow_staging = self.dataflow.name.apply(lambda b: f"gs://{b}/staging")
 
@@ -75,11 +93,29 @@ class Storage(Area):
             repository_id=settings.prefix,
             format="DOCKER",
             description="The StreamForge Dataflow image (dist/dataflow, built by Cloud Build)",
-            cleanup_policies=[
-                {"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": 10}},
-                {"id": "delete-old", "action": "DELETE", "condition": {"older_than": "7776000s"}},
-            ],
+            cleanup_policies=image_cleanup(templates),
             labels=settings.labels,
+            opts=self.child,
+        )
+        # the functions' images, built by Cloud Build as the fn-build account (build_config.docker_repository)
+        self.function_images = gcp.artifactregistry.Repository(
+            "function-images",
+            project=settings.project,
+            location=settings.region,
+            repository_id=f"{settings.prefix}-functions",
+            format="DOCKER",
+            description="The StreamForge Cloud Functions' images (built by Cloud Build on deployment)",
+            cleanup_policies=[{"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": 5}}],
+            labels=settings.labels,
+            opts=self.child,
+        )
+        gcp.artifactregistry.RepositoryIamMember(
+            "function-images-fn-build-writer",
+            project=settings.project,
+            location=settings.region,
+            repository=self.function_images.name,
+            role="roles/artifactregistry.writer",
+            member=identities.member("fn-build"),
             opts=self.child,
         )
         self.quay = (

@@ -1,8 +1,8 @@
 """Local stand-ins for managed services, run as child processes on 127.0.0.1.
 
 The Pub/Sub and Firestore emulators of the Google Cloud CLI (present on these machines as
-Debian packages), the Cloud Storage emulator (from PyPI, in an environment of its own that
-`make` installs from emulators/storage.txt), a Kafka-compatible broker (Tansu), PostgreSQL, and
+Debian packages), the Cloud Storage and BigQuery emulators (from PyPI, each in an environment
+of its own that `make` installs from emulators/NAME.txt), a Kafka-compatible broker (Tansu), PostgreSQL, and
 any other server a local run or a benchmark needs. Each child leads its own process group and is stopped by group: the emulator's launcher runs Java as a child rather than exec it, and
 signalling the launcher alone left the JVM running.
 """
@@ -10,6 +10,7 @@ signalling the launcher alone left the JVM running.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ __all__ = [
     "start_kafka_broker",
     "start_postgres",
     "start_pubsub_emulator",
+    "start_bigquery_emulator",
     "start_service",
     "start_storage_emulator",
     "stop_process",
@@ -206,6 +208,43 @@ def start_storage_emulator(log: Path, port: int | None = None) -> LocalService:
         [str(program), "start", f"--host={LOOPBACK}", f"--port={port}", "--in-memory", "--quiet"],
         log,
         port=port,
+    )
+
+
+def _duckdb_extensions_home(environment: Path) -> Path:
+    """A home folder for the BigQuery emulator where DuckDB finds the extensions its environment
+    installed as wheels (``~/.duckdb/extensions/VERSION/PLATFORM``), so it downloads none."""
+    home = environment / "home"
+    machine = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
+    for packaged in environment.glob("lib/python*/site-packages/duckdb_extension_*/extensions/*/*.duckdb_extension"):
+        target = home / ".duckdb" / "extensions" / packaged.parent.name / f"linux_{machine}" / packaged.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(packaged, target)
+    return home
+
+
+def start_bigquery_emulator(log: Path, port: int | None = None, project: str = "streamforge") -> LocalService:
+    """The BigQuery emulator (bqemulator: REST and Storage API gRPC over DuckDB, in memory) on
+    127.0.0.1; its address is the REST endpoint, for ``BIGQUERY_EMULATOR_HOST=http://ADDRESS``."""
+    program = emulator_program("bigquery", "bqemulator")
+    port, grpc_port = port or free_port(), free_port()
+    return start_service(
+        "bigquery-emulator",
+        [
+            str(program),
+            "start",
+            f"--rest-host={LOOPBACK}",
+            f"--rest-port={port}",
+            f"--grpc-host={LOOPBACK}",
+            f"--grpc-port={grpc_port}",
+            "--ephemeral",
+            f"--project={project}",
+            "--log-level=warning",
+        ],
+        log,
+        port=port,
+        env={"HOME": str(_duckdb_extensions_home(program.parents[1]))},
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 from tests.support.cli import simulate_to
 from tests.support.servers import (
     ServerUnavailable,
+    bigquery_emulator,
     firestore_emulator,
     kafka_broker,
     pubsub_emulator,
@@ -76,3 +77,16 @@ def storage() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"`make test` must install the storage emulator: {exc}")
         pytest.skip(f"no Cloud Storage emulator: {exc}")
+
+
+@pytest.fixture(scope="session")
+def bigquery() -> Iterator[str]:
+    """http://HOST:PORT of a BigQuery emulator (BIGQUERY_EMULATOR_HOST's, or one started for this
+    session). `make test` installs it: in CI a missing one fails the run."""
+    try:
+        with bigquery_emulator() as address:
+            yield address
+    except ServerUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"`make test` must install the BigQuery emulator: {exc}")
+        pytest.skip(f"no BigQuery emulator: {exc}")

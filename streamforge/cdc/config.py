@@ -3,8 +3,9 @@
 ``DebeziumServerConfig.load`` parses ``debezium/application.properties`` (package data of
 ``streamforge.cdc``, so an installed wheel has it too); the local
 engine takes its ``debezium.source.*`` connector properties as they are, replacing only what
-differs on a laptop: the database connection (``--database``) and where offsets are kept (a
-file instead of a table in the source database). The sink settings (ordering key, null key)
+differs on a laptop: the database connection (``--database``) and, unless asked to keep them
+where Debezium Server does (the JDBC store in the source database), where offsets are kept (a
+file). The sink settings (ordering key, null key)
 and the message format come from the same file.
 """
 
@@ -239,6 +240,22 @@ class DebeziumServerConfig:
         return f"{self._raw(_SOURCE + 'topic.heartbeat.prefix', '__debezium-heartbeat')}.{self.topic_prefix}"
 
     @property
+    def heartbeat_table(self) -> str | None:
+        """schema.table that the heartbeat action query updates (``cdc setup`` makes it), if any."""
+        query = self.properties.get(_SOURCE + "heartbeat.action.query")
+        if query is None:
+            return None
+        match = re.match(r"\s*(?:UPDATE|INSERT\s+INTO)\s+([A-Za-z_][\w]*\.[A-Za-z_][\w]*)", query, re.IGNORECASE)
+        if match is None:
+            raise ConfigError(f"{self.path}: heartbeat.action.query must update a schema.table: {query!r}")
+        return match.group(1)
+
+    @property
+    def offset_table(self) -> str:
+        """The JDBC offset store's table (in the source database)."""
+        return self._raw(_SOURCE + "offset.storage.jdbc.table.name", "debezium_offset_storage")
+
+    @property
     def slot_name(self) -> str:
         return self._raw(_SOURCE + "slot.name", "debezium")
 
@@ -259,12 +276,17 @@ class DebeziumServerConfig:
     def embedded_properties(
         self,
         database: DatabaseURL,
-        offsets_file: Path,
+        offsets_file: Path | None,
         *,
+        state_dir: Path | None = None,
         name: str = "streamforge-cdc",
         env: Mapping[str, str] = os.environ,
     ) -> dict[str, str]:
-        """The connector properties of the file, with the local database and a file for offsets."""
+        """The connector properties of the file, with the local database. Offsets go to
+        ``offsets_file``, or with None where the file keeps them (Debezium Server's JDBC store in
+        the source database), its placeholders filled from the connection. The personal-data
+        salt comes from $CDC_PII_SALT, else a salt file in ``state_dir`` (default: beside the
+        offsets file)."""
         schemas = {self.properties.get(_FORMAT + part + ".schemas.enable", "true").lower() for part in ("key", "value")}
         if len(schemas) != 1:
             raise ConfigError(
@@ -280,30 +302,42 @@ class DebeziumServerConfig:
             "database.password": database.password,
             "database.dbname": database.dbname,
         }
+        state = state_dir or (offsets_file.parent if offsets_file is not None else None)
         if any(PII_SALT_ENV in key for key in self.properties):  # the salt is in a property's name
-            salt = env.get(PII_SALT_ENV) or local_pii_salt(offsets_file.parent)
+            if env.get(PII_SALT_ENV) is None and state is None:
+                raise ConfigError(f"the personal-data salt: set ${PII_SALT_ENV} or give a state directory")
+            salt = env.get(PII_SALT_ENV) or local_pii_salt(state)
             env = {**env, PII_SALT_ENV: check_pii_salt(salt, f"${PII_SALT_ENV}")}
+        if offsets_file is None:  # the file's own store: its ${POSTGRES_*} are the connection's
+            env = {
+                **env,
+                "POSTGRES_HOST": database.host,
+                "POSTGRES_PORT": str(database.port),
+                "POSTGRES_USER": database.user,
+                "POSTGRES_PASSWORD": database.password or "",
+                "POSTGRES_DB": database.dbname,
+            }
         properties: dict[str, str] = {}
         for key, value in self.properties.items():
             if not key.startswith(_SOURCE):
                 continue
             short = _expand(key[len(_SOURCE) :], env, key, str(self.path))
-            if short in _LOCAL_KEYS or short.startswith("offset.storage"):
+            if short in _LOCAL_KEYS or (offsets_file is not None and short.startswith("offset.storage")):
                 continue
             properties[short] = _expand(value, env, key, str(self.path))
         properties.update(local)
-        properties.update(
-            {
-                "name": name,
-                "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
-                "offset.storage.file.filename": str(offsets_file),
-                "offset.flush.interval.ms": _expand(
-                    self.properties.get(_SOURCE + "offset.flush.interval.ms", "1000"),
-                    env,
-                    "offset.flush.interval.ms",
-                    str(self.path),
-                ),
-                "converter.schemas.enable": schemas.pop(),
-            }
-        )
+        properties.update({"name": name, "converter.schemas.enable": schemas.pop()})
+        if offsets_file is not None:
+            properties.update(
+                {
+                    "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+                    "offset.storage.file.filename": str(offsets_file),
+                    "offset.flush.interval.ms": _expand(
+                        self.properties.get(_SOURCE + "offset.flush.interval.ms", "1000"),
+                        env,
+                        "offset.flush.interval.ms",
+                        str(self.path),
+                    ),
+                }
+            )
         return properties

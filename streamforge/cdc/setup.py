@@ -7,8 +7,11 @@ through the Cloud SQL Auth Proxy; docs/infra.md). Every step is idempotent:
 - the Debezium user gets ``REPLICATION`` (a logical replication connection), ``SELECT`` on the
   captured tables (the initial snapshot) and ``CREATE`` on schema public (the JDBC offset
   store creates its table there);
-- the publication the properties file names, for exactly the captured tables, created or
-  set to them (Debezium's ``filtered`` auto-creation would need the user to own the tables).
+- the heartbeat table the properties' ``heartbeat.action.query`` updates (one row), which the
+  user may update;
+- the publication the properties file names, for exactly the captured tables and the heartbeat
+  table, created or set to them (the file disables Debezium's auto-creation, which would need
+  the user to own the tables).
 
 Debezium creates the replication slot itself on its first start.
 """
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from streamforge.cdc.config import DebeziumServerConfig
 from streamforge.cdc.workload import init_database
 
-__all__ = ["prepare_database"]
+__all__ = ["missing_publication", "prepare_database"]
 
 
 def prepare_database(
@@ -48,6 +52,19 @@ def prepare_database(
     con.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(listed, role))
     con.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(role))
     done.append(f"{user} may read {len(tables)} tables and keep its offsets in schema public")
+    published = list(tables)
+    heartbeat = debezium.heartbeat_table
+    if heartbeat is not None:
+        schema, table = heartbeat.split(".", 1)
+        name = sql.Identifier(schema, table)
+        con.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, beat_at timestamptz NOT NULL)").format(name)
+        )
+        con.execute(sql.SQL("INSERT INTO {} VALUES (1, now()) ON CONFLICT (id) DO NOTHING").format(name))
+        con.execute(sql.SQL("GRANT SELECT, UPDATE ON {} TO {}").format(name, role))
+        published.append((schema, table))
+        done.append(f"{user} may update the heartbeat table {heartbeat}")
+    listed = sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in published)
     publication = sql.Identifier(debezium.publication_name)
     exists = con.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (debezium.publication_name,)).fetchone()
     con.execute(
@@ -56,7 +73,28 @@ def prepare_database(
         )
     )
     done.append(
-        f"publication {debezium.publication_name} {'set to' if exists else 'created for'} {', '.join(debezium.tables)}"
+        f"publication {debezium.publication_name} {'set to' if exists else 'created for'} "
+        f"{', '.join(f'{s}.{t}' for s, t in published)}"
     )
     con.commit()
     return done
+
+
+def missing_publication(database: Any, debezium: DebeziumServerConfig) -> str | None:
+    """Why Debezium could not start on ``database`` (a DatabaseURL) for want of its publication,
+    or None. The properties disable Debezium's own auto-creation: `cdc setup` makes it."""
+    if debezium.properties.get("debezium.source.publication.autocreate.mode", "all_tables") != "disabled":
+        return None
+    try:
+        with database.connect() as con:
+            found = con.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (debezium.publication_name,)
+            ).fetchone()
+    except psycopg.Error:  # the connector reports a connection problem itself, in full
+        return None
+    if found:
+        return None
+    return (
+        f"{database} has no publication {debezium.publication_name}: run `streamforge cdc setup -d URL --user USER` "
+        "first, as the tables' owner (the properties file leaves creating it to the owner)"
+    )

@@ -14,7 +14,7 @@ from rich.table import Table
 from streamforge.cdc.config import SCHEMA, ConfigError, DatabaseURL, DebeziumServerConfig, cdc_file
 from streamforge.cdc.engine import EngineError, run_engine
 from streamforge.cdc.outputs import OutputError, open_output
-from streamforge.cdc.setup import prepare_database
+from streamforge.cdc.setup import missing_publication, prepare_database
 from streamforge.cdc.workload import Workload, init_database
 from streamforge.shutdown import stop_on_signals
 from streamforge.timeutil import parse_duration
@@ -50,8 +50,11 @@ def run(
     database: str = typer.Option(
         ..., "--database", "-d", metavar="URL", envvar="STREAMFORGE_CDC_DATABASE", help=_DATABASE_HELP
     ),
-    offsets: Path = typer.Option(
-        Path("out/cdc/offsets.dat"), metavar="PATH", help="Offsets file: a restart resumes from it."
+    offsets: str = typer.Option(
+        "out/cdc/offsets.dat",
+        metavar="PATH|database",
+        help="Offsets file: a restart resumes from it. `database`: where Debezium Server keeps them "
+        "(the properties file's JDBC store, a table in the source database).",
     ),
     debezium_config: Optional[Path] = typer.Option(
         None,
@@ -64,12 +67,23 @@ def run(
     """Capture the database's changes with the Debezium PostgreSQL connector (embedded, on the
     local Java) and publish them as Debezium Server's Pub/Sub sink would, until Ctrl-C or SIGTERM.
 
-    The connector properties are those of the Debezium Server file; only the connection and the
-    offsets store are local. The replication slot and publication are created on first start.
+    The connector properties are those of the Debezium Server file; only the connection (and,
+    unless --offsets database, the offsets store) are local. Run `streamforge cdc setup` first:
+    it makes the publication, which the file does not let Debezium create. The replication
+    slot is created on first start.
     """
+    offsets_file = None if offsets == "database" else Path(offsets)
     try:
         config = DebeziumServerConfig.load(debezium_config)
         db = DatabaseURL.parse(database)
+        if offsets_file is None and not db.password:
+            raise ConfigError(
+                "--offsets database: Debezium's JDBC offset store connects with a password, as Debezium "
+                "Server does; give it in the URL (percent-encoded) or PGPASSWORD"
+            )
+        missing = missing_publication(db, config)
+        if missing:
+            raise ConfigError(missing)
         topics = [config.topic(t) for t in config.tables] + [config.heartbeat_topic]
         sink = open_output(output, topics, ordering=config.ordering_enabled, null_key=config.null_key)
     except (ConfigError, OutputError) as exc:
@@ -91,7 +105,16 @@ def run(
 
     try:
         with stop_on_signals() as stop:
-            stats = run_engine(config, db, sink, offsets, stop, on_progress=progress, verbose=verbose)
+            stats = run_engine(
+                config,
+                db,
+                sink,
+                offsets_file,
+                stop,
+                state_dir=Path(offsets).parent if offsets_file is not None else Path("out/cdc"),
+                on_progress=progress,
+                verbose=verbose,
+            )
     except EngineError as exc:
         raise _fail(f"Debezium engine: {exc}", 1) from None
     except OutputError as exc:
@@ -107,7 +130,8 @@ def run(
         Console().print(table)
         err.print(
             f"{stats.changes:,} changes delivered; tombstones {stats.tombstones:,}"
-            f"{' (not published: Pub/Sub)' if sink.tombstones_skipped else ''}; offsets in {offsets}",
+            f"{' (not published: Pub/Sub)' if sink.tombstones_skipped else ''}; offsets in "
+            f"{offsets_file or f'the database ({config.offset_table})'}",
             highlight=False,
         )
 

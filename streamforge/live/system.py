@@ -309,6 +309,8 @@ class LiveSystem:
         self.say(f"PostgreSQL on {database.address}")
         url = database.address
         self._run_once("cdc-init", "cdc", "workload", "--database", url, "--operations", "1", "--init", "-q")
+        # as in production, the tables' owner makes the publication and the heartbeat table first
+        self._run_once("cdc-setup", "cdc", "setup", "--database", url, "--user", "postgres")
         self._streamforge(
             "cdc-capture",
             "cdc",

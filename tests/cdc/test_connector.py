@@ -36,7 +36,16 @@ def test_the_local_engine_uses_the_production_connector_properties(tmp_path: Pat
     )
     assert embedded["offset.storage"].endswith("FileOffsetBackingStore")
     assert embedded["plugin.name"] == "pgoutput" and embedded["decimal.handling.mode"] == "string"
-    assert embedded["publication.autocreate.mode"] == "filtered" and embedded["converter.schemas.enable"] == "false"
+    assert embedded["publication.autocreate.mode"] == "disabled" and embedded["converter.schemas.enable"] == "false"
+    assert embedded["heartbeat.action.query"].startswith("UPDATE public.debezium_heartbeat SET")
+    # with the production offset store: the file's JDBC properties, filled from the connection
+    jdbc = config.embedded_properties(db, None, state_dir=tmp_path, env={"CDC_PII_SALT": "ab" * 16})
+    assert jdbc["offset.storage"] == "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore"
+    assert jdbc["offset.storage.jdbc.connection.url"] == "jdbc:postgresql://127.0.0.1:6543/shopdb"
+    assert (jdbc["offset.storage.jdbc.connection.user"], jdbc["offset.storage.jdbc.connection.password"]) == (
+        "shop",
+        "s3cret",
+    )
     assert config.topic("public.orders") == "cdc.public.orders" and config.ordering_enabled
     assert "s3cret" not in str(db) and "s3cret" not in repr(config)
     # the production file reads its secrets from the environment, never from the file

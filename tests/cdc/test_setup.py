@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from streamforge.cdc.config import DebeziumServerConfig
-from tests.support.capture import start_capture, stop_capture
+from tests.support.capture import as_user, new_role, start_capture, stop_capture
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.postgres
 
 
-def _as_user(url: str, user: str) -> str:
-    return url.replace("postgresql://postgres@", f"postgresql://{user}@")
-
-
-def _new_role(url: str) -> str:
-    """A login role of its own (roles belong to the whole cluster, which the tests share)."""
-    name = f"debezium_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as con:
-        con.execute(f"CREATE ROLE {name} LOGIN")
-    return name
-
-
 def test_setup_prepares_the_user_and_the_publication_and_is_idempotent(shop_db: str) -> None:
-    user = _new_role(shop_db)
+    user = new_role(shop_db)
     first = run_cli("cdc", "setup", "-d", shop_db, "--user", user, "--schema")
     assert first.exit_code == 0, first.output
     assert first.output.splitlines()[0] == "created the shop tables (schema.sql)"
@@ -49,27 +36,27 @@ def test_setup_prepares_the_user_and_the_publication_and_is_idempotent(shop_db: 
                 (debezium.publication_name,),
             )
         }
-    assert published == set(debezium.tables)
-    with psycopg.connect(_as_user(shop_db, user)) as con:
+    assert published == {*debezium.tables, debezium.heartbeat_table}
+    with psycopg.connect(as_user(shop_db, user)) as con:
         assert con.execute("SELECT count(*) FROM products").fetchone() == (0,)
 
 
 def test_setup_names_what_is_missing(shop_db: str) -> None:
     no_user = run_cli("cdc", "setup", "-d", shop_db, "--user", "nobody", "--schema")
     assert no_user.exit_code == 2 and "no database user 'nobody'" in no_user.output
-    no_tables = run_cli("cdc", "setup", "-d", shop_db, "--user", _new_role(shop_db))
+    no_tables = run_cli("cdc", "setup", "-d", shop_db, "--user", new_role(shop_db))
     assert no_tables.exit_code == 2 and "public.products" in no_tables.output and "--schema" in no_tables.output
 
 
 @pytest.mark.slow
 def test_the_connector_captures_as_the_prepared_user(shop_db: str, tmp_path: Path) -> None:
-    user = _new_role(shop_db)
+    user = new_role(shop_db)
     assert run_cli("cdc", "setup", "-d", shop_db, "--user", user, "--schema").exit_code == 0
     with psycopg.connect(shop_db) as con:
         con.execute(
             "INSERT INTO customers (external_id, email, full_name, country) VALUES ('U7', 'u7@example.com', 'Bo', 'SE')"
         )
-    capture = start_capture(_as_user(shop_db, user), f"file://{tmp_path / 'out'}", tmp_path / "offsets.dat")
+    capture = start_capture(as_user(shop_db, user), f"file://{tmp_path / 'out'}", tmp_path / "offsets.dat", owner=False)
     try:
         changes = tmp_path / "out" / "cdc.public.customers.jsonl"
         deadline = time.monotonic() + 90

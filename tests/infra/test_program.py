@@ -168,7 +168,6 @@ def test_no_basic_role_and_no_project_wide_admin_role(deployment) -> None:
         "roles/bigquery.jobUser",
         "roles/datastore.user",
         "roles/logging.logWriter",
-        "roles/artifactregistry.writer",
         "roles/dataproc.worker",
         "roles/bigquery.readSessionUser",
         "roles/dataproc.editor",

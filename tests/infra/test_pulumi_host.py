@@ -52,7 +52,9 @@ def test_a_module_shadowing_the_standard_library_breaks_the_program_as_under_pul
     """What `pulumi up` did before infra/secrets.py was renamed: the host reproduces it."""
     shadow = (REPO_ROOT / "infra" / "secret_manager.py").read_text()
     project = _project(tmp_path, ("secrets.py", shadow))
-    with pytest.raises(ProgramError, match="cannot import name 'DAILY_BATCH_WORKFLOW' from partially initialized"):
+    with pytest.raises(
+        ProgramError, match=r"cannot import name '\w+' from partially initialized module 'infra.settings'"
+    ):
         run_program(project, *stack(artifacts))
 
 

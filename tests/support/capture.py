@@ -4,19 +4,66 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from tests.support.cli import STREAMFORGE, entry_point_env
 
-__all__ = ["PERSONAL", "source_rows", "start_capture", "stop_capture", "summary_row"]
+__all__ = [
+    "PERSONAL",
+    "ROLE_PASSWORD",
+    "as_user",
+    "new_role",
+    "prepare",
+    "source_rows",
+    "start_capture",
+    "stop_capture",
+    "summary_row",
+]
 
 #: The customers' columns the connector hashes (streamforge/cdc/debezium/application.properties).
 PERSONAL = ("email", "full_name")
 
 
-def start_capture(url: str, output: str, offsets: Path, **env: str) -> subprocess.Popen:
-    """The connector on database ``url`` publishing to ``output``, offsets in ``offsets``."""
+#: The password of the roles ``new_role`` makes (the test cluster trusts loopback; Debezium's
+#: JDBC offset store insists on one, as production has).
+ROLE_PASSWORD = "test-role-password"
+
+
+def as_user(url: str, user: str, password: str | None = None) -> str:
+    """The test cluster's URL ``url`` (as postgres) for another user (trust authentication)."""
+    return url.replace("postgresql://postgres@", f"postgresql://{user}{f':{password}' if password else ''}@")
+
+
+def new_role(url: str) -> str:
+    """A login role of its own (roles belong to the whole cluster, which the tests share)."""
+    name = f"debezium_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}'")
+    return name
+
+
+def prepare(url: str, user: str = "postgres") -> None:
+    """``streamforge cdc setup`` as the tables' owner: the publication and the heartbeat table,
+    which the production properties leave to the owner (the captured tables must exist)."""
+    subprocess.run(
+        [str(STREAMFORGE), "cdc", "setup", "--database", url, "--user", user],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env=entry_point_env(),
+    )
+
+
+def start_capture(url: str, output: str, offsets: Path | str, *, owner: bool = True, **env: str) -> subprocess.Popen:
+    """The connector on database ``url`` publishing to ``output``, offsets in ``offsets`` (a file,
+    or ``database``: the JDBC store of the production properties). As the tables' owner
+    (``owner``), `cdc setup` is run first; otherwise the owner must have run it."""
+    if owner:
+        prepare(url)
     return subprocess.Popen(
         [str(STREAMFORGE), "cdc", "run", "--database", url, "--output", output, "--offsets", str(offsets), "--quiet"],
         stdin=subprocess.DEVNULL,

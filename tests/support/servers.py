@@ -21,6 +21,7 @@ from streamforge.services import (
     free_port,
     postgres_bindir,
     pubsub_emulator_command,
+    start_bigquery_emulator,
     start_firestore_emulator,
     start_kafka_broker,
     start_postgres,
@@ -33,6 +34,7 @@ from streamforge.services import (
 __all__ = [
     "LOOPBACK",
     "ServerUnavailable",
+    "bigquery_emulator",
     "firestore_emulator",
     "free_port",
     "kafka_broker",
@@ -118,6 +120,25 @@ def storage_emulator() -> Iterator[str]:
             yield f"http://{emulator.address}"
         finally:
             emulator.stop()
+
+
+@contextmanager
+def bigquery_emulator(project: str = "streamforge") -> Iterator[str]:
+    """The BigQuery emulator named by BIGQUERY_EMULATOR_HOST, or one started on loopback from its
+    own environment (emulators/bigquery.txt); yields its http://HOST:PORT. Its log must not show
+    an extension download (DuckDB fetches missing extensions itself, outside Python's sockets)."""
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        yield os.environ["BIGQUERY_EMULATOR_HOST"]
+        return
+    with tempfile.TemporaryDirectory(prefix="sf-bigquery-") as tmp:
+        log = Path(tmp) / "bigquery-emulator.log"
+        emulator = start_bigquery_emulator(log, project=project)
+        try:
+            yield f"http://{emulator.address}"
+        finally:
+            emulator.stop()
+            text = log.read_text(errors="replace")
+            assert "download extension" not in text, text[-3000:]
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
