@@ -46,7 +46,6 @@ def project_roles(settings: Settings) -> tuple[ProjectRole, ...]:
     firestore = f"projects/{settings.project}/databases/{settings.ledger_database}"
     roles = [
         ProjectRole("analytics", "roles/dataflow.worker", "Dataflow workers need it; it has no narrower scope"),
-        ProjectRole("analytics", "roles/bigquery.jobUser", "load jobs run in the project"),
         ProjectRole(
             "dispatcher",
             "roles/datastore.user",

@@ -212,6 +212,7 @@ class _GoogleFakes(pulumi.runtime.Mocks):
             state["name"] = resource_id = f"projects/{project}/notificationChannels/{args.name}"
         elif kind == "gcp:artifactregistry/repository:Repository":
             resource_id = f"projects/{project}/locations/{region}/repositories/{state['repositoryId']}"
+            state["name"] = state["repositoryId"]
         elif kind == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
             state["jobId"] = f"2026-01-01_00_00_00-{abs(hash(name)) % 10**12}"
         return resource_id, state

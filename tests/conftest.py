@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: simulator runs and local servers."""
+"""Fixtures shared by the whole suite: simulator runs and local servers (emulators, a Kafka-compatible
+broker, a PostgreSQL cluster with a database per test)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from tests.support.servers import (
     ServerUnavailable,
     bigquery_emulator,
     firestore_emulator,
+    fresh_database,
     kafka_broker,
+    postgres_server,
     pubsub_emulator,
     storage_emulator,
 )
@@ -90,3 +93,24 @@ def bigquery() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"`make test` must install the BigQuery emulator: {exc}")
         pytest.skip(f"no BigQuery emulator: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """postgresql://postgres@127.0.0.1:PORT/shop of a cluster started for this session.
+
+    Skipped when the server binaries are missing, except in CI, where .ci/run installs them."""
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must install PostgreSQL (.ci/run): {exc}")
+        pytest.skip(f"no PostgreSQL: {exc}")
+
+
+@pytest.fixture()
+def shop_db(postgres_cluster: str) -> Iterator[str]:
+    """A fresh database for one test; its replication slots are dropped, then the database."""
+    with fresh_database(postgres_cluster) as url:
+        yield url

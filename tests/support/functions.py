@@ -107,17 +107,19 @@ def packaged_environment(bundle: Path, folder: Path) -> CleanEnvironment:
 
 @contextmanager
 def running_function(
-    name: str, env: dict[str, str], *, bundle: Path | None = None, python: Path | None = None
+    name: str, env: dict[str, str], *, bundle: Path | None = None, python: Path | None = None, push: bool = False
 ) -> Iterator[RunningFunction]:
     """``streamforge functions serve NAME``, or with ``bundle`` (a packaged folder) and ``python``
     (an environment holding only the folder's requirements.txt, installed as Cloud Functions'
-    build installs it) functions-framework on that folder alone, as Cloud Functions runs it."""
+    build installs it) functions-framework on that folder alone, as Cloud Functions runs it.
+    ``push``: the entry point a Pub/Sub push subscription calls (HTTP), as deployed."""
     port = free_port()
     spec = FUNCTIONS[name]
+    target, signature = (spec.push_target, "http") if push else (spec.target, spec.signature_type)
     with tempfile.TemporaryDirectory(prefix=f"sf-fn-{name}-") as tmp:
         log = Path(tmp) / "function.log"
         if bundle is None:
-            command = [str(STREAMFORGE), "functions", "serve", name, "--port", str(port)]
+            command = [str(STREAMFORGE), "functions", "serve", name, "--port", str(port), *(["--push"] if push else [])]
             cwd, extra = tmp, {}
         else:
             assert python is not None, "a packaged folder runs in the environment its requirements.txt made"
@@ -126,11 +128,11 @@ def running_function(
                 "-m",
                 "functions_framework",
                 "--target",
-                spec.target,
+                target,
                 "--source",
                 "main.py",
                 "--signature-type",
-                spec.signature_type,
+                signature,
                 "--host",
                 LOOPBACK,
                 "--port",

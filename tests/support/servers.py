@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +38,7 @@ __all__ = [
     "bigquery_emulator",
     "firestore_emulator",
     "free_port",
+    "fresh_database",
     "kafka_broker",
     "postgres_bindir",
     "postgres_server",
@@ -153,3 +155,25 @@ def postgres_server(database: str = "shop") -> Iterator[str]:
             yield service.address
         finally:
             service.stop(timeout=30, first=signal.SIGINT)  # fast shutdown: disconnect clients, stop
+
+
+@contextmanager
+def fresh_database(cluster: str) -> Iterator[str]:
+    """A new database on the cluster whose URL is ``cluster`` (as postgres); afterwards its
+    replication slots are dropped, then the database, and no slot of the cluster is left."""
+    import psycopg
+
+    admin_url = cluster.rsplit("/", 1)[0] + "/postgres"
+    name = f"shop_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            for (slot,) in admin.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+            ).fetchall():
+                admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            assert admin.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
