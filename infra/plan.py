@@ -176,7 +176,7 @@ def _summary(r: Recorded) -> str:
     if kind == "storage.Bucket":
         return f"{len(r.get('lifecycleRules') or [])} lifecycle rule(s)"
     if kind == "secretmanager.SecretVersion":
-        return "value write-only (not in the state)"
+        return "value write-only (in the state only encrypted, as a Pulumi secret)"
     if kind == "cloudscheduler.Job":
         return f"{r.get('schedule')} {r.get('timeZone')}"
     return ""

@@ -1,8 +1,10 @@
-"""Secret Manager secrets whose values come from Pulumi secrets and never enter the state.
+"""Secret Manager secrets whose values come from Pulumi secrets.
 
-The value is written as a write-only attribute (``secret_data_wo``): Pulumi sends it to
-Secret Manager and keeps nothing, not even an encrypted copy. Pulumi cannot see a changed
-value, so ``streamforge:secretsVersion`` (an integer) is raised to push new values.
+The value is written as a write-only attribute (``secret_data_wo``): Google never returns it
+and the provider never reads it back. Pulumi's state still holds it among the resource's
+inputs, encrypted as a Pulumi secret (the bridged provider writes write-only fields there:
+pulumi-terraform-bridge#3201). Pulumi cannot see a changed value, so
+``streamforge:secretsVersion`` (an integer) is raised to push new values.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Every key is documented in ``Pulumi.example.yaml``; a wrong value fails ``pulumi preview``
 with the key and the reason. Secrets (the CDC database password, the ingest API keys, the
-webhooks' signing secrets and URLs) are read as Pulumi secrets and only ever reach Secret
-Manager as write-only values: they are not in the state, not even encrypted.
+webhooks' signing secrets and URLs) are read as Pulumi secrets and reach Secret Manager as
+write-only values; in Pulumi's state they are inputs, encrypted like every Pulumi secret
+(docs/infra.md, "Secrets").
 """
 
 from __future__ import annotations
