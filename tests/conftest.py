@@ -42,12 +42,15 @@ def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _started(server: Callable[[], ContextManager[str]], what: str) -> Iterator[str]:
-    """The address of ``server`` while the test session runs; a skip, saying why, if it is not installed."""
+def _started(server: Callable[[], ContextManager[str]], what: str, ci_installs: str | None = None) -> Iterator[str]:
+    """The address of ``server`` while the test session runs; a skip, saying why, if it is not
+    installed, except in CI when ``ci_installs`` names what installs it there."""
     try:
         with server() as address:
             yield address
     except ServerUnavailable as exc:
+        if ci_installs and os.environ.get("CI") == "true":
+            pytest.fail(f"{ci_installs} must install the {what}: {exc}")
         pytest.skip(f"no {what}: {exc}")
 
 
@@ -72,41 +75,21 @@ def firestore() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def storage() -> Iterator[str]:
     """http://HOST:PORT of a Cloud Storage emulator (STORAGE_EMULATOR_HOST's, or one started for
-    this session). `make test` installs it: in CI a missing one fails the run."""
-    try:
-        with storage_emulator() as address:
-            yield address
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"`make test` must install the storage emulator: {exc}")
-        pytest.skip(f"no Cloud Storage emulator: {exc}")
+    this session)."""
+    yield from _started(storage_emulator, "Cloud Storage emulator", "`make test`")
 
 
 @pytest.fixture(scope="session")
 def bigquery() -> Iterator[str]:
     """http://HOST:PORT of a BigQuery emulator (BIGQUERY_EMULATOR_HOST's, or one started for this
-    session). `make test` installs it: in CI a missing one fails the run."""
-    try:
-        with bigquery_emulator() as address:
-            yield address
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"`make test` must install the BigQuery emulator: {exc}")
-        pytest.skip(f"no BigQuery emulator: {exc}")
+    session)."""
+    yield from _started(bigquery_emulator, "BigQuery emulator", "`make test`")
 
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[str]:
-    """postgresql://postgres@127.0.0.1:PORT/shop of a cluster started for this session.
-
-    Skipped when the server binaries are missing, except in CI, where .ci/run installs them."""
-    try:
-        with postgres_server() as url:
-            yield url
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must install PostgreSQL (.ci/run): {exc}")
-        pytest.skip(f"no PostgreSQL: {exc}")
+    """postgresql://postgres@127.0.0.1:PORT/shop of a cluster started for this session."""
+    yield from _started(postgres_server, "PostgreSQL", "CI (.ci/run)")
 
 
 @pytest.fixture()
