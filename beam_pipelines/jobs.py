@@ -71,8 +71,13 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
     pubsub = all(spec.kind == "pubsub" for spec in request.inputs.values())
     id_label = streaming and (local_feed is not None or (_on_dataflow(options) and pubsub))
     dedup = DedupMode.ID_LABEL if id_label else DedupMode.STATE if streaming else DedupMode.GROUP
-    sink = {"warehouse": request.warehouse, "streaming": streaming}
+    sink = {"warehouse": request.warehouse, "streaming": streaming, "pipeline": job}
     dead_letters: list[beam.PCollection] = []
+
+    def write(rows: beam.PCollection, label: str, subject: str) -> None:
+        refused = rows | label >> WriteTable(subject=subject, **sink)
+        if refused is not None:  # rows BigQuery refused, each a dead letter with BigQuery's reason
+            dead_letters.append(refused)
 
     events: dict[str, Any] = {}
     for stream in STREAMS[job]:
@@ -98,14 +103,14 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
             # Before any window or late-data gate: the batch recomputes the day from every valid event.
             rows = parsed.events if streaming else parsed.events | f"Unbatch {stream}" >> beam.FlatMap(iter)
             subject = STREAM_SCHEMAS[stream]
-            rows | f"Write {table_name(subject)}" >> WriteTable(subject=subject, **sink)
+            write(rows, f"Write {table_name(subject)}", subject)
 
     margin = config.pipelines.lateness_margin
     if job in ("sessions", "all"):
         rows, late = events["clickstream"] | "Sessions" >> SessionWindows(
             config.sessions.gap, config.sessions.allowed_lateness, streaming=streaming, lateness_margin=margin
         )
-        rows | "Write user_sessions" >> WriteTable(subject="session_aggregate", **sink)
+        write(rows, "Write user_sessions", "session_aggregate")
         dead_letters += late
     if job in ("revenue", "all"):
         catalog = None
@@ -115,14 +120,12 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
         per_minute, by_category_region, late = events["orders"] | "Revenue" >> RevenueWindows(
             config.revenue.allowed_lateness, streaming=streaming, lateness_margin=margin, catalog=catalog
         )
-        per_minute | "Write revenue_per_minute" >> WriteTable(subject="revenue_per_minute", **sink)
-        by_category_region | "Write revenue_by_category_region" >> WriteTable(
-            subject="revenue_by_category_region", **sink
-        )
+        write(per_minute, "Write revenue_per_minute", "revenue_per_minute")
+        write(by_category_region, "Write revenue_by_category_region", "revenue_by_category_region")
         dead_letters += late
     if job in ("fraud", "all"):
         alerts, late = events["orders"] | "Fraud" >> FraudAlerts(config.fraud, streaming=streaming)
-        alerts | "Write fraud_alerts" >> WriteTable(subject="fraud_alert", **sink)
+        write(alerts, "Write fraud_alerts", "fraud_alert")
         if request.alerts_topic:
             alerts | "Publish fraud alerts" >> PublishJson(
                 request.alerts_topic, "fraud_alert", ("alert_id", "alert_type", "user_id")

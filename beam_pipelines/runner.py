@@ -44,9 +44,11 @@ from beam_pipelines.common.warehouse import warehouse_writers
 from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
+from beam_pipelines.local.bigquery_emulator import bigquery_emulator_endpoint
 from beam_pipelines.local.direct_runner_fixes import patched_direct_runner
 from beam_pipelines.local.feed import FeedCounts, KafkaFeed, PubSubFeed
 from beam_pipelines.requests import (
+    CdcRequest,
     JobRequest,
     Request,
     kafka_streams,
@@ -55,8 +57,10 @@ from beam_pipelines.requests import (
     remote_problems,
     with_kafka_urls,
 )
+from streamforge.bigquery_warehouse import BigQueryWarehouse, WarehouseDrift, create_warehouse
 from streamforge.naming import JOB_LABEL, dataflow_job_name
 from streamforge.warehouse import SNAPSHOT_EVERY_S
+from streamforge.warehouse_tables import warehouse_tables
 
 __all__ = [
     "LOCAL_RUNNERS",
@@ -207,6 +211,9 @@ def run_locally(
     request = plan_kafka_reads(request)
     with ExitStack() as stack:
         stack.enter_context(local_runner_tuning())
+        if request.warehouse.kind == "bigquery":  # Beam's BigQuery IO on the emulator, if one is named
+            stack.enter_context(bigquery_emulator_endpoint(request.warehouse.project))
+            declare_bigquery_tables(request)
         stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S if request.streaming else None))
         feed = _local_feed(request, sources)
         if feed is not None:
@@ -228,6 +235,18 @@ def run_locally(
             feed.commit()  # the drained run has written everything it took: the next run goes on from here
     commit_kafka_reads(request)  # the results are written (the warehouse is closed): the next read goes on from here
     return JobReport(str(result.state), _with_feed_counts(collect_counters(result), request, feed))
+
+
+def declare_bigquery_tables(request: Request) -> list[str]:
+    """Create the BigQuery tables and views the run writes, as ``pulumi up`` declares them
+    (the jobs append only); a table that exists with other columns is a SpecError listing
+    the differences. Returns what was created."""
+    warehouse = BigQueryWarehouse(request.warehouse.project, request.warehouse.dataset)
+    specs = warehouse_tables(request.config, request.tables if isinstance(request, CdcRequest) else None)
+    try:
+        return create_warehouse(warehouse, specs)
+    except WarehouseDrift as exc:
+        raise SpecError(f"--warehouse {warehouse.url}: {exc}") from None
 
 
 def plan_kafka_reads(request: Request) -> Request:

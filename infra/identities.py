@@ -68,7 +68,6 @@ def project_roles(settings: Settings) -> tuple[ProjectRole, ...]:
     if settings.cdc.enabled:
         roles += [
             ProjectRole("cdc-job", "roles/dataflow.worker", "Dataflow workers need it; it has no narrower scope"),
-            ProjectRole("cdc-job", "roles/bigquery.jobUser", "load jobs, and the query that creates the replica views"),
             ProjectRole(
                 "debezium",
                 "roles/cloudsql.client",

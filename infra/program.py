@@ -19,12 +19,11 @@ from infra.observability import Observability
 from infra.pipelines import ANALYTICS_JOB, Pipelines
 from infra.settings import Settings
 from infra.storage import Storage
-from infra.tables import warehouse_tables
 from infra.warehouse import Warehouse
 from streamforge.cdc.config import DebeziumServerConfig
-from streamforge.cdc.tables import load_source_tables
 from streamforge.naming import dataflow_job_name, function_name
 from streamforge.topology import topology
+from streamforge.warehouse_tables import captured_tables, warehouse_tables
 
 __all__ = ["Platform", "deploy"]
 
@@ -48,10 +47,7 @@ class Platform:
 def deploy(settings: Settings | None = None) -> Platform:
     settings = settings or Settings.load()
     debezium = DebeziumServerConfig.load() if settings.cdc.enabled else None
-    captured = None
-    if debezium is not None:
-        schema = load_source_tables()
-        captured = {name: schema[name] for name in (t.split(".", 1)[-1] for t in debezium.tables) if name in schema}
+    captured = captured_tables(debezium)
     layout = topology(settings.streamforge, debezium, settings.prefix)
     templates = (
         {

@@ -22,7 +22,7 @@ from pulumi.runtime import config as runtime_config
 from streamforge.cdc.config import DEBEZIUM_SERVER_IMAGE
 from streamforge.config import Config, load_config
 from streamforge.functions.webhooks import WebhookConfigError, parse_webhooks
-from streamforge.naming import PREFIX, PROJECT_ID
+from streamforge.naming import DATASET, PREFIX, PROJECT_ID
 
 __all__ = [
     "DAILY_BATCH_WORKFLOW",
@@ -125,7 +125,7 @@ class Settings:
     project: str
     region: str
     prefix: str = PREFIX
-    dataset: str = "streamforge"
+    dataset: str = DATASET
     location: str = "US"  # BigQuery dataset and Firestore location
     deploy_jobs: bool = True
     protect_data: bool = True  # deletion protection on the Cloud SQL instance and the BigQuery tables
@@ -181,7 +181,7 @@ class Settings:
         prefix = config.get("prefix") or PREFIX
         if not _PREFIX.match(prefix):
             raise SettingsError(f"streamforge:prefix {prefix!r}: 3-12 of a-z 0-9 - (service account ids are short)")
-        dataset = config.get("dataset") or "streamforge"
+        dataset = config.get("dataset") or DATASET
         if not _DATASET.match(dataset):
             raise SettingsError(f"streamforge:dataset {dataset!r}: letters, digits and underscores only")
         labels = config.get_object("labels") or {}

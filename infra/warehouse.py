@@ -1,7 +1,9 @@
-"""BigQuery: the dataset and every table and view the writers use (``tables.py``), with IAM.
+"""BigQuery: the dataset and every table and view the writers use
+(``streamforge/warehouse_tables.py``), with IAM.
 
-Tables are created here, partitioned and clustered as their schemas declare, so the jobs'
-CREATE_IF_NEEDED finds them; the writers get ``dataEditor`` on this dataset only.
+Tables are created here, partitioned and clustered as their schemas declare: the jobs only
+append (CREATE_NEVER), so a job that writes a table the program does not deploy fails. The
+writers get ``dataEditor`` on this dataset only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pulumi_gcp as gcp
 from infra.component import Area
 from infra.identities import Identities
 from infra.settings import Settings
-from infra.tables import TableSpec
+from streamforge.warehouse_tables import TableSpec
 
 __all__ = ["Warehouse"]
 

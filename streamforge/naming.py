@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["JOB_LABEL", "PREFIX", "PROJECT_ID", "dataflow_job_name", "function_name"]
+__all__ = ["BIGQUERY_DATASET", "DATASET", "JOB_LABEL", "PREFIX", "PROJECT_ID", "dataflow_job_name", "function_name"]
 
 #: Google Cloud's rule for a project id: 6-30 of a-z 0-9 -, a letter first, no - last.
 PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+
+#: A BigQuery warehouse: ``bigquery://PROJECT.DATASET`` (also the Flex Templates' parameter regex).
+BIGQUERY_DATASET = re.compile(r"^bigquery://([a-z][-a-z0-9:.]{4,62}[a-z0-9])\.([A-Za-z_][A-Za-z0-9_]{0,1023})$")
+
+#: The BigQuery dataset the deployment writes (unless its stack names another).
+DATASET = "streamforge"
 
 #: What every resource name starts with.
 PREFIX = "streamforge"

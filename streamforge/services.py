@@ -39,6 +39,7 @@ __all__ = [
     "start_service",
     "start_storage_emulator",
     "stop_process",
+    "storage_emulator_files",
     "tansu_binary",
     "wait_for_port",
 ]
@@ -198,17 +199,25 @@ def emulator_program(name: str, program: str) -> Path:
     return path
 
 
-def start_storage_emulator(log: Path, port: int | None = None) -> LocalService:
-    """The Cloud Storage emulator (gcp-storage-emulator, in memory) on 127.0.0.1; clients reach it
-    with ``STORAGE_EMULATOR_HOST=http://ADDRESS``."""
+def start_storage_emulator(log: Path, port: int | None = None, data: Path | None = None) -> LocalService:
+    """The Cloud Storage emulator (gcp-storage-emulator) on 127.0.0.1; clients reach it with
+    ``STORAGE_EMULATOR_HOST=http://ADDRESS``. Objects live in memory, or with ``data`` as files
+    under ``data/.cloudstorage/BUCKET/NAME``, where the BigQuery emulator's load jobs read them."""
     port = port or free_port()
     program = emulator_program("storage", "gcp-storage-emulator")
+    where = ["--in-memory"] if data is None else []
     return start_service(
         "storage-emulator",
-        [str(program), "start", f"--host={LOOPBACK}", f"--port={port}", "--in-memory", "--quiet"],
+        [str(program), "start", f"--host={LOOPBACK}", f"--port={port}", *where, "--quiet"],
         log,
         port=port,
+        env={"STORAGE_BASE": str(data)} if data is not None else None,
     )
+
+
+def storage_emulator_files(data: Path) -> Path:
+    """Where the storage emulator started with ``data`` keeps gs://BUCKET/NAME: ``.../BUCKET/NAME``."""
+    return data / ".cloudstorage"
 
 
 def _duckdb_extensions_home(environment: Path) -> Path:
@@ -224,11 +233,21 @@ def _duckdb_extensions_home(environment: Path) -> Path:
     return home
 
 
-def start_bigquery_emulator(log: Path, port: int | None = None, project: str = "streamforge") -> LocalService:
-    """The BigQuery emulator (bqemulator: REST and Storage API gRPC over DuckDB, in memory) on
-    127.0.0.1; its address is the REST endpoint, for ``BIGQUERY_EMULATOR_HOST=http://ADDRESS``."""
+def start_bigquery_emulator(
+    log: Path,
+    port: int | None = None,
+    project: str = "streamforge",
+    gcs_files: Path | None = None,
+    data: Path | None = None,
+) -> LocalService:
+    """The BigQuery emulator (bqemulator: REST and Storage API gRPC over DuckDB) on 127.0.0.1;
+    its address is the REST endpoint, for ``BIGQUERY_EMULATOR_HOST=http://ADDRESS``. Its data
+    lives in memory, or with ``data`` in a DuckDB file there, kept when it stops (started again
+    on ``data`` it has everything). Load jobs read gs://BUCKET/NAME as ``gcs_files/BUCKET/NAME``
+    (the storage emulator's files)."""
     program = emulator_program("bigquery", "bqemulator")
     port, grpc_port = port or free_port(), free_port()
+    where = ["--ephemeral"] if data is None else ["--persistent", f"--data-dir={data}"]
     return start_service(
         "bigquery-emulator",
         [
@@ -238,13 +257,16 @@ def start_bigquery_emulator(log: Path, port: int | None = None, project: str = "
             f"--rest-port={port}",
             f"--grpc-host={LOOPBACK}",
             f"--grpc-port={grpc_port}",
-            "--ephemeral",
+            *where,
             f"--project={project}",
             "--log-level=warning",
         ],
         log,
         port=port,
-        env={"HOME": str(_duckdb_extensions_home(program.parents[1]))},
+        env={
+            "HOME": str(_duckdb_extensions_home(program.parents[1])),
+            **({"BQEMU_GCS_LOCAL_ROOT": str(gcs_files)} if gcs_files is not None else {}),
+        },
     )
 
 

@@ -11,14 +11,14 @@ import pytest
 
 from tests.support.cli import simulate_to
 from tests.support.servers import (
+    GoogleCloudEmulators,
     ServerUnavailable,
-    bigquery_emulator,
     firestore_emulator,
     fresh_database,
+    google_cloud_emulators,
     kafka_broker,
     postgres_server,
     pubsub_emulator,
-    storage_emulator,
 )
 
 
@@ -73,17 +73,21 @@ def firestore() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def storage() -> Iterator[str]:
-    """http://HOST:PORT of a Cloud Storage emulator (STORAGE_EMULATOR_HOST's, or one started for
-    this session)."""
-    yield from _started(storage_emulator, "Cloud Storage emulator", "`make test`")
+def google_cloud() -> Iterator[GoogleCloudEmulators]:
+    """The Cloud Storage and BigQuery emulators for this session (see google_cloud_emulators)."""
+    yield from _started(google_cloud_emulators, "Cloud Storage and BigQuery emulators", "`make test`")
 
 
 @pytest.fixture(scope="session")
-def bigquery() -> Iterator[str]:
-    """http://HOST:PORT of a BigQuery emulator (BIGQUERY_EMULATOR_HOST's, or one started for this
-    session)."""
-    yield from _started(bigquery_emulator, "BigQuery emulator", "`make test`")
+def storage(google_cloud: GoogleCloudEmulators) -> str:
+    """http://HOST:PORT of the Cloud Storage emulator."""
+    return google_cloud.storage
+
+
+@pytest.fixture(scope="session")
+def bigquery(google_cloud: GoogleCloudEmulators) -> str:
+    """http://HOST:PORT of the BigQuery emulator."""
+    return google_cloud.bigquery
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,13 @@ from beam_pipelines.common.dedup import DropRepeats
 from beam_pipelines.common.io import ReadLineBatches, SpecError, WarehouseSpec, remote_path
 from beam_pipelines.common.kafka import ReadKafkaBatches
 from beam_pipelines.common.kafka_io import ReadKafkaRecords
-from beam_pipelines.common.warehouse import WriteTable, acquire_writer, release_writer, table_name
+from beam_pipelines.common.warehouse import (
+    WriteTable,
+    acquire_writer,
+    append_to_bigquery,
+    release_writer,
+    table_name,
+)
 from streamforge.cdc.tables import SourceTable
 from streamforge.cdc.warehouse import (
     bigquery_replica_schema,
@@ -50,7 +56,6 @@ from streamforge.cdc.warehouse import (
     changelog_name,
     changes_name,
     replica_name,
-    replica_view_sql,
 )
 from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
 from streamforge.naming import consumer_group
@@ -298,34 +303,6 @@ class _ApplyToDuckDB(beam.DoFn):
             self.writer = None
 
 
-class _CreateReplicaViews(beam.DoFn):
-    """BigQuery: creates each ``<table>_current_changes`` table (if missing) and the
-    ``<table>_current`` view over it (replaced, so a changed key or definition applies).
-    Runs once per job, on a worker: the launcher needs no credentials to build the job."""
-
-    def __init__(self, warehouse: WarehouseSpec, tables: Mapping[str, SourceTable]):
-        self.warehouse, self.tables = warehouse, dict(tables)
-
-    def process(self, _unused: Any) -> Iterable[str]:
-        from google.cloud import bigquery
-
-        project, dataset = self.warehouse.project, self.warehouse.dataset
-        client = bigquery.Client(project=project)
-        for name, table in sorted(self.tables.items()):
-            changes = f"{project}.{dataset}.{changes_name(name)}"
-            created = bigquery.Table(
-                changes,
-                schema=[bigquery.SchemaField.from_api_repr(f) for f in bigquery_replica_schema(table)["fields"]],
-            )
-            layout = bigquery_replica_table(table)
-            created.time_partitioning = bigquery.TimePartitioning(field=layout["timePartitioning"]["field"])
-            created.clustering_fields = layout["clustering"]["fields"]
-            client.create_table(created, exists_ok=True)
-            view = f"{project}.{dataset}.{replica_name(name)}"
-            client.query(f"CREATE OR REPLACE VIEW `{view}` AS {replica_view_sql(table, f'`{changes}`')}").result()
-            yield view
-
-
 class ApplyReplica(beam.PTransform):
     """Changes of one table -> its ``<table>_current`` replica: a DuckDB upsert in LSN order, or
     in BigQuery an append to ``<table>_current_changes`` read by the ``<table>_current`` view
@@ -337,27 +314,19 @@ class ApplyReplica(beam.PTransform):
 
     def expand(self, changes: beam.PCollection):
         if self.warehouse.kind == "duckdb":
-            return changes | "Upsert in LSN order" >> beam.ParDo(
+            changes | "Upsert in LSN order" >> beam.ParDo(
                 _ApplyToDuckDB(self.warehouse.path, {self.table.name: self.table})
             )
-        table = self.table
-        method = (
-            beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
-            if self.streaming
-            else beam.io.WriteToBigQuery.Method.FILE_LOADS
-        )
-        return (
-            changes
-            | "Typed change rows" >> beam.Map(_replica_change_row, table)
-            | "Append to BigQuery"
-            >> beam.io.WriteToBigQuery(
-                table=f"{self.warehouse.project}:{self.warehouse.dataset}.{changes_name(table.name)}",
-                schema=bigquery_replica_schema(table),
-                additional_bq_parameters=bigquery_replica_table(table),
-                create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-                write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-                method=method,
-            )
+            return None
+        return append_to_bigquery(
+            changes | "Typed change rows" >> beam.Map(_replica_change_row, self.table),
+            self.warehouse,
+            changes_name(self.table.name),
+            bigquery_replica_schema(self.table)["fields"],
+            bigquery_replica_table(self.table),
+            streaming=self.streaming,
+            pipeline=PIPELINE,
+            label="Append to BigQuery",
         )
 
 
@@ -404,7 +373,8 @@ class CdcJob(beam.PTransform):
 
     def expand(self, pbegin):
         streaming = not self.source.bounded
-        sink = {"warehouse": self.warehouse, "streaming": streaming}
+        sink = {"warehouse": self.warehouse, "streaming": streaming, "pipeline": PIPELINE}
+        refused: list[beam.PCollection] = []  # rows the warehouse refused, as dead letters
         payloads = [
             pbegin
             | f"Read {table if table != '*' else 'all'} changes"
@@ -431,22 +401,17 @@ class CdcJob(beam.PTransform):
             )
         )
         for name in names:
-            (
+            refused.append(
                 by_table[name]
                 | f"{name} changelog rows" >> beam.Map(_now_changelog_row)
                 | f"Write {name}_changelog" >> WriteTable(subject="cdc_change", table=changelog_name(name), **sink)
             )
             if name in self.replicas:
-                by_table[name] | f"Apply to {replica_name(name)}" >> ApplyReplica(
-                    self.warehouse, self.tables[name], streaming=streaming
+                refused.append(
+                    by_table[name]
+                    | f"Apply to {replica_name(name)}"
+                    >> ApplyReplica(self.warehouse, self.tables[name], streaming=streaming)
                 )
-        if self.warehouse.kind == "bigquery" and self.replicas:
-            (
-                pbegin
-                | "Replica views" >> beam.Create([None])
-                | "Create replica views"
-                >> beam.ParDo(_CreateReplicaViews(self.warehouse, {t: self.tables[t] for t in self.replicas}))
-            )
 
         # business events, each from the one table it is about
         derived = (
@@ -456,10 +421,13 @@ class CdcJob(beam.PTransform):
         )
         for table, label, subject, derive in derived:
             if table in by_table:
-                (
+                refused.append(
                     by_table[table]
                     | label >> beam.FlatMap(_present, derive)
                     | f"Write {table_name(subject)}" >> WriteTable(subject=subject, **sink)
                 )
+        refused = [r for r in refused if r is not None]
+        if refused:
+            dead = [dead, *refused] | "Dead letters and refused rows" >> beam.Flatten()
         dead | "Write dead letters" >> WriteTable(subject="dead_letter", **sink)
         return changes, dead

@@ -36,9 +36,9 @@ from apache_beam.io.filesystems import FileSystems
 from beam_pipelines.common.kafka import ReadKafkaBatches
 from beam_pipelines.common.kafka_io import ReadKafkaRecords
 from streamforge.kafka import KafkaUrl, KafkaUrlError, parse_kafka_url
+from streamforge.naming import BIGQUERY_DATASET
 
 __all__ = [
-    "BIGQUERY_DATASET",
     "GCS_PATH",
     "KAFKA_INPUT",
     "PUBSUB_INPUT",
@@ -62,7 +62,6 @@ PUBSUB_INPUT = re.compile(
     r"^pubsub://(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/(subscriptions|topics)/[A-Za-z][-\w.~+%]{2,254})$"
 )
 KAFKA_INPUT = re.compile(r"^kafka://[A-Za-z0-9\[][-A-Za-z0-9.:,\[\]]*(/[A-Za-z0-9._-]{1,249})?(\?[^\s@]*)?$")
-BIGQUERY_DATASET = re.compile(r"^bigquery://([a-z][-a-z0-9:.]{4,62}[a-z0-9])\.([A-Za-z_][A-Za-z0-9_]{0,1023})$")
 
 
 class SpecError(ValueError):

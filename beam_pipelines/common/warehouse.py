@@ -3,10 +3,12 @@
 Tables, columns, partitioning and clustering all come from the .avsc schemas (the
 ``bigquery`` attribute names the table): nothing here restates a column.
 
-- BigQuery: ``WriteToBigQuery`` creates each table partitioned by day on the schema's
-  ``partition_field`` and clustered on its ``clustering`` columns; batch jobs load files,
-  streaming jobs use streaming inserts. Rows are appended: a session or minute updated by
-  a late pane appears again with ``pane_timing`` LATE (the latest row is the current one).
+- BigQuery: ``WriteToBigQuery`` appends to the declared tables (streamforge/warehouse_tables.py,
+  created by ``pulumi up`` or ``warehouse create``; never here); batch jobs load files,
+  streaming jobs use streaming inserts. A session or minute updated by a late pane appears
+  again with a higher ``pane_index``, a replayed row again as it was: ``<table>_current``
+  holds one row per key, the row DuckDB keeps. A row a streaming insert refuses comes back
+  as a dead letter with BigQuery's reason.
 - DuckDB: a table per schema in one database file, written by bundle through Arrow.
   Result tables keep one row per key (``TABLE_KEYS``): a late pane replaces the earlier row,
   a replayed alert is ignored. ``dead_letter`` is appended to, like in BigQuery. Every sink
@@ -18,23 +20,31 @@ Tables, columns, partitioning and clustering all come from the .avsc schemas (th
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import orjson
+from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.metrics import Metrics
+from apache_beam.transforms import window
 
+from beam_pipelines.common.dead_letters import dead_letter
 from beam_pipelines.common.io import WarehouseSpec
 from streamforge.schemas import EventSchema, get_schema
 from streamforge.timeutil import format_timestamp
 from streamforge.warehouse import WarehouseWriter
+from streamforge.warehouse_tables import TABLE_KEYS, TableKey, current_name
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = [
-    "TABLE_KEYS",
     "WriteTable",
+    "append_to_bigquery",
     "acquire_writer",
     "create_table_sql",
     "duckdb_type",
@@ -42,24 +52,6 @@ __all__ = [
     "table_name",
     "warehouse_writers",
 ]
-
-#: Result tables: schema subject -> the columns that identify a row, and what a second row
-#: with the same key does ("replace": the newer pane wins; "ignore": the first one stays).
-TABLE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
-    "session_aggregate": (("session_id",), "replace"),
-    "revenue_per_minute": (("window_start",), "replace"),
-    "revenue_by_category_region": (("window_start", "region", "category"), "replace"),
-    "fraud_alert": (("alert_id",), "ignore"),
-    "dead_letter": ((), "append"),
-    # The valid, deduplicated events themselves (run --raw-events): what the daily batch reads.
-    "clickstream_event": (("event_id",), "ignore"),
-    "order_event": (("event_id",), "ignore"),
-    # CDC (beam_pipelines/cdc): a redelivered change repeats its key and LSN; the first row stays.
-    "cdc_change": (("primary_key", "lsn"), "ignore"),  # one <source table>_changelog per source table
-    "price_change": (("product_id", "lsn"), "ignore"),
-    "stock_alert": (("product_id", "lsn"), "ignore"),
-    "order_status_transition": (("order_id", "lsn"), "ignore"),
-}
 
 _PRIMITIVE = {
     "string": "VARCHAR",
@@ -111,10 +103,32 @@ def create_table_sql(schema: EventSchema, table: str | None = None) -> str:
     for f in schema.definition["fields"]:
         nullable = isinstance(f["type"], list) and "null" in f["type"]
         columns.append(f'"{f["name"]}" {duckdb_type(f["type"])}{"" if nullable else " NOT NULL"}')
-    key, _ = TABLE_KEYS.get(schema.subject, ((), "append"))
+    key = TABLE_KEYS.get(schema.subject, TableKey((), "append")).columns
     if key:
         columns.append("PRIMARY KEY (" + ", ".join(f'"{k}"' for k in key) + ")")
-    return f'CREATE TABLE IF NOT EXISTS "{table or schema.bigquery.table}" (\n  ' + ",\n  ".join(columns) + "\n)"
+    name = table or schema.bigquery.table
+    statements = [f'CREATE TABLE IF NOT EXISTS "{name}" (\n  ' + ",\n  ".join(columns) + "\n)"]
+    # A warehouse written before a later version added a field (with its default) gains it.
+    first = {f["name"] for f in get_schema(schema.subject, 1).definition["fields"]}
+    statements += [
+        f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS "{f["name"]}" {duckdb_type(f["type"])} '
+        f"DEFAULT {_sql_literal(f['default'])}"
+        for f in schema.definition["fields"]
+        if f["name"] not in first
+    ]
+    if key:  # the table holds one row per key: the view BigQuery needs is the table itself
+        statements.append(f'CREATE VIEW IF NOT EXISTS "{current_name(name)}" AS SELECT * FROM "{name}"')
+    return ";\n".join(statements)
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 _writers: dict[str, list[Any]] = {}  # path -> [WarehouseWriter, users]
@@ -174,7 +188,7 @@ class _WriteDuckDB(beam.DoFn):
     def setup(self) -> None:
         self.writer = acquire_writer(self.path)
         self.writer.ensure(self.table, create_table_sql(get_schema(self.subject), self.table))
-        self.key, self.mode = TABLE_KEYS[self.subject]
+        self.key, self.mode = TABLE_KEYS[self.subject].columns, TABLE_KEYS[self.subject].repeat
         self.written = Metrics.counter("warehouse", f"{self.table}_rows")
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "append": "INSERT"}[self.mode]
         self.sql = f'{verb} INTO "{self.table}" BY NAME SELECT * FROM rows_batch'
@@ -236,41 +250,120 @@ def _bigquery_value(value: Any) -> Any:
     return value
 
 
+class _RefusedRow(beam.DoFn):
+    """A row BigQuery's streaming insert refused for good -> a dead letter with BigQuery's reason
+    and message (``failed_rows_with_errors``: after Beam retried the transient errors)."""
+
+    def __init__(self, pipeline: str, table: str, dead_letters: bool):
+        self.pipeline, self.table, self.dead_letters = pipeline, table, dead_letters
+
+    def setup(self) -> None:
+        self.refused = Metrics.counter("warehouse", f"{self.table}_refused")
+
+    def process(self, failed: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> Iterable[dict[str, Any]]:
+        _destination, row, errors = failed
+        self.refused.inc()
+        reason = (errors[0].get("reason") if errors else None) or "unknown"
+        message = (
+            "; ".join(f"{e.get('location') or '(row)'}: {e.get('message') or e.get('reason')}" for e in errors)
+            or "no error given"
+        )
+        if not self.dead_letters:  # the dead-letter table's own refusals: counted and logged
+            _LOG.error("BigQuery refused a row of %s (%s): %s", self.table, reason, message)
+            return
+        yield dead_letter(
+            self.pipeline,
+            f"Write {self.table}",
+            _cut_reason(f"bigquery_{reason}"),
+            f"BigQuery refused the row for {self.table}: {message}",
+            orjson.dumps(row),
+            received_at=datetime.now(timezone.utc),
+            source=_destination,
+        )
+
+
+def _cut_reason(reason: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in reason)[:64]
+
+
+def append_to_bigquery(
+    rows: beam.PCollection,
+    warehouse: WarehouseSpec,
+    table: str,
+    fields: list[dict[str, Any]],
+    layout: dict[str, Any],
+    *,
+    streaming: bool,
+    pipeline: str,
+    dead_letters: bool = True,
+    label: str = "Write to BigQuery",
+) -> beam.PCollection | None:
+    """JSON rows -> appended to an existing BigQuery table (CREATE_NEVER: the declared tables,
+    streamforge/warehouse_tables.py, deployed by ``pulumi up`` or ``warehouse create``), as
+    steps of the calling transform. Streaming inserts return the rows refused for good as dead
+    letters with BigQuery's reason (the dead-letter table's own refusals are counted and
+    logged); a refused load job fails as a whole, so batch returns None."""
+    method = (
+        beam.io.WriteToBigQuery.Method.STREAMING_INSERTS if streaming else beam.io.WriteToBigQuery.Method.FILE_LOADS
+    )
+    if streaming:
+        # A row's window means nothing to the table. Kept, it lost late panes on the local
+        # runner: the streaming insert's ReshufflePerKey declares the global window without
+        # moving its elements there, and Beam's Python trigger driver then drops an element of
+        # a window already past the watermark as expired (docs/platform-notes.md).
+        rows = rows | f"{label}: global window" >> beam.WindowInto(window.GlobalWindows())
+    result = rows | label >> beam.io.WriteToBigQuery(
+        table=f"{warehouse.project}:{warehouse.dataset}.{table}",
+        schema={"fields": fields},
+        additional_bq_parameters=layout,
+        create_disposition=beam.io.BigQueryDisposition.CREATE_NEVER,
+        write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+        method=method,
+        # a row refused as invalid is not retried (by default it would be, forever); a transient
+        # error (an outage, a 5xx) still is, with backoff
+        insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
+    )
+    if not streaming:
+        return None
+    return result.failed_rows_with_errors | "Refused rows" >> beam.ParDo(_RefusedRow(pipeline, table, dead_letters))
+
+
 class WriteTable(beam.PTransform):
     """Rows of one schema (its Python form) -> that schema's warehouse table, or ``table``
-    (several tables of one shape: the CDC changelogs)."""
+    (several tables of one shape: the CDC changelogs). Returns the rows the warehouse refused
+    one by one, as dead letters (BigQuery's streaming inserts), or None where a refusal fails
+    the write as a whole (a DuckDB statement, a BigQuery load job: the run fails with the reason)."""
 
-    def __init__(self, warehouse: WarehouseSpec, subject: str, *, streaming: bool, table: str | None = None):
+    def __init__(
+        self,
+        warehouse: WarehouseSpec,
+        subject: str,
+        *,
+        streaming: bool,
+        table: str | None = None,
+        pipeline: str = "warehouse",
+    ):
         super().__init__()
-        self.warehouse, self.subject, self.streaming = warehouse, subject, streaming
+        self.warehouse, self.subject, self.streaming, self.pipeline = warehouse, subject, streaming, pipeline
         self.table_name = table or table_name(subject)
 
     def expand(self, rows: beam.PCollection):
         if self.warehouse.kind == "duckdb":
-            return rows | "Write to DuckDB" >> beam.ParDo(
-                _WriteDuckDB(self.warehouse.path, self.subject, self.table_name)
-            )
+            rows | "Write to DuckDB" >> beam.ParDo(_WriteDuckDB(self.warehouse.path, self.subject, self.table_name))
+            return None
         table = get_schema(self.subject).bigquery
-        extra: dict[str, Any] = {}
+        layout: dict[str, Any] = {}
         if table.partition_field:
-            extra["timePartitioning"] = {"type": table.partition_type, "field": table.partition_field}
+            layout["timePartitioning"] = {"type": table.partition_type, "field": table.partition_field}
         if table.clustering:
-            extra["clustering"] = {"fields": list(table.clustering)}
-        method = (
-            beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
-            if self.streaming
-            else beam.io.WriteToBigQuery.Method.FILE_LOADS
-        )
-        return (
-            rows
-            | "BigQuery JSON rows" >> beam.Map(bigquery_row)
-            | "Write to BigQuery"
-            >> beam.io.WriteToBigQuery(
-                table=f"{self.warehouse.project}:{self.warehouse.dataset}.{self.table_name}",
-                schema={"fields": table.schema_json()},
-                additional_bq_parameters=extra,
-                create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-                write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-                method=method,
-            )
+            layout["clustering"] = {"fields": list(table.clustering)}
+        return append_to_bigquery(
+            rows | "BigQuery JSON rows" >> beam.Map(bigquery_row),
+            self.warehouse,
+            self.table_name,
+            table.schema_json(),
+            layout,
+            streaming=self.streaming,
+            pipeline=self.pipeline,
+            dead_letters=self.subject != "dead_letter",
         )

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beam_pipelines.cdc.pipeline import PUBSUB_TABLES_INPUT
-from beam_pipelines.common.io import BIGQUERY_DATASET, GCS_PATH, KAFKA_INPUT, PUBSUB_INPUT
+from beam_pipelines.common.io import GCS_PATH, KAFKA_INPUT, PUBSUB_INPUT
 from beam_pipelines.requests import ANALYTICS_JOBS, TOPIC
+from streamforge.naming import BIGQUERY_DATASET
 
 __all__ = ["TEMPLATES", "Parameter", "Template", "metadata", "spec"]
 

@@ -91,8 +91,9 @@ class MinuteRevenue:
         """A minute of only CREATED, PAYMENT_FAILED, SHIPPED or DELIVERED events has no revenue row."""
         return bool(self.order_count or self.cancelled_cents)
 
-    def record(self, start_ms: int, size_ms: int = WINDOW_MS) -> dict[str, Any]:
-        """The ``revenue_per_minute`` row for the window starting at ``start_ms``."""
+    def record(self, start_ms: int, size_ms: int = WINDOW_MS, pane_index: int = 0) -> dict[str, Any]:
+        """The ``revenue_per_minute`` row for the window starting at ``start_ms`` (its
+        ``pane_index``-th firing)."""
         gmv = _amount(self.gmv_cents)
         average = (gmv / self.order_count).quantize(_CENT, ROUND_HALF_UP) if self.order_count else Decimal("0.00")
         return {
@@ -104,6 +105,7 @@ class MinuteRevenue:
             "unique_users": len(self.buyers),
             "first_time_orders": self.first_time_orders,
             "cancelled_gmv": _amount(self.cancelled_cents),
+            "pane_index": pane_index,
         }
 
 
@@ -130,8 +132,10 @@ class LineRevenue:
         self.orders |= other.orders
         return self
 
-    def record(self, start_ms: int, region: str, category: str, size_ms: int = WINDOW_MS) -> dict[str, Any]:
-        """The ``revenue_by_category_region`` row."""
+    def record(
+        self, start_ms: int, region: str, category: str, size_ms: int = WINDOW_MS, pane_index: int = 0
+    ) -> dict[str, Any]:
+        """The ``revenue_by_category_region`` row (of the window's ``pane_index``-th firing)."""
         return {
             **_window(start_ms, size_ms),
             "region": region,
@@ -139,6 +143,7 @@ class LineRevenue:
             "gmv": _amount(self.gmv_cents),
             "units": self.units,
             "order_count": len(self.orders),
+            "pane_index": pane_index,
         }
 
 

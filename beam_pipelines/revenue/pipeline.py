@@ -54,21 +54,23 @@ class _MinuteRow(beam.DoFn):
     def setup(self) -> None:
         self.rows = Metrics.counter("revenue", "emitted")
 
-    def process(self, element: tuple[int, MinuteRevenue]) -> Iterable[dict[str, Any]]:
+    def process(self, element: tuple[int, MinuteRevenue], pane=beam.DoFn.PaneInfoParam) -> Iterable[dict[str, Any]]:
         start_ms, revenue = element
         if revenue.has_row:
             self.rows.inc()
-            yield revenue.record(start_ms)
+            yield revenue.record(start_ms, pane_index=pane.index)
 
 
 class _LineRow(beam.DoFn):
     def setup(self) -> None:
         self.rows = Metrics.counter("revenue", "emitted")
 
-    def process(self, element: tuple[tuple[int, str, str], LineRevenue]) -> Iterable[dict[str, Any]]:
+    def process(
+        self, element: tuple[tuple[int, str, str], LineRevenue], pane=beam.DoFn.PaneInfoParam
+    ) -> Iterable[dict[str, Any]]:
         (start_ms, region, category), revenue = element
         self.rows.inc()
-        yield revenue.record(start_ms, region, category)
+        yield revenue.record(start_ms, region, category, pane_index=pane.index)
 
 
 class _CountOrders(beam.DoFn):

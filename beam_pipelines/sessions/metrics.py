@@ -134,8 +134,9 @@ class SessionAggregate:
             return None
         return min(self.category_views, key=lambda c: (-self.category_views[c], c))
 
-    def record(self, pane_timing: str = "ON_TIME") -> dict[str, Any]:
-        """The ``user_sessions`` row (session_aggregate schema, Python form)."""
+    def record(self, pane_timing: str = "ON_TIME", pane_index: int = 0) -> dict[str, Any]:
+        """The ``user_sessions`` row (session_aggregate schema, Python form) of a window's
+        ``pane_index``-th firing."""
         counts = {name: self.counts.get(name, 0) for name in _COUNTED.values()}
         return {
             "user_id": self.user_id,
@@ -152,6 +153,7 @@ class SessionAggregate:
             "converted": counts["purchase_count"] > 0,
             "cart_abandoned": counts["add_to_cart_count"] > 0 and counts["purchase_count"] == 0,
             "pane_timing": pane_timing,
+            "pane_index": pane_index,
         }
 
 

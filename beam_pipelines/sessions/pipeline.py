@@ -61,7 +61,7 @@ class _WindowedRow(beam.DoFn):
 
     def process(self, element: tuple[str, SessionAggregate], pane=beam.DoFn.PaneInfoParam) -> Iterable[dict[str, Any]]:
         self.rows.inc()
-        yield element[1].record(pane_timing(pane))
+        yield element[1].record(pane_timing(pane), pane.index)
 
 
 class _FinalRows(beam.DoFn):

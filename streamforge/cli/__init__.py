@@ -79,6 +79,7 @@ COMMANDS = {
         "streamforge.cli.run", "run", "pipelines", {"allow_extra_args": True, "ignore_unknown_options": True}
     ),
     "report": Command("streamforge.cli.report", "report", "warehouse"),
+    "warehouse": Command("streamforge.cli.warehouse", "app", "bigquery"),
     "dataflow": Command("streamforge.cli.dataflow", "app", "dataflow"),
     "cdc": Command("streamforge.cli.cdc", "app", "cdc"),
     "functions": Command("streamforge.cli.functions", "app", "functions"),

@@ -24,6 +24,7 @@ from streamforge.live.system import STATE_FILE, LiveSettings, LiveSystem, count_
 from streamforge.pubsub_setup import ProjectIdError
 from streamforge.services import ServerUnavailable
 from streamforge.shutdown import stop_on_signals
+from streamforge.warehouse_reading import WarehouseLocation
 
 __all__ = ["dashboard", "down", "status", "up"]
 
@@ -50,6 +51,11 @@ def _state(workdir: Path) -> dict | None:
 class Transport(str, Enum):
     pubsub = "pubsub"
     kafka = "kafka"
+
+
+class Warehouse(str, Enum):
+    duckdb = "duckdb"
+    bigquery = "bigquery"
 
 
 def up(
@@ -82,6 +88,12 @@ def up(
         "emulator, or a local Kafka broker (Tansu). Alerts go through Pub/Sub "
         "either way.",
     ),
+    warehouse: Warehouse = typer.Option(
+        Warehouse.duckdb,
+        "--warehouse",
+        help="Where the jobs write: DuckDB files, or BigQuery (a local BigQuery emulator, the "
+        "dataset and tables `pulumi up` deploys, written by streaming inserts as on Dataflow).",
+    ),
 ) -> None:
     """Start the whole system on 127.0.0.1: the Pub/Sub emulator with the deployment's topics
     and subscriptions, PostgreSQL with the CDC capture and workload, the simulator, the
@@ -105,6 +117,7 @@ def up(
         dashboard_port=port,
         config_file=Path(config_file).resolve() if config_file else None,
         transport=transport.value,
+        warehouse_kind=warehouse.value,
     )
     err = Console(stderr=True)
     try:
@@ -237,15 +250,16 @@ def status(workdir: Path = typer.Option(WORKDIR, "--workdir", metavar="DIR")) ->
 
 
 def dashboard(
-    warehouse: Path = typer.Option(
-        Path("out/live/warehouse.duckdb"),
+    warehouse: str = typer.Option(
+        "out/live/warehouse.duckdb",
         "--warehouse",
-        metavar="PATH",
-        help="The DuckDB warehouse (read from its snapshot while a run writes it).",
+        metavar="PATH|bigquery://PROJECT.DATASET",
+        help="The warehouse: a DuckDB file (read from its snapshot while a run writes it), or a "
+        "BigQuery dataset (its current rows).",
     ),
     port: int = typer.Option(8050, "--port", help="Port on 127.0.0.1."),
-    cdc_warehouse: Optional[Path] = typer.Option(
-        None, "--cdc-warehouse", metavar="PATH", help="The CDC job's warehouse."
+    cdc_warehouse: Optional[str] = typer.Option(
+        None, "--cdc-warehouse", metavar="PATH|bigquery://PROJECT.DATASET", help="The CDC job's warehouse."
     ),
     alerts_log: Optional[Path] = typer.Option(
         None, "--alerts-log", metavar="PATH", help="The webhook sink's --jsonl output: delivery status of the alerts."
@@ -255,7 +269,16 @@ def dashboard(
     ),
 ) -> None:
     """Serve the live dashboard on http://127.0.0.1:PORT/ until Ctrl-C."""
-    app = create_app(DashboardSources(warehouse, cdc_warehouse, alerts_log, progress))
+    try:
+        sources = DashboardSources(
+            WarehouseLocation(warehouse),
+            WarehouseLocation(cdc_warehouse) if cdc_warehouse else None,
+            alerts_log,
+            progress,
+        )
+    except ValueError as exc:
+        raise _fail(f"--warehouse {exc}") from None
+    app = create_app(sources)
     server = make_server("127.0.0.1", port, app, threaded=True)
     typer.echo(f"dashboard on http://127.0.0.1:{port}/ (Ctrl-C to stop)", err=True)
     with stop_on_signals() as stop:

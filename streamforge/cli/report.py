@@ -1,5 +1,5 @@
-"""``streamforge report``: what the jobs wrote to a DuckDB warehouse, and the fraud alerts
-measured against the simulator's ground truth (the end of `make demo`)."""
+"""``streamforge report``: what the jobs wrote to a warehouse (DuckDB, or BigQuery's current
+rows), and the fraud alerts measured against the simulator's ground truth (the end of `make demo`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamforge.warehouse import WarehouseBusy, open_for_reading
+from streamforge.bigquery_warehouse import WarehouseUnavailable
+from streamforge.warehouse import WarehouseBusy
+from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
 
-__all__ = ["report"]
+__all__ = ["TABLES", "report"]
+
+#: What the report reads.
+TABLES = ("user_sessions", "revenue_by_category_region", "revenue_per_minute", "fraud_alerts", "dead_letter")
 
 
 def _table(console: Console, title: str, columns: list[str], rows: list[tuple]) -> None:
@@ -43,26 +48,37 @@ def _missing(con: duckdb.DuckDBPyConnection, console: Console, title: str, *tabl
 
 
 def report(
-    warehouse: Path = typer.Option(Path("out/warehouse.duckdb"), metavar="PATH", help="The DuckDB warehouse file."),
+    warehouse: str = typer.Option(
+        "out/warehouse.duckdb",
+        metavar="PATH|bigquery://PROJECT.DATASET",
+        help="The warehouse: a DuckDB file, or a BigQuery dataset (its current rows).",
+    ),
     labels: Optional[Path] = typer.Option(
         None, metavar="PATH", help="fraud_labels.jsonl of the simulation, to score the alerts."
     ),
 ) -> None:
-    """Summarise a local warehouse: sessions and conversion, revenue by region and category,
+    """Summarise a warehouse: sessions and conversion, revenue by region and category,
     fraud alerts (precision and recall against --labels), dead letters by reason."""
-    if not warehouse.is_file():
+    try:
+        location = WarehouseLocation(warehouse)
+    except ValueError as exc:
+        typer.echo(f"error: --warehouse {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not location.exists():
         typer.echo(
             f"error: --warehouse {warehouse}: no such file (run `streamforge run ... --warehouse duckdb:///PATH` first)",
             err=True,
         )
         raise typer.Exit(2)
     try:
-        reading = open_for_reading(warehouse)
-    except WarehouseBusy as exc:
+        reading = open_warehouse(location, TABLES)
+    except (WarehouseBusy, WarehouseUnavailable) as exc:
         typer.echo(f"error: --warehouse {warehouse}: {exc}", err=True)
         raise typer.Exit(2) from None
     con, console = reading.connection, Console()
-    if reading.snapshot:
+    if reading.snapshot and location.bigquery is not None:
+        console.print(f"({warehouse}: the current rows of each table, read now)", highlight=False, soft_wrap=True)
+    elif reading.snapshot:
         console.print(
             f"(a run is writing {warehouse}: this is its snapshot of {reading.age_s:.0f} s ago)",
             highlight=False,

@@ -6,9 +6,10 @@ sessions and conversion, revenue by region and category, the latest fraud alerts
 webhook delivery (from the webhook sink's log), dead letters by reason, and pipeline health
 (events/s pulled and processed, watermark lag, CDC lag, from the jobs' progress files).
 
-It reads the warehouse through ``open_for_reading``: while a run writes it, its latest
-snapshot (streamforge/warehouse.py), so the dashboard never blocks the writer. A table a
-warehouse does not have yet is shown empty.
+It reads the warehouse through ``open_warehouse`` (streamforge/warehouse_reading.py): a DuckDB
+file's latest snapshot while a run writes it, so the dashboard never blocks the writer, or a
+BigQuery dataset's current rows, read again every ``BIGQUERY_EVERY_S``. A table a warehouse
+does not have yet is shown empty.
 """
 
 from __future__ import annotations
@@ -24,21 +25,30 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, send_from_directory
 
+from streamforge.bigquery_warehouse import WarehouseUnavailable
+from streamforge.cdc.config import DebeziumServerConfig
+from streamforge.cdc.warehouse import changelog_name
 from streamforge.live.progress import read_job_progress
 from streamforge.live.system import sink_records
-from streamforge.warehouse import WarehouseBusy, open_for_reading
+from streamforge.warehouse import WarehouseBusy
+from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
+from streamforge.warehouse_tables import captured_tables
 
 __all__ = ["DashboardSources", "create_app", "summary"]
 
 STATIC = Path(__file__).parent / "static"
 _RECENT_MINUTES = 60
 _LATEST_ALERTS = 20
+#: How long the dashboard shows what it read from BigQuery before reading again (seconds).
+BIGQUERY_EVERY_S = 5.0
+#: The tables the dashboard reads.
+TABLES = ("revenue_per_minute", "user_sessions", "revenue_by_category_region", "fraud_alerts", "dead_letter")
 
 
 @dataclass
 class DashboardSources:
-    warehouse: Path
-    cdc_warehouse: Path | None = None
+    warehouse: WarehouseLocation
+    cdc_warehouse: WarehouseLocation | None = None
     alerts_log: Path | None = None  # the webhook sink's --jsonl output
     progress_dir: Path | None = None  # where the jobs' *.progress.json are
     _previous: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # job -> (at, pulled, acked)
@@ -61,12 +71,12 @@ def _rows(con: Any, have: set[str], table: str, sql: str) -> list[dict[str, Any]
     return [{n: _plain(v) for n, v in zip(names, row)} for row in cursor.fetchall()]
 
 
-def _warehouse_part(path: Path) -> dict[str, Any]:
-    if not path.exists():
+def _warehouse_part(location: WarehouseLocation) -> dict[str, Any]:
+    if not location.exists():
         return {"state": "no warehouse yet"}
     try:
-        reading = open_for_reading(path)
-    except WarehouseBusy as exc:
+        reading = open_warehouse(location, TABLES, every_s=BIGQUERY_EVERY_S)
+    except (WarehouseBusy, WarehouseUnavailable) as exc:
         return {"state": str(exc)}
     with reading:
         con = reading.connection
@@ -179,27 +189,27 @@ def summary(sources: DashboardSources) -> dict[str, Any]:
         alert["delivered_at"] = delivery["received_at"] if delivery else None
     result["deliveries"] = len(deliveries)
     if sources.cdc_warehouse is not None and sources.cdc_warehouse.exists():
-        try:
-            with open_for_reading(sources.cdc_warehouse) as reading:
-                con = reading.connection
-                changelogs = sorted(
-                    n
-                    for (n,) in con.execute(
-                        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%\\_changelog' ESCAPE '\\'"
-                    ).fetchall()
-                )
-                result["cdc"] = {
-                    "changes": [
-                        {
-                            "table": name.removesuffix("_changelog"),
-                            "rows": con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0],
-                        }
-                        for name in changelogs
-                    ]
-                }
-        except WarehouseBusy:
-            result["cdc"] = {"changes": []}
+        result["cdc"] = {"changes": _changes(sources.cdc_warehouse)}
     return result
+
+
+def _changes(location: WarehouseLocation) -> list[dict[str, Any]]:
+    """Rows per captured table's changelog (the declared ones, as `pulumi up` deploys them)."""
+    changelogs = [changelog_name(t) for t in sorted(captured_tables(DebeziumServerConfig.load()) or {})]
+    try:
+        with open_warehouse(location, changelogs, every_s=BIGQUERY_EVERY_S) as reading:
+            con = reading.connection
+            have = {n for (n,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            return [
+                {
+                    "table": name.removesuffix("_changelog"),
+                    "rows": con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0],
+                }
+                for name in changelogs
+                if name in have
+            ]
+    except (WarehouseBusy, WarehouseUnavailable):
+        return []
 
 
 def create_app(sources: DashboardSources) -> Flask:

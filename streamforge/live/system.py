@@ -13,6 +13,10 @@ group, its output in ``WORKDIR/logs/``:
         -> WORKDIR/warehouse.duckdb, fraud alerts -> the dispatcher's topic
     dashboard (reads the warehouses' snapshots, the sink's log and the jobs' progress)
 
+With warehouse "bigquery", both jobs write instead to one dataset of a local BigQuery
+emulator (its data in WORKDIR/bigquery/), created as `pulumi up` declares it, by streaming
+inserts as on Dataflow; the dashboard reads its current rows.
+
 ``stop()`` ends it in order, losing nothing: producers first; then, once the jobs have taken
 everything published, the jobs are drained (every open window written); then the alerts
 still on their way reach the webhook; then the servers.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -32,14 +37,17 @@ from typing import Callable
 
 from google.cloud import pubsub_v1
 
+from streamforge.bigquery_warehouse import EMULATOR_ENV, BigQueryWarehouse, create_warehouse
 from streamforge.cdc.config import DebeziumServerConfig
 from streamforge.config import Config
 from streamforge.functions.webhook_sink import SECRET_ENV
 from streamforge.live.progress import read_job_progress
+from streamforge.naming import DATASET
 from streamforge.pubsub_setup import check_project, create_topology
 from streamforge.services import (
     LocalService,
     free_port,
+    start_bigquery_emulator,
     start_kafka_broker,
     start_postgres,
     start_pubsub_emulator,
@@ -47,7 +55,8 @@ from streamforge.services import (
 )
 from streamforge.topology import topology
 from streamforge.transport import STREAM_FILES, ensure_kafka_topics
-from streamforge.warehouse import open_for_reading
+from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
+from streamforge.warehouse_tables import captured_tables, warehouse_tables
 
 __all__ = ["STATE_FILE", "LiveSettings", "LiveSystem", "Progress", "count_alerts", "read_progress", "sink_records"]
 
@@ -65,14 +74,34 @@ class LiveSettings:
     dashboard_port: int = 8050
     config_file: Path | None = None  # the --config the children read too
     transport: str = "pubsub"  # or "kafka": events and CDC changes through a local Kafka broker
+    warehouse_kind: str = "duckdb"  # or "bigquery": a local BigQuery emulator
 
     @property
     def warehouse(self) -> Path:
+        """The analytics job's DuckDB file (warehouse "duckdb")."""
         return self.workdir / "warehouse.duckdb"
 
     @property
     def cdc_warehouse(self) -> Path:
+        """The CDC job's DuckDB file (warehouse "duckdb")."""
         return self.workdir / "cdc.duckdb"
+
+    @property
+    def bigquery_data(self) -> Path:
+        """Where the BigQuery emulator keeps its data (warehouse "bigquery")."""
+        return self.workdir / "bigquery"
+
+    @property
+    def warehouse_url(self) -> str:
+        """What the analytics job writes and the dashboard reads."""
+        if self.warehouse_kind == "bigquery":
+            return BigQueryWarehouse(self.project, DATASET).url
+        return f"duckdb://{self.warehouse}"
+
+    @property
+    def cdc_warehouse_url(self) -> str:
+        """What the CDC job writes: the same dataset in BigQuery (as deployed), a file of its own in DuckDB."""
+        return self.warehouse_url if self.warehouse_kind == "bigquery" else f"duckdb://{self.cdc_warehouse}"
 
     @property
     def published(self) -> Path:
@@ -181,6 +210,8 @@ class LiveSystem:
         self.env = {"PUBSUB_EMULATOR_HOST": emulator.address, "PYTHONUNBUFFERED": "1"}
         os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address  # this process's clients (topology, dashboard)
         self.say(f"Pub/Sub emulator on {emulator.address}")
+        if s.warehouse_kind == "bigquery":
+            self._start_bigquery()
 
         sink_port, dispatcher_port = free_port(), free_port()
         self._streamforge(
@@ -244,7 +275,7 @@ class LiveSystem:
             "all",
             *inputs,
             "--warehouse",
-            f"duckdb://{s.warehouse}",
+            s.warehouse_url,
             "--alerts-topic",
             f"projects/{s.project}/topics/{topics.fraud_alerts}",
             "--dead-letter-topic",
@@ -273,14 +304,14 @@ class LiveSystem:
             "dashboard",
             "dashboard",
             "--warehouse",
-            str(s.warehouse),
+            s.warehouse_url,
             "--port",
             str(s.dashboard_port),
             "--alerts-log",
             str(s.alerts_log),
             "--progress",
             str(s.workdir),
-            *(["--cdc-warehouse", str(s.cdc_warehouse)] if s.cdc else []),
+            *(["--cdc-warehouse", s.cdc_warehouse_url] if s.cdc else []),
             port=s.dashboard_port,
         )
         self.urls["dashboard"] = f"http://127.0.0.1:{s.dashboard_port}/"
@@ -301,6 +332,22 @@ class LiveSystem:
             topics += [debezium.topic(table) for table in debezium.tables]
         ensure_kafka_topics(broker.address, topics, RuntimeError, partitions=3)
         self.say(f"Kafka broker (Tansu) on {broker.address}: {len(topics)} topics")
+
+    def _start_bigquery(self) -> None:
+        """The emulator, on a fresh data folder, with the dataset, tables and views `pulumi up` deploys."""
+        s = self.settings
+        if s.bigquery_data.exists():
+            shutil.rmtree(s.bigquery_data)
+        s.bigquery_data.mkdir(parents=True)
+        emulator = start_bigquery_emulator(
+            s.workdir / "logs" / "bigquery-emulator.log", project=s.project, data=s.bigquery_data
+        )
+        self.services["bigquery-emulator"] = emulator
+        self.env[EMULATOR_ENV] = os.environ[EMULATOR_ENV] = f"http://{emulator.address}"
+        debezium = DebeziumServerConfig.load() if s.cdc else None
+        warehouse = BigQueryWarehouse(s.project, DATASET)
+        created = create_warehouse(warehouse, warehouse_tables(self.config, captured_tables(debezium)))
+        self.say(f"BigQuery emulator on {emulator.address}: {warehouse.url}, {len(created)} tables and views")
 
     def _start_cdc(self, pattern: str) -> None:
         s = self.settings
@@ -335,7 +382,7 @@ class LiveSystem:
             "--input",
             changes,
             "--warehouse",
-            f"duckdb://{s.cdc_warehouse}",
+            s.cdc_warehouse_url,
             "--progress-file",
             str(s.progress_file("cdc")),
         )
@@ -393,6 +440,7 @@ class LiveSystem:
             self._stop(name, signal.SIGTERM)
         self._stop("postgres", signal.SIGINT, timeout=30)
         self._stop("kafka-broker", signal.SIGTERM)
+        self._stop("bigquery-emulator", signal.SIGTERM)
         self._stop("pubsub-emulator", signal.SIGTERM)
         (self.settings.workdir / STATE_FILE).unlink(missing_ok=True)
 
@@ -428,7 +476,7 @@ class LiveSystem:
     def _wait_for_alerts(self, timeout: float = 30) -> None:
         """Until the webhook has every alert the analytics job wrote (push delivery follows the job)."""
         try:
-            with open_for_reading(self.settings.warehouse) as reading:
+            with open_warehouse(WarehouseLocation(self.settings.warehouse_url), ["fraud_alerts"]) as reading:
                 (expected,) = reading.connection.execute("SELECT count(*) FROM fraud_alerts").fetchone()
         except Exception:  # noqa: BLE001 - no table yet: no alert to wait for
             return

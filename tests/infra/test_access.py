@@ -240,30 +240,6 @@ def _run_analytics(job: Recorded, pubsub: str, log: Path, tmp: Path) -> None:
             process.wait()
 
 
-def _replica_views(proto: bytes, bigquery: str, log: Path, tmp: Path) -> None:
-    """The CDC job's replica-view step, the job's own DoFn, on the BigQuery emulator."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery as bq
-
-    os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery
-    try:
-        bq.Client(project=PROJECT, credentials=AnonymousCredentials()).create_dataset("streamforge", exists_ok=True)
-    finally:
-        del os.environ["BIGQUERY_EMULATOR_HOST"]
-    (tmp / "cdc.pb").write_bytes(proto)
-    with metadata_server(_account("cdc-job"), PROJECT) as worker:
-        process = subprocess.run(
-            [sys.executable, str(RUN_DOFN), str(tmp / "cdc.pb"), "Create replica views"],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=entry_point_env(**worker, BIGQUERY_EMULATOR_HOST=bigquery, **_recorded(log, "cdc-job")),
-            timeout=120,
-        )
-    assert process.returncode == 0 and "_current" in process.stdout, process.stderr[-4000:]
-
-
 # -- Debezium, the functions -------------------------------------------------------------------
 
 
@@ -475,7 +451,6 @@ def behaviour(
     _run_analytics(
         _one(resources, "dataflow/flexTemplateJob:FlexTemplateJob", name="streamforge-all"), pubsub, log, tmp
     )
-    _replica_views(protos["cdc-job"], bigquery, log, tmp)
     with fresh_database(postgres_cluster) as shop_db:
         _run_debezium(shop_db, pubsub, log, tmp)
     _run_functions(resources, pubsub, firestore, log, tmp)

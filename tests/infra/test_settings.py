@@ -37,7 +37,9 @@ def test_without_cdc_nothing_of_it_is_deployed(artifacts) -> None:
     topics = {r.get("name") for r in deployment.of_type("pubsub/topic:Topic")}
     assert not [t for t in topics if t.startswith("cdc")]
     tables = {r.get("tableId") for r in deployment.of_type("bigquery/table:Table")}
-    assert not [t for t in tables if t.endswith(("_changelog", "_current", "_current_changes"))]
+    captured = ("products", "orders", "order_items", "customers", "inventory_movements")
+    assert not [t for t in tables if t.endswith(("_changelog", "_changelog_current", "_current_changes"))]
+    assert not [t for t in tables if t.removesuffix("_current") in captured]
     assert "price_changes" not in tables and "user_sessions" in tables
     (analytics,) = deployment.of_type("dataflow/flexTemplateJob:FlexTemplateJob")
     assert "catalog" not in analytics.get("parameters")

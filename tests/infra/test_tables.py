@@ -66,11 +66,29 @@ def test_every_table_the_jobs_write_exists_with_exactly_their_schema_and_layout(
 
 def test_the_replica_views_read_the_changes_tables_the_cdc_job_appends_to(deployment) -> None:
     tables = {t.get("tableId"): t for t in deployment.of_type("bigquery/table:Table")}
-    views = {name: t for name, t in tables.items() if t.get("view")}
-    assert set(views) == {f"{name}_current" for name in ("products", "orders", "order_items", "customers")}
-    for name, view in views.items():
-        query = view.get("view")["query"]
-        assert f"`{PROJECT}.streamforge.{name}_changes`" in query and view.get("view")["useLegacySql"] is False
+    replicas = {f"{name}_current" for name in ("products", "orders", "order_items", "customers")}
+    for name in replicas:
+        query = tables[name].get("view")["query"]
+        assert f"`{PROJECT}.streamforge.{name}_changes`" in query and tables[name].get("view")["useLegacySql"] is False
+
+
+def test_every_keyed_table_has_a_current_view_over_it_and_nothing_else_does(deployment) -> None:
+    """BigQuery appends every pane and every replayed row; ``<table>_current`` keeps one row
+    per key, as the DuckDB table does (streamforge/warehouse_tables.py)."""
+    tables = {t.get("tableId"): t for t in deployment.of_type("bigquery/table:Table")}
+    replicas = {f"{name}_current" for name in ("products", "orders", "order_items", "customers")}
+    views = {name for name, t in tables.items() if t.get("view")} - replicas
+    keyed = {
+        name
+        for name, t in tables.items()
+        if not t.get("view") and not name.endswith("_current_changes") and name not in DAILY_TABLES
+    } - {"dead_letter"}
+    assert views == {f"{name}_current" for name in keyed}
+    for name in keyed:
+        query = tables[f"{name}_current"].get("view")["query"]
+        assert f"FROM `{PROJECT}.streamforge.{name}`" in query and "ROW_NUMBER() OVER (PARTITION BY" in query
+    assert "ORDER BY event_count DESC, pane_index DESC" in tables["user_sessions_current"].get("view")["query"]
+    assert "ORDER BY pane_index DESC" in tables["revenue_per_minute_current"].get("view")["query"]
 
 
 #: How the Spark BigQuery connector types a DataFrame's columns (its documented mapping).

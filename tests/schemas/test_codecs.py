@@ -38,7 +38,7 @@ def test_avro_round_trip_and_standard_encoding(subject: str) -> None:
     payload = schema.to_avro(record)
     assert schema.from_avro(payload) == record
     # Independent reader: fastavro with the .avsc file parsed afresh reads the same record.
-    raw = json.loads((SCHEMA_DIR / f"{subject}.v1.avsc").read_text())
+    raw = json.loads((SCHEMA_DIR / f"{subject}.v{schema.version}.avsc").read_text())
     assert fastavro.schemaless_reader(io.BytesIO(payload), fastavro.parse_schema(raw)) == record
 
 

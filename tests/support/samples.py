@@ -75,6 +75,7 @@ SESSION = {
     "converted": True,
     "cart_abandoned": False,
     "pane_timing": "ON_TIME",
+    "pane_index": 0,
 }
 REVENUE = {
     "window_start": "2026-11-01T08:05:00.000Z",
@@ -86,6 +87,7 @@ REVENUE = {
     "unique_users": 3,
     "first_time_orders": 1,
     "cancelled_gmv": 0,
+    "pane_index": 1,
 }
 REVENUE_CATEGORY = {
     "window_start": "2026-11-01T08:05:00.000Z",
@@ -95,6 +97,7 @@ REVENUE_CATEGORY = {
     "gmv": 12.5,
     "units": 1,
     "order_count": 1,
+    "pane_index": 0,
 }
 DEAD_LETTER = {
     "pipeline": "sessions",

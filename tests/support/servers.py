@@ -1,5 +1,5 @@
-"""Local servers the tests start for real: a Kafka-compatible broker, the Pub/Sub and Firestore
-emulators, PostgreSQL.
+"""Local servers the tests start for real: a Kafka-compatible broker, the Pub/Sub, Firestore,
+Cloud Storage and BigQuery emulators, PostgreSQL.
 
 Each binds 127.0.0.1 on a free port, is waited for until it answers, and is stopped (and
 its log shown on failure) when the test session ends.
@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +29,7 @@ from streamforge.services import (
     start_postgres,
     start_storage_emulator,
     stop_process,
+    storage_emulator_files,
     tansu_binary,
     wait_for_port,
 )
@@ -35,7 +37,7 @@ from streamforge.services import (
 __all__ = [
     "LOOPBACK",
     "ServerUnavailable",
-    "bigquery_emulator",
+    "GoogleCloudEmulators",
     "firestore_emulator",
     "free_port",
     "fresh_database",
@@ -45,7 +47,7 @@ __all__ = [
     "pubsub_emulator",
     "pubsub_emulator_command",
     "stop_process",
-    "storage_emulator",
+    "google_cloud_emulators",
     "tansu_binary",
     "wait_for_port",
 ]
@@ -109,38 +111,41 @@ def firestore_emulator() -> Iterator[str]:
             emulator.stop()
 
 
-@contextmanager
-def storage_emulator() -> Iterator[str]:
-    """The Cloud Storage emulator named by STORAGE_EMULATOR_HOST, or one started on loopback from
-    its own environment (emulators/storage.txt); yields its http://HOST:PORT."""
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        yield os.environ["STORAGE_EMULATOR_HOST"]
-        return
-    with tempfile.TemporaryDirectory(prefix="sf-storage-") as tmp:
-        emulator = start_storage_emulator(Path(tmp) / "storage-emulator.log")
-        try:
-            yield f"http://{emulator.address}"
-        finally:
-            emulator.stop()
+@dataclass(frozen=True)
+class GoogleCloudEmulators:
+    """http://HOST:PORT of the Cloud Storage and BigQuery emulators, and whether the BigQuery
+    emulator's load jobs read the storage emulator's objects (true for the ones started here)."""
+
+    storage: str
+    bigquery: str
+    linked: bool
 
 
 @contextmanager
-def bigquery_emulator(project: str = "streamforge") -> Iterator[str]:
-    """The BigQuery emulator named by BIGQUERY_EMULATOR_HOST, or one started on loopback from its
-    own environment (emulators/bigquery.txt); yields its http://HOST:PORT. Its log must not show
-    an extension download (DuckDB fetches missing extensions itself, outside Python's sockets)."""
-    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
-        yield os.environ["BIGQUERY_EMULATOR_HOST"]
+def google_cloud_emulators() -> Iterator[GoogleCloudEmulators]:
+    """The emulators STORAGE_EMULATOR_HOST and BIGQUERY_EMULATOR_HOST name, or both started on
+    loopback from their own environments (emulators/*.txt): the storage emulator keeping objects
+    as files, which the BigQuery emulator's load jobs read as Google's read gs:// (a batch job's
+    FILE_LOADS). The BigQuery emulator's log must not show an extension download (DuckDB fetches
+    missing extensions itself, outside Python's sockets)."""
+    if os.environ.get("STORAGE_EMULATOR_HOST") and os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        yield GoogleCloudEmulators(os.environ["STORAGE_EMULATOR_HOST"], os.environ["BIGQUERY_EMULATOR_HOST"], False)
         return
-    with tempfile.TemporaryDirectory(prefix="sf-bigquery-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sf-gcloud-") as tmp:
+        data = Path(tmp) / "storage"
+        data.mkdir()
         log = Path(tmp) / "bigquery-emulator.log"
-        emulator = start_bigquery_emulator(log, project=project)
+        storage = start_storage_emulator(Path(tmp) / "storage-emulator.log", data=data)
         try:
-            yield f"http://{emulator.address}"
+            bigquery = start_bigquery_emulator(log, gcs_files=storage_emulator_files(data))
+            try:
+                yield GoogleCloudEmulators(f"http://{storage.address}", f"http://{bigquery.address}", True)
+            finally:
+                bigquery.stop()
+                text = log.read_text(errors="replace")
+                assert "download extension" not in text, text[-3000:]
         finally:
-            emulator.stop()
-            text = log.read_text(errors="replace")
-            assert "download extension" not in text, text[-3000:]
+            storage.stop()
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
