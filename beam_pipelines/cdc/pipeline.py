@@ -319,7 +319,7 @@ class ApplyReplica(beam.PTransform):
             )
             return None
         return append_to_bigquery(
-            changes | "Typed change rows" >> beam.Map(_replica_change_row, self.table),
+            changes | "Typed change rows" >> beam.ParDo(_ReplicaChangeRow(self.table)),
             self.warehouse,
             changes_name(self.table.name),
             bigquery_replica_schema(self.table)["fields"],
@@ -330,8 +330,17 @@ class ApplyReplica(beam.PTransform):
         )
 
 
-def _replica_change_row(change: Change, table: SourceTable) -> dict[str, Any]:
-    return bigquery_replica_row(change, datetime.now(timezone.utc), table)
+class _ReplicaChangeRow(beam.DoFn):
+    """A change as its row of ``<table>_current_changes``: every change is appended (the
+    ``<table>_current`` view picks the latest), so BigQuery counts appended, not applied or stale."""
+
+    def __init__(self, table: SourceTable):
+        self.table = table
+        self.appended = Metrics.counter(PIPELINE, "replica_appended")
+
+    def process(self, change: Change) -> Iterable[dict[str, Any]]:
+        self.appended.inc()
+        yield bigquery_replica_row(change, datetime.now(timezone.utc), self.table)
 
 
 def change_identity(change: Change) -> str:

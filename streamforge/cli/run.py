@@ -211,6 +211,9 @@ def print_cdc_report(report: JobReport, console: Console) -> None:
         "replica_applied": "applied",
         "replica_stale": "stale (replays)",
     }
+    if "replica_appended" in c:  # BigQuery: every change appended, the <table>_current views pick the latest
+        del columns["replica_applied"], columns["replica_stale"]
+        columns["replica_appended"] = "appended (views pick the latest)"
     for title in columns.values():
         table.add_column(title, justify="right")
     table.add_row(*(f"{c.get(k, 0):,}" for k in columns))

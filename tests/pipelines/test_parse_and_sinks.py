@@ -160,14 +160,23 @@ def test_bigquery_rows_and_table_options() -> None:
         | beam.Create([sample("fraud_alert")])
         | WriteTable(WarehouseSpec("bigquery", "my-shop", "analytics"), "fraud_alert", streaming=True)
     )
-    (write,) = [t for t in pipeline.transforms_stack[0].parts[-1].parts if "Write to BigQuery" in t.full_label]
-    transform = write.transform
+
+    def applied(part):
+        yield part
+        for child in part.parts:
+            yield from applied(child)
+
+    (transform,) = [
+        t.transform for t in applied(pipeline.transforms_stack[0]) if isinstance(t.transform, beam.io.WriteToBigQuery)
+    ]
     assert transform.table_reference.tableId == "fraud_alerts"
     assert transform.additional_bq_parameters == {
         "timePartitioning": {"type": "DAY", "field": "event_time"},
         "clustering": {"fields": ["alert_type", "user_id"]},
     }
     assert transform.method == beam.io.WriteToBigQuery.Method.STREAMING_INSERTS
+    # the tables are the plan's (or `streamforge warehouse create`'s): a job never creates one
+    assert transform.create_disposition == beam.io.BigQueryDisposition.CREATE_NEVER
 
 
 def test_pubsub_messages_are_decoded_by_their_encoding_attribute() -> None:
