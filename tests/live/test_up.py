@@ -11,53 +11,25 @@ changelogs; and no process of the run is left.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 
 from streamforge.live.system import sink_records
-from streamforge.schemas import get_schema
 from streamforge.services import free_port
-from streamforge.timeutil import format_timestamp
 from streamforge.warehouse import open_for_reading
 from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.live import inject_rapid_orders, live_state, wait_for_up
 from tests.support.reference import load, revenue_per_minute, session_windows
-from tests.support.samples import sample
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
 GAP_MS = 30 * 60_000
-
-
-def _wait(what: str, condition, timeout: float, process: subprocess.Popen, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
-            raise AssertionError(
-                f"`streamforge up` exited {process.returncode} waiting for {what}:\n"
-                f"{log.read_text(errors='replace')[-3000:]}"
-            )
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _state(workdir: Path) -> dict | None:
-    try:
-        state = json.loads((workdir / "live.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return state if "dashboard" in state["urls"] else None
 
 
 def _rows(path: Path, sql: str) -> list[tuple]:
@@ -66,45 +38,6 @@ def _rows(path: Path, sql: str) -> list[tuple]:
             return reading.connection.execute(sql).fetchall()
     except (duckdb.Error, OSError, RuntimeError):
         return []
-
-
-def _inject_rapid_orders(state: dict, project: str, record: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Three orders by one user within seconds (RAPID_ORDERS), published as the simulator does
-    (to the Kafka broker's orders topic when the run has one)."""
-    schema, now = get_schema("order_event"), datetime.now(timezone.utc)
-    orders = [
-        sample(
-            "order_event",
-            event_id=f"inject-{i}",
-            order_id=f"INJ{i}",
-            user_id="U-injected",
-            event_time=now + timedelta(milliseconds=200 * i),
-            status="CREATED",
-        )
-        for i in range(3)
-    ]
-    lines = [schema.to_json(order) for order in orders]
-    attributes = [
-        {"event_id": o["event_id"], "event_time": format_timestamp(o["event_time"]), "encoding": "json"} for o in orders
-    ]
-    if "kafka-broker" in state["services"]:
-        from tests.support.kafka import produce
-
-        produce(
-            state["services"]["kafka-broker"]["address"],
-            "orders",
-            [(line, [(k, v.encode()) for k, v in a.items()]) for line, a in zip(lines, attributes)],
-            partitions=3,
-        )
-    else:
-        from google.cloud import pubsub_v1
-
-        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", state["services"]["pubsub-emulator"]["address"])
-        publisher = pubsub_v1.PublisherClient()
-        for line, a in zip(lines, attributes):
-            publisher.publish(f"projects/{project}/topics/orders", line, **a).result(timeout=30)
-    record.write_bytes(b"".join(line + b"\n" for line in lines))
-    return "U-injected"
 
 
 @pytest.mark.parametrize("transport", ["pubsub", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -139,13 +72,13 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
         )
     pids: list[int] = []
     try:
-        state = _wait("the system to start", lambda: _state(workdir), 240, up, log)
+        state = wait_for_up("the system to start", lambda: live_state(workdir), 240, up, log)
         pids = [service["pid"] for service in state["services"].values()]
         assert ("kafka-broker" in state["services"]) == (transport == "kafka")
-        user = _inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
+        user = inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
         warehouse = workdir / "warehouse.duckdb"
         # the tables fill while it runs, and another process can read them (the snapshot)
-        _wait(
+        wait_for_up(
             "revenue rows",
             lambda: (
                 _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")[:1] != [(0,)]
@@ -155,7 +88,7 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
             up,
             log,
         )
-        delivered = _wait(
+        delivered = wait_for_up(
             "the injected alert at the webhook",
             lambda: [
                 r

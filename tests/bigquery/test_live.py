@@ -1,0 +1,141 @@
+"""`streamforge up --warehouse bigquery`: the whole live system writing a local BigQuery (the
+emulator, started by `up`, its dataset made from the plan's declarations) through the
+production sinks. While it runs, the dashboard reads BigQuery; an injected RAPID_ORDERS case
+reaches the webhook. After Ctrl-C the emulator is started again on the data `up` left, and
+the ``_current`` views equal SQL over what the simulator published, `report` reads them, and
+the CDC job's replicas are there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamforge.live.system import sink_records
+from streamforge.naming import DATASET
+from streamforge.services import free_port, start_bigquery_emulator
+from tests.support.bigquery import bigquery_client, view_rows
+from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
+from tests.support.live import inject_rapid_orders, live_state, wait_for_up
+from tests.support.reference import load, revenue_per_minute, session_windows
+
+pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
+GAP_MS = 30 * 60_000
+
+
+def _summary(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}api/summary", timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def test_up_with_bigquery_runs_the_whole_system_into_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir, log, project = tmp_path / "live", tmp_path / "up.log", "live-bigquery"
+    with open(log, "wb") as out:
+        up = subprocess.Popen(
+            [
+                str(STREAMFORGE),
+                "up",
+                "--warehouse",
+                "bigquery",
+                "--rate",
+                "60",
+                "--workdir",
+                str(workdir),
+                "--project",
+                project,
+                "--port",
+                str(free_port()),
+                "--seed",
+                "3",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=entry_point_env(),
+            start_new_session=True,
+        )
+    try:
+        state = wait_for_up("the system to start", lambda: live_state(workdir), 240, up, log)
+        assert "bigquery-emulator" in state["services"]
+        user = inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
+        dashboard = state["urls"]["dashboard"]
+        # the dashboard reads BigQuery while the jobs write it
+        summary = wait_for_up(
+            "revenue and the injected alert on the dashboard",
+            lambda: (
+                (s := _summary(dashboard))["warehouse"].get("revenue_per_minute")
+                and any(a["user_id"] == user for a in s["warehouse"].get("alerts", []))
+                and s
+            ),
+            180,
+            up,
+            log,
+        )
+        assert summary["warehouse"]["state"].startswith("snapshot of")  # BigQuery read every few seconds
+        wait_for_up(
+            "the injected alert at the webhook",
+            lambda: [
+                r
+                for r in sink_records(workdir / "logs" / "webhook-sink.log")
+                if r.get("verdict") == "alert" and r["body"]["user_id"] == user
+            ],
+            120,
+            up,
+            log,
+        )
+        time.sleep(10)
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise
+    output = log.read_text(errors="replace")
+    assert up.returncode == 0, output[-3000:]
+
+    # BigQuery again, on the data `up` left (the emulator's files), as after a restart
+    emulator = start_bigquery_emulator(tmp_path / "bigquery.log", free_port(), project, data=workdir / "bigquery")
+    try:
+        client, dataset = bigquery_client(f"http://{emulator.address}", project), f"{project}.{DATASET}"
+        reference_dir = tmp_path / "reference"
+        shutil.copytree(workdir / "published", reference_dir)
+        with open(reference_dir / "orders.jsonl", "ab") as orders:
+            orders.write((tmp_path / "injected.jsonl").read_bytes())
+        reference = load(reference_dir, skip_malformed=True)
+        columns = ["user_id", "session_start", "session_end", "event_count", "page_views", "purchase_count"]
+        columns.append("total_revenue")
+        expected = reference.execute(
+            f"SELECT {', '.join(columns)} FROM ({session_windows(reference, GAP_MS).sql_query()})"
+        ).fetchall()
+        sessions = view_rows(client, dataset, "user_sessions_current", columns)
+        assert len(sessions) > 100 and sessions == sorted(expected, key=repr)
+        columns = ["window_start", "gmv", "order_count", "units", "unique_users", "cancelled_gmv"]
+        expected = reference.execute(
+            f"SELECT {', '.join(columns)} FROM ({revenue_per_minute(reference).sql_query()})"
+        ).fetchall()
+        assert view_rows(client, dataset, "revenue_per_minute_current", columns) == sorted(expected, key=repr)
+        received = {r["body"]["alert_id"] for r in sink_records(workdir / "logs" / "webhook-sink.log")}
+        assert {a for (a,) in view_rows(client, dataset, "fraud_alerts_current", ["alert_id"])} == received
+        # the CDC job wrote the same dataset: changelogs and replicas
+        assert view_rows(client, dataset, "orders_current", ["id"], where="NOT _deleted")
+        assert view_rows(client, dataset, "orders_changelog", ["lsn"])
+        report = run_entry_point(
+            "report",
+            "--warehouse",
+            f"bigquery://{dataset}",
+            env={"BIGQUERY_EMULATOR_HOST": f"http://{emulator.address}"},
+        )
+        assert f"{len(sessions):,}" in report.stdout
+    finally:
+        emulator.stop()
