@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -24,9 +22,17 @@ import pytest
 from streamforge.cdc.outputs import ChangeMessage, PubSubOutput
 from streamforge.live.progress import read_job_progress
 from streamforge.services import stop_process
-from tests.support.bigquery import DuckDBWarehouse, bigquery_client, columns_of, compared, upload, view_rows
+from tests.support.bigquery import (
+    DuckDBWarehouse,
+    bigquery_client,
+    columns_of,
+    compared,
+    start_streaming_job,
+    upload,
+    view_rows,
+)
 from tests.support.capture import source_rows, start_capture, stop_capture, summary_row
-from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
+from tests.support.cli import run_entry_point, stop_entry_point, wait_while_running
 from tests.support.servers import fresh_database
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.postgres, pytest.mark.pubsub, pytest.mark.slow]
@@ -107,40 +113,15 @@ def _stream(pubsub: str, bigquery: str, project: str, changes: Path, tmp: Path) 
     env = {"PUBSUB_EMULATOR_HOST": pubsub, "BIGQUERY_EMULATOR_HOST": bigquery}
     created = run_entry_point("pubsub", "create", "--project", project, env=env)
     (subscriptions,) = re.findall(r"run cdc --input '([^']+)'", created.stdout)
-    progress, log = tmp / "progress.json", tmp / "cdc-job.log"
-    with log.open("wb") as out:
-        job = subprocess.Popen(
-            [
-                str(STREAMFORGE),
-                "run",
-                "cdc",
-                "--input",
-                subscriptions,
-                "--warehouse",
-                f"bigquery://{project}.cdc",
-                "--progress-file",
-                str(progress),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=entry_point_env(**env),
-            start_new_session=True,
-        )
+    job, progress, log = start_streaming_job("cdc", ["--input", subscriptions], f"bigquery://{project}.cdc", tmp, env)
     try:
-        _wait(lambda: job.poll() is not None or read_job_progress(progress) is not None, "the job to read")
-        assert job.poll() is None, log.read_text()[-3000:]
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("PUBSUB_EMULATOR_HOST", pubsub)
             published = _publish(changes, project)
-        _wait(
-            lambda: job.poll() is not None or read_job_progress(progress).acked >= published,
-            "the job to take every message",
-            timeout=300,
+        wait_while_running(
+            job, log, "the job to take every message", lambda: read_job_progress(progress).acked >= published, 300
         )
-        assert job.poll() is None, log.read_text()[-3000:]
-        job.send_signal(signal.SIGINT)
-        assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert stop_entry_point(job) == 0, log.read_text()[-3000:]
     finally:
         stop_process(job)
 

@@ -8,9 +8,6 @@ goes to the dead-letter table with BigQuery's reason, is counted, and is not ret
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,13 +17,12 @@ from google.cloud import bigquery as bq
 
 from streamforge.cdc.config import DebeziumServerConfig
 from streamforge.config import load_config
-from streamforge.live.progress import read_job_progress
 from streamforge.schemas import get_schema
 from streamforge.services import stop_process
 from streamforge.timeutil import format_timestamp
 from streamforge.warehouse_tables import captured_tables, warehouse_tables
-from tests.support.bigquery import bigquery_client, view_rows
-from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
+from tests.support.bigquery import bigquery_client, start_streaming_job, view_rows
+from tests.support.cli import run_entry_point, stop_entry_point, wait_while_running
 from tests.support.samples import sample
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.slow]
@@ -70,34 +66,15 @@ def test_a_row_bigquery_refuses_is_a_dead_letter_with_its_reason(
     env = {"PUBSUB_EMULATOR_HOST": pubsub, "BIGQUERY_EMULATOR_HOST": bigquery}
     run_entry_point("pubsub", "create", "--project", project, "--no-cdc", env=env)
     client, dataset = bigquery_client(bigquery, project), f"{project}.analytics"
-    progress, log = tmp_path / "progress.json", tmp_path / "job.log"
     subscriptions = f"pubsub://projects/{project}/subscriptions/streamforge-analytics"
-    with log.open("wb") as out:
-        job = subprocess.Popen(
-            [
-                str(STREAMFORGE),
-                "run",
-                "all",
-                "--clickstream",
-                f"{subscriptions}-clickstream",
-                "--orders",
-                f"{subscriptions}-orders",
-                "--warehouse",
-                f"bigquery://{dataset}",
-                "--progress-file",
-                str(progress),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=entry_point_env(**env),
-            start_new_session=True,
-        )
+    job, _progress, log = start_streaming_job(
+        "all",
+        ["--clickstream", f"{subscriptions}-clickstream", "--orders", f"{subscriptions}-orders"],
+        f"bigquery://{dataset}",
+        tmp_path,
+        env,
+    )
     try:
-        deadline = time.monotonic() + 120
-        while read_job_progress(progress) is None:
-            assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
         # the job runs against the declared tables; now someone changes one under it
         _drift(client, f"{dataset}.fraud_alerts", "user_id", "INTEGER")
         from google.cloud import pubsub_v1
@@ -115,20 +92,19 @@ def test_a_row_bigquery_refuses_is_a_dead_letter_with_its_reason(
                 event_time=format_timestamp(now + timedelta(seconds=i)),
                 encoding="json",
             ).result(timeout=30)
-        deadline = time.monotonic() + 120
-        refused: list = []
-        while not refused:
-            assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-            refused = view_rows(
+        refused = wait_while_running(
+            job,
+            log,
+            "the refused row in the dead letters",
+            lambda: view_rows(
                 client,
                 dataset,
                 "dead_letter",
                 ["pipeline", "step", "reason", "error", "payload"],
                 "reason LIKE 'bigquery_%'",
-            )
-        job.send_signal(signal.SIGINT)  # the drain ends: the refusal was not retried for ever
-        assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
+            ),
+        )
+        assert stop_entry_point(job, timeout=120) == 0, log.read_text()[-3000:]  # not retried for ever
     finally:
         stop_process(job)
     ((pipeline, step, reason, error, payload),) = refused

@@ -8,10 +8,7 @@ the CDC job's replicas are there.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -23,8 +20,8 @@ from streamforge.live.system import sink_records
 from streamforge.naming import DATASET
 from streamforge.services import free_port, start_bigquery_emulator
 from tests.support.bigquery import bigquery_client, view_rows
-from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
-from tests.support.live import inject_rapid_orders, live_state, wait_for_up
+from tests.support.cli import run_entry_point, stop_entry_point, wait_while_running
+from tests.support.live import inject_rapid_orders, live_state, start_up
 from tests.support.reference import load, revenue_per_minute, session_windows
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
@@ -40,37 +37,16 @@ def test_up_with_bigquery_runs_the_whole_system_into_the_emulator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workdir, log, project = tmp_path / "live", tmp_path / "up.log", "live-bigquery"
-    with open(log, "wb") as out:
-        up = subprocess.Popen(
-            [
-                str(STREAMFORGE),
-                "up",
-                "--warehouse",
-                "bigquery",
-                "--rate",
-                "60",
-                "--workdir",
-                str(workdir),
-                "--project",
-                project,
-                "--port",
-                str(free_port()),
-                "--seed",
-                "3",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=entry_point_env(),
-            start_new_session=True,
-        )
+    up = start_up(workdir, log, project, "--warehouse", "bigquery")
     try:
-        state = wait_for_up("the system to start", lambda: live_state(workdir), 240, up, log)
+        state = wait_while_running(up, log, "the system to start", lambda: live_state(workdir), 240)
         assert "bigquery-emulator" in state["services"]
         user = inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
         dashboard = state["urls"]["dashboard"]
         # the dashboard reads BigQuery while the jobs write it
-        summary = wait_for_up(
+        summary = wait_while_running(
+            up,
+            log,
             "revenue and the injected alert on the dashboard",
             lambda: (
                 (s := _summary(dashboard))["warehouse"].get("revenue_per_minute")
@@ -78,11 +54,11 @@ def test_up_with_bigquery_runs_the_whole_system_into_the_emulator(
                 and s
             ),
             180,
-            up,
-            log,
         )
         assert summary["warehouse"]["state"].startswith("snapshot of")  # BigQuery read every few seconds
-        wait_for_up(
+        wait_while_running(
+            up,
+            log,
             "the injected alert at the webhook",
             lambda: [
                 r
@@ -90,17 +66,10 @@ def test_up_with_bigquery_runs_the_whole_system_into_the_emulator(
                 if r.get("verdict") == "alert" and r["body"]["user_id"] == user
             ],
             120,
-            up,
-            log,
         )
         time.sleep(10)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            os.killpg(up.pid, signal.SIGKILL)
-            raise
+        stop_entry_point(up)
     output = log.read_text(errors="replace")
     assert up.returncode == 0, output[-3000:]
 

@@ -9,7 +9,6 @@ group, and is started again on the same port and data, as a BigQuery that was un
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 import uuid
@@ -20,8 +19,15 @@ import pytest
 
 from streamforge.live.progress import read_job_progress
 from streamforge.services import free_port, start_bigquery_emulator, stop_process
-from tests.support.bigquery import DuckDBWarehouse, bigquery_client, columns_of, compared, view_rows
-from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
+from tests.support.bigquery import (
+    DuckDBWarehouse,
+    bigquery_client,
+    columns_of,
+    compared,
+    start_streaming_job,
+    view_rows,
+)
+from tests.support.cli import run_entry_point, start_entry_point, stop_entry_point, wait_while_running
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -38,18 +44,6 @@ def _published(record: Path) -> int:
     return sum(sum(1 for _ in (record / f"{s}.jsonl").open("rb")) for s in ("clickstream", "orders"))
 
 
-def _start(popen: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            popen,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=entry_point_env(**env),
-            start_new_session=True,
-        )
-
-
 def test_an_outage_of_30_s_loses_and_doubles_nothing(pubsub: str, tmp_path: Path) -> None:
     project = f"outage-{uuid.uuid4().hex[:8]}"
     data, port = tmp_path / "bigquery", free_port()
@@ -59,50 +53,22 @@ def test_an_outage_of_30_s_loses_and_doubles_nothing(pubsub: str, tmp_path: Path
     processes: list[subprocess.Popen] = []
     try:
         run_entry_point("pubsub", "create", "--project", project, "--no-cdc", env=env)
-        progress, record = tmp_path / "progress.json", tmp_path / "published"
+        record = tmp_path / "published"
         subscriptions = f"pubsub://projects/{project}/subscriptions/streamforge-analytics"
-        job = _start(
-            [
-                str(STREAMFORGE),
-                "run",
-                "all",
-                "--clickstream",
-                f"{subscriptions}-clickstream",
-                "--orders",
-                f"{subscriptions}-orders",
-                "--warehouse",
-                f"bigquery://{project}.analytics",
-                "--progress-file",
-                str(progress),
-            ],
-            tmp_path / "job.log",
+        job, progress, log = start_streaming_job(
+            "all",
+            ["--clickstream", f"{subscriptions}-clickstream", "--orders", f"{subscriptions}-orders"],
+            f"bigquery://{project}.analytics",
+            tmp_path,
             env,
         )
         processes.append(job)
-        deadline = time.monotonic() + 120
-        while read_job_progress(progress) is None:  # the job reads
-            assert job.poll() is None and time.monotonic() < deadline, (tmp_path / "job.log").read_text()[-3000:]
-            time.sleep(0.5)
-        simulator = _start(
-            [
-                str(STREAMFORGE),
-                "simulate",
-                "--output",
-                f"pubsub://{project}",
-                "--rate",
-                "150",
-                "--duration",
-                "80s",
-                "--record",
-                str(record),
-                "--malformed",
-                "0.01",
-                "--duplicates",
-                "0.01",
-                "-q",
-            ],
-            tmp_path / "simulator.log",
-            env,
+        simulator = start_entry_point(
+            "simulate",
+            *("--output", f"pubsub://{project}", "--rate", "150", "--duration", "80s", "--record", str(record)),
+            *("--malformed", "0.01", "--duplicates", "0.01", "-q"),
+            log=tmp_path / "simulator.log",
+            env=env,
         )
         processes.append(simulator)
 
@@ -114,12 +80,10 @@ def test_an_outage_of_30_s_loses_and_doubles_nothing(pubsub: str, tmp_path: Path
         emulator = start_bigquery_emulator(tmp_path / "bigquery-2.log", port, project, data=data)
         assert simulator.wait(timeout=120) == 0, (tmp_path / "simulator.log").read_text()[-3000:]
         published = _published(record)
-        deadline = time.monotonic() + 180
-        while (read_job_progress(progress).acked if read_job_progress(progress) else 0) < published:
-            assert job.poll() is None and time.monotonic() < deadline, (tmp_path / "job.log").read_text()[-3000:]
-            time.sleep(1)
-        job.send_signal(signal.SIGINT)  # Ctrl-C: drain
-        assert job.wait(timeout=300) == 0, (tmp_path / "job.log").read_text()[-3000:]
+        wait_while_running(
+            job, log, "the job to take every message", lambda: read_job_progress(progress).acked >= published, 180
+        )
+        assert stop_entry_point(job) == 0, log.read_text()[-3000:]  # Ctrl-C: drain
 
         duckdb_file = tmp_path / "warehouse.duckdb"
         run_entry_point(

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,10 +20,9 @@ import duckdb
 import pytest
 
 from streamforge.live.system import sink_records
-from streamforge.services import free_port
 from streamforge.warehouse import open_for_reading
-from tests.support.cli import STREAMFORGE, entry_point_env
-from tests.support.live import inject_rapid_orders, live_state, wait_for_up
+from tests.support.cli import stop_entry_point, wait_while_running
+from tests.support.live import inject_rapid_orders, live_state, start_up
 from tests.support.reference import load, revenue_per_minute, session_windows
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
@@ -46,49 +43,27 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
 ) -> None:
     workdir, log = tmp_path / "live", tmp_path / "up.log"
     project = "live-test-project"
-    with open(log, "wb") as out:
-        up = subprocess.Popen(
-            [
-                str(STREAMFORGE),
-                "up",
-                "--rate",
-                "60",
-                "--workdir",
-                str(workdir),
-                "--project",
-                project,
-                "--port",
-                str(free_port()),
-                "--seed",
-                "3",
-                "--transport",
-                transport,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=entry_point_env(),
-            start_new_session=True,
-        )
-    pids: list[int] = []
+    up = start_up(workdir, log, project, "--transport", transport)
     try:
-        state = wait_for_up("the system to start", lambda: live_state(workdir), 240, up, log)
+        state = wait_while_running(up, log, "the system to start", lambda: live_state(workdir), 240)
         pids = [service["pid"] for service in state["services"].values()]
         assert ("kafka-broker" in state["services"]) == (transport == "kafka")
         user = inject_rapid_orders(state, project, tmp_path / "injected.jsonl", monkeypatch)
         warehouse = workdir / "warehouse.duckdb"
         # the tables fill while it runs, and another process can read them (the snapshot)
-        wait_for_up(
+        wait_while_running(
+            up,
+            log,
             "revenue rows",
             lambda: (
                 _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")[:1] != [(0,)]
                 and _rows(warehouse, "SELECT count(*) FROM revenue_per_minute")
             ),
             120,
+        )
+        delivered = wait_while_running(
             up,
             log,
-        )
-        delivered = wait_for_up(
             "the injected alert at the webhook",
             lambda: [
                 r
@@ -96,18 +71,11 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
                 if r.get("verdict") == "alert" and r["body"]["user_id"] == user
             ],
             120,
-            up,
-            log,
         )
         assert delivered[0]["body"]["alert_type"] == "RAPID_ORDERS"
         time.sleep(10)  # more traffic, then Ctrl-C
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            os.killpg(up.pid, signal.SIGKILL)
-            raise
+        stop_entry_point(up)
     output = log.read_text(errors="replace")
     assert up.returncode == 0, output[-3000:]
 

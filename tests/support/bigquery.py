@@ -3,6 +3,7 @@ putting files where a job's gs:// paths read them (the Cloud Storage emulator)."
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -11,9 +12,19 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
+from streamforge.live.progress import read_job_progress
 from streamforge.schemas import get_schema
+from tests.support.cli import start_entry_point, wait_while_running
 
-__all__ = ["DuckDBWarehouse", "bigquery_client", "columns_of", "compared", "upload", "view_rows"]
+__all__ = [
+    "DuckDBWarehouse",
+    "bigquery_client",
+    "columns_of",
+    "compared",
+    "start_streaming_job",
+    "upload",
+    "view_rows",
+]
 
 #: Columns stamped with the wall clock when a row is written: never equal between two runs.
 PROCESSING_TIME = {"detected_at", "received_at", "ingested_at", "_ingested_at"}
@@ -86,3 +97,14 @@ def compared(bigquery_rows: list, duckdb_rows: list) -> tuple[int, list]:
         sorted(left - right, key=repr)[:5],
         sorted(right - left, key=repr)[:5],
     ]
+
+
+def start_streaming_job(job: str, inputs: list[str], warehouse: str, tmp: Path, env: dict[str, str]):
+    """`streamforge run JOB INPUTS --warehouse W` streaming as a process of its own, returned once
+    it reads (its progress file written): (process, progress file, log)."""
+    progress, log = tmp / f"{job}-progress.json", tmp / f"{job}-job.log"
+    process: subprocess.Popen = start_entry_point(
+        "run", job, *inputs, "--warehouse", warehouse, "--progress-file", str(progress), log=log, env=env
+    )
+    wait_while_running(process, log, "the job to read", lambda: read_job_progress(progress))
+    return process, progress, log

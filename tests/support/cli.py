@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
@@ -51,3 +53,44 @@ def simulate_to(directory: Path, *options: str) -> Path:
     result = run_cli("simulate", "--output", f"file://{directory}", "--quiet", *options)
     assert result.exit_code == 0, result.output
     return directory
+
+
+def start_entry_point(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``streamforge ARGS`` in the background, as a user starts it: its own process group, no
+    standard input, its output in ``log``. Stop it with ``stop_entry_point``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(STREAMFORGE), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=entry_point_env(**(env or {})),
+            start_new_session=True,
+        )
+
+
+def wait_while_running(process: subprocess.Popen, log: Path, what: str, condition, timeout: float = 120):
+    """``condition()``'s first true value; fails with the log's tail if ``process`` exits first or
+    time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        tail = log.read_text(errors="replace")[-3000:]
+        assert process.poll() is None, f"exited {process.returncode} while waiting for {what}:\n{tail}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{tail}"
+        time.sleep(0.5)
+
+
+def stop_entry_point(process: subprocess.Popen, timeout: float = 300) -> int:
+    """Ctrl-C (SIGINT: a drain), then its exit code; a stop that hangs kills the process group
+    and fails."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(f"{process.args[1:3]} did not stop within {timeout} s of Ctrl-C") from None

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from streamforge.schemas import get_schema
+from streamforge.services import free_port
 from streamforge.timeutil import format_timestamp
+from tests.support.cli import start_entry_point
 from tests.support.samples import sample
 
-__all__ = ["inject_rapid_orders", "live_state", "wait_for_up"]
-
-
-def wait_for_up(what: str, condition, timeout: float, process: subprocess.Popen, log: Path) -> Any:
-    """``condition()``'s first true value; fails with the log's tail if `up` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
-            raise AssertionError(
-                f"`streamforge up` exited {process.returncode} waiting for {what}:\n"
-                f"{log.read_text(errors='replace')[-3000:]}"
-            )
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+__all__ = ["inject_rapid_orders", "live_state", "start_up"]
 
 
 def live_state(workdir: Path) -> dict | None:
@@ -81,3 +65,14 @@ def inject_rapid_orders(state: dict, project: str, record: Path, monkeypatch: py
             publisher.publish(f"projects/{project}/topics/orders", line, **a).result(timeout=30)
     record.write_bytes(b"".join(line + b"\n" for line in lines))
     return "U-injected"
+
+
+def start_up(workdir: Path, log: Path, project: str, *options: str) -> subprocess.Popen:
+    """`streamforge up` at a reduced rate (60 events/s), as a user starts it, with ``options``;
+    stop it with Ctrl-C (tests.support.cli.stop_entry_point)."""
+    return start_entry_point(
+        "up",
+        *("--rate", "60", "--workdir", str(workdir), "--project", project, "--port", str(free_port())),
+        *("--seed", "3", *options),
+        log=log,
+    )
