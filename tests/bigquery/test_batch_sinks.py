@@ -10,19 +10,20 @@ import uuid
 
 import pytest
 
-from tests.support.bigquery import DuckDBWarehouse, bigquery_client, columns_of, compared, upload, view_rows
+from tests.support.bigquery import (
+    RESULT_TABLES,
+    DuckDBWarehouse,
+    bigquery_client,
+    columns_of,
+    compared,
+    upload,
+    view_rows,
+)
 from tests.support.cli import run_entry_point
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.slow]
 
 SIMULATION = ("--duration", "30m", "--seed", "11", "--malformed", "0.01", "--duplicates", "0.01")
-#: table -> its schema
-TABLES = {
-    "user_sessions": "session_aggregate",
-    "revenue_per_minute": "revenue_per_minute",
-    "revenue_by_category_region": "revenue_by_category_region",
-    "fraud_alerts": "fraud_alert",
-}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def batch(google_cloud, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_result_table_equals_duckdb_to_the_cent(batch) -> None:
-    for table, subject in TABLES.items():
+    for table, subject in RESULT_TABLES.items():
         columns = columns_of(subject)
         rows, differences = compared(
             view_rows(batch["client"], batch["dataset"], f"{table}_current", columns),

@@ -21,7 +21,7 @@ from streamforge.schemas import get_schema
 from streamforge.services import stop_process
 from streamforge.timeutil import format_timestamp
 from streamforge.warehouse_tables import captured_tables, warehouse_tables
-from tests.support.bigquery import bigquery_client, start_streaming_job, view_rows
+from tests.support.bigquery import analytics_inputs, bigquery_client, start_streaming_job, view_rows
 from tests.support.cli import run_entry_point, stop_entry_point, wait_while_running
 from tests.support.samples import sample
 
@@ -66,10 +66,9 @@ def test_a_row_bigquery_refuses_is_a_dead_letter_with_its_reason(
     env = {"PUBSUB_EMULATOR_HOST": pubsub, "BIGQUERY_EMULATOR_HOST": bigquery}
     run_entry_point("pubsub", "create", "--project", project, "--no-cdc", env=env)
     client, dataset = bigquery_client(bigquery, project), f"{project}.analytics"
-    subscriptions = f"pubsub://projects/{project}/subscriptions/streamforge-analytics"
     job, _progress, log = start_streaming_job(
         "all",
-        ["--clickstream", f"{subscriptions}-clickstream", "--orders", f"{subscriptions}-orders"],
+        analytics_inputs(project),
         f"bigquery://{dataset}",
         tmp_path,
         env,

@@ -21,7 +21,7 @@ from streamforge.naming import DATASET
 from streamforge.services import free_port, start_bigquery_emulator
 from tests.support.bigquery import bigquery_client, view_rows
 from tests.support.cli import run_entry_point, stop_entry_point, wait_while_running
-from tests.support.live import inject_rapid_orders, live_state, start_up
+from tests.support.live import delivered_to, inject_rapid_orders, live_state, start_up
 from tests.support.reference import load, revenue_per_minute, session_windows
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
@@ -60,11 +60,7 @@ def test_up_with_bigquery_runs_the_whole_system_into_the_emulator(
             up,
             log,
             "the injected alert at the webhook",
-            lambda: [
-                r
-                for r in sink_records(workdir / "logs" / "webhook-sink.log")
-                if r.get("verdict") == "alert" and r["body"]["user_id"] == user
-            ],
+            lambda: delivered_to(workdir, user),
             120,
         )
         time.sleep(10)

@@ -20,7 +20,9 @@ import pytest
 from streamforge.live.progress import read_job_progress
 from streamforge.services import free_port, start_bigquery_emulator, stop_process
 from tests.support.bigquery import (
+    RESULT_TABLES,
     DuckDBWarehouse,
+    analytics_inputs,
     bigquery_client,
     columns_of,
     compared,
@@ -31,12 +33,6 @@ from tests.support.cli import run_entry_point, start_entry_point, stop_entry_poi
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.slow, pytest.mark.timeout(600)]
 
-TABLES = {
-    "user_sessions": "session_aggregate",
-    "revenue_per_minute": "revenue_per_minute",
-    "revenue_by_category_region": "revenue_by_category_region",
-    "fraud_alerts": "fraud_alert",
-}
 OUTAGE_S = 30
 
 
@@ -54,10 +50,9 @@ def test_an_outage_of_30_s_loses_and_doubles_nothing(pubsub: str, tmp_path: Path
     try:
         run_entry_point("pubsub", "create", "--project", project, "--no-cdc", env=env)
         record = tmp_path / "published"
-        subscriptions = f"pubsub://projects/{project}/subscriptions/streamforge-analytics"
         job, progress, log = start_streaming_job(
             "all",
-            ["--clickstream", f"{subscriptions}-clickstream", "--orders", f"{subscriptions}-orders"],
+            analytics_inputs(project),
             f"bigquery://{project}.analytics",
             tmp_path,
             env,
@@ -92,7 +87,7 @@ def test_an_outage_of_30_s_loses_and_doubles_nothing(pubsub: str, tmp_path: Path
         local = DuckDBWarehouse(duckdb_file)
         client = bigquery_client(f"http://{emulator.address}", project)
         dataset = f"{project}.analytics"
-        for table, subject in TABLES.items():
+        for table, subject in RESULT_TABLES.items():
             columns = columns_of(subject, leave_out=("pane_index", "pane_timing"))
             rows, differences = compared(
                 view_rows(client, dataset, f"{table}_current", columns), local.rows(table, columns)

@@ -25,7 +25,7 @@ from beam_pipelines.runner import pipeline_options, run
 from streamforge.config import load_config
 from streamforge.schemas import InvalidEvent, get_schema
 from streamforge.timeutil import format_timestamp, parse_timestamp
-from tests.support.bigquery import DuckDBWarehouse, bigquery_client, columns_of, compared, view_rows
+from tests.support.bigquery import RESULT_TABLES, DuckDBWarehouse, bigquery_client, columns_of, compared, view_rows
 from tests.support.cli import run_entry_point
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -33,12 +33,6 @@ pytestmark = [pytest.mark.bigquery, pytest.mark.pubsub, pytest.mark.slow, pytest
 SIMULATION = ("--duration", "20m", "--seed", "5", "--malformed", "0.01", "--duplicates", "0.01")
 #: Sessions close after a minute here, so that they fire (and fire again) while the test runs.
 CONFIG = '[sessions]\ngap = "1m"\n'
-TABLES = {
-    "user_sessions": "session_aggregate",
-    "revenue_per_minute": "revenue_per_minute",
-    "revenue_by_category_region": "revenue_by_category_region",
-    "fraud_alerts": "fraud_alert",
-}
 
 
 def _events(path: Path, subject: str) -> list[dict]:
@@ -210,7 +204,7 @@ def test_late_panes_are_new_rows_and_the_current_views_equal_duckdb(streamed) ->
     assert len(panes) >= 2 and panes[-1][0] >= 1  # the on-time pane, then a late one with everything
     late_sessions = view_rows(client, dataset, "user_sessions", ["session_id"], "pane_timing = 'LATE'")
     assert len(late_sessions) >= 5
-    for table, subject in TABLES.items():
+    for table, subject in RESULT_TABLES.items():
         assert _compare(streamed, table, subject) > 0 or table == "fraud_alerts"
     assert len(view_rows(client, dataset, "user_sessions", ["session_id"])) > len(
         view_rows(client, dataset, "user_sessions_current", ["session_id"])
@@ -219,12 +213,12 @@ def test_late_panes_are_new_rows_and_the_current_views_equal_duckdb(streamed) ->
 
 def test_replayed_rows_change_no_current_view(streamed) -> None:
     client, dataset = streamed["client"], streamed["dataset"]
-    for table in TABLES:
+    for table in RESULT_TABLES:
         rows = [dict(r) for r in client.query(f"SELECT * FROM `{dataset}.{table}` LIMIT 20").result()]
         if rows:
             errors = client.insert_rows(client.get_table(f"{dataset}.{table}"), rows)  # a retried insert, once more
             assert errors == []
-    for table, subject in TABLES.items():
+    for table, subject in RESULT_TABLES.items():
         _compare(streamed, table, subject)
 
 

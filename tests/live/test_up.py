@@ -22,7 +22,7 @@ import pytest
 from streamforge.live.system import sink_records
 from streamforge.warehouse import open_for_reading
 from tests.support.cli import stop_entry_point, wait_while_running
-from tests.support.live import inject_rapid_orders, live_state, start_up
+from tests.support.live import delivered_to, inject_rapid_orders, live_state, start_up
 from tests.support.reference import load, revenue_per_minute, session_windows
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.postgres, pytest.mark.slow]
@@ -65,11 +65,7 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
             up,
             log,
             "the injected alert at the webhook",
-            lambda: [
-                r
-                for r in sink_records(workdir / "logs" / "webhook-sink.log")
-                if r.get("verdict") == "alert" and r["body"]["user_id"] == user
-            ],
+            lambda: delivered_to(workdir, user),
             120,
         )
         assert delivered[0]["body"]["alert_type"] == "RAPID_ORDERS"

@@ -12,12 +12,17 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
+from beam_pipelines.common.warehouse import table_name
+from streamforge.config import load_config
 from streamforge.live.progress import read_job_progress
 from streamforge.schemas import get_schema
+from streamforge.topology import topology
 from tests.support.cli import start_entry_point, wait_while_running
 
 __all__ = [
+    "RESULT_TABLES",
     "DuckDBWarehouse",
+    "analytics_inputs",
     "bigquery_client",
     "columns_of",
     "compared",
@@ -25,6 +30,12 @@ __all__ = [
     "upload",
     "view_rows",
 ]
+
+#: The analytics job's result tables -> their schemas.
+RESULT_TABLES = {
+    table_name(subject): subject
+    for subject in ("session_aggregate", "revenue_per_minute", "revenue_by_category_region", "fraud_alert")
+}
 
 #: Columns stamped with the wall clock when a row is written: never equal between two runs.
 PROCESSING_TIME = {"detected_at", "received_at", "ingested_at", "_ingested_at"}
@@ -108,3 +119,12 @@ def start_streaming_job(job: str, inputs: list[str], warehouse: str, tmp: Path, 
     )
     wait_while_running(process, log, "the job to read", lambda: read_job_progress(progress))
     return process, progress, log
+
+
+def analytics_inputs(project: str) -> list[str]:
+    """`run all`'s options reading the analytics subscriptions `pubsub create` makes in ``project``."""
+    config, options = load_config(), []
+    for option, topic in (("--clickstream", config.topics.clickstream), ("--orders", config.topics.orders)):
+        subscription = topology(config).subscription("analytics", topic).id
+        options += [option, f"pubsub://projects/{project}/subscriptions/{subscription}"]
+    return options

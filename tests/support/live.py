@@ -7,16 +7,18 @@ import json
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streamforge.live.system import sink_records
 from streamforge.schemas import get_schema
 from streamforge.services import free_port
 from streamforge.timeutil import format_timestamp
 from tests.support.cli import start_entry_point
 from tests.support.samples import sample
 
-__all__ = ["inject_rapid_orders", "live_state", "start_up"]
+__all__ = ["delivered_to", "inject_rapid_orders", "live_state", "start_up"]
 
 
 def live_state(workdir: Path) -> dict | None:
@@ -76,3 +78,12 @@ def start_up(workdir: Path, log: Path, project: str, *options: str) -> subproces
         *("--seed", "3", *options),
         log=log,
     )
+
+
+def delivered_to(workdir: Path, user: str) -> list[dict[str, Any]]:
+    """The alerts about ``user`` the run's webhook sink accepted (its log's records)."""
+    return [
+        r
+        for r in sink_records(workdir / "logs" / "webhook-sink.log")
+        if r.get("verdict") == "alert" and r["body"]["user_id"] == user
+    ]
