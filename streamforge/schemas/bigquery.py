@@ -2,7 +2,8 @@
 
 Each .avsc that declares a ``bigquery`` attribute becomes a table: columns from the fields
 (``doc`` becomes the column description), day partitioning on ``partition_field`` and
-clustering on ``clustering``.
+clustering on ``clustering``. A non-null field is REQUIRED unless it has a default: a field a
+later version added is NULLABLE, so the deployed table can gain it in place.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def _field(field: Mapping[str, Any], named: dict[str, Any]) -> dict[str, Any]:
         if mode == "NULLABLE":
             raise SchemaDefinitionError(f"field '{field['name']}': a nullable map has no BigQuery form")
         mode = "REPEATED"
+    if mode == "REQUIRED" and "default" in field:
+        # A field with a default is one a later version added: the rows (and the table) from
+        # before lack it, and BigQuery adds a column to an existing table only as NULLABLE.
+        mode = "NULLABLE"
     column: dict[str, Any] = {"name": field["name"], "mode": mode}
     column.update(_column_type(avro_type, field["name"], named))
     if field.get("doc"):

@@ -33,8 +33,8 @@ EXPECTED_TYPES = {
 }
 
 
-def _avro_kind(avro_type: object) -> tuple[str, str]:
-    mode = "REQUIRED"
+def _avro_kind(avro_type: object, has_default: bool = False) -> tuple[str, str]:
+    mode = "NULLABLE" if has_default else "REQUIRED"
     if isinstance(avro_type, list):
         avro_type, mode = next(t for t in avro_type if t != "null"), "NULLABLE"
     if isinstance(avro_type, dict) and avro_type["type"] == "array":
@@ -53,12 +53,26 @@ def test_columns_follow_the_avsc_file(subject: str) -> None:
     columns = table.schema_json()
     assert [c["name"] for c in columns] == [f["name"] for f in raw["fields"]]
     for field, column in zip(raw["fields"], columns):
-        kind, mode = _avro_kind(field["type"])
+        kind, mode = _avro_kind(field["type"], "default" in field)
         assert (column["type"], column["mode"]) == (EXPECTED_TYPES[kind], mode), field["name"]
         assert column.get("description") == field.get("doc")
     # The BigQuery client accepts every column as written.
     parsed = [bigquery.SchemaField.from_api_repr(c) for c in columns]
     assert [p.name for p in parsed] == [c["name"] for c in columns]
+
+
+@pytest.mark.parametrize("subject", sorted(TABLES))
+def test_each_version_is_a_schema_change_bigquery_makes_in_place(subject: str) -> None:
+    """BigQuery's rule for changing a table's schema: existing columns keep their name, type and
+    position, a mode only relaxes (REQUIRED to NULLABLE), and a new column is NULLABLE or
+    REPEATED. Otherwise `pulumi up` would replace the table (its rows with it)."""
+    versions = registry().versions(subject)
+    for before, after in zip(versions, versions[1:]):
+        old, new = before.bigquery.schema_json(), after.bigquery.schema_json()
+        assert [(c["name"], c["type"]) for c in new[: len(old)]] == [(c["name"], c["type"]) for c in old]
+        for was, now in zip(old, new):
+            assert now["mode"] == was["mode"] or (was["mode"], now["mode"]) == ("REQUIRED", "NULLABLE"), now
+        assert all(c["mode"] in ("NULLABLE", "REPEATED") for c in new[len(old) :]), after.label
 
 
 @pytest.mark.parametrize("subject", sorted(TABLES))
