@@ -52,6 +52,12 @@ class Received:
     idempotency_key: str | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a burst of parallel deliveries (the dispatcher's)
+    # overflowed it and connections were reset
+    request_queue_size = 128
+
+
 class WebhookSink:
     def __init__(
         self,
@@ -68,8 +74,8 @@ class WebhookSink:
         self.alerts: list[Received] = []
         self.counts = {"alert": 0, "duplicate": 0, "slack": 0, "bad_request": 0, "bad_signature": 0, "bad_body": 0}
         self._seen: set[str] = set()
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self._lock, self._output_lock = threading.Lock(), threading.Lock()
+        self.server = _Server((host, port), self._handler())
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -168,7 +174,8 @@ class WebhookSink:
             self.counts[received.verdict] += 1
             if received.verdict == "alert":
                 self.alerts.append(received)
-        self.on_request(received)
+        with self._output_lock:  # one request's output at a time: concurrent prints interleave
+            self.on_request(received)
         answer = {"status": received.verdict}
         if received.reason:
             answer["error"] = received.reason

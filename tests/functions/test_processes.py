@@ -6,7 +6,9 @@ wheel, installed on its own), as Cloud Functions would run them."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import threading
 import time
 import uuid
 import zipfile
@@ -107,6 +109,33 @@ def _sink_lines(process: subprocess.Popen, count: int) -> list[dict]:
 def _dispatch(url: str, payload: Any = ALERT, **options: Any) -> requests.Response:
     headers, body = pubsub_event(payload, **options)
     return requests.post(url, headers=headers, data=body, timeout=30)
+
+
+def test_concurrent_alerts_are_one_record_each_in_the_sink_output(sink) -> None:
+    """Alerts arriving at once (the dispatcher delivers in parallel) each get a whole line of
+    their own: read line by line, every one is there once (`up` and the dashboard count them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamforge.functions.signing import signature_headers
+
+    sink_url, sink_process = sink
+    alerts = [{**ALERT, "alert_id": f"concurrent-{n}", "description": "x" * 2000} for n in range(600)]
+
+    def post(alert: dict) -> int:
+        body = json.dumps(alert).encode()
+        headers = signature_headers(SECRET, alert["alert_id"], body)
+        return requests.post(f"{sink_url}/alerts", data=body, headers=headers, timeout=30).status_code
+
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(sink_process.stdout), daemon=True)
+    reader.start()  # read while it writes: a full pipe would stall the sink
+    with ThreadPoolExecutor(48) as pool:
+        assert set(pool.map(post, alerts)) == {200}
+    stop_process(sink_process, first=signal.SIGINT)
+    reader.join(timeout=30)
+    lines = "".join(output).splitlines()
+    records = [json.loads(line) for line in lines]  # a line holding two records fails here
+    assert sorted(r["body"]["alert_id"] for r in records) == sorted(a["alert_id"] for a in alerts)
 
 
 def test_served_dispatcher_signs_what_the_sink_verifies_and_a_tampered_body_fails(sink) -> None:
