@@ -119,7 +119,7 @@ def up(
         transport=transport.value,
         warehouse_kind=warehouse.value,
     )
-    err = Console(stderr=True)
+    err = _console(stderr=True)
     try:
         system = LiveSystem(settings, config, say=lambda line: err.print(line, highlight=False))
     except ProjectIdError as exc:
@@ -127,7 +127,7 @@ def up(
     with stop_on_signals() as stop:
         try:
             system.start()
-            _print_layout(system, Console())
+            _print_layout(system, _console())
             started = time.monotonic()
             _watch(system, err, lambda: stop() or (duration is not None and time.monotonic() - started >= duration))
         except (ServerUnavailable, RuntimeError) as exc:  # a piece that is not installed or did not start
@@ -163,6 +163,13 @@ def _detach(workdir: Path) -> None:
         f"running in the background (pid {process.pid}); dashboard {_state(workdir)['urls']['dashboard']}; "
         "`streamforge status`, `streamforge down`"
     )
+
+
+def _console(stderr: bool = False) -> Console:
+    """The terminal's width on a terminal; in a pipe or a log as wide as the values need, so a
+    path or an address is never cut short."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=100_000)
 
 
 def _print_layout(system: LiveSystem, console: Console) -> None:
@@ -228,7 +235,7 @@ def status(workdir: Path = typer.Option(WORKDIR, "--workdir", metavar="DIR")) ->
     if state is None:
         typer.echo(f"nothing is running from {workdir}")
         raise typer.Exit(1)
-    console = Console()
+    console = _console()
     table = Table(title=f"StreamForge live (pid {state['pid']}, project {state['project']})")
     for column in ("what", "where", "state", "log"):
         table.add_column(column)
