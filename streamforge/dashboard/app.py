@@ -28,7 +28,7 @@ from flask import Flask, Response, jsonify, send_from_directory
 from streamforge.bigquery_warehouse import WarehouseUnavailable
 from streamforge.cdc.config import DebeziumServerConfig
 from streamforge.cdc.warehouse import changelog_name
-from streamforge.live.progress import read_job_progress
+from streamforge.live.progress import JobProgress, read_job_progress
 from streamforge.live.system import sink_records
 from streamforge.warehouse import WarehouseBusy
 from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
@@ -41,6 +41,8 @@ _RECENT_MINUTES = 60
 _LATEST_ALERTS = 20
 #: How long the dashboard shows what it read from BigQuery before reading again (seconds).
 BIGQUERY_EVERY_S = 5.0
+#: The shortest span a rate is measured over (the jobs write their progress every second or so).
+RATE_SPAN_S = 1.5
 #: The tables the dashboard reads.
 TABLES = ("revenue_per_minute", "user_sessions", "revenue_by_category_region", "fraud_alerts", "dead_letter")
 
@@ -51,7 +53,9 @@ class DashboardSources:
     cdc_warehouse: WarehouseLocation | None = None
     alerts_log: Path | None = None  # the webhook sink's --jsonl output
     progress_dir: Path | None = None  # where the jobs' *.progress.json are
-    _previous: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # job -> (at, pulled, acked)
+    #: job -> the progress samples seen, oldest first: the rates span the newest sample and the
+    #: newest one at least ``RATE_SPAN_S`` older, so every reader between two samples sees the same
+    _samples: dict[str, list[JobProgress]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -147,17 +151,20 @@ def _health(sources: DashboardSources, now: float) -> dict[str, Any]:
         if progress is None:
             continue
         with sources._lock:
-            at, pulled0, acked0 = sources._previous.get(job, (progress.at, progress.pulled, progress.acked))
-            if progress.at > at + 1.5 or job not in sources._previous:
-                sources._previous[job] = (progress.at, progress.pulled, progress.acked)
-        span = progress.at - at
+            samples = sources._samples.setdefault(job, [])
+            if not samples or progress.at > samples[-1].at:
+                samples.append(progress)
+            bases = [p for p in samples if p.at <= samples[-1].at - RATE_SPAN_S]
+            del samples[: max(0, len(bases) - 1)]  # keep the newest base and what follows
+            latest, base = samples[-1], (bases[-1] if bases else samples[0])
+        span = latest.at - base.at
         health[job] = {
-            "pulled": progress.pulled,
-            "processed": progress.acked,
-            "in_per_s": (progress.pulled - pulled0) / span if span > 0 else 0.0,
-            "processed_per_s": (progress.acked - acked0) / span if span > 0 else 0.0,
-            "watermark_lag_s": None if progress.watermark_ms is None else now - progress.watermark_ms / 1000,
-            "updated_s_ago": now - progress.at,
+            "pulled": latest.pulled,
+            "processed": latest.acked,
+            "in_per_s": (latest.pulled - base.pulled) / span if span > 0 else 0.0,
+            "processed_per_s": (latest.acked - base.acked) / span if span > 0 else 0.0,
+            "watermark_lag_s": None if latest.watermark_ms is None else now - latest.watermark_ms / 1000,
+            "updated_s_ago": now - latest.at,
         }
     return health
 
