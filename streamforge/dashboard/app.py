@@ -41,6 +41,8 @@ _RECENT_MINUTES = 60
 _LATEST_ALERTS = 20
 #: How long the dashboard shows what it read from BigQuery before reading again (seconds).
 BIGQUERY_EVERY_S = 5.0
+#: What the page says before the jobs have written anything it can read.
+STARTING = "starting: the jobs have not written their first results yet"
 #: The shortest span a rate is measured over (the jobs write their progress every second or so).
 RATE_SPAN_S = 1.5
 #: The tables the dashboard reads.
@@ -77,10 +79,12 @@ def _rows(con: Any, have: set[str], table: str, sql: str) -> list[dict[str, Any]
 
 def _warehouse_part(location: WarehouseLocation) -> dict[str, Any]:
     if not location.exists():
-        return {"state": "no warehouse yet"}
+        return {"state": STARTING}
     try:
         reading = open_warehouse(location, TABLES, every_s=BIGQUERY_EVERY_S)
-    except (WarehouseBusy, WarehouseUnavailable) as exc:
+    except WarehouseBusy:  # a run holds the file and has not published its first snapshot
+        return {"state": STARTING}
+    except WarehouseUnavailable as exc:
         return {"state": str(exc)}
     with reading:
         con = reading.connection

@@ -8,8 +8,6 @@ chart and tables, and each alert's delivery. A screenshot is kept in out/test-ar
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,19 +15,16 @@ import duckdb
 import pytest
 
 from streamforge.services import free_port, stop_process, wait_for_port
+from tests.support.browser import chromium_page, require_chromium
 from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must install chromium (.ci/run)")
-        pytest.skip("no chromium (Debian package chromium): .ci/run installs it")
+    require_chromium()
     tmp = tmp_path_factory.mktemp("dashboard")
     run_entry_point(
         "simulate",
@@ -95,31 +90,10 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def page(served):
-    from playwright.sync_api import sync_playwright
-
-    url = served[0]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1366, "height": 900})  # a laptop screen
-        page.goto(url)
-        page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
-        page.wait_for_function("document.getElementById('revenue-chart').data !== undefined")
+    with chromium_page(served[0]) as page:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         yield page
-        browser.close()
 
 
 def _sql(warehouse: Path, sql: str) -> list[tuple]:

@@ -20,6 +20,11 @@ function fillTable(id, rows, columns) {
   }));
 }
 
+// UTC wall time, as the minutes' window_start values are drawn
+function isoMinutesAgo(minutes) {
+  return new Date(Date.now() - minutes * 60_000).toISOString().slice(0, 19).replace("T", " ");
+}
+
 function seconds(value) { return value === null || value === undefined ? "–" : `${value.toFixed(1)} s`; }
 
 function draw(summary) {
@@ -43,7 +48,9 @@ function draw(summary) {
     marker: { color: "#2563eb" }, hovertemplate: "%{x}<br>%{y:,.2f}<extra></extra>",
   }], {
     margin: { l: 60, r: 10, t: 10, b: 40 }, yaxis: { title: { text: "gmv" }, rangemode: "tozero" },
-    xaxis: { type: "date" }, bargap: 0.1,
+    // no minute yet: the last hour up to now, not Plotly's default axis (the year 2000)
+    xaxis: minutes.length ? { type: "date" } : { type: "date", range: [isoMinutesAgo(60), isoMinutesAgo(0)] },
+    bargap: 0.1,
   }, { displayModeBar: false, responsive: true });
 
   fillTable("regions", wh.regions || [], [["region"], ["gmv", money.format, "num"], ["orders", count.format, "num"]]);
