@@ -203,9 +203,9 @@ def simulate(
 
     console = Console(stderr=True, quiet=quiet)
     try:
-        sink = open_sink(output, config.topics, fmt.value)
+        sink = open_sink(output, config.topics, fmt.value, follow=realtime)  # real time: readable as it goes
         if record is not None:
-            sink = TeeSink(sink, FileSink(record))
+            sink = TeeSink(sink, FileSink(record, follow=realtime))
         labels_path = labels or (sink.directory / LABELS_FILE if isinstance(sink, FileSink) else None)
         label_writer = LabelWriter(labels_path) if labels_path else None
     except SinkError as exc:

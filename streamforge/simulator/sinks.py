@@ -111,14 +111,14 @@ class NullSink(_Sink):
 
 
 class FileSink(_Sink):
-    """``DIR/clickstream.jsonl`` and ``DIR/orders.jsonl``, one message per line. Buffered, and
-    flushed at least every ``FLUSH_EVERY_S`` while it writes, so that a reader following the
-    files (a live run's record) sees what was sent within a second; a line is complete once its
-    newline is there."""
+    """``DIR/clickstream.jsonl`` and ``DIR/orders.jsonl``, one message per line, buffered. With
+    ``follow`` (real-time traffic, a live run's record) flushed at least every ``FLUSH_EVERY_S``,
+    so that a reader following the files sees what was sent within a second; a line is complete
+    once its newline is there."""
 
     FLUSH_EVERY_S = 0.5
 
-    def __init__(self, directory: Path, fmt: str = "json"):
+    def __init__(self, directory: Path, fmt: str = "json", *, follow: bool = False):
         if fmt != "json":
             raise SinkError("files hold JSON lines; --format avro/confluent needs kafka:// or pubsub://")
         super().__init__(fmt)
@@ -131,7 +131,7 @@ class FileSink(_Sink):
             }
         except OSError as exc:
             raise SinkError(f"cannot write to {self.directory}: {exc.strerror}") from None
-        self._flushed = time.monotonic()
+        self._follow, self._flushed = follow, time.monotonic()
 
     def emit(self, stream: str, event: dict[str, Any]) -> None:
         self._files[stream].write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
@@ -145,7 +145,7 @@ class FileSink(_Sink):
 
     def _wrote(self) -> None:
         self.written += 1
-        if time.monotonic() - self._flushed >= self.FLUSH_EVERY_S:
+        if self._follow and time.monotonic() - self._flushed >= self.FLUSH_EVERY_S:
             for f in self._files.values():
                 f.flush()
             self._flushed = time.monotonic()
@@ -341,14 +341,15 @@ class LabelWriter:
         self._file.close()
 
 
-def open_sink(output: str, topics: TopicsConfig, fmt: str = "json") -> _Sink:
-    """``file://DIR``, ``pubsub://PROJECT``, ``kafka://HOST:PORT[,HOST:PORT]`` or ``-``."""
+def open_sink(output: str, topics: TopicsConfig, fmt: str = "json", *, follow: bool = False) -> _Sink:
+    """``file://DIR``, ``pubsub://PROJECT``, ``kafka://HOST:PORT[,HOST:PORT]`` or ``-``; files
+    with ``follow`` are flushed as they are written (FileSink)."""
     if output == "-":
         return StdoutSink(fmt)
     parsed = urlparse(output)
     if parsed.scheme == "file":
         directory = (parsed.netloc + parsed.path) or "."
-        return FileSink(Path(directory), fmt)
+        return FileSink(Path(directory), fmt, follow=follow)
     if parsed.scheme == "pubsub":
         if not parsed.netloc or parsed.path not in ("", "/"):
             raise SinkError(f"'{output}': expected pubsub://PROJECT_ID")
