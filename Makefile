@@ -32,7 +32,7 @@ test: $(VENV)/.dev $(VENV)/.spark-classes $(EMULATORS)/storage/.installed $(EMUL
 	$(BIN)/deptry tests benchmarks --exclude '(\.venv|out|dist)/' --ignore DEP002,DEP004
 	$(BIN)/pytest -m "not bigquery"
 
-test-bigquery: $(VENV)/.dev $(EMULATORS)/storage/.installed $(EMULATORS)/bigquery/.installed  ## the production BigQuery sinks against the local BigQuery and Cloud Storage emulators (about 4 minutes; .ci/run runs it after `make test`)
+test-bigquery: $(VENV)/.dev $(EMULATORS)/storage/.installed $(EMULATORS)/bigquery/.installed  ## the production BigQuery sinks against the local BigQuery and Cloud Storage emulators (about 5 minutes; .ci/run runs it after `make test`)
 	$(BIN)/pytest -m bigquery
 
 format: $(VENV)/.dev  ## format the code and sort its imports (ruff), as `make test` checks
