@@ -8,7 +8,6 @@ chart and tables, and each alert's delivery. A screenshot is kept in out/test-ar
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import duckdb
@@ -16,7 +15,7 @@ import pytest
 
 from streamforge.services import free_port, stop_process, wait_for_port
 from tests.support.browser import chromium_page, require_chromium
-from tests.support.cli import STREAMFORGE, entry_point_env, run_entry_point
+from tests.support.cli import run_entry_point, start_entry_point
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
@@ -63,24 +62,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     )
     port = free_port()
     log = tmp / "dashboard.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                str(STREAMFORGE),
-                "dashboard",
-                "--warehouse",
-                str(warehouse),
-                "--port",
-                str(port),
-                "--alerts-log",
-                str(sink_log),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=entry_point_env(),
-            start_new_session=True,
-        )
+    process = start_entry_point(
+        "dashboard", "--warehouse", str(warehouse), "--port", str(port), "--alerts-log", str(sink_log), log=log
+    )
     try:
         wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}/", warehouse, delivered_id

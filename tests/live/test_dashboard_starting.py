@@ -3,7 +3,6 @@ chart shows the last hour, not Plotly's default axis."""
 
 from __future__ import annotations
 
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from streamforge.services import free_port, stop_process, wait_for_port
 from tests.support.browser import chromium_page, require_chromium
-from tests.support.cli import STREAMFORGE, entry_point_env
+from tests.support.cli import start_entry_point
 
 pytestmark = [pytest.mark.browser]
 
@@ -22,15 +21,7 @@ def test_a_starting_system_says_so_and_charts_the_last_hour(tmp_path: Path) -> N
     without a snapshot yet), the page says it is starting and its empty chart shows now."""
     require_chromium()
     warehouse, port, log = tmp_path / "warehouse.duckdb", free_port(), tmp_path / "dashboard.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(STREAMFORGE), "dashboard", "--warehouse", str(warehouse), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=entry_point_env(),
-            start_new_session=True,
-        )
+    process = start_entry_point("dashboard", "--warehouse", str(warehouse), "--port", str(port), log=log)
     try:
         wait_for_port(port, process, log)
         with chromium_page(f"http://127.0.0.1:{port}/") as page:
