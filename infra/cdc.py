@@ -170,7 +170,9 @@ class ChangeCapture(Area):
                             "--address=127.0.0.1",
                             "--structured-logs",
                             "--health-check",
-                            "--http-address=0.0.0.0",
+                            # production deployment only (a Cloud Run sidecar, never a local server):
+                            # all interfaces, because Cloud Run probes from outside the container
+                            "--http-address=0.0.0.0",  # production-only: Cloud Run's startup probe
                             f"--http-port={_PROXY_HEALTH_PORT}",
                         ],
                         "resources": {"cpu_idle": False, "limits": {"cpu": "1", "memory": "512Mi"}},
