@@ -11,7 +11,9 @@ with reason ``late``; everything else passes.
 
 What the gate knows lags the real watermark by about one step, so the windows after it keep
 their state ``pipelines.lateness_margin`` longer than the allowed lateness: whatever the
-gate lets through, the window still accepts. A shard that has seen no event for longer than
+gate lets through, the window still accepts. Session windows keep theirs a gap longer still
+(sessions/pipeline.py, ``window_lateness``): an admitted click can join a session that ended
+up to a gap before its own window, and that session must not have been collected. A shard that has seen no event for longer than
 the gap plus the lateness stops looking; the first event after that passes, and only if it
 is later than the margin too does the window drop it (Beam counts those as
 ``droppedDueToLateness``). With steady traffic every shard keeps looking. Only streaming jobs need the gate: on a bounded input the

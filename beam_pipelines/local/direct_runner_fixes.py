@@ -1,4 +1,4 @@
-"""Seven fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
+"""Nine fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
 
 1. Counters of every bundle after a step's first on a worker thread were lost. The executor
    gives each bundle a new MetricsContainer, but the thread's StateSampler caches the scoped
@@ -53,6 +53,28 @@ timers as the original, which still decides which of a key's timers are due.
    the on-time pane (``AfterWatermark``'s late phase) now releases its hold
    (``_output_releasing_late_holds``).
 
+8. The trigger driver never garbage-collected a window. With accumulating panes and a late
+   trigger (``AfterWatermark(late=AfterCount(1))``) no pane is ever final, so every window kept
+   its raw elements after its allowed lateness had passed: every closed session's clicks and
+   every minute's orders, for the life of the job (a run at 1,000 events/s grew 150 MB a
+   minute). Java's runners (``ReduceFnRunner``) give each window a garbage-collection timer at
+   its end plus the allowed lateness; when it fires they emit a last pane if elements arrived
+   since the previous one (``ClosingBehavior.FIRE_IF_NON_EMPTY``) and clear all of the
+   window's state; later elements for it are expired. Done the same way here
+   (``_process_elements_collecting_garbage``, ``_process_timer_collecting_garbage``): the
+   timer is set for the windows a bundle added elements to, once per window and key (the
+   windows this bundle touched, after merging), one microsecond after the instant from which
+   Beam's Python driver already drops the window's elements as expired; a key whose last
+   window is collected is left with no state at all, which fix 2 then drops.
+
+9. A window's state held every raw element until the window was collected, where Dataflow
+   holds one accumulator per window and key (combiner lifting): a session kept each of its
+   clicks, as a parsed event, for the whole gap and allowed lateness. When a grouping step's
+   only consumer is the combine of a ``CombinePerKey`` (``CombineValuesDoFn``, no side
+   inputs), the elements a bundle adds to a window are folded into one accumulator with that
+   CombineFn (``_Accumulated``), and the combine step merges it with any raw elements. The
+   panes and their values are the same; the state is one accumulator per window.
+
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
 other version the runner is left alone (slower, and its counters undercount) and
@@ -81,11 +103,13 @@ from apache_beam.runners.direct import (
 )
 from apache_beam.runners.direct.util import TimerFiring
 from apache_beam.runners.worker import statesampler
-from apache_beam.transforms import trigger, userstate
+from apache_beam.transforms import combiners, core, trigger, userstate
 from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.counters import CounterFactory
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, TIME_GRANULARITY
 
-__all__ = ["BEAM_VERSION", "patched_direct_runner"]
+__all__ = ["BEAM_VERSION", "GC_TIMER", "patched_direct_runner"]
 
 #: The Beam release whose DirectRunner this patch was written against.
 BEAM_VERSION = "2.77.0"
@@ -306,6 +330,153 @@ def _output_releasing_late_holds(
 _ORIGINAL_OUTPUT = trigger.GeneralTriggerDriver._output
 
 
+#: The garbage-collection timer's name, beside the trigger's own timers of a window.
+GC_TIMER = "__garbage_collection"
+#: Set for a window when elements were added and no pane fired since (Java's NonEmptyPanes).
+_PENDING = trigger._CombiningValueStateTag("elements_since_pane", combiners.CountCombineFn())
+
+
+def _collected_at(driver: Any, window: Any) -> Any:
+    """The instant a window's state is collected: just after Beam drops its elements as expired
+    (``input_watermark > window.end + allowed_lateness``); None for windows that never expire."""
+    end = window.end + driver.allowed_lateness
+    return end + TIME_GRANULARITY if end < MAX_TIMESTAMP else None
+
+
+class _Accumulated:
+    """Elements of a window already folded into one accumulator by the downstream CombineFn."""
+
+    __slots__ = ("accumulator",)
+
+    def __init__(self, accumulator: Any) -> None:
+        self.accumulator = accumulator
+
+
+def _fold(combine_fn: Any, values: list[Any]) -> _Accumulated:
+    """Raw values and earlier accumulators -> one new accumulator (none of the inputs is changed)."""
+    folded = [v.accumulator for v in values if isinstance(v, _Accumulated)]
+    raw = [v for v in values if not isinstance(v, _Accumulated)]
+    if raw:
+        folded.append(combine_fn.add_inputs(combine_fn.create_accumulator(), raw))
+    return _Accumulated(folded[0] if len(folded) == 1 else combine_fn.merge_accumulators(folded))
+
+
+def _combine_values(self: Any, element: Any, *args: Any, **kwargs: Any) -> Any:
+    """``CombineValuesDoFn.process``, taking the window's folded accumulators as they are."""
+    values = element[1]
+    if not isinstance(values, list) or not any(isinstance(v, _Accumulated) for v in values):
+        return _ORIGINAL_COMBINE_VALUES(self, element, *args, **kwargs)
+    accumulator = _fold(self.combinefn, list(values)).accumulator
+    return [(element[0], self.combinefn.extract_output(accumulator))]
+
+
+_ORIGINAL_COMBINE_VALUES = core.CombineValuesDoFn.process
+
+
+def _start_bundle_knowing_the_combine(self: Any) -> None:
+    """``_StreamingGroupAlsoByWindowEvaluator.start_bundle``; its driver is told the CombineFn
+    of the step it feeds when that step is a ``CombinePerKey``'s combine and its only consumer."""
+    _ORIGINAL_START_BUNDLE(self)
+    consumers = list(self._evaluation_context._value_to_consumers.get(self.output_pcollection, ()))
+    combine_fn = None
+    if len(consumers) == 1:
+        transform = consumers[0].transform
+        dofn = getattr(transform, "fn", None)
+        if (
+            isinstance(transform, core.ParDo)
+            and isinstance(dofn, core.CombineValuesDoFn)
+            and not transform.args
+            and not transform.kwargs
+            and not consumers[0].side_inputs
+        ):
+            combine_fn = dofn.combinefn
+    self.driver.combine_fn = combine_fn
+
+
+_ORIGINAL_START_BUNDLE = transform_evaluator._StreamingGroupAlsoByWindowEvaluator.start_bundle
+
+
+def _process_elements_collecting_garbage(
+    self: Any, state: Any, windowed_values: Any, output_watermark: Any, input_watermark: Any = MIN_TIMESTAMP
+) -> Iterator[Any]:
+    """``GeneralTriggerDriver.process_elements``; then each window that received elements has its
+    collection timer, and is marked as holding elements no pane has shown yet unless it fired."""
+    windowed_values = list(windowed_values)
+    fired: set[Any] = set()
+    for pane in _ORIGINAL_PROCESS_ELEMENTS(self, state, windowed_values, output_watermark, input_watermark):
+        fired.update(pane.windows)
+        yield pane
+    merging = trigger.MergeableStateAdapter(state)
+    known = merging.window_ids
+    touched = set()
+    for window in {w for wv in windowed_values for w in wv.windows}:
+        if input_watermark > window.end + self.allowed_lateness:  # expired: dropped, as Beam's driver does
+            continue
+        if window not in known and isinstance(window, IntervalWindow):  # merged into one that contains it
+            window = next((k for k in known if k.start <= window.start and window.end <= k.end), None)
+        if window is not None:
+            touched.add(window)
+    combine_fn = getattr(self, "combine_fn", None)
+    for window in touched:
+        if combine_fn is not None:
+            values = merging.get_state(window, self.ELEMENTS)
+            if len(values) > 1:
+                merging.clear_state(window, self.ELEMENTS)
+                merging.add_state(window, self.ELEMENTS, _fold(combine_fn, values))
+        collect_at = _collected_at(self, window)
+        if collect_at is None:
+            continue
+        merging.set_timer(window, GC_TIMER, TimeDomain.WATERMARK, collect_at)
+        if window not in fired and not merging.get_state(window, self.TOMBSTONE):
+            merging.add_state(window, _PENDING, 1)
+
+
+_ORIGINAL_PROCESS_ELEMENTS = trigger.GeneralTriggerDriver.process_elements
+
+
+def _process_timer_collecting_garbage(
+    self: Any,
+    window_id: Any,
+    name: str,
+    time_domain: Any,
+    timestamp: Any,
+    state: Any,
+    input_watermark: Any = None,
+) -> Iterator[Any]:
+    """``GeneralTriggerDriver.process_timer``, plus the collection timer: a last pane if elements
+    arrived since the previous pane, then every state and timer of the window is deleted."""
+    merging = trigger.MergeableStateAdapter(state)
+    window = next((w for w, ids in merging.window_ids.items() if window_id in ids), None)
+    if window is None:  # collected earlier in this work item; Beam's own would raise
+        return
+    if name != GC_TIMER:
+        yield from _ORIGINAL_PROCESS_TIMER(self, window_id, name, time_domain, timestamp, state, input_watermark)
+        return
+    collect_at = _collected_at(self, window)
+    if collect_at is None or timestamp < collect_at:  # set before the window merged into a longer one
+        return
+    if merging.get_state(window, _PENDING) and not merging.get_state(window, self.TOMBSTONE):
+        yield self._output(window, True, merging, timestamp, True)
+    for raw_id in merging.window_ids.pop(window):
+        state.state.pop(raw_id, None)
+        state.timers.pop(raw_id, None)
+    if merging.window_ids:
+        merging._persist_window_ids()
+    else:
+        state.global_state.pop(trigger.MergeableStateAdapter.WINDOW_IDS.tag, None)
+
+
+_ORIGINAL_PROCESS_TIMER = trigger.GeneralTriggerDriver.process_timer
+
+
+def _output_releasing_late_holds_and_pending(
+    self: Any, window: Any, finished: bool, state: Any, output_watermark: Any, maybe_ontime: bool
+) -> Any:
+    pane = _output_releasing_late_holds(self, window, finished, state, output_watermark, maybe_ontime)
+    state.clear_state(window, _PENDING)
+    return pane
+
+
 class _BoundedQueue(queue.Queue):
     """The TestStream service reader's buffer (its only Queue), bounded."""
 
@@ -348,7 +519,15 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (watermark_manager._TransformWatermarks, "hold", _hold),
         (watermark_manager._TransformWatermarks, "refresh", _refresh),
         (trigger._CombiningValueStateTag, "without_extraction", _without_extraction_once),
-        (trigger.GeneralTriggerDriver, "_output", _output_releasing_late_holds),
+        (trigger.GeneralTriggerDriver, "_output", _output_releasing_late_holds_and_pending),
+        (trigger.GeneralTriggerDriver, "process_elements", _process_elements_collecting_garbage),
+        (trigger.GeneralTriggerDriver, "process_timer", _process_timer_collecting_garbage),
+        (core.CombineValuesDoFn, "process", _combine_values),
+        (
+            transform_evaluator._StreamingGroupAlsoByWindowEvaluator,
+            "start_bundle",
+            _start_bundle_knowing_the_combine,
+        ),
         (userstate, "get_dofn_specs", specs),
         (userstate, "is_stateful_dofn", stateful),
         (transform_evaluator, "get_dofn_specs", specs),

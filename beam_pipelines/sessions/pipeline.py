@@ -116,6 +116,14 @@ class SessionWindows(beam.PTransform):
             "lateness_margin": format_duration(self.margin),
         }
 
+    def window_lateness(self) -> timedelta:
+        """How long a session window is kept after its end: the gate admits a click while its own
+        window [t, t + gap) is within the allowed lateness (plus the margin), and such a click can
+        join a session that ended up to a gap before that window; a runner collects a window at
+        its end plus this (Dataflow, and the local runner's fix 8), so the session must still be
+        there, or the click would start a session of its own where SQL sees one."""
+        return self.allowed_lateness + self.margin + self.gap
+
     def expand(self, events: beam.PCollection):
         if not self.streaming:
             rows = (
@@ -137,7 +145,7 @@ class SessionWindows(beam.PTransform):
             gated.events
             | "Key by user" >> beam.ParDo(_Count())
             | "Session windows"
-            >> accumulating(window.Sessions(self.gap.total_seconds()), self.allowed_lateness + self.margin)
+            >> accumulating(window.Sessions(self.gap.total_seconds()), self.window_lateness())
             | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate, SessionAggregateCoder()))
             | "Session rows" >> beam.ParDo(_WindowedRow())
         )

@@ -198,3 +198,196 @@ def test_a_late_pane_releases_its_windows_hold() -> None:
     with patched_direct_runner():
         _late_extension("fixed")
     assert _OUTPUTS["fixed"] == [(10.0, 40.0, [1]), (10.0, 60.0, [1, 2])]
+
+
+def _windowing(window_fn, late_count: int = 1, lateness: float = 120):
+    from apache_beam.transforms.core import Windowing
+
+    return Windowing(
+        window_fn,
+        triggerfn=AfterWatermark(late=AfterCount(late_count)),
+        accumulation_mode=AccumulationMode.ACCUMULATING,
+        allowed_lateness=lateness,
+    )
+
+
+def _random_steps(seed: int, lateness: float, gap: float) -> list[tuple[str, object]]:
+    """Bundles of on-time, late (within the allowed lateness) and expired elements, the watermark
+    moving on between them, then a watermark past every window's end plus the allowed lateness."""
+    import random
+
+    rng, steps, watermark = random.Random(seed), [], 0.0
+    for n in range(300):
+        bundle = []
+        for i in range(rng.randrange(1, 4)):
+            kind = rng.random()
+            if kind < 0.7:
+                at = watermark + rng.uniform(0, 20)
+            elif kind < 0.9:
+                at = watermark - rng.uniform(0, lateness)  # late; its own window has not expired
+            else:
+                at = watermark - lateness - gap - rng.uniform(1, 100)  # its window has expired: dropped
+            bundle.append((f"e{n}.{i}", max(at, 0.0)))
+        steps.append(("elements", bundle))
+        watermark += rng.uniform(0, 15) if rng.random() < 0.8 else rng.uniform(gap, 4 * gap)  # quiet spells
+        steps.append(("watermark", watermark))
+    steps.append(("watermark", watermark + 100 + lateness))  # past the last window (ends by +80) and its lateness
+    return steps
+
+
+@pytest.mark.parametrize("window_fn", ["sessions", "fixed"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_windows_are_collected_and_the_panes_are_beams_own(window_fn, seed) -> None:
+    """Fix 8 against Beam's own driver: the same panes, in the same order, with the same pane
+    info; and once the watermark has passed every window's end plus its allowed lateness, the
+    key holds nothing (Beam's own keeps every element it was ever given)."""
+    from tests.support.trigger_driver import drive, held_elements, is_empty
+
+    gap, lateness = 30.0, 120.0
+    windowing = _windowing(window.Sessions(gap) if window_fn == "sessions" else window.FixedWindows(60), 1, lateness)
+    steps = _random_steps(seed, lateness, gap)
+    plain, plain_state = drive(windowing, steps)
+    with patched_direct_runner():
+        fixed, fixed_state = drive(windowing, steps)
+    assert fixed == plain
+    assert len(plain) > 100 and any(p.timing == "LATE" for p in plain)
+    assert held_elements(plain_state) > 500  # Beam's own: everything that was not dropped as expired
+    assert held_elements(fixed_state) == 0 and is_empty(fixed_state)
+
+
+def test_a_window_collected_with_elements_no_pane_showed_gets_a_last_pane() -> None:
+    """As Java's runners close a window (ClosingBehavior.FIRE_IF_NON_EMPTY): a late element the
+    late trigger has not fired for (AfterCount(2), one element) comes out in a last pane when the
+    window is collected; Beam's Python driver never emits it."""
+    from tests.support.trigger_driver import Pane, drive, is_empty
+
+    windowing = _windowing(window.FixedWindows(60), late_count=2, lateness=120)
+    steps = [
+        ("elements", [("a", 10), ("b", 20)]),
+        ("watermark", 70),  # on time: [a, b]
+        ("elements", [("c", 30)]),  # late, one of the two the late trigger waits for
+        ("watermark", 180),  # 60 + 120: still within the allowed lateness
+        ("watermark", 181),  # past it: collected
+        ("elements", [("d", 40)]),  # expired: dropped
+        ("watermark", 10_000),
+    ]
+    plain, _ = drive(windowing, steps)
+    with patched_direct_runner():
+        fixed, state = drive(windowing, steps)
+    on_time = Pane(0.0, 60.0, ("a", "b"), "ON_TIME", True, False, 0)
+    assert plain == [on_time]
+    assert fixed == [on_time, Pane(0.0, 60.0, ("a", "b", "c"), "LATE", False, True, 1)]
+    assert is_empty(state)
+
+
+class _Summary(beam.CombineFn):
+    """Count and sorted values: enough to see any element lost, doubled or misplaced."""
+
+    def create_accumulator(self):
+        return (0, ())
+
+    def add_input(self, acc, value):
+        return acc[0] + 1, tuple(sorted(acc[1] + (value,)))
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return sum(a[0] for a in accs), tuple(sorted(v for a in accs for v in a[1]))
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _combined_panes(name: str, seed: int) -> None:
+    """Sessions with late elements, combined per key, through the streaming DirectRunner."""
+    import random
+
+    rng, stream, watermark = random.Random(seed), test_stream.TestStream(), 0
+    for n in range(120):
+        stream.add_elements(
+            [
+                beam.window.TimestampedValue((f"k{rng.randrange(5)}", n * 10 + i), watermark + rng.uniform(-30, 20))
+                for i in range(rng.randrange(1, 6))
+            ]
+        )
+        watermark += rng.choice([1, 2, 5, 40])
+        stream.advance_watermark_to(watermark)
+    stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    (
+        pipeline
+        | stream
+        | "Sessions"
+        >> beam.WindowInto(
+            window.Sessions(10),
+            trigger=AfterWatermark(late=AfterCount(1)),
+            accumulation_mode=AccumulationMode.ACCUMULATING,
+            allowed_lateness=30,
+        )
+        | "Combine" >> beam.CombinePerKey(_Summary())
+        | "Panes"
+        >> beam.Map(
+            lambda kv, w=beam.DoFn.WindowParam, p=beam.DoFn.PaneInfoParam: (
+                kv[0],
+                float(w.start),
+                float(w.end),
+                p.timing,
+                p.index,
+                kv[1],
+            )
+        )
+        | "Collect" >> beam.ParDo(_Collect(name))
+    )
+    pipeline.run().wait_until_finish()
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_combined_windows_hold_one_accumulator_and_give_beams_panes(seed, monkeypatch) -> None:
+    """Fixes 8 and 9 in the runner: a CombinePerKey over merging windows with late data gives the
+    same panes, pane by pane, as the runner without them (on-time, late, dropped as expired).
+    (Beam's own runner cannot run this at all: a late element extends a session, fix 7.)"""
+    from apache_beam.runners.direct import transform_evaluator
+    from apache_beam.transforms import core, trigger
+
+    from beam_pipelines.local import direct_runner_fixes as fixes
+
+    _OUTPUTS.clear()
+    with patched_direct_runner(), monkeypatch.context() as without:
+        without.setattr(trigger.GeneralTriggerDriver, "process_elements", fixes._ORIGINAL_PROCESS_ELEMENTS)
+        without.setattr(trigger.GeneralTriggerDriver, "process_timer", fixes._ORIGINAL_PROCESS_TIMER)
+        without.setattr(core.CombineValuesDoFn, "process", fixes._ORIGINAL_COMBINE_VALUES)
+        without.setattr(
+            transform_evaluator._StreamingGroupAlsoByWindowEvaluator, "start_bundle", fixes._ORIGINAL_START_BUNDLE
+        )
+        _combined_panes("plain", seed)
+    with patched_direct_runner():
+        _combined_panes("fixed", seed)
+    assert sorted(_OUTPUTS["fixed"]) == sorted(_OUTPUTS["plain"])
+    assert len(_OUTPUTS["plain"]) > 50 and any(pane[3] == 2 for pane in _OUTPUTS["plain"])  # some LATE panes
+
+
+def test_a_window_of_a_combine_holds_one_accumulator() -> None:
+    """Fix 9 in the driver: a window's elements are folded into one accumulator per bundle, and
+    the panes combine to the same values as Beam's driver gives."""
+    from apache_beam.transforms.core import Windowing
+
+    from beam_pipelines.local import direct_runner_fixes as fixes
+    from tests.support.trigger_driver import drive
+
+    windowing = Windowing(
+        window.Sessions(30),
+        triggerfn=AfterWatermark(late=AfterCount(1)),
+        accumulation_mode=AccumulationMode.ACCUMULATING,
+        allowed_lateness=120,
+    )
+    steps = _random_steps(4, 120, 30)[:-1]  # stop before the last windows are collected
+    plain, _ = drive(windowing, steps)
+    with patched_direct_runner():
+        fixed, state = drive(windowing, steps, combine_fn=_Summary())
+    summary = _Summary()
+    assert [(p.start, p.end, p.timing, p.index) for p in fixed] == [(p.start, p.end, p.timing, p.index) for p in plain]
+    for mine, beams in zip(fixed, plain):
+        assert fixes._fold(summary, list(mine.values)).accumulator == summary.apply(beams.values)
+    open_windows = [tags["elements"] for tags in state.state.values() if tags.get("elements")]
+    assert open_windows and all(len(elements) == 1 for elements in open_windows)

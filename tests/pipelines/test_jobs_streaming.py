@@ -199,6 +199,35 @@ def revenue_job(events):
     return {"minutes": per_minute, "lines": by_category_region, "late": late}
 
 
+def test_a_late_click_the_gate_admits_joins_its_session_after_that_session_was_collected() -> None:
+    """The gate admits a click while its own window [t, t + gap) is within the allowed lateness;
+    that click can belong to an earlier session whose window ended before it. The runner (as
+    Dataflow's) collects a window at its end plus its allowed lateness, so the session must stay
+    until no admitted click can join it any more, or the click would start a session of its own
+    where SQL over the events sees one."""
+    crowd = [click(f"U{n:03d}", 5) for n in range(64)]
+    result = run_stream(
+        "clickstream",
+        [
+            ("watermark", 0),
+            ("add", [click("alice", 0), click("alice", 5), *crowd]),
+            ("watermark", 47),  # alice's session [0, 35) is past 35 + 10 + the 1 min margin
+            ("watermark", 60),  # (the gate learns the watermark from its timers: let it see 47)
+            ("add", [click("alice", 20)]),  # its own window [20, 50) + 10 > 60: admitted
+            ("watermark", 200),
+        ],
+        sessions_job,
+    )
+    assert result["dead_letters"] == []
+    alice = sorted(
+        (r["event_count"], r["session_start"], r["session_end"], r["pane_timing"])
+        for r in result["rows"]
+        if r["user_id"] == "alice"
+    )
+    # as SQL sessionizes the three clicks (gaps 5 and 15 < 30): one session, updated late
+    assert alice == [(2, at(0), at(5), "ON_TIME"), (3, at(0), at(20), "LATE")]
+
+
 def test_revenue_minute_updated_by_late_orders() -> None:
     crowd = [order(f"U{n:03d}", 0.5, status="CREATED") for n in range(64)]
     result = run_stream(
