@@ -1,6 +1,7 @@
-"""Latencies of the live system (`streamforge up --no-cdc`) at a given rate, as a user sees them.
+"""Latencies and memory of the live system (`streamforge up`, CDC on) at a given rate, as a user sees them.
 
-    python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--watermark-lag 2s] [--case-every 1]
+    python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--no-cdc] [--gap 10s]
+        [--watermark-lag 2s] [--case-every 1] [--trace-every 60] [--profile DIR]
 
 While the simulator publishes --rate events/s, a RAPID_ORDERS case (three orders by a new
 user, 100 ms apart, stamped with the clock) is published every second (--case-every), and the warehouse is read
@@ -12,7 +13,13 @@ every 0.5 s from this process, as the dashboard reads it (its snapshot). Printed
 - minute end -> revenue row visible: when a minute's revenue_per_minute row is first seen,
   minus the minute's end;
 - session gap end -> session row visible: when a session is first seen, minus its last event
-  plus the gap (the session gap is cut to 10 s here, so that sessions close during the run).
+  plus the gap (the session gap is cut to 10 s by default, so that sessions close during the
+  run; `--gap 30m` keeps the shipped windows, for memory);
+- the analytics job's resident memory every --trace-every seconds, its peak, and its growth
+  over the second half of the run (MB/min): flat memory means that slope is near zero.
+
+--profile DIR samples the stacks of the jobs' threads every 5 ms (benchmarks/sampling_profiler)
+and writes, per job, the share of time each function was on each thread's stack to DIR.
 
 "Visible" includes the snapshot readers read, published every 2 s while the job writes.
 """
@@ -37,10 +44,11 @@ sys.path.insert(0, str(ROOT))
 from streamforge.live.system import sink_records  # noqa: E402
 from streamforge.schemas import get_schema  # noqa: E402
 from streamforge.services import free_port  # noqa: E402
-from streamforge.timeutil import format_timestamp, parse_timestamp  # noqa: E402
+from streamforge.timeutil import format_timestamp, parse_duration, parse_timestamp  # noqa: E402
 from streamforge.warehouse import open_for_reading  # noqa: E402
 
 GAP_S = 10
+PROFILER = Path(__file__).resolve().parent / "sampling_profiler"
 ORDER = {
     "order_id": "",
     "user_id": "",
@@ -62,12 +70,37 @@ ORDER = {
 
 def percentiles(values: list[float]) -> str:
     if not values:
-        return "- / - (0)"
+        return "- / - / - (0)"
     ordered = sorted(values)
     return (
-        f"{statistics.median(ordered):.2f} / {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} s "
-        f"({len(ordered)})"
+        f"{statistics.median(ordered):.2f} / {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f}"
+        f" / {ordered[-1]:.2f} s ({len(ordered)})"
     )
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB (0 once it has gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def print_memory(samples: list[tuple[float, float]]) -> None:
+    """The trace, the peak, and the least-squares slope over the second half of the run."""
+    if len(samples) < 2:
+        return
+    print("\n  analytics job RSS: " + ", ".join(f"{t / 60:.0f} min {mb:,.0f} MB" for t, mb in samples))
+    half = [(t, mb) for t, mb in samples if t >= samples[-1][0] / 2]
+    slope = 0.0
+    if len(half) >= 2:
+        mean_t, mean_mb = statistics.fmean(t for t, _ in half), statistics.fmean(mb for _, mb in half)
+        spread = sum((t - mean_t) ** 2 for t, _ in half)
+        slope = 60 * sum((t - mean_t) * (mb - mean_mb) for t, mb in half) / spread if spread else 0.0
+    print(f"  peak {max(mb for _, mb in samples):,.0f} MB; growth over the second half {slope:+.1f} MB/min")
 
 
 def main() -> None:
@@ -76,13 +109,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--watermark-lag", default="2s")
     parser.add_argument("--case-every", type=float, default=1, help="seconds between injected RAPID_ORDERS cases")
+    parser.add_argument("--gap", default=f"{GAP_S}s", help="the session gap (the shipped one is 30m)")
+    parser.add_argument("--no-cdc", action="store_true", help="without PostgreSQL and the CDC job")
+    parser.add_argument("--trace-every", type=float, default=60, help="seconds between memory samples")
+    parser.add_argument("--profile", type=Path, help="write the jobs' sampled stack profiles to this folder")
     args = parser.parse_args()
+    gap_s = parse_duration(args.gap).total_seconds()
     from google.cloud import pubsub_v1
 
     with tempfile.TemporaryDirectory(prefix="sf-live-latency-") as tmp:
         work, config = Path(tmp) / "live", Path(tmp) / "latency.toml"
-        config.write_text(f'[sessions]\ngap = "{GAP_S}s"\n[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n')
+        config.write_text(
+            f'[sessions]\ngap = "{args.gap}"\n[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n'
+        )
         project = "latency-bench"
+        env = dict(os.environ)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROFILER), env.get("PYTHONPATH")]))
+            env["STREAMFORGE_PROFILE_DIR"] = str(args.profile.resolve())
         up = subprocess.Popen(
             [
                 sys.executable,
@@ -91,7 +136,7 @@ def main() -> None:
                 "--config",
                 str(config),
                 "up",
-                "--no-cdc",
+                *(["--no-cdc"] if args.no_cdc else []),
                 "--rate",
                 str(args.rate),
                 "--workdir",
@@ -102,6 +147,7 @@ def main() -> None:
                 str(free_port()),
             ],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(Path(tmp) / "up.log", "wb"),
             start_new_session=True,
@@ -117,14 +163,19 @@ def main() -> None:
                     sys.exit(f"streamforge up exited: {(Path(tmp) / 'up.log').read_text()[-2000:]}")
                 time.sleep(0.5)
             state = json.loads((work / "live.json").read_text())
+            job_pid = state["services"]["analytics-job"]["pid"]
+            memory: list[tuple[float, float]] = []  # (seconds since start, RSS MB)
             os.environ["PUBSUB_EMULATOR_HOST"] = state["services"]["pubsub-emulator"]["address"]
             publisher, schema = pubsub_v1.PublisherClient(), get_schema("order_event")
             cases: dict[str, float] = {}  # user -> event time of the order completing the case
             minutes: dict[str, float] = {}  # window_end -> first seen
             sessions: dict[str, float] = {}  # session_id -> first seen minus gap end
-            started, next_case, n = time.time(), 0.0, 0
+            started, next_case, next_sample, n = time.time(), 0.0, 0.0, 0
             while time.time() - started < args.seconds:
                 now = time.time()
+                if now >= next_sample:
+                    memory.append((now - started, rss_mb(job_pid)))
+                    next_sample = now + args.trace_every
                 if now >= next_case:
                     user, at = f"U-latency-{n}", datetime.now(timezone.utc)
                     for i in range(3):
@@ -146,11 +197,12 @@ def main() -> None:
                         )
                     cases[user] = (at + timedelta(milliseconds=200)).timestamp()
                     next_case, n = now + args.case_every, n + 1
-                _read_warehouse(work / "warehouse.duckdb", minutes, sessions, started)
+                _read_warehouse(work / "warehouse.duckdb", minutes, sessions, started, gap_s)
                 time.sleep(0.5)
+            memory.append((time.time() - started, rss_mb(job_pid)))
         finally:
             up.send_signal(signal.SIGINT)
-            up.wait(timeout=600)
+            up.wait(timeout=900)
         alert_latency, in_job, delivery = [], [], []
         for record in sink_records(work / "logs" / "webhook-sink.log"):
             body = record.get("body", {})
@@ -161,8 +213,8 @@ def main() -> None:
                 delivery.append(received - detected)
         minute_latency = [seen - _seconds(end) for end, seen in minutes.items()]
         print(
-            f"\nlive latencies, `streamforge up --no-cdc` at {args.rate:,.0f} events/s for {args.seconds:.0f} s, "
-            f"watermark lag {args.watermark_lag} (p50 / p99, count)"
+            f"\nlive latencies, `streamforge up{' --no-cdc' if args.no_cdc else ''}` at {args.rate:,.0f} events/s "
+            f"for {args.seconds:.0f} s, session gap {args.gap}, watermark lag {args.watermark_lag} (p50 / p99 / max, count)"
         )
         print(
             f"  event -> fraud alert at the webhook   {percentiles(alert_latency)}  [{len(alert_latency)} of {len(cases)} cases]"
@@ -171,13 +223,16 @@ def main() -> None:
         print(f"    and detected -> webhook receipt      {percentiles(delivery)}")
         print(f"  minute end -> revenue row visible      {percentiles(minute_latency)}")
         print(f"  session gap end -> session row visible {percentiles(list(sessions.values()))}")
+        print_memory(memory)
 
 
 def _seconds(value: str | float) -> float:
     return value if isinstance(value, float) else parse_timestamp(value).timestamp()
 
 
-def _read_warehouse(path: Path, minutes: dict[str, float], sessions: dict[str, float], since: float) -> None:
+def _read_warehouse(
+    path: Path, minutes: dict[str, float], sessions: dict[str, float], since: float, gap_s: float
+) -> None:
     """Note when each minute and session (that ended after ``since``) is first visible."""
     try:
         with open_for_reading(path) as reading:
@@ -190,9 +245,9 @@ def _read_warehouse(path: Path, minutes: dict[str, float], sessions: dict[str, f
                 minutes.setdefault(end, now)
             for session_id, end in con.execute(
                 "SELECT session_id, epoch_ms(session_end) FROM user_sessions WHERE epoch_ms(session_end) + ? > ?",
-                [GAP_S * 1000, since * 1000],
+                [gap_s * 1000, since * 1000],
             ).fetchall():
-                sessions.setdefault(session_id, now - (end / 1000 + GAP_S))
+                sessions.setdefault(session_id, now - (end / 1000 + gap_s))
     except Exception as exc:  # noqa: BLE001 - nothing written yet
         if "does not exist" not in str(exc) and "being written" not in str(exc):
             print(f"  (reading the warehouse: {exc})", file=sys.stderr)

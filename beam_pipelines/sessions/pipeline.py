@@ -144,8 +144,7 @@ class SessionWindows(beam.PTransform):
         rows = (
             gated.events
             | "Key by user" >> beam.ParDo(_Count())
-            | "Session windows"
-            >> accumulating(window.Sessions(self.gap.total_seconds()), self.window_lateness())
+            | "Session windows" >> accumulating(window.Sessions(self.gap.total_seconds()), self.window_lateness())
             | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate, SessionAggregateCoder()))
             | "Session rows" >> beam.ParDo(_WindowedRow())
         )

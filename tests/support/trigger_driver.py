@@ -78,6 +78,8 @@ def held_elements(state: trigger.InMemoryUnmergedState) -> int:
 
 def is_empty(state: trigger.InMemoryUnmergedState) -> bool:
     """No timer, no global state, no value left in any window (what the runner drops)."""
-    return not any(state.timers.values()) and not state.global_state and not any(
-        value for tags in state.state.values() for value in tags.values()
+    return (
+        not any(state.timers.values())
+        and not state.global_state
+        and not any(value for tags in state.state.values() for value in tags.values())
     )
