@@ -49,9 +49,11 @@ def message(event_id: str, seconds: float, data: bytes = b"{}") -> Any:
     )
 
 
-def run_feed(batches: dict[str, list[list[Any]]], seconds: float) -> tuple[list[Any], PubSubFeed, ScriptedSubscriber]:
+def run_feed(
+    batches: dict[str, list[list[Any]]], seconds: float, ttl: timedelta = timedelta(hours=1)
+) -> tuple[list[Any], PubSubFeed, ScriptedSubscriber]:
     subscriber = ScriptedSubscriber(batches)
-    feed = PubSubFeed([A, B], SETTINGS, timedelta(hours=1), subscriber=subscriber)
+    feed = PubSubFeed([A, B], SETTINGS, ttl, subscriber=subscriber)
     events: list[Any] = []
     with feed:
         threading.Timer(seconds, feed.drain).start()
@@ -78,6 +80,33 @@ def test_elements_carry_their_event_time_and_redeliveries_are_dropped() -> None:
     counts = feed.counts()[A]
     assert (counts.pulled, counts.duplicates, counts.acked) == (3, 1, 3)
     assert sorted(subscriber.acked) == ["ack-a1", "ack-a1", "ack-a2"]  # the redelivery is acknowledged too
+
+
+def test_an_id_is_remembered_for_the_ttl_of_event_time_then_forgotten() -> None:
+    """With a 1-minute ttl, the id of an event at 08:00:00 expires in the minute 08:01 and is
+    forgotten once every watermark has passed 08:02:00 (ids are forgotten a minute at a time)."""
+    filler = [[message(f"f{i}", 150 + i)] for i in range(10)]  # more than one gather apart
+    script = [
+        [message("a1", 0)],
+        [message("x", 30)],
+        [message("a1", 0)],  # within the ttl: a redelivery
+        [message("y", 150)],  # the watermark passes 08:02:00 (149 s, the lag is 1 s)
+        *filler,
+        [message("a1", 0)],  # forgotten: handed over again
+    ]
+    events, feed, _ = run_feed(
+        {A: script, B: [[message(f"b{i}", 150 + i)] for i in range(12)]}, 1.8, timedelta(minutes=1)
+    )
+    handed = [
+        e
+        for ev in events
+        if ev.HasField("element_event") and ev.element_event.tag == A
+        for e in ev.element_event.elements
+    ]
+    counts = feed.counts()[A]
+    assert (counts.pulled, counts.duplicates, len(handed)) == (15, 1, 14)
+    assert hash((A, "x")) not in feed._seen and hash((A, "y")) in feed._seen  # x forgotten with a1's minute
+    assert min(feed._expiring) * 60_000 >= to_millis(T0) + 120_000
 
 
 def test_the_watermark_follows_event_time_and_a_quiet_input_follows_the_others() -> None:
