@@ -391,3 +391,30 @@ def test_a_window_of_a_combine_holds_one_accumulator() -> None:
         assert fixes._fold(summary, list(mine.values)).accumulator == summary.apply(beams.values)
     open_windows = [tags["elements"] for tags in state.state.values() if tags.get("elements")]
     assert open_windows and all(len(elements) == 1 for elements in open_windows)
+
+
+def test_a_copied_state_equals_beams_deep_copy_and_shares_nothing_mutable() -> None:
+    """Fix 10: the copy the runner makes of a key's state for each bundle holds what Beam's
+    deep copy holds, and writing to either leaves the other as it was."""
+    from apache_beam.transforms import trigger
+
+    from tests.support.trigger_driver import drive
+
+    windowing = _windowing(window.Sessions(30), 1, 120)
+    _, state = drive(windowing, _random_steps(9, 120, 30)[:200])
+    assert state.timers and state.global_state and state.state
+    beams = trigger.InMemoryUnmergedState.copy(state)
+    with patched_direct_runner():
+        mine = state.copy()
+    as_plain = lambda s: (  # noqa: E731
+        {w: dict(t) for w, t in s.timers.items()},
+        s.global_state,
+        {w: dict(tags) for w, tags in s.state.items()},
+    )
+    assert as_plain(mine) == as_plain(beams) == as_plain(state)
+    before = as_plain(trigger.InMemoryUnmergedState.copy(state))
+    window_id = next(iter(mine.state))
+    mine.state[window_id]["elements"].append("new")
+    mine.timers[next(iter(mine.timers))][("t", "WATERMARK", "")] = 0
+    next(iter(mine.global_state["window_ids"].values())).append(999)
+    assert as_plain(state) == before
