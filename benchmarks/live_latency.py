@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--watermark-lag", default="2s")
     parser.add_argument("--case-every", type=float, default=1, help="seconds between injected RAPID_ORDERS cases")
     parser.add_argument("--gap", default=f"{GAP_S}s", help="the session gap (the shipped one is 30m)")
+    parser.add_argument("--lateness", help="sessions' and revenue's allowed lateness (the shipped one is 10m)")
     parser.add_argument("--no-cdc", action="store_true", help="without PostgreSQL and the CDC job")
     parser.add_argument("--trace-every", type=float, default=60, help="seconds between memory samples")
     parser.add_argument("--profile", type=Path, help="write the jobs' sampled stack profiles to this folder")
@@ -119,8 +120,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="sf-live-latency-") as tmp:
         work, config = Path(tmp) / "live", Path(tmp) / "latency.toml"
+        lateness = f'allowed_lateness = "{args.lateness}"\n' if args.lateness else ""
         config.write_text(
-            f'[sessions]\ngap = "{args.gap}"\n[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n'
+            f'[sessions]\ngap = "{args.gap}"\n{lateness}[revenue]\n{lateness}'
+            f'[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n'
         )
         project = "latency-bench"
         env = dict(os.environ)
