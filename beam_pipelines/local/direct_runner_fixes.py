@@ -81,7 +81,9 @@ timers as the original, which still decides which of a key's timers are due.
     profile, README "Live latencies"). Timers hold immutable timestamps and the global state
     of a merging window driver is its window-id map, so the copy now copies each dict and list
     level and shares the immutable values (``_copy_state``); any other global state is still
-    deep-copied.
+    deep-copied. Beam's adapter also kept, for every window merged into a session, that
+    window's id with its own state dict, lists and timers; they are merged under the session's
+    first id when it merges (``_merge_state_of_merged_windows``), as Java's runners merge state.
 
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
@@ -92,6 +94,7 @@ pin moves.
 
 from __future__ import annotations
 
+import collections
 import copy
 import heapq
 import itertools
@@ -427,6 +430,7 @@ def _process_elements_collecting_garbage(
             touched.add(window)
     combine_fn = getattr(self, "combine_fn", None)
     for window in touched:
+        _merge_state_of_merged_windows(state, merging, window)
         if combine_fn is not None:
             values = merging.get_state(window, self.ELEMENTS)
             if len(values) > 1:
@@ -436,8 +440,37 @@ def _process_elements_collecting_garbage(
         if collect_at is None:
             continue
         merging.set_timer(window, GC_TIMER, TimeDomain.WATERMARK, collect_at)
-        if window not in fired and not merging.get_state(window, self.TOMBSTONE):
-            merging.add_state(window, _PENDING, 1)
+        if window not in fired and not merging.get_state(window, _PENDING):
+            if not merging.get_state(window, self.TOMBSTONE):
+                merging.add_state(window, _PENDING, 1)
+
+
+def _merge_state_of_merged_windows(state: Any, merging: Any, window: Any) -> None:
+    """Move the state of every window merged into ``window`` under the window's first id, as
+    Java's runners merge state when windows merge (Beam's Python adapter keeps each merged
+    window's id and state and reads across them: a session kept a state dict, lists and timers
+    for every click). List and combining tags are lists of inputs, so they are concatenated in
+    the order the adapter reads them; a timer of a merged-away id is kept only if the first id
+    has none of that name (it was set for a shorter window, and fires and finds nothing)."""
+    ids = merging.window_ids.get(window)
+    if not ids or len(ids) == 1:
+        return
+    first, rest = ids[0], ids[1:]
+    target = state.state[first]
+    for raw_id in rest:
+        for tag, values in state.state.pop(raw_id, {}).items():
+            target[tag].extend(values)  # the adapter allows list and combining tags only
+        moved = state.timers.pop(raw_id, None)
+        if moved:
+            timers = state.timers[first]
+            for name, timestamp in moved.items():
+                timers.setdefault(name, timestamp)
+    for tag in [tag for tag, values in target.items() if not values]:
+        del target[tag]
+    if not target:
+        state.state.pop(first, None)
+    merging.window_ids[window] = [first]
+    merging._persist_window_ids()
 
 
 _ORIGINAL_PROCESS_ELEMENTS = trigger.GeneralTriggerDriver.process_elements
@@ -486,10 +519,15 @@ def _output_releasing_late_holds_and_pending(
     return pane
 
 
+def _window_state() -> collections.defaultdict:
+    return collections.defaultdict(list)
+
+
 def _copy_state(self: Any) -> Any:
     """``InMemoryUnmergedState.copy``: the same containers, new at every level, immutable
     timestamps and windows shared instead of deep-copied."""
     cloned = trigger.InMemoryUnmergedState(defensive_copy=self.defensive_copy)
+    cloned.state = collections.defaultdict(_window_state)  # not a new lambda for every copy
     for window, timers in self.timers.items():
         cloned.timers[window] = dict(timers)
     window_ids = trigger.MergeableStateAdapter.WINDOW_IDS.tag

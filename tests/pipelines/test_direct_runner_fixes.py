@@ -391,6 +391,9 @@ def test_a_window_of_a_combine_holds_one_accumulator() -> None:
         assert fixes._fold(summary, list(mine.values)).accumulator == summary.apply(beams.values)
     open_windows = [tags["elements"] for tags in state.state.values() if tags.get("elements")]
     assert open_windows and all(len(elements) == 1 for elements in open_windows)
+    # and a session merged from many clicks keeps one id, one state dict (Beam's: one per click)
+    window_ids = state.global_state["window_ids"]
+    assert all(len(ids) == 1 for ids in window_ids.values()) and len(state.state) <= len(window_ids)
 
 
 def test_a_copied_state_equals_beams_deep_copy_and_shares_nothing_mutable() -> None:
