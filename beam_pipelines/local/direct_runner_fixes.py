@@ -83,7 +83,9 @@ timers as the original, which still decides which of a key's timers are due.
     level and shares the immutable values (``_copy_state``); any other global state is still
     deep-copied. Beam's adapter also kept, for every window merged into a session, that
     window's id with its own state dict, lists and timers; they are merged under the session's
-    first id when it merges (``_merge_state_of_merged_windows``), as Java's runners merge state.
+    first id when it merges (``_merge_state_of_merged_windows``), as Java's runners merge state,
+    and a window's watermark hold is kept once instead of once per bundle
+    (``_add_state_once_per_hold``).
 
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
@@ -519,6 +521,21 @@ def _output_releasing_late_holds_and_pending(
     return pane
 
 
+def _add_state_once_per_hold(self: Any, window: Any, tag: Any, value: Any) -> None:
+    """``InMemoryUnmergedState.add_state``; a watermark hold equal to the window's last one is not
+    appended again (the driver adds one for every bundle of a window, and an end-of-window hold
+    is the same each time: a session kept one Timestamp per click). Repeated values change
+    neither the combined hold nor the earliest."""
+    if isinstance(tag, trigger._WatermarkHoldStateTag):
+        holds = self.state[window][tag.tag]
+        if holds and holds[-1] == value:
+            return
+    _ORIGINAL_ADD_STATE(self, window, tag, value)
+
+
+_ORIGINAL_ADD_STATE = trigger.InMemoryUnmergedState.add_state
+
+
 def _window_state() -> collections.defaultdict:
     return collections.defaultdict(list)
 
@@ -589,6 +606,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (trigger.GeneralTriggerDriver, "process_timer", _process_timer_collecting_garbage),
         (core.CombineValuesDoFn, "process", _combine_values),
         (trigger.InMemoryUnmergedState, "copy", _copy_state),
+        (trigger.InMemoryUnmergedState, "add_state", _add_state_once_per_hold),
         (
             transform_evaluator._StreamingGroupAlsoByWindowEvaluator,
             "start_bundle",

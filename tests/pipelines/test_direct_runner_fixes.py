@@ -394,6 +394,8 @@ def test_a_window_of_a_combine_holds_one_accumulator() -> None:
     # and a session merged from many clicks keeps one id, one state dict (Beam's: one per click)
     window_ids = state.global_state["window_ids"]
     assert all(len(ids) == 1 for ids in window_ids.values()) and len(state.state) <= len(window_ids)
+    holds = [tags["watermark"] for tags in state.state.values() if tags.get("watermark")]
+    assert holds and all(len(h) == len(set(h)) for h in holds)  # a hold once, not once per bundle
 
 
 def test_a_copied_state_equals_beams_deep_copy_and_shares_nothing_mutable() -> None:
