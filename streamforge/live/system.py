@@ -53,6 +53,7 @@ from streamforge.services import (
     start_pubsub_emulator,
     start_service,
 )
+from streamforge.timeutil import format_millis
 from streamforge.topology import topology
 from streamforge.transport import STREAM_FILES, ensure_kafka_topics
 from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
@@ -432,7 +433,11 @@ class LiveSystem:
             self._stop(name, signal.SIGINT)
         time.sleep(1)
         self._stop("cdc-capture", signal.SIGTERM, timeout=60)
-        self._wait_until_taken()
+        analytics = self.services.get("analytics-job")
+        if analytics is not None and analytics.process.poll() is not None:
+            self.say(self.lost_windows(analytics.process.returncode))
+        else:
+            self._wait_until_taken()
         for name in ("analytics-job", "cdc-job"):
             self._stop(name, signal.SIGINT, timeout=300)
         self._wait_for_alerts()
@@ -449,6 +454,23 @@ class LiveSystem:
         if service is not None:
             self.say(f"stopping {name}")
             service.stop(timeout=timeout, first=first)
+
+    def lost_windows(self, code: int) -> str:
+        """What an analytics job that ended on its own (e.g. SIGKILL) lost, and how to rebuild."""
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+        progress = read_progress(self.settings, ("analytics",))
+        watermark = progress.watermark_ms.get("analytics")
+        until = f", event time up to {format_millis(watermark)}" if watermark is not None else ""
+        published, rebuilt = self.settings.published, self.settings.workdir / "rebuilt.duckdb"
+        config = f" --config {self.settings.config_file}" if self.settings.config_file else ""
+        return (
+            f"the analytics job ended before it was drained ({how}). It had taken "
+            f"{progress.acked.get('analytics', 0):,} messages{until}; the sessions and revenue minutes still "
+            "open in it are lost (the local runner keeps window state in memory; Dataflow checkpoints it), "
+            f"and what it wrote before stays. Everything published is in {published}: rebuild the analytics "
+            f"tables exactly from it with\n  streamforge{config} run all --input file://{published} "
+            f"--warehouse duckdb://{rebuilt}"
+        )
 
     def published_count(self) -> int:
         """Messages the simulator sent (its record), malformed and repeated ones included."""

@@ -69,14 +69,17 @@ def inject_rapid_orders(state: dict, project: str, record: Path, monkeypatch: py
     return "U-injected"
 
 
-def start_up(workdir: Path, log: Path, project: str, *options: str) -> subprocess.Popen:
-    """`streamforge up` at a reduced rate (60 events/s), as a user starts it, with ``options``;
-    stop it with Ctrl-C (tests.support.cli.stop_entry_point)."""
+def start_up(
+    workdir: Path, log: Path, project: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`streamforge up` at a reduced rate (60 events/s), as a user starts it, with ``options``
+    (and ``env``, e.g. STREAMFORGE_CONFIG); stop it with Ctrl-C (tests.support.cli.stop_entry_point)."""
     return start_entry_point(
         "up",
         *("--rate", "60", "--workdir", str(workdir), "--project", project, "--port", str(free_port())),
         *("--seed", "3", *options),
         log=log,
+        env=env,
     )
 
 
