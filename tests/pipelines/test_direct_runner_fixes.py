@@ -159,6 +159,20 @@ def test_merging_state_tags_are_made_once() -> None:
         assert fn.extract_output(fn.add_input(fn.add_input(fn.create_accumulator(), "a"), "b")) == 2
 
 
+def _accumulating_sessions(stream, gap: float, lateness: float):
+    """A streaming DirectRunner pipeline reading ``stream`` into session windows with a late
+    trigger and accumulating panes (the jobs' windowing); returns the pipeline and the windows."""
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    return pipeline, pipeline | stream | "Sessions" >> beam.WindowInto(
+        window.Sessions(gap),
+        trigger=AfterWatermark(late=AfterCount(1)),
+        accumulation_mode=AccumulationMode.ACCUMULATING,
+        allowed_lateness=lateness,
+    )
+
+
 def _late_extension(name: str) -> None:
     """A session's on-time pane, then a late element that extends the session past the watermark."""
     stream = (
@@ -169,19 +183,9 @@ def _late_extension(name: str) -> None:
         .advance_watermark_to(100)
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    pipeline, sessions = _accumulating_sessions(stream, gap=30, lateness=300)
     (
-        pipeline
-        | stream
-        | "Sessions"
-        >> beam.WindowInto(
-            window.Sessions(30),
-            trigger=AfterWatermark(late=AfterCount(1)),
-            accumulation_mode=AccumulationMode.ACCUMULATING,
-            allowed_lateness=300,
-        )
+        sessions
         | "Group" >> beam.GroupByKey()
         | "Panes" >> beam.Map(lambda kv, w=beam.DoFn.WindowParam: (float(w.start), float(w.end), sorted(kv[1])))
         | "Collect" >> beam.ParDo(_Collect(name))
@@ -312,19 +316,9 @@ def _combined_panes(name: str, seed: int) -> None:
         watermark += rng.choice([1, 2, 5, 40])
         stream.advance_watermark_to(watermark)
     stream.advance_watermark_to_infinity()
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    pipeline, sessions = _accumulating_sessions(stream, gap=10, lateness=30)
     (
-        pipeline
-        | stream
-        | "Sessions"
-        >> beam.WindowInto(
-            window.Sessions(10),
-            trigger=AfterWatermark(late=AfterCount(1)),
-            accumulation_mode=AccumulationMode.ACCUMULATING,
-            allowed_lateness=30,
-        )
+        sessions
         | "Combine" >> beam.CombinePerKey(_Summary())
         | "Panes"
         >> beam.Map(
