@@ -172,7 +172,7 @@ class ChangeCapture(Area):
                             "--health-check",
                             # production deployment only (a Cloud Run sidecar, never a local server):
                             # all interfaces, because Cloud Run probes from outside the container
-                            "--http-address=0.0.0.0",  # production-only: Cloud Run's startup probe
+                            "--http-address=0.0.0.0",  # production deployment only (Cloud Run sidecar probe)
                             f"--http-port={_PROXY_HEALTH_PORT}",
                         ],
                         "resources": {"cpu_idle": False, "limits": {"cpu": "1", "memory": "512Mi"}},
