@@ -114,12 +114,21 @@ def main() -> None:
     parser.add_argument("--no-cdc", action="store_true", help="without PostgreSQL and the CDC job")
     parser.add_argument("--trace-every", type=float, default=60, help="seconds between memory samples")
     parser.add_argument("--profile", type=Path, help="write the jobs' sampled stack profiles to this folder")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the run's folder here (warehouse, published record, logs) and the injected orders as "
+        "injected.jsonl, to check the drain against SQL afterwards",
+    )
     args = parser.parse_args()
     gap_s = parse_duration(args.gap).total_seconds()
     from google.cloud import pubsub_v1
 
-    with tempfile.TemporaryDirectory(prefix="sf-live-latency-") as tmp:
-        work, config = Path(tmp) / "live", Path(tmp) / "latency.toml"
+    with tempfile.TemporaryDirectory(prefix="sf-live-latency-") as scratch:
+        tmp = args.keep.resolve() if args.keep else Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        work, config = tmp / "live", tmp / "latency.toml"
+        injected = open(tmp / "injected.jsonl", "wb")
         lateness = f'allowed_lateness = "{args.lateness}"\n' if args.lateness else ""
         config.write_text(
             f'[sessions]\ngap = "{args.gap}"\n{lateness}[revenue]\n{lateness}'
@@ -152,7 +161,7 @@ def main() -> None:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(Path(tmp) / "up.log", "wb"),
+            stderr=open(tmp / "up.log", "wb"),
             start_new_session=True,
         )
         try:
@@ -163,7 +172,7 @@ def main() -> None:
                 )["urls"]
             ):
                 if up.poll() is not None:
-                    sys.exit(f"streamforge up exited: {(Path(tmp) / 'up.log').read_text()[-2000:]}")
+                    sys.exit(f"streamforge up exited: {(tmp / 'up.log').read_text()[-2000:]}")
                 time.sleep(0.5)
             state = json.loads((work / "live.json").read_text())
             job_pid = state["services"]["analytics-job"]["pid"]
@@ -191,9 +200,11 @@ def main() -> None:
                                 "event_time": at + timedelta(milliseconds=100 * i),
                             }
                         )
+                        line = schema.to_json(order)
+                        injected.write(line + b"\n")
                         publisher.publish(
                             f"projects/{project}/topics/orders",
-                            schema.to_json(order),
+                            line,
                             event_id=order["event_id"],
                             event_time=format_timestamp(order["event_time"]),
                             encoding="json",
@@ -204,6 +215,7 @@ def main() -> None:
                 time.sleep(0.5)
             memory.append((time.time() - started, rss_mb(job_pid)))
         finally:
+            injected.close()
             up.send_signal(signal.SIGINT)
             up.wait(timeout=900)
         alert_latency, in_job, delivery = [], [], []

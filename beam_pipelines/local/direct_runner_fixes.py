@@ -1,4 +1,4 @@
-"""Ten fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
+"""Eleven fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
 
 1. Counters of every bundle after a step's first on a worker thread were lost. The executor
    gives each bundle a new MetricsContainer, but the thread's StateSampler caches the scoped
@@ -84,8 +84,18 @@ timers as the original, which still decides which of a key's timers are due.
     deep-copied. Beam's adapter also kept, for every window merged into a session, that
     window's id with its own state dict, lists and timers; they are merged under the session's
     first id when it merges (``_merge_state_of_merged_windows``), as Java's runners merge state,
-    and a window's watermark hold is kept once instead of once per bundle
+    and a window's watermark holds are kept combined into one instead of one per bundle
     (``_add_state_once_per_hold``).
+11. Every key's state lived between its bundles as Python objects: dicts of lists per window,
+    a timer dict, a window-id map, Timestamps with three attributes each (about 3.7 KB for a
+    session window of one accumulator, tracemalloc). A session is kept for its gap and allowed
+    lateness after its last click, so that was most of the job's memory. A committed state now
+    rests pickled (``_Resting``, ``_rest``): the classes, functions and tag names it refers to
+    are numbered once per process instead of written into every key's bytes, timestamps are
+    written as their microseconds, and empty lists are left out (about 550 bytes for the same
+    window). A bundle thaws the key's state (``_thaw``) instead of copying it, so it still
+    never writes into the committed one; the timer index keeps what it needs beside the bytes.
+    A state holding something that cannot be pickled stays an object.
 
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
@@ -98,11 +108,15 @@ from __future__ import annotations
 
 import collections
 import copy
+import copyreg
 import heapq
+import io
 import itertools
 import logging
+import pickle
 import queue
 import threading
+import types
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -121,7 +135,7 @@ from apache_beam.transforms import combiners, core, trigger, userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.counters import CounterFactory
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, TIME_GRANULARITY
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, TIME_GRANULARITY, Timestamp
 
 __all__ = ["BEAM_VERSION", "GC_TIMER", "patched_direct_runner"]
 
@@ -132,8 +146,133 @@ RUNAHEAD_EVENTS = 4
 _LOG = logging.getLogger(__name__)
 
 
+class _Resting:
+    """A key's state between its bundles: pickled, with what the timer index needs to know."""
+
+    __slots__ = ("blob", "earliest", "realtime", "empty")
+
+    def __init__(self, blob: bytes, earliest: Any, realtime: bool, empty: bool) -> None:
+        self.blob, self.earliest, self.realtime, self.empty = blob, earliest, realtime, empty
+
+
+def _timer_index(state: Any) -> tuple[Any, bool]:
+    """(earliest event-time timer or None, whether any processing-time timer is set)."""
+    earliest, realtime = None, False
+    for timers in state.timers.values():
+        for (_name, domain, _tag), timestamp in timers.items():
+            if domain == TimeDomain.REAL_TIME:
+                realtime = True
+            elif earliest is None or timestamp < earliest:
+                earliest = timestamp
+    return earliest, realtime
+
+
+def _timestamp_of(micros: int) -> Timestamp:
+    return Timestamp(micros=micros)
+
+
+def _reduce_timestamp(timestamp: Timestamp) -> Any:
+    if timestamp._precision != Timestamp.MICROS_PRECISION:  # finer than the runner's own
+        return timestamp.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    return _timestamp_of, (timestamp.micros,)
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles a resting state small: the classes, functions and state names it refers to are
+    numbered once per process (``_SHARED``) instead of spelled out in every key's bytes, and
+    timestamps and windows are written as their microseconds."""
+
+    dispatch_table = {
+        **copyreg.dispatch_table,
+        Timestamp: _reduce_timestamp,
+        IntervalWindow: lambda window: (IntervalWindow, (window.start, window.end)),
+    }
+
+    def persistent_id(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is str:
+            return _SHARED.number.get(obj)  # only the names _rest registered, never data
+        if kind is type or kind is types.FunctionType or kind is types.BuiltinFunctionType:
+            return _SHARED.register(obj)
+        return None
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def persistent_load(self, number: int) -> Any:
+        return _SHARED.objects[number]
+
+
+class _SharedNames:
+    """Objects every resting state may refer to, each by its number (the process's lifetime)."""
+
+    def __init__(self) -> None:
+        self.objects: list[Any] = []
+        self.number: dict[Any, int] = {}
+        self.lock = threading.Lock()
+
+    def register(self, obj: Any) -> int:
+        number = self.number.get(obj)
+        if number is None:
+            with self.lock:
+                number = self.number.get(obj)
+                if number is None:
+                    number = self.number[obj] = len(self.objects)
+                    self.objects.append(obj)
+        return number
+
+
+_SHARED = _SharedNames()
+
+
+def _dumps(value: Any) -> bytes:
+    out = io.BytesIO()
+    _StatePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return out.getvalue()
+
+
+def _rest(state: Any) -> Any:
+    """``state`` as a ``_Resting``, or as it is if something in it cannot be pickled. Empty lists
+    (what reading an unset tag leaves) and empty dicts are left out: thawing recreates them."""
+    earliest, realtime = _timer_index(state)
+    timers = {}
+    for window, window_timers in state.timers.items():
+        if window_timers:
+            timers[window] = dict(window_timers)
+            for name, domain, dynamic_tag in window_timers:
+                _SHARED.register(name), _SHARED.register(domain), _SHARED.register(dynamic_tag)
+    tags = {}
+    for window, values in state.state.items():
+        kept = {tag: value for tag, value in values.items() if not (type(value) is list and not value)}
+        if kept:
+            tags[window] = kept
+            for tag in kept:
+                _SHARED.register(tag)
+    for tag in state.global_state:
+        _SHARED.register(tag)
+    try:
+        blob = _dumps((timers, tags, state.global_state))
+    except Exception:  # noqa: BLE001 - an unpicklable value: the state stays an object
+        return state
+    return _Resting(blob, earliest, realtime, not timers and not tags and not state.global_state)
+
+
+def _thaw(resting: Any) -> Any:
+    """A new, independent state from a ``_Resting`` (or a copy of a state kept as an object)."""
+    if not isinstance(resting, _Resting):
+        return resting.copy()
+    timers, tags, global_state = _StateUnpickler(io.BytesIO(resting.blob)).load()
+    state = trigger.InMemoryUnmergedState()
+    state.timers.update(timers)
+    state.state = collections.defaultdict(_window_state)
+    for window, values in tags.items():
+        state.state[window].update(values)
+    state.global_state = global_state
+    return state
+
+
 class _IndexedKeyedStates(dict):
-    """One step's ``{encoded key: state}``, remembering which keys were written since the last scan."""
+    """One step's ``{encoded key: state}``, remembering which keys were written since the last
+    scan; each key's state rests pickled between its bundles (fix 11)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -145,9 +284,30 @@ class _IndexedKeyedStates(dict):
         self.sequence = itertools.count()
 
     def __setitem__(self, key: Any, state: Any) -> None:
+        if type(key) is bytes and isinstance(state, trigger.InMemoryUnmergedState):
+            state = _rest(state)  # not the evaluators' own bookkeeping (WATERMARK_TAG), kept live
         super().__setitem__(key, state)
         with self.mutex:
             self.written.add(key)
+
+    def __getitem__(self, key: Any) -> Any:
+        value = super().__getitem__(key)
+        return _thaw(value) if isinstance(value, _Resting) else value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        return _thaw(value) if isinstance(value, _Resting) else value
+
+    def thawed(self, key: Any) -> Any:
+        """A new state of ``key`` for a bundle to change (an empty one for a key never written)."""
+        value = super().get(key)
+        return evaluation_context.DirectUnmergedState() if value is None else _thaw(value)
+
+    def items(self) -> Any:
+        return ((key, self[key]) for key in list(self))
+
+    def values(self) -> Any:
+        return (self[key] for key in list(self))
 
     def take_written(self) -> set[Any]:
         with self.mutex:
@@ -155,22 +315,20 @@ class _IndexedKeyedStates(dict):
         return written
 
     def index(self, key: Any) -> None:
-        state = self.get(key)
-        earliest, realtime = None, False
-        if state is not None:
-            for timers in state.timers.values():
-                for (_name, domain, _tag), timestamp in timers.items():
-                    if domain == TimeDomain.REAL_TIME:
-                        realtime = True
-                    elif earliest is None or timestamp < earliest:
-                        earliest = timestamp
+        value = super().get(key)
+        if isinstance(value, _Resting):
+            earliest, realtime, empty = value.earliest, value.realtime, value.empty
+        elif value is not None:
+            (earliest, realtime), empty = _timer_index(value), _is_empty(value)
+        else:
+            earliest, realtime, empty = None, False, False
         (self.realtime.add if realtime else self.realtime.discard)(key)
         if earliest is None:
             self.due_at.pop(key, None)
         elif self.due_at.get(key) != earliest:
             self.due_at[key] = earliest
             heapq.heappush(self.heap, (earliest, next(self.sequence), key))
-        if state is not None and earliest is None and not realtime and _is_empty(state):
+        if value is not None and earliest is None and not realtime and empty:
             dict.pop(self, key, None)
 
     def due(self, watermark: Any) -> list[Any]:
@@ -185,6 +343,22 @@ class _IndexedKeyedStates(dict):
             self.heap = [(t, next(self.sequence), k) for k, t in self.due_at.items()]
             heapq.heapify(self.heap)
         return keys
+
+
+def _get_keyed_state(self: Any, key: Any) -> Any:
+    """``DirectStepContext.get_keyed_state``: the bundle's own state of ``key``, thawed from
+    the step's resting state (Beam's copies the committed object instead)."""
+    state = self.partial_keyed_state.get(key)
+    if state is None:
+        existing = self.existing_keyed_state
+        if isinstance(existing, _IndexedKeyedStates):
+            state = existing.thawed(key)
+        else:
+            if not existing.get(key):
+                existing[key] = evaluation_context.DirectUnmergedState()
+            state = existing[key].copy()
+        self.partial_keyed_state[key] = state
+    return state
 
 
 def _is_empty(state: Any) -> bool:
@@ -365,6 +539,14 @@ class _Accumulated:
     def __init__(self, accumulator: Any) -> None:
         self.accumulator = accumulator
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Accumulated) and other.accumulator == self.accumulator
+
+    __hash__ = None  # type: ignore[assignment]  # as mutable as its accumulator
+
+    def __repr__(self) -> str:
+        return f"_Accumulated({self.accumulator!r})"
+
 
 def _fold(combine_fn: Any, values: list[Any]) -> _Accumulated:
     """Raw values and earlier accumulators -> one new accumulator (none of the inputs is changed)."""
@@ -522,13 +704,13 @@ def _output_releasing_late_holds_and_pending(
 
 
 def _add_state_once_per_hold(self: Any, window: Any, tag: Any, value: Any) -> None:
-    """``InMemoryUnmergedState.add_state``; a watermark hold equal to the window's last one is not
-    appended again (the driver adds one for every bundle of a window, and an end-of-window hold
-    is the same each time: a session kept one Timestamp per click). Repeated values change
-    neither the combined hold nor the earliest."""
+    """``InMemoryUnmergedState.add_state``; a window keeps its watermark holds combined into one
+    (the driver adds one for every bundle of a window, and reads them only combined, with the
+    combiner's associative min or max: a session kept one Timestamp per click)."""
     if isinstance(tag, trigger._WatermarkHoldStateTag):
         holds = self.state[window][tag.tag]
-        if holds and holds[-1] == value:
+        if holds:
+            self.state[window][tag.tag] = [tag.timestamp_combiner_impl.combine_all([*holds, value])]
             return
     _ORIGINAL_ADD_STATE(self, window, tag, value)
 
@@ -597,6 +779,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (evaluation_context.EvaluationContext, "_initialize_keyed_states", _initialize_keyed_states),
         (watermark_manager._TransformWatermarks, "extract_transform_timers", _extract_transform_timers),
         (executor.TransformExecutor, "call", _call_with_own_sampler),
+        (evaluation_context.DirectStepContext, "get_keyed_state", _get_keyed_state),
         (transform_evaluator, "pickler", _PicklerWithDoFnCopies()),
         (watermark_manager._TransformWatermarks, "hold", _hold),
         (watermark_manager._TransformWatermarks, "refresh", _refresh),
