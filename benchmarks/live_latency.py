@@ -187,6 +187,8 @@ def main() -> None:
                 now = time.time()
                 if now >= next_sample:
                     memory.append((now - started, rss_mb(job_pid)))
+                    with open(tmp / "memory.tsv", "a") as trace:  # seconds, RSS MB: readable during the run
+                        trace.write(f"{memory[-1][0]:.0f}\t{memory[-1][1]:.0f}\n")
                     next_sample = now + args.trace_every
                 if now >= next_case:
                     user, at = f"U-latency-{n}", datetime.now(timezone.utc)
