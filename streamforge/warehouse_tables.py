@@ -61,12 +61,26 @@ class TableKey:
     repeat: str
     latest: tuple[str, ...] = ()
     first: str | None = None
+    #: (owner, start, end): a row whose span lies within the span of another key's row of the
+    #: same owner was merged into that row and is superseded. A session's id hashes its start,
+    #: and a late click before the start joins it to a new id (docs/pipelines.md).
+    within: tuple[str, str, str] | None = None
 
     def order_sql(self) -> str:
         """The ORDER BY that puts the row the warehouse keeps first, among rows of one key."""
         if self.repeat == "replace":
             return ", ".join(f"{column} DESC" for column in self.latest)
         return self.first or ", ".join(self.columns)  # replayed rows are equal in every column
+
+    def superseded_sql(self, row: str, longer: str) -> str:
+        """The SQL condition (BigQuery's and DuckDB's) that ``row`` lies within ``longer``, another key's row."""
+        assert self.within is not None
+        owner, start, end = self.within
+        other_key = " OR ".join(f"{longer}.{column} <> {row}.{column}" for column in self.columns)
+        return (
+            f"{longer}.{owner} = {row}.{owner} AND ({other_key}) "
+            f"AND {longer}.{start} <= {row}.{start} AND {row}.{end} <= {longer}.{end}"
+        )
 
 
 #: Schema subject -> its key. DuckDB keeps one row per key in the table itself; BigQuery
@@ -75,7 +89,14 @@ TABLE_KEYS: dict[str, TableKey] = {
     # A late pane of a window holds everything of the earlier ones (accumulating) and a higher
     # pane_index; a session window merged by a late event starts its panes at 0 again, but
     # holds more events than any earlier pane of its session.
-    "session_aggregate": TableKey(("session_id",), "replace", latest=("event_count", "pane_index")),
+    # A late click before a session's start merges it into one that starts earlier, under
+    # another session_id: the row of the shorter span is superseded.
+    "session_aggregate": TableKey(
+        ("session_id",),
+        "replace",
+        latest=("event_count", "pane_index"),
+        within=("user_id", "session_start", "session_end"),
+    ),
     "revenue_per_minute": TableKey(("window_start",), "replace", latest=("pane_index",)),
     "revenue_by_category_region": TableKey(("window_start", "region", "category"), "replace", latest=("pane_index",)),
     "fraud_alert": TableKey(("alert_id",), "ignore", first="detected_at"),
@@ -100,8 +121,16 @@ def current_view_sql(key: TableKey, table: str) -> str:
     """The query of ``<table>_current`` over ``table`` (a quoted reference). The same SQL runs
     in BigQuery and DuckDB."""
     partition = ", ".join(key.columns)
+    rows = table
+    if key.within:
+        # Every pane of a superseded key lies within the row that superseded it. An anti-join,
+        # not NOT EXISTS: the BigQuery emulator ignores a correlated NOT EXISTS (platform notes).
+        rows = (
+            f"(SELECT kept.* FROM {table} AS kept LEFT JOIN {table} AS longer "
+            f"ON {key.superseded_sql('kept', 'longer')} WHERE longer.{key.columns[0]} IS NULL)"
+        )
     return (
-        f"SELECT * FROM {table} WHERE TRUE "
+        f"SELECT * FROM {rows} WHERE TRUE "
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {key.order_sql()}) = 1"
     )
 

@@ -188,10 +188,26 @@ class _WriteDuckDB(beam.DoFn):
     def setup(self) -> None:
         self.writer = acquire_writer(self.path)
         self.writer.ensure(self.table, create_table_sql(get_schema(self.subject), self.table))
-        self.key, self.mode = TABLE_KEYS[self.subject].columns, TABLE_KEYS[self.subject].repeat
+        table_key = TABLE_KEYS[self.subject]
+        self.key, self.mode = table_key.columns, table_key.repeat
         self.written = Metrics.counter("warehouse", f"{self.table}_rows")
+        self.superseded = Metrics.counter("warehouse", f"{self.table}_superseded")
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "append": "INSERT"}[self.mode]
-        self.sql = f'{verb} INTO "{self.table}" BY NAME SELECT * FROM rows_batch'
+        self.sql = f'{verb} INTO "{self.table}" BY NAME SELECT * FROM rows_batch AS kept'
+        self.start, self.delete_sql = None, None
+        if table_key.within:
+            # A row within a longer row of another key was merged into it: not written if that
+            # row is here already (a replay), and deleted when that row arrives. ``?`` is the
+            # batch's earliest start, so that DuckDB skips the older part of the table.
+            _owner, self.start, end = table_key.within
+            self.sql += (
+                f' WHERE NOT EXISTS (SELECT 1 FROM "{self.table}" AS longer WHERE longer.{end} >= ? '
+                f"AND {table_key.superseded_sql('kept', 'longer')})"
+            )
+            self.delete_sql = (
+                f'DELETE FROM "{self.table}" AS kept WHERE kept.{self.start} >= ? '
+                f"AND EXISTS (SELECT 1 FROM rows_batch AS longer WHERE {table_key.superseded_sql('kept', 'longer')})"
+            )
 
     def start_bundle(self) -> None:
         self.rows: dict[Any, dict[str, Any]] | list[dict[str, Any]] = {} if self.key else []
@@ -216,15 +232,24 @@ class _WriteDuckDB(beam.DoFn):
         if not rows:
             return
         batch = pa.Table.from_pylist(rows)
+        superseded = 0
         with self.writer.lock:
             con = self.writer.connection
             con.register("rows_batch", batch)
             try:
-                con.execute(self.sql)
+                if self.delete_sql is None:
+                    con.execute(self.sql)
+                else:
+                    since = min(row[self.start] for row in rows)
+                    (inserted,) = con.execute(self.sql, [since]).fetchone()
+                    (deleted,) = con.execute(self.delete_sql, [since]).fetchone()
+                    superseded = len(rows) - inserted + deleted
             finally:
                 con.unregister("rows_batch")
             self.writer.wrote()
         self.written.inc(len(rows))
+        if superseded:
+            self.superseded.inc(superseded)
         self.start_bundle()
 
     def teardown(self) -> None:

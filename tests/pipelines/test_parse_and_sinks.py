@@ -10,6 +10,7 @@ from pathlib import Path
 import apache_beam as beam
 import duckdb
 import orjson
+import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.util import assert_that, equal_to
@@ -139,7 +140,7 @@ def test_duckdb_tables_follow_the_schemas_and_keys(tmp_path: Path) -> None:
     assert '"related_event_ids" VARCHAR[] NOT NULL' in sql and 'PRIMARY KEY ("alert_id")' in sql
     assert '"total_revenue" DECIMAL(15,2) NOT NULL' in create_table_sql(get_schema("session_aggregate"))
     path = str(tmp_path / "w.duckdb")
-    first = sample("session_aggregate")
+    first = get_schema("session_aggregate").validate(sample("session_aggregate"))  # as the job's rows are
     later = {**first, "event_count": first["event_count"] + 1, "pane_timing": "LATE"}
     with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
         (
@@ -149,6 +150,67 @@ def test_duckdb_tables_follow_the_schemas_and_keys(tmp_path: Path) -> None:
         )
     rows = duckdb.connect(path).execute("SELECT event_count, pane_timing FROM user_sessions").fetchall()
     assert rows == [(first["event_count"] + 1, "LATE")]  # one row per session: the newer pane replaced it
+
+
+def _session(user: str, start: datetime, end: datetime, events: int, pane: str = "ON_TIME") -> dict:
+    row = get_schema("session_aggregate").validate(sample("session_aggregate"))  # as the job's rows are
+    return {
+        **row,
+        "user_id": user,
+        "session_id": f"{user}@{start:%H:%M}",  # as session_id() does: one id per user and start
+        "session_start": start,
+        "session_end": end,
+        "event_count": events,
+        "pane_timing": pane,
+    }
+
+
+def _write_sessions(path: str, rows: list[dict]) -> None:
+    with local_runner_tuning(), beam.Pipeline(runner="FnApiRunner") as pipeline:
+        (
+            pipeline
+            | beam.Create(rows)
+            | WriteTable(WarehouseSpec("duckdb", path=path), "session_aggregate", streaming=False)
+        )
+
+
+def test_a_session_merged_into_an_earlier_start_supersedes_its_rows(tmp_path: Path) -> None:
+    """A late click before a fired session's start joins it to a session that starts earlier,
+    so under another session_id: SQL over the events sees one session, and so must the table.
+    The row within the longer span goes, whichever arrives first (a replay of the older row
+    writes nothing); another session of the user, and another user's, stay. BigQuery's
+    ``user_sessions_current`` view (the same SQL, run here over every appended row) agrees."""
+    from streamforge.warehouse_tables import TABLE_KEYS, current_view_sql
+
+    t = lambda minute: datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc) + timedelta(minutes=minute)  # noqa: E731
+    fired = _session("alice", t(10), t(12), 2)
+    merged = _session("alice", t(8), t(12), 3, "LATE")  # a late click at 8 joined the session of 10-12
+    later = _session("alice", t(50), t(55), 4)  # another session of alice's
+    bob = _session("bob", t(9), t(11), 1)  # within alice's span, but bob's
+    columns = "session_id, event_count"
+    expected = [("alice@08:08", 3), ("alice@08:50", 4), ("bob@08:09", 1)]
+
+    in_order = str(tmp_path / "in_order.duckdb")
+    for rows in ([fired, later, bob], [merged]):  # the on-time panes, then the late pane
+        _write_sessions(in_order, rows)
+    replayed = str(tmp_path / "replayed.duckdb")
+    for rows in ([merged, later, bob], [fired]):  # the older row arrives after the merged one
+        _write_sessions(replayed, rows)
+    one_bundle = str(tmp_path / "one_bundle.duckdb")
+    _write_sessions(one_bundle, [fired, merged, later, bob])
+    for path in (in_order, replayed, one_bundle):
+        con = duckdb.connect(path)
+        assert con.execute(f"SELECT {columns} FROM user_sessions ORDER BY 1").fetchall() == expected, path
+        con.close()
+
+    appended = duckdb.connect()  # BigQuery keeps every row it is sent; its view picks
+    appended.execute(f"ATTACH '{in_order}' AS written (READ_ONLY)")
+    appended.execute("CREATE TABLE user_sessions AS SELECT * FROM written.user_sessions LIMIT 0")
+    for row in (fired, later, bob, merged, fired):  # the last one replayed
+        appended.register("sent", pa.Table.from_pylist([row]))
+        appended.execute("INSERT INTO user_sessions BY NAME SELECT * FROM sent")
+    view = current_view_sql(TABLE_KEYS["session_aggregate"], "user_sessions")
+    assert appended.execute(f"SELECT {columns} FROM ({view}) ORDER BY 1").fetchall() == expected
 
 
 def test_bigquery_rows_and_table_options() -> None:
