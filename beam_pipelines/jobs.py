@@ -108,7 +108,11 @@ def _build_analytics(pipeline: beam.Pipeline, request: JobRequest, local_feed: P
     margin = config.pipelines.lateness_margin
     if job in ("sessions", "all"):
         rows, late = events["clickstream"] | "Sessions" >> SessionWindows(
-            config.sessions.gap, config.sessions.allowed_lateness, streaming=streaming, lateness_margin=margin
+            config.sessions.gap,
+            config.sessions.allowed_lateness,
+            streaming=streaming,
+            lateness_margin=margin,
+            early_panes=config.sessions.early_panes,
         )
         write(rows, "Write user_sessions", "session_aggregate")
         dead_letters += late

@@ -13,8 +13,9 @@ user (sessions, fraud) and, with keyed dedup, one per event: the scan grew from 
 250 ms at 100k keys and took over half of the job's time (docs/live.md, "How the local
 streaming path keeps up").
 
-The patch indexes each step's keys by their earliest event-time timer (a heap) and keeps the
-set of keys with processing-time timers; a bundle that commits a key's state marks the key,
+The patch indexes each step's keys by their earliest event-time timer and, in a second heap, by
+their earliest processing-time timer (the sessions' EARLY panes set one per open session, so a
+set of such keys walked at every scan would have been the same walk); a bundle that commits a key's state marks the key,
 and the next scan re-indexes the marked keys, drops those whose state became empty (the
 runner recreates an empty state on demand) and visits only due keys. It returns the same
 timers as the original, which still decides which of a key's timers are due.
@@ -151,17 +152,18 @@ class _Resting:
 
     __slots__ = ("blob", "earliest", "realtime", "empty")
 
-    def __init__(self, blob: bytes, earliest: Any, realtime: bool, empty: bool) -> None:
+    def __init__(self, blob: bytes, earliest: Any, realtime: float | None, empty: bool) -> None:
         self.blob, self.earliest, self.realtime, self.empty = blob, earliest, realtime, empty
 
 
-def _timer_index(state: Any) -> tuple[Any, bool]:
-    """(earliest event-time timer or None, whether any processing-time timer is set)."""
-    earliest, realtime = None, False
+def _timer_index(state: Any) -> tuple[Any, float | None]:
+    """(earliest event-time timer, earliest processing-time timer in seconds), each None if unset."""
+    earliest, realtime = None, None
     for timers in state.timers.values():
         for (_name, domain, _tag), timestamp in timers.items():
             if domain == TimeDomain.REAL_TIME:
-                realtime = True
+                if realtime is None or float(timestamp) < realtime:
+                    realtime = float(timestamp)
             elif earliest is None or timestamp < earliest:
                 earliest = timestamp
     return earliest, realtime
@@ -280,7 +282,8 @@ class _IndexedKeyedStates(dict):
         self.mutex = threading.Lock()
         self.heap: list[tuple[Any, int, Any]] = []  # (earliest event-time timer, tie-break, key)
         self.due_at: dict[Any, Any] = {}  # key -> its entry's time in the heap
-        self.realtime: set[Any] = set()  # keys with processing-time timers
+        self.realtime_heap: list[tuple[float, int, Any]] = []  # the same for processing-time timers
+        self.realtime_due_at: dict[Any, float] = {}
         self.sequence = itertools.count()
 
     def __setitem__(self, key: Any, state: Any) -> None:
@@ -321,28 +324,40 @@ class _IndexedKeyedStates(dict):
         elif value is not None:
             (earliest, realtime), empty = _timer_index(value), _is_empty(value)
         else:
-            earliest, realtime, empty = None, False, False
-        (self.realtime.add if realtime else self.realtime.discard)(key)
-        if earliest is None:
-            self.due_at.pop(key, None)
-        elif self.due_at.get(key) != earliest:
-            self.due_at[key] = earliest
-            heapq.heappush(self.heap, (earliest, next(self.sequence), key))
-        if value is not None and earliest is None and not realtime and empty:
+            earliest, realtime, empty = None, None, False
+        self._place(self.heap, self.due_at, key, earliest)
+        self._place(self.realtime_heap, self.realtime_due_at, key, realtime)
+        if value is not None and earliest is None and realtime is None and empty:
             dict.pop(self, key, None)
+
+    def _place(self, heap: list, due_at: dict, key: Any, at: Any) -> None:
+        if at is None:
+            due_at.pop(key, None)
+        elif due_at.get(key) != at:
+            due_at[key] = at
+            heapq.heappush(heap, (at, next(self.sequence), key))
 
     def due(self, watermark: Any) -> list[Any]:
         """Keys with an event-time timer at or before ``watermark`` (taken out of the index)."""
-        keys = []
-        while self.heap and self.heap[0][0] <= watermark:
-            timestamp, _, key = heapq.heappop(self.heap)
-            if self.due_at.get(key) == timestamp:
-                del self.due_at[key]
-                keys.append(key)
-        if len(self.heap) > 2 * len(self.due_at) + 1024:  # stale entries of keys indexed again
-            self.heap = [(t, next(self.sequence), k) for k, t in self.due_at.items()]
-            heapq.heapify(self.heap)
+        keys, self.heap = self._take(self.heap, self.due_at, watermark)
         return keys
+
+    def due_realtime(self, now: float) -> list[Any]:
+        """Keys with a processing-time timer at or before ``now`` (taken out of the index)."""
+        keys, self.realtime_heap = self._take(self.realtime_heap, self.realtime_due_at, now)
+        return keys
+
+    def _take(self, heap: list, due_at: dict, until: Any) -> tuple[list[Any], list]:
+        keys = []
+        while heap and heap[0][0] <= until:
+            at, _, key = heapq.heappop(heap)
+            if due_at.get(key) == at:
+                del due_at[key]
+                keys.append(key)
+        if len(heap) > 2 * len(due_at) + 1024:  # stale entries of keys indexed again
+            heap = [(t, next(self.sequence), k) for k, t in due_at.items()]
+            heapq.heapify(heap)
+        return keys, heap
 
 
 def _get_keyed_state(self: Any, key: Any) -> Any:
@@ -380,11 +395,11 @@ def _extract_transform_timers(self: Any) -> tuple[list[TimerFiring], bool]:
     with self._lock:
         for key in states.take_written():
             states.index(key)
-        candidates = dict.fromkeys(states.due(self._input_watermark))
-        candidates.update(dict.fromkeys(states.realtime))
-        fired: list[TimerFiring] = []
-        has_realtime_timer = False
         processing_time = self._clock.time()
+        candidates = dict.fromkeys(states.due(self._input_watermark))
+        candidates.update(dict.fromkeys(states.due_realtime(processing_time)))
+        fired: list[TimerFiring] = []
+        has_realtime_timer = bool(states.realtime_due_at)
         for key in candidates:
             state = states.get(key)
             if state is None:

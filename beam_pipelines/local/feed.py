@@ -15,6 +15,9 @@ read; every step after it is the pipeline that runs on Dataflow.
 - Each input's watermark trails the newest event time it has read by ``watermark_lag``. An
   input quiet for ``idle_input`` follows the slowest active input; when every input is
   quiet, the watermarks advance with the clock from where the data left them.
+- The runner's processing time (its TestStream clock, which only the stream moves) follows
+  the wall clock in steps of a second: processing-time triggers (the sessions' EARLY panes)
+  fire as they would on Dataflow.
 - Redeliveries are dropped by the ``event_id`` attribute within ``dedup_ttl`` of event time,
   as Dataflow's ``id_label`` does (the job is built in that dedup mode), and counted.
 - A topic is read through a subscription made for the run and deleted after it (as Beam's
@@ -74,7 +77,7 @@ MESSAGE_CODER = beam.coders.TupleCoder(
     [beam.coders.BytesCoder(), beam.coders.StrUtf8Coder(), beam.coders.VarIntCoder()]
 )
 _Event = beam_runner_api_pb2.TestStreamPayload.Event
-_HEARTBEAT_S = 1.0  # the runner gives up on a TestStream service silent for 30 s
+_HEARTBEAT_S = 1.0  # processing time's step; the runner gives up on a TestStream service silent for 30 s
 _GATHER_S = 0.25  # how long a batch waits for more pulls to join it
 _ACK_CHUNK = 2000
 _MINUTE_MS = 60_000  # the dedup memory forgets ids a minute of event time at a time
@@ -282,7 +285,7 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
                 self._pulling.clear()
 
     def _events(self) -> Iterator[Any]:
-        last_sent = self.clock()
+        advanced = self.clock()  # the runner's processing time, which only this stream moves
         while True:
             batches = self._gather()
             if not batches and not self._pulling.is_set() and not any(t.is_alive() for t in self._threads):
@@ -295,17 +298,19 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
             for path, elements in sorted(self._elements(batches, taken).items(), key=lambda item: len(item[1])):
                 for chunk in _chunks(elements):
                     yield _Event(element_event=_Event.AddElements(elements=chunk, tag=path))
-                last_sent = self.clock()
             for path, tokens in taken.items():
                 self._taken(path, tokens)
                 self.inputs[path].counts.acked += len(tokens)
             for path, watermark_ms in self._advanced_watermarks().items():
                 yield _Event(watermark_event=_Event.AdvanceWatermark(new_watermark=watermark_ms * 1000, tag=path))
-                last_sent = self.clock()
-            if self.clock() - last_sent >= _HEARTBEAT_S:
-                advance = int((self.clock() - last_sent) * 1_000_000)
+            # Processing time follows the clock, a step at least every second (what fires
+            # processing-time triggers: the sessions' EARLY panes); the step is also the
+            # heartbeat a quiet stream needs.
+            if self.clock() - advanced >= _HEARTBEAT_S:
+                now = self.clock()
+                advance = int((now - advanced) * 1_000_000)
                 yield _Event(processing_time_event=_Event.AdvanceProcessingTime(advance_duration=advance))
-                last_sent = self.clock()
+                advanced = now
 
     def _gather(self) -> list[tuple[str, list[Received]]]:
         batches = []

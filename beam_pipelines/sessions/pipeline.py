@@ -7,6 +7,9 @@ Streaming (Pub/Sub):
 Beam's event-time ``Sessions`` windows with the configured gap and allowed lateness,
 accumulating panes (a late event within the lateness re-fires the session with everything so
 far; the row records ON_TIME or LATE) and the mergeable ``SessionAggregate`` as CombineFn.
+While a session is open, an EARLY pane every ``sessions.early_panes`` of processing time in
+which it got clicks: its row so far, replaced by the later panes (a session merged into an
+earlier start is superseded: streamforge/warehouse_tables.py, ``TableKey.within``).
 
 Batch (files):
 
@@ -101,11 +104,17 @@ class SessionWindows(beam.PTransform):
     Streaming: timestamped events; batch: lists of events (see common/parse.py)."""
 
     def __init__(
-        self, gap: timedelta, allowed_lateness: timedelta, *, streaming: bool, lateness_margin: timedelta = timedelta(0)
+        self,
+        gap: timedelta,
+        allowed_lateness: timedelta,
+        *,
+        streaming: bool,
+        lateness_margin: timedelta = timedelta(0),
+        early_panes: timedelta = timedelta(0),
     ):
         super().__init__()
         self.gap, self.allowed_lateness = gap, allowed_lateness
-        self.streaming, self.margin = streaming, lateness_margin
+        self.streaming, self.margin, self.early_panes = streaming, lateness_margin, early_panes
 
     def display_data(self) -> dict[str, Any]:
         # Settings are shown here, never in step labels: a label is part of a running job's
@@ -114,6 +123,7 @@ class SessionWindows(beam.PTransform):
             "gap": format_duration(self.gap),
             "allowed_lateness": format_duration(self.allowed_lateness),
             "lateness_margin": format_duration(self.margin),
+            "early_panes": format_duration(self.early_panes),
         }
 
     def window_lateness(self) -> timedelta:
@@ -144,7 +154,8 @@ class SessionWindows(beam.PTransform):
         rows = (
             gated.events
             | "Key by user" >> beam.ParDo(_Count())
-            | "Session windows" >> accumulating(window.Sessions(self.gap.total_seconds()), self.window_lateness())
+            | "Session windows"
+            >> accumulating(window.Sessions(self.gap.total_seconds()), self.window_lateness(), self.early_panes)
             | "Combine session metrics" >> beam.CombinePerKey(AggregateFn(SessionAggregate, SessionAggregateCoder()))
             | "Session rows" >> beam.ParDo(_WindowedRow())
         )

@@ -104,9 +104,11 @@ def _sessions(con: duckdb.DuckDBPyConnection, console: Console) -> None:
     _table(
         console,
         "Sessions",
-        ["sessions", "users", "avg events", "avg minutes", "conversion %", "cart abandonment %"],
+        ["sessions", "open", "users", "events", "avg events", "avg minutes", "conversion %", "cart abandonment %"],
+        # open: sessions whose gap has not closed, shown by their EARLY rows so far
         con.execute("""
-               SELECT count(*)::INT, count(DISTINCT user_id)::INT, avg(event_count)::DOUBLE, avg(duration_seconds) / 60,
+               SELECT count(*)::INT, count(*) FILTER (WHERE pane_timing = 'EARLY')::INT, count(DISTINCT user_id)::INT,
+                      coalesce(sum(event_count), 0)::BIGINT, avg(event_count)::DOUBLE, avg(duration_seconds) / 60,
                       100 * avg(converted::INT), 100 * avg(cart_abandoned::INT) FROM user_sessions""").fetchall(),
     )
 

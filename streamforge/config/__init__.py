@@ -67,6 +67,12 @@ class TopicsConfig:
 class SessionConfig:
     gap: timedelta
     allowed_lateness: timedelta
+    early_panes: timedelta
+
+    def __post_init__(self) -> None:
+        for name in ("gap", "allowed_lateness", "early_panes"):
+            if getattr(self, name) < timedelta(0):
+                raise ConfigError(f"sessions.{name} must not be negative", name)
 
 
 @dataclass(frozen=True)

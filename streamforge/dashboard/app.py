@@ -108,6 +108,8 @@ def _warehouse_part(location: WarehouseLocation) -> dict[str, Any]:
             "user_sessions",
             """
             SELECT count(*) AS sessions, count(DISTINCT user_id) AS users,
+                   count(*) FILTER (WHERE pane_timing = 'EARLY') AS open_sessions,
+                   coalesce(sum(event_count), 0) AS events,
                    coalesce(100 * avg(converted::INT), 0) AS conversion_pct,
                    coalesce(avg(event_count), 0) AS avg_events FROM user_sessions""",
         )

@@ -68,6 +68,19 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
             lambda: delivered_to(workdir, user),
             120,
         )
+        # open sessions are visible while open (their gap is 30 minutes): EARLY rows, every
+        # sessions.early_panes (1 minute) of a session's clicks, read as the dashboard reads them
+        open_sessions = wait_while_running(
+            up,
+            log,
+            "open sessions (EARLY rows)",
+            lambda: (
+                _rows(warehouse, "SELECT count(*) FROM user_sessions WHERE pane_timing = 'EARLY'")[:1] != [(0,)]
+                and _rows(warehouse, "SELECT count(*) FROM user_sessions WHERE pane_timing = 'EARLY'")
+            ),
+            120,
+        )
+        assert open_sessions[0][0] > 10
         assert delivered[0]["body"]["alert_type"] == "RAPID_ORDERS"
         time.sleep(10)  # more traffic, then Ctrl-C
     finally:
@@ -100,7 +113,8 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
     ).fetchall()
     actual = con.execute(f"SELECT {columns} FROM user_sessions ORDER BY ALL").fetchall()
     assert len(actual) > 100
-    assert actual == expected
+    assert actual == expected  # every EARLY row replaced by its session's final pane, or superseded
+    assert con.execute("SELECT count(*) FROM user_sessions WHERE pane_timing = 'EARLY'").fetchone() == (0,)
     columns = "window_start, gmv, order_count, units, unique_users, cancelled_gmv"
     assert (
         con.execute(f"SELECT {columns} FROM revenue_per_minute ORDER BY 1").fetchall()

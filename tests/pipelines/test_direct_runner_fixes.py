@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing import test_stream
 from apache_beam.transforms import window
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
+from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterProcessingTime, AfterWatermark
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 
 from beam_pipelines.local.direct_runner_fixes import BEAM_VERSION, patched_direct_runner
@@ -466,3 +466,46 @@ def test_a_state_that_cannot_be_pickled_rests_as_it_is() -> None:
     assert fixes._rest(state) is state
     copied = fixes._thaw(state)
     assert copied is not state and copied.state[1]["tag"] == state.state[1]["tag"]
+
+
+def _early_panes(name: str) -> None:
+    """Sessions of 40 keys with EARLY panes every 5 s of processing time, on-time panes after."""
+    stream = test_stream.TestStream()
+    for step in range(30):
+        stream.add_elements(
+            [beam.window.TimestampedValue((f"k{(step * 7 + i) % 40}", step), step * 2) for i in range(6)]
+        )
+        stream.advance_processing_time(2)
+        stream.advance_watermark_to(step * 2 - 20)
+    stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    (
+        pipeline
+        | stream
+        | "Sessions"
+        >> beam.WindowInto(
+            window.Sessions(10),
+            trigger=AfterWatermark(early=AfterProcessingTime(5)),
+            accumulation_mode=AccumulationMode.ACCUMULATING,
+        )
+        | "Group" >> beam.GroupByKey()
+        | "Panes"
+        >> beam.Map(
+            lambda kv, w=beam.DoFn.WindowParam, p=beam.DoFn.PaneInfoParam: (kv[0], float(w.start), p.timing, len(kv[1]))
+        )
+        | "Collect" >> beam.ParDo(_Collect(name))
+    )
+    pipeline.run().wait_until_finish()
+
+
+def test_processing_time_timers_fire_as_beams_own_runner_fires_them() -> None:
+    """Fix 2 indexes keys by their earliest processing-time timer too: EARLY panes (a processing-time
+    trigger) come out as Beam's own runner gives them, which walks every key for them."""
+    _OUTPUTS.clear()
+    _early_panes("plain")
+    with patched_direct_runner():
+        _early_panes("fixed")
+    assert sorted(_OUTPUTS["fixed"]) == sorted(_OUTPUTS["plain"])
+    assert sum(1 for pane in _OUTPUTS["plain"] if pane[2] == 0) > 20  # EARLY panes (timing 0) among them

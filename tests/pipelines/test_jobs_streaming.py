@@ -80,12 +80,14 @@ class _Collect(beam.DoFn):
 
 
 def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, Any]:
-    """Feed ``steps`` (("add", [values]) / ("watermark", minutes)) through ParseEvents and ``job``;
+    """Feed ``steps`` (("add", [values]) / ("watermark", minutes) / ("processing", seconds)) through ParseEvents and ``job``;
     ``job(events)`` returns {name: PCollection}. Returns {name: collected elements, "counters": ...}."""
     test_stream = BeamTestStream()
     for kind, value in steps:
         if kind == "add":
             test_stream = test_stream.add_elements(value)
+        elif kind == "processing":  # seconds of processing time pass (as the local feed steps it)
+            test_stream = test_stream.advance_processing_time(value)
         else:
             test_stream = test_stream.advance_watermark_to(ts(value))
     test_stream = test_stream.advance_watermark_to_infinity()
@@ -175,6 +177,53 @@ def test_late_data_within_the_lateness_updates_the_session() -> None:
     (on_time, late) = sorted(panes, key=lambda p: p[0])
     assert on_time[:4] == (2, at(0), at(5), "ON_TIME") and late[:4] == (3, at(0), at(6), "LATE")
     assert on_time[4] == late[4]  # the same session: in the warehouse the LATE row replaces the first
+    assert result["dead_letters"] == []
+
+
+def test_an_open_session_fires_early_panes_and_the_final_pane_replaces_them() -> None:
+    """sessions.early_panes: while alice's session is open, an EARLY pane with everything so far
+    every minute of processing time in which it got clicks (none in a minute without); the
+    watermark then fires the ON_TIME pane with the same session_id, the row that stays."""
+    crowd = [click(f"U{n:03d}", 5) for n in range(64)]
+
+    def sessions_with_early_panes(events):
+        rows, late = events | SessionWindows(
+            CONFIG.sessions.gap,
+            CONFIG.sessions.allowed_lateness,
+            streaming=True,
+            lateness_margin=CONFIG.pipelines.lateness_margin,
+            early_panes=timedelta(minutes=1),
+        )
+        return {"rows": rows, "late": late}
+
+    result = run_stream(
+        "clickstream",
+        [
+            ("watermark", 0),
+            ("add", [click("alice", 0), click("alice", 5), *crowd]),
+            ("processing", 61),  # a minute: the open session's first EARLY pane
+            ("add", [click("alice", 9)]),
+            ("watermark", 10),
+            ("processing", 61),  # another: EARLY with three clicks
+            ("processing", 61),  # a minute without clicks: no pane
+            ("watermark", 40),  # the gap has closed: ON_TIME
+            ("watermark", 120),
+        ],
+        sessions_with_early_panes,
+    )
+    # in the order the warehouse ranks a session's rows (TABLE_KEYS: events, then pane_index;
+    # a click that extends a session merges its window, which restarts Beam's pane index)
+    panes = sorted(
+        (r["event_count"], r["pane_index"], r["pane_timing"], r["session_start"], r["session_end"], r["session_id"])
+        for r in result["rows"]
+        if r["user_id"] == "alice"
+    )
+    assert [(p[0], p[2], p[3], p[4]) for p in panes] == [
+        (2, "EARLY", at(0), at(5)),
+        (3, "EARLY", at(0), at(9)),
+        (3, "ON_TIME", at(0), at(9)),
+    ]
+    assert len({p[5] for p in panes}) == 1  # one session_id: each pane replaces the row before it
     assert result["dead_letters"] == []
 
 

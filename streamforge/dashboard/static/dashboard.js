@@ -37,9 +37,13 @@ function draw(summary) {
   text("events-processed", analytics.processed_per_s === undefined ? "–" : count.format(analytics.processed_per_s));
   text("watermark-lag", seconds(analytics.watermark_lag_s));
   text("cdc-lag", seconds(cdc.watermark_lag_s));
-  const sessions = (wh.sessions || [])[0] || { sessions: 0, users: 0, conversion_pct: 0 };
+  const sessions = (wh.sessions || [])[0] || { sessions: 0, users: 0, open_sessions: 0, events: 0, conversion_pct: 0 };
   text("sessions-count", count.format(sessions.sessions));
-  text("sessions-users", `${count.format(sessions.users)} users`);
+  // open sessions are their EARLY rows so far: counted, and replaced when their gap closes
+  text(
+    "sessions-users",
+    `${count.format(sessions.open_sessions)} open · ${count.format(sessions.users)} users · ${count.format(sessions.events)} events`,
+  );
   text("conversion", `${sessions.conversion_pct.toFixed(1)} %`);
 
   const minutes = wh.revenue_per_minute || [];
