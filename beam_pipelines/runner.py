@@ -40,7 +40,7 @@ from apache_beam.options.pipeline_options import (
 from beam_pipelines.common.io import SpecError
 from beam_pipelines.common.kafka import KafkaReadError, commit_bounded, plan_bounded
 from beam_pipelines.common.pubsub_sources import check_sources_exist
-from beam_pipelines.common.warehouse import warehouse_writers
+from beam_pipelines.common.warehouse import flush_writers, warehouse_writers
 from beam_pipelines.dataflow.renames import transform_renames
 from beam_pipelines.dataflow.staging import staged_package
 from beam_pipelines.jobs import build
@@ -59,7 +59,7 @@ from beam_pipelines.requests import (
 )
 from streamforge.bigquery_warehouse import BigQueryWarehouse, WarehouseDrift, create_warehouse
 from streamforge.naming import JOB_LABEL, dataflow_job_name
-from streamforge.warehouse import SNAPSHOT_EVERY_S
+from streamforge.warehouse import GATHER_S, SNAPSHOT_EVERY_S
 from streamforge.warehouse_tables import warehouse_tables
 
 __all__ = [
@@ -214,7 +214,7 @@ def run_locally(
         if request.warehouse.kind == "bigquery":  # Beam's BigQuery IO on the emulator, if one is named
             stack.enter_context(bigquery_emulator_endpoint(request.warehouse.project))
             declare_bigquery_tables(request)
-        stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S if request.streaming else None))
+        stack.enter_context(warehouse_writers(SNAPSHOT_EVERY_S, GATHER_S) if request.streaming else warehouse_writers())
         feed = _local_feed(request, sources)
         if feed is not None:
             try:
@@ -231,6 +231,7 @@ def run_locally(
             _run_until_stopped(result, feed, should_stop or (lambda: False), poll_s, on_progress)
         if feed is not None and feed.errors:
             raise SpecError(f"reading {feed.name} failed: {feed.errors[0]}")
+        flush_writers()  # what the writers gathered is written before anything counts it as done
         if isinstance(feed, KafkaFeed):
             feed.commit()  # the drained run has written everything it took: the next run goes on from here
     commit_kafka_reads(request)  # the results are written (the warehouse is closed): the next read goes on from here

@@ -21,10 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["SNAPSHOT_EVERY_S", "WarehouseBusy", "WarehouseWriter", "open_for_reading", "snapshot_path"]
+__all__ = ["GATHER_S", "SNAPSHOT_EVERY_S", "WarehouseBusy", "WarehouseWriter", "open_for_reading", "snapshot_path"]
 
 #: How often a writing run publishes a snapshot for readers (seconds).
 SNAPSHOT_EVERY_S = 2.0
+#: How long a streaming run gathers the rows of a table to write them in one statement: its
+#: panes come one bundle each, a row or two, and a statement per bundle cost a few ms each.
+GATHER_S = 0.5
+#: A table's gathered rows are written at once when this many are waiting.
+_GATHER_ROWS = 50_000
 #: How long a writer waits for a reader that holds the file (readers hold it for one query).
 _OPEN_WAIT_S = 15.0
 
@@ -79,15 +84,33 @@ def open_for_reading(path: str | os.PathLike[str]) -> Reading:
         ) from None
 
 
+@dataclass
+class _Gathered:
+    """One table's rows waiting to be written together: by key (a later row of a key replaces
+    the earlier one, or is ignored) or, for a table without a key, in order."""
+
+    since: float
+    statement: Callable[[Any, list[dict[str, Any]]], None]
+    rows: dict[Any, dict[str, Any]] | list[dict[str, Any]]
+
+
 class WarehouseWriter:
-    """This process's one connection to a warehouse file, shared by every sink (thread-safe)."""
+    """This process's one connection to a warehouse file, shared by every sink (thread-safe).
+
+    With ``gather_s`` (streaming runs), ``write`` gathers a table's rows for up to that long and
+    writes them in one statement, from the calling thread or the writer's own; ``flush`` and
+    ``close`` write what is gathered. Without it every ``write`` is written at once."""
 
     def __init__(
-        self, path: str, snapshot_every_s: float | None = SNAPSHOT_EVERY_S, clock: Callable[[], float] = time.monotonic
+        self,
+        path: str,
+        snapshot_every_s: float | None = SNAPSHOT_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+        gather_s: float | None = None,
     ):
         import duckdb
 
-        self.path, self.snapshot_every_s, self.clock = path, snapshot_every_s, clock
+        self.path, self.snapshot_every_s, self.clock, self.gather_s = path, snapshot_every_s, clock, gather_s
         self.lock = threading.RLock()
         deadline = clock() + _OPEN_WAIT_S
         while True:
@@ -101,6 +124,75 @@ class WarehouseWriter:
         self.ensured: set[str] = set()
         self._last_snapshot = clock()
         self._written_since_snapshot = False
+        self._gathered: dict[str, _Gathered] = {}
+        self._failure: BaseException | None = None
+        self._closing = threading.Event()
+        self._gatherer: threading.Thread | None = None
+        if gather_s:
+            self._gatherer = threading.Thread(target=self._write_when_due, name=f"write {path}", daemon=True)
+            self._gatherer.start()
+
+    def write(
+        self,
+        table: str,
+        rows: dict[Any, dict[str, Any]] | list[dict[str, Any]],
+        statement: Callable[[Any, list[dict[str, Any]]], None],
+        replace: bool = True,
+    ) -> None:
+        """Write ``rows`` of ``table`` with ``statement(connection, rows)``: now, or gathered with
+        the table's other rows (``rows`` by key: a later row of a key replaces the gathered one
+        if ``replace``, else the first stays)."""
+        with self.lock:
+            self._raise_failure()
+            if not self.gather_s:
+                statement(self.connection, list(rows.values()) if isinstance(rows, dict) else rows)
+                self.wrote()
+                return
+            gathered = self._gathered.get(table)
+            if gathered is None:
+                gathered = self._gathered[table] = _Gathered(
+                    self.clock(), statement, {} if isinstance(rows, dict) else []
+                )
+            if isinstance(rows, dict):
+                if replace:
+                    gathered.rows.update(rows)
+                else:
+                    for key, row in rows.items():
+                        gathered.rows.setdefault(key, row)
+            else:
+                gathered.rows.extend(rows)
+            if len(gathered.rows) >= _GATHER_ROWS or self.clock() - gathered.since >= self.gather_s:
+                self._write_gathered(table)
+
+    def flush(self) -> None:
+        """Write every gathered row now (raises what a write from the writer's thread raised)."""
+        with self.lock:
+            for table in list(self._gathered):
+                self._write_gathered(table)
+            self._raise_failure()
+
+    def _write_gathered(self, table: str) -> None:
+        gathered = self._gathered.pop(table)
+        rows = list(gathered.rows.values()) if isinstance(gathered.rows, dict) else gathered.rows
+        if rows:
+            gathered.statement(self.connection, rows)
+            self.wrote()
+
+    def _write_when_due(self) -> None:
+        assert self.gather_s is not None
+        while not self._closing.wait(self.gather_s / 2):
+            with self.lock:
+                try:
+                    for table, gathered in list(self._gathered.items()):
+                        if self.clock() - gathered.since >= self.gather_s:
+                            self._write_gathered(table)
+                except BaseException as exc:  # noqa: BLE001 - raised in the pipeline's thread, at its next write
+                    self._failure = self._failure or exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise RuntimeError(f"writing {self.path} failed: {failure}") from failure
 
     def ensure(self, name: str, ddl: str) -> None:
         """Run ``ddl`` (a CREATE ... IF NOT EXISTS) once per name for this connection."""
@@ -128,7 +220,14 @@ class WarehouseWriter:
             self._written_since_snapshot = False
 
     def close(self) -> None:
-        """Close the connection; the snapshot goes (readers now open the file itself)."""
+        """Write what is gathered and close the connection; the snapshot goes (readers now open
+        the file itself)."""
+        self._closing.set()
+        if self._gatherer is not None:
+            self._gatherer.join()
         with self.lock:
-            self.connection.close()
-            snapshot_path(self.path).unlink(missing_ok=True)
+            try:
+                self.flush()
+            finally:
+                self.connection.close()
+                snapshot_path(self.path).unlink(missing_ok=True)

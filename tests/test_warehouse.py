@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from streamforge.warehouse import WarehouseWriter, open_for_reading, snapshot_path
 
@@ -68,3 +70,55 @@ def test_a_busy_warehouse_without_a_snapshot_says_so(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     duckdb.connect(str(path), read_only=True).close()  # free again
+
+
+def _insert(statements: list[int]):
+    def statement(con, rows) -> None:
+        statements.append(len(rows))
+        con.executemany("INSERT OR REPLACE INTO t VALUES (?, ?)", [(r["k"], r["v"]) for r in rows])
+
+    return statement
+
+
+def test_a_streaming_writer_gathers_a_tables_rows_into_one_statement(tmp_path: Path) -> None:
+    """Panes come a bundle each: the writer gathers a table's rows for ``gather_s`` and writes
+    them in one statement, from its own thread when no other write comes; a later row of a key
+    replaces the gathered one (or is ignored), and closing writes what is left."""
+    path = tmp_path / "warehouse.duckdb"
+    writer = WarehouseWriter(str(path), snapshot_every_s=None, gather_s=0.3)
+    statements: list[int] = []
+    try:
+        writer.ensure("t", "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v VARCHAR)")
+        for n in range(5):
+            writer.write("t", {(n,): {"k": n, "v": "early"}}, _insert(statements))
+        writer.write("t", {(0,): {"k": 0, "v": "final"}}, _insert(statements))
+        writer.write("t", {(1,): {"k": 1, "v": "replayed"}}, _insert(statements), replace=False)
+        assert statements == []  # nothing written yet
+        deadline = time.monotonic() + 10
+        while not statements and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert statements == [5]  # one statement, by the writer's thread, with no other write coming
+        with writer.lock:
+            rows = writer.connection.execute("SELECT k, v FROM t ORDER BY k").fetchall()
+        assert rows == [(0, "final"), (1, "early"), (2, "early"), (3, "early"), (4, "early")]
+        writer.write("t", {(9,): {"k": 9, "v": "last"}}, _insert(statements))
+    finally:
+        writer.close()
+    assert statements == [5, 1]
+    assert duckdb.connect(str(path), read_only=True).execute("SELECT v FROM t WHERE k = 9").fetchone() == ("last",)
+
+
+def test_a_failed_gathered_write_is_raised_to_the_next_writer(tmp_path: Path) -> None:
+    writer = WarehouseWriter(str(tmp_path / "warehouse.duckdb"), snapshot_every_s=None, gather_s=0.1)
+
+    def broken(con, rows) -> None:
+        con.execute("INSERT INTO no_such_table VALUES (1)")
+
+    try:
+        writer.write("t", [{"k": 1}], broken)
+        time.sleep(0.5)  # the writer's thread tried it and failed
+        with pytest.raises(RuntimeError, match="no_such_table"):
+            writer.write("t", [{"k": 2}], _insert([]))
+    finally:
+        writer._gathered.clear()
+        writer.close()

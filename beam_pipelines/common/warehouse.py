@@ -47,6 +47,7 @@ __all__ = [
     "append_to_bigquery",
     "acquire_writer",
     "create_table_sql",
+    "flush_writers",
     "duckdb_type",
     "release_writer",
     "table_name",
@@ -135,6 +136,7 @@ _writers: dict[str, list[Any]] = {}  # path -> [WarehouseWriter, users]
 _writers_lock = threading.Lock()
 _held_open = 0  # open warehouse_writers() scopes
 _snapshot_every_s: float | None = None
+_gather_s: float | None = None
 
 
 def acquire_writer(path: str) -> WarehouseWriter:
@@ -142,9 +144,18 @@ def acquire_writer(path: str) -> WarehouseWriter:
     with _writers_lock:
         entry = _writers.get(path)
         if entry is None:
-            entry = _writers[path] = [WarehouseWriter(path, snapshot_every_s=_snapshot_every_s), 0]
+            writer = WarehouseWriter(path, snapshot_every_s=_snapshot_every_s, gather_s=_gather_s)
+            entry = _writers[path] = [writer, 0]
         entry[1] += 1
         return entry[0]
+
+
+def flush_writers() -> None:
+    """Write the rows every open writer gathered (a drained run has then written everything)."""
+    with _writers_lock:
+        writers = [writer for writer, _ in _writers.values()]
+    for writer in writers:
+        writer.flush()
 
 
 def release_writer(path: str) -> None:
@@ -159,19 +170,21 @@ def release_writer(path: str) -> None:
 
 
 @contextmanager
-def warehouse_writers(snapshot_every_s: float | None = None) -> Iterator[None]:
+def warehouse_writers(snapshot_every_s: float | None = None, gather_s: float | None = None) -> Iterator[None]:
     """While open, writers stay open between bundles (publishing a snapshot every
-    ``snapshot_every_s`` of writing, if given); on exit the unused ones close and free the file."""
-    global _held_open, _snapshot_every_s
+    ``snapshot_every_s`` of writing, and gathering each table's rows for ``gather_s``, if
+    given); on exit the unused ones write what they gathered, close and free the file."""
+    global _held_open, _snapshot_every_s, _gather_s
     with _writers_lock:
         _held_open += 1
         saved, _snapshot_every_s = _snapshot_every_s, snapshot_every_s
+        saved_gather, _gather_s = _gather_s, gather_s
     try:
         yield
     finally:
         with _writers_lock:
             _held_open -= 1
-            _snapshot_every_s = saved
+            _snapshot_every_s, _gather_s = saved, saved_gather
             if not _held_open:
                 for path, (writer, users) in list(_writers.items()):
                     if users <= 0:
@@ -180,7 +193,8 @@ def warehouse_writers(snapshot_every_s: float | None = None) -> Iterator[None]:
 
 
 class _WriteDuckDB(beam.DoFn):
-    """Writes a bundle's rows in one statement (through Arrow), at most ``batch`` rows at a time."""
+    """Writes a bundle's rows in one statement (through Arrow), at most ``batch`` rows at a time;
+    a streaming run's writer gathers them with other bundles' rows of the table (``GATHER_S``)."""
 
     def __init__(self, path: str, subject: str, table: str, batch: int = 50_000):
         self.path, self.subject, self.table, self.batch = path, subject, table, batch
@@ -191,7 +205,6 @@ class _WriteDuckDB(beam.DoFn):
         table_key = TABLE_KEYS[self.subject]
         self.key, self.mode = table_key.columns, table_key.repeat
         self.written = Metrics.counter("warehouse", f"{self.table}_rows")
-        self.superseded = Metrics.counter("warehouse", f"{self.table}_superseded")
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "append": "INSERT"}[self.mode]
         self.sql = f'{verb} INTO "{self.table}" BY NAME SELECT * FROM rows_batch AS kept'
         self.start, self.delete_sql = None, None
@@ -226,31 +239,25 @@ class _WriteDuckDB(beam.DoFn):
         self._flush()
 
     def _flush(self) -> None:
+        if self.rows:
+            self.writer.write(self.table, self.rows, self._statement, replace=self.mode == "replace")
+            self.written.inc(len(self.rows))
+        self.start_bundle()
+
+    def _statement(self, con: Any, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` (the writer holds its lock)."""
         import pyarrow as pa
 
-        rows = list(self.rows.values()) if isinstance(self.rows, dict) else self.rows
-        if not rows:
-            return
-        batch = pa.Table.from_pylist(rows)
-        superseded = 0
-        with self.writer.lock:
-            con = self.writer.connection
-            con.register("rows_batch", batch)
-            try:
-                if self.delete_sql is None:
-                    con.execute(self.sql)
-                else:
-                    since = min(row[self.start] for row in rows)
-                    (inserted,) = con.execute(self.sql, [since]).fetchone()
-                    (deleted,) = con.execute(self.delete_sql, [since]).fetchone()
-                    superseded = len(rows) - inserted + deleted
-            finally:
-                con.unregister("rows_batch")
-            self.writer.wrote()
-        self.written.inc(len(rows))
-        if superseded:
-            self.superseded.inc(superseded)
-        self.start_bundle()
+        con.register("rows_batch", pa.Table.from_pylist(rows))
+        try:
+            if self.delete_sql is None:
+                con.execute(self.sql)
+            else:
+                since = min(row[self.start] for row in rows)
+                con.execute(self.sql, [since])
+                con.execute(self.delete_sql, [since])
+        finally:
+            con.unregister("rows_batch")
 
     def teardown(self) -> None:
         if getattr(self, "writer", None) is not None:
