@@ -4,7 +4,7 @@ DuckDB lets one process open a database file for writing and no other process op
 all meanwhile (a read-only open fails with "Could not set lock on file", and a reader that
 holds the file makes the writer's next open fail). So a run that writes the warehouse keeps
 one connection for the whole run (``WarehouseWriter``) and, every ``SNAPSHOT_EVERY_S`` while
-it writes, publishes a consistent copy beside it: ``<file>.snapshot`` (a CHECKPOINT, a copy,
+it writes (or less often once a copy takes longer than a tenth of that), publishes a consistent copy beside it: ``<file>.snapshot`` (a CHECKPOINT, a copy,
 an atomic rename). Readers (``streamforge report``, the dashboard) call ``open_for_reading``:
 the file itself when no run holds it, else the latest snapshot, at most a few seconds old.
 A server database would give readers the live state, at the cost of a server to run; the
@@ -25,6 +25,9 @@ __all__ = ["GATHER_S", "SNAPSHOT_EVERY_S", "WarehouseBusy", "WarehouseWriter", "
 
 #: How often a writing run publishes a snapshot for readers (seconds).
 SNAPSHOT_EVERY_S = 2.0
+#: A snapshot is published at most every this many times as long as the last one took: its
+#: copy grows with the warehouse, and holds the writer meanwhile (at most a tenth of its time).
+_SNAPSHOT_COST = 10
 #: How long a streaming run gathers the rows of a table to write them in one statement: its
 #: panes come one bundle each, a row or two, and a statement per bundle cost a few ms each.
 GATHER_S = 0.5
@@ -123,6 +126,7 @@ class WarehouseWriter:
                 time.sleep(0.1)  # a reader holds the file for a moment
         self.ensured: set[str] = set()
         self._last_snapshot = clock()
+        self._snapshot_interval = snapshot_every_s or 0.0
         self._written_since_snapshot = False
         self._gathered: dict[str, _Gathered] = {}
         self._failure: BaseException | None = None
@@ -202,13 +206,16 @@ class WarehouseWriter:
                 self.ensured.add(name)
 
     def wrote(self) -> None:
-        """Called (holding ``lock``) after a write: publishes a snapshot when one is due."""
+        """Called (holding ``lock``) after a write: publishes a snapshot when one is due: every
+        ``snapshot_every_s``, or every ``_SNAPSHOT_COST`` times as long as the last one took, if
+        longer (a copy of a file that grows all day must not take the writer's whole time)."""
         self._written_since_snapshot = True
-        if self.snapshot_every_s is not None and self.clock() - self._last_snapshot >= self.snapshot_every_s:
+        if self.snapshot_every_s is not None and self.clock() - self._last_snapshot >= self._snapshot_interval:
             self.snapshot()
 
     def snapshot(self) -> None:
         with self.lock:
+            started = time.perf_counter()
             self.connection.execute("CHECKPOINT")
             target = snapshot_path(self.path)
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -216,6 +223,8 @@ class WarehouseWriter:
             # would lose as soon as it closed any descriptor of the file (as a copy here does).
             subprocess.run(["cp", self.path, str(partial)], check=True)
             os.replace(partial, target)
+            took = time.perf_counter() - started
+            self._snapshot_interval = max(self.snapshot_every_s or 0.0, _SNAPSHOT_COST * took)
             self._last_snapshot = self.clock()
             self._written_since_snapshot = False
 

@@ -122,3 +122,32 @@ def test_a_failed_gathered_write_is_raised_to_the_next_writer(tmp_path: Path) ->
     finally:
         writer._gathered.clear()
         writer.close()
+
+
+def test_snapshots_come_less_often_once_a_copy_takes_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warehouse grows all day and its snapshot is a copy made while the writer waits: once a
+    copy takes longer than a tenth of the interval, the next one waits ten times as long."""
+    import streamforge.warehouse as warehouse
+
+    copies: list[float] = []
+    real_run = subprocess.run
+
+    def slow_copy(args, **kwargs):
+        copies.append(time.monotonic())
+        time.sleep(0.1)  # as a large file's copy takes
+        return real_run(args, **kwargs)
+
+    monkeypatch.setattr(warehouse.subprocess, "run", slow_copy)
+    writer = WarehouseWriter(str(tmp_path / "warehouse.duckdb"), snapshot_every_s=0.05)
+    try:
+        writer.ensure("t", "CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            with writer.lock:
+                writer.connection.execute("INSERT INTO t VALUES (1)")
+                writer.wrote()
+            time.sleep(0.01)
+    finally:
+        writer.close()
+    gaps = [later - earlier for earlier, later in zip(copies, copies[1:])]
+    assert 2 <= len(copies) <= 3 and all(gap >= 1.0 for gap in gaps)  # every 0.05 s: about 16 copies
