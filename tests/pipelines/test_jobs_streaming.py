@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -113,12 +114,13 @@ def run_stream(stream: str, steps: Iterable[tuple[str, Any]], job) -> dict[str, 
     return collected
 
 
-def sessions_job(events):
+def sessions_job(events, early_panes: timedelta = timedelta(0)):
     rows, late = events | SessionWindows(
         CONFIG.sessions.gap,
         CONFIG.sessions.allowed_lateness,
         streaming=True,
         lateness_margin=CONFIG.pipelines.lateness_margin,
+        early_panes=early_panes,
     )
     return {"rows": rows, "late": late}
 
@@ -186,16 +188,6 @@ def test_an_open_session_fires_early_panes_and_the_final_pane_replaces_them() ->
     watermark then fires the ON_TIME pane with the same session_id, the row that stays."""
     crowd = [click(f"U{n:03d}", 5) for n in range(64)]
 
-    def sessions_with_early_panes(events):
-        rows, late = events | SessionWindows(
-            CONFIG.sessions.gap,
-            CONFIG.sessions.allowed_lateness,
-            streaming=True,
-            lateness_margin=CONFIG.pipelines.lateness_margin,
-            early_panes=timedelta(minutes=1),
-        )
-        return {"rows": rows, "late": late}
-
     result = run_stream(
         "clickstream",
         [
@@ -209,7 +201,7 @@ def test_an_open_session_fires_early_panes_and_the_final_pane_replaces_them() ->
             ("watermark", 40),  # the gap has closed: ON_TIME
             ("watermark", 120),
         ],
-        sessions_with_early_panes,
+        partial(sessions_job, early_panes=timedelta(minutes=1)),
     )
     # in the order the warehouse ranks a session's rows (TABLE_KEYS: events, then pane_index;
     # a click that extends a session merges its window, which restarts Beam's pane index)
