@@ -95,6 +95,12 @@ def test_tiles_show_sessions_and_conversion(page, served) -> None:
     ((sessions, conversion),) = _sql(served[1], "SELECT count(*), 100 * avg(converted::INT) FROM user_sessions")
     assert page.text_content("#sessions-count") == f"{sessions:,}"
     assert page.text_content("#conversion") == f"{conversion:.1f} %"
+    ((open_sessions, users, events),) = _sql(
+        served[1],
+        "SELECT count(*) FILTER (WHERE pane_timing = 'EARLY'), count(DISTINCT user_id), sum(event_count) "
+        "FROM user_sessions",
+    )
+    assert page.text_content("#sessions-users") == f"{open_sessions:,} open · {users:,} users · {events:,} events"
 
 
 def test_the_chart_draws_revenue_per_minute(page, served) -> None:

@@ -32,3 +32,32 @@ def test_report_names_missing_tables_and_shows_the_rest(tmp_path) -> None:
     revenue = result.output.split("Revenue per minute")[1]
     assert f"{minutes:,}" in revenue and f"{int(orders):,}" in revenue
     assert "Dead letters" in result.output
+
+
+def test_report_counts_open_sessions_from_their_early_rows(tmp_path) -> None:
+    """A streaming run writes an open session's row so far as an EARLY pane; the report counts
+    those as open, and every session's events so far, beside the closed ones."""
+    import pyarrow as pa
+
+    from beam_pipelines.common.warehouse import create_table_sql
+    from streamforge.schemas import get_schema
+    from tests.support.samples import sample
+
+    warehouse = tmp_path / "w.duckdb"
+    row = get_schema("session_aggregate").validate(sample("session_aggregate"))
+    rows = [
+        {**row, "session_id": "closed", "event_count": 5, "pane_timing": "ON_TIME"},
+        {**row, "session_id": "open-1", "event_count": 3, "pane_timing": "EARLY"},
+        {**row, "session_id": "open-2", "event_count": 4, "pane_timing": "EARLY"},
+    ]
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(create_table_sql(get_schema("session_aggregate")))
+        con.register("sent", pa.Table.from_pylist(rows))
+        con.execute("INSERT INTO user_sessions BY NAME SELECT * FROM sent")
+    result = run_cli("report", "--warehouse", str(warehouse))
+    assert result.exit_code == 0, result.output
+    sessions = result.output.split("Sessions")[1].split("Revenue")[0]
+    header = [line for line in sessions.splitlines() if line.startswith("┃")][-1]  # names on the last header line
+    (values,) = [line for line in sessions.splitlines() if line.startswith("│")]
+    names, cells = [c.strip() for c in header.split("┃")][1:5], [c.strip() for c in values.split("│")][1:5]
+    assert names == ["sessions", "open", "users", "events"] and cells == ["3", "2", "1", "12"], sessions
