@@ -147,7 +147,7 @@ def other_config() -> Config:
     return config.__class__(
         **{
             **vars(config),
-            "sessions": config.sessions.__class__(timedelta(minutes=45), timedelta(minutes=20)),
+            "sessions": config.sessions.__class__(timedelta(minutes=45), timedelta(minutes=20), timedelta(minutes=5)),
             "revenue": config.revenue.__class__(timedelta(minutes=3)),
             "fraud": config.fraud.__class__(**{**vars(config.fraud), "rapid_orders_count": 5}),
         }
