@@ -33,7 +33,6 @@ __all__ = ["CLOUD_SQL_PROXY_IMAGE", "ChangeCapture", "debezium_environment"]
 CLOUD_SQL_PROXY_IMAGE = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.18.2"
 _PASSWORD = "POSTGRES_PASSWORD"
 _PORT = 5432
-_PROXY_HEALTH_PORT = 9090  # the Cloud SQL Auth Proxy's /startup, /liveness, /readiness
 
 
 def _render(text: str, salt: str) -> str:
@@ -161,26 +160,18 @@ class ChangeCapture(Area):
                     {
                         "name": "cloud-sql-proxy",
                         "image": CLOUD_SQL_PROXY_IMAGE,
-                        # the database port only for Debezium, on loopback; the health endpoint where
-                        # Cloud Run's probes reach it (they do not come from inside the container, so
-                        # a probe of a port bound to 127.0.0.1 never succeeds and the revision never starts)
+                        # The database port on loopback, for Debezium only, and no health endpoint:
+                        # Cloud Run's probes come from outside the container, so a probe would need
+                        # a port open on every interface. The proxy listens as soon as it starts and
+                        # dials Cloud SQL per connection; Debezium starts after it (depends_ons) and
+                        # its own startup probe waits until the connector is connected.
                         "args": [
                             self.instance.connection_name,
                             f"--port={_PORT}",
                             "--address=127.0.0.1",
                             "--structured-logs",
-                            "--health-check",
-                            # production deployment only (a Cloud Run sidecar, never a local server):
-                            # all interfaces, because Cloud Run probes from outside the container
-                            "--http-address=0.0.0.0",  # production deployment only (Cloud Run sidecar probe)
-                            f"--http-port={_PROXY_HEALTH_PORT}",
                         ],
                         "resources": {"cpu_idle": False, "limits": {"cpu": "1", "memory": "512Mi"}},
-                        "startup_probe": {
-                            "http_get": {"path": "/startup", "port": _PROXY_HEALTH_PORT},
-                            "period_seconds": 2,
-                            "failure_threshold": 30,
-                        },
                     },
                 ],
                 "volumes": [
