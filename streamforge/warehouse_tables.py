@@ -37,6 +37,7 @@ from streamforge.schemas.daily_tables import bigquery_schema
 
 __all__ = [
     "CDC_SUBJECTS",
+    "OPEN_SESSION",
     "TABLE_KEYS",
     "TableKey",
     "TableSpec",
@@ -45,6 +46,10 @@ __all__ = [
     "current_view_sql",
     "warehouse_tables",
 ]
+
+#: The user_sessions rows of sessions still open: their EARLY panes (the final pane replaces
+#: each), as a SQL condition for readers (report, dashboard).
+OPEN_SESSION = "pane_timing = 'EARLY'"
 
 #: Schemas only the CDC job writes (left out when CDC is).
 CDC_SUBJECTS = ("cdc_change", "order_status_transition", "price_change", "stock_alert")

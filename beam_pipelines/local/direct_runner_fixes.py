@@ -285,10 +285,12 @@ class _IndexedKeyedStates(dict):
         self.realtime_heap: list[tuple[float, int, Any]] = []  # the same for processing-time timers
         self.realtime_due_at: dict[Any, float] = {}
         self.sequence = itertools.count()
+        self.timers_read: dict[Any, Any] = {}  # key -> the state thawed to read its due timers
 
     def __setitem__(self, key: Any, state: Any) -> None:
         if type(key) is bytes and isinstance(state, trigger.InMemoryUnmergedState):
             state = _rest(state)  # not the evaluators' own bookkeeping (WATERMARK_TAG), kept live
+        self.timers_read.pop(key, None)
         super().__setitem__(key, state)
         with self.mutex:
             self.written.add(key)
@@ -302,9 +304,21 @@ class _IndexedKeyedStates(dict):
         return _thaw(value) if isinstance(value, _Resting) else value
 
     def thawed(self, key: Any) -> Any:
-        """A new state of ``key`` for a bundle to change (an empty one for a key never written)."""
+        """A new state of ``key`` for a bundle to change (an empty one for a key never written);
+        the one thawed to read its due timers, if nothing was written since, is not thawed twice."""
+        state = self.timers_read.pop(key, None)
+        if state is not None:
+            return state
         value = super().get(key)
         return evaluation_context.DirectUnmergedState() if value is None else _thaw(value)
+
+    def read_timers(self, key: Any) -> Any:
+        """``key``'s state to read its timers from (unchanged by the reading), kept for the bundle
+        that fires them; None for a key without state."""
+        state = self.get(key)
+        if state is not None:
+            self.timers_read[key] = state
+        return state
 
     def items(self) -> Any:
         return ((key, self[key]) for key in list(self))
@@ -401,7 +415,7 @@ def _extract_transform_timers(self: Any) -> tuple[list[TimerFiring], bool]:
         fired: list[TimerFiring] = []
         has_realtime_timer = bool(states.realtime_due_at)
         for key in candidates:
-            state = states.get(key)
+            state = states.read_timers(key)
             if state is None:
                 continue
             timers, had_realtime_timer = state.get_timers(

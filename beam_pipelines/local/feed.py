@@ -306,8 +306,8 @@ class _Feed(beam_interactive_api_pb2_grpc.TestStreamServiceServicer):
             # Processing time follows the clock, a step at least every second (what fires
             # processing-time triggers: the sessions' EARLY panes); the step is also the
             # heartbeat a quiet stream needs.
-            if self.clock() - advanced >= _HEARTBEAT_S:
-                now = self.clock()
+            now = self.clock()
+            if now - advanced >= _HEARTBEAT_S:
                 advance = int((now - advanced) * 1_000_000)
                 yield _Event(processing_time_event=_Event.AdvanceProcessingTime(advance_duration=advance))
                 advanced = now

@@ -15,6 +15,7 @@ from rich.table import Table
 from streamforge.bigquery_warehouse import WarehouseUnavailable
 from streamforge.warehouse import WarehouseBusy
 from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
+from streamforge.warehouse_tables import OPEN_SESSION
 
 __all__ = ["TABLES", "report"]
 
@@ -105,9 +106,8 @@ def _sessions(con: duckdb.DuckDBPyConnection, console: Console) -> None:
         console,
         "Sessions",
         ["sessions", "open", "users", "events", "avg events", "avg minutes", "conversion %", "cart abandonment %"],
-        # open: sessions whose gap has not closed, shown by their EARLY rows so far
-        con.execute("""
-               SELECT count(*)::INT, count(*) FILTER (WHERE pane_timing = 'EARLY')::INT, count(DISTINCT user_id)::INT,
+        con.execute(f"""
+               SELECT count(*)::INT, count(*) FILTER (WHERE {OPEN_SESSION})::INT, count(DISTINCT user_id)::INT,
                       coalesce(sum(event_count), 0)::BIGINT, avg(event_count)::DOUBLE, avg(duration_seconds) / 60,
                       100 * avg(converted::INT), 100 * avg(cart_abandoned::INT) FROM user_sessions""").fetchall(),
     )

@@ -32,7 +32,7 @@ from streamforge.live.progress import JobProgress, read_job_progress
 from streamforge.live.system import sink_records
 from streamforge.warehouse import WarehouseBusy
 from streamforge.warehouse_reading import WarehouseLocation, open_warehouse
-from streamforge.warehouse_tables import captured_tables
+from streamforge.warehouse_tables import OPEN_SESSION, captured_tables
 
 __all__ = ["DashboardSources", "create_app", "summary"]
 
@@ -106,9 +106,9 @@ def _warehouse_part(location: WarehouseLocation) -> dict[str, Any]:
             con,
             have,
             "user_sessions",
-            """
+            f"""
             SELECT count(*) AS sessions, count(DISTINCT user_id) AS users,
-                   count(*) FILTER (WHERE pane_timing = 'EARLY') AS open_sessions,
+                   count(*) FILTER (WHERE {OPEN_SESSION}) AS open_sessions,
                    coalesce(sum(event_count), 0) AS events,
                    coalesce(100 * avg(converted::INT), 0) AS conversion_pct,
                    coalesce(avg(event_count), 0) AS avg_events FROM user_sessions""",
