@@ -1,7 +1,7 @@
 """Latencies and memory of the live system (`streamforge up`, CDC on) at a given rate, as a user sees them.
 
     python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--no-cdc] [--gap 10s]
-        [--watermark-lag 2s] [--case-every 1] [--trace-every 60] [--profile DIR]
+        [--watermark-lag 2s] [--case-every 1] [--trace-every 60] [--profile DIR] [--profile-memory DIR]
 
 While the simulator publishes --rate events/s, a RAPID_ORDERS case (three orders by a new
 user, 100 ms apart, stamped with the clock) is published every second (--case-every), and the warehouse is read
@@ -15,8 +15,13 @@ every 0.5 s from this process, as the dashboard reads it (its snapshot). Printed
 - session gap end -> session row visible: when a session's final row (not an EARLY one) is
   first seen, minus its last event plus the gap (the session gap is cut to 10 s by default, so that sessions close during the
   run; `--gap 30m` keeps the shipped windows, for memory);
+- in a run of more than ten minutes, the alert latency of each ten minutes;
 - the analytics job's resident memory every --trace-every seconds, its peak, and its growth
   over the second half of the run (MB/min): flat memory means that slope is near zero.
+
+--profile-memory DIR traces the analytics job's Python allocations (tracemalloc) and writes
+where its memory is held to DIR every minute; tracing slows the job several times over, so its
+latencies are not the system's (benchmarks/sampling_profiler).
 
 --profile DIR samples the stacks of the jobs' threads every 5 ms (benchmarks/sampling_profiler)
 and writes, per job, the share of time each function was on each thread's stack to DIR.
@@ -115,6 +120,9 @@ def main() -> None:
     parser.add_argument("--trace-every", type=float, default=60, help="seconds between memory samples")
     parser.add_argument("--profile", type=Path, help="write the jobs' sampled stack profiles to this folder")
     parser.add_argument(
+        "--profile-memory", type=Path, help="trace the analytics job's Python allocations into this folder"
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="keep the run's folder here (warehouse, published record, logs) and the injected orders as "
@@ -136,10 +144,16 @@ def main() -> None:
         )
         project = "latency-bench"
         env = dict(os.environ)
-        if args.profile:
-            args.profile.mkdir(parents=True, exist_ok=True)
+        for folder, variable in (
+            (args.profile, "STREAMFORGE_PROFILE_DIR"),
+            (args.profile_memory, "STREAMFORGE_MEMORY_PROFILE_DIR"),
+        ):
+            if folder:
+                folder.mkdir(parents=True, exist_ok=True)
+                env[variable] = str(folder.resolve())
+        if args.profile or args.profile_memory:  # its sitecustomize starts the profilers in the jobs
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROFILER), env.get("PYTHONPATH")]))
-            env["STREAMFORGE_PROFILE_DIR"] = str(args.profile.resolve())
+        job_pid = 0
         up = subprocess.Popen(
             [
                 sys.executable,
@@ -219,8 +233,14 @@ def main() -> None:
         finally:
             injected.close()
             up.send_signal(signal.SIGINT)
-            up.wait(timeout=900)
+            drain_started, drain_peak = time.time(), 0.0
+            while up.poll() is None and time.time() - drain_started < 900:
+                drain_peak = max(drain_peak, rss_mb(job_pid) if job_pid else 0.0)
+                time.sleep(0.5)
+            up.wait(timeout=1)
+            drain_s = time.time() - drain_started
         alert_latency, in_job, delivery = [], [], []
+        by_block: dict[int, list[float]] = {}  # ten-minute block of the run -> its alert latencies
         for record in sink_records(work / "logs" / "webhook-sink.log"):
             body = record.get("body", {})
             if record.get("verdict") == "alert" and body.get("user_id") in cases:
@@ -228,6 +248,7 @@ def main() -> None:
                 alert_latency.append(received - cases[body["user_id"]])
                 in_job.append(detected - cases[body["user_id"]])
                 delivery.append(received - detected)
+                by_block.setdefault(int((cases[body["user_id"]] - started) // 600), []).append(alert_latency[-1])
         minute_latency = [seen - _seconds(end) for end, seen in minutes.items()]
         print(
             f"\nlive latencies, `streamforge up{' --no-cdc' if args.no_cdc else ''}` at {args.rate:,.0f} events/s "
@@ -238,9 +259,13 @@ def main() -> None:
         )
         print(f"    of which event -> alert detected    {percentiles(in_job)}")
         print(f"    and detected -> webhook receipt      {percentiles(delivery)}")
+        if len(by_block) > 1:  # a long run: does the tail grow as sessions start to close?
+            for block, values in sorted(by_block.items()):
+                print(f"    minutes {10 * block:>3}-{10 * block + 10:<3}                   {percentiles(values)}")
         print(f"  minute end -> revenue row visible      {percentiles(minute_latency)}")
         print(f"  session gap end -> session row visible {percentiles(list(sessions.values()))}")
         print_memory(memory)
+        print(f"  the drain: {drain_s:.0f} s, analytics job peak {drain_peak:,.0f} MB")
 
 
 def _seconds(value: str | float) -> float:

@@ -66,7 +66,11 @@ timers as the original, which still decides which of a key's timers are due.
    timer is set for the windows a bundle added elements to, once per window and key (the
    windows this bundle touched, after merging), one microsecond after the instant from which
    Beam's Python driver already drops the window's elements as expired; a key whose last
-   window is collected is left with no state at all, which fix 2 then drops.
+   window is collected is left with no state at all, which fix 2 then drops. When the
+   watermark passes a window's end and its collection at once (a drain), the window's own
+   event-time timers fire before it is collected, as Java's runners then emit the ON_TIME
+   pane: the runner fires a key's timers in the order they were set, and a merge sets the
+   end-of-window timer again after the collection timer.
 
 9. A window's state held every raw element until the window was collected, where Dataflow
    holds one accumulator per window and key (combiner lifting): a session kept each of its
@@ -698,8 +702,11 @@ def _process_timer_collecting_garbage(
     state: Any,
     input_watermark: Any = None,
 ) -> Iterator[Any]:
-    """``GeneralTriggerDriver.process_timer``, plus the collection timer: a last pane if elements
-    arrived since the previous pane, then every state and timer of the window is deleted."""
+    """``GeneralTriggerDriver.process_timer``, plus the collection timer: the window's own
+    event-time timers due by then fire first (a drain passes a window's end and its collection
+    at once, and the runner fires a key's timers in the order they were set: its ON_TIME pane
+    would be lost), then a last pane if elements arrived since the previous pane, then every
+    state and timer of the window is deleted."""
     merging = trigger.MergeableStateAdapter(state)
     window = next((w for w, ids in merging.window_ids.items() if window_id in ids), None)
     if window is None:  # collected earlier in this work item; Beam's own would raise
@@ -710,6 +717,11 @@ def _process_timer_collecting_garbage(
     collect_at = _collected_at(self, window)
     if collect_at is None or timestamp < collect_at:  # set before the window merged into a longer one
         return
+    for raw_id in list(merging.window_ids[window]):
+        for (timer, domain, tag), at in sorted(state.timers.get(raw_id, {}).items(), key=lambda item: item[1]):
+            if domain == TimeDomain.WATERMARK and timer != GC_TIMER and at <= timestamp:
+                state.clear_timer(raw_id, timer, domain, tag)
+                yield from _ORIGINAL_PROCESS_TIMER(self, raw_id, timer, domain, at, state, input_watermark)
     if merging.get_state(window, _PENDING) and not merging.get_state(window, self.TOMBSTONE):
         yield self._output(window, True, merging, timestamp, True)
     for raw_id in merging.window_ids.pop(window):
