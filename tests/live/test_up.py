@@ -68,18 +68,15 @@ def test_up_runs_the_whole_system_and_stops_without_loss(
             120,
         )
         # open sessions are visible while open (their gap is 30 minutes): EARLY rows, every
-        # sessions.early_panes (1 minute) of a session's clicks, read as the dashboard reads them
-        open_sessions = wait_while_running(
+        # sessions.early_panes (1 minute) of a session's clicks, read as the dashboard reads them;
+        # more than a few (they come a pane at a time, so the first snapshot may hold only some)
+        wait_while_running(
             up,
             log,
-            "open sessions (EARLY rows)",
-            lambda: (
-                _rows(warehouse, "SELECT count(*) FROM user_sessions WHERE pane_timing = 'EARLY'")[:1] != [(0,)]
-                and _rows(warehouse, "SELECT count(*) FROM user_sessions WHERE pane_timing = 'EARLY'")
-            ),
+            "more than 10 open sessions (EARLY rows)",
+            lambda: _rows(warehouse, "SELECT count(*) FROM user_sessions WHERE pane_timing = 'EARLY'")[:1] > [(10,)],
             120,
         )
-        assert open_sessions[0][0] > 10
         assert delivered[0]["body"]["alert_type"] == "RAPID_ORDERS"
         time.sleep(10)  # more traffic, then Ctrl-C
     finally:
