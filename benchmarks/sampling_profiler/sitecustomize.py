@@ -31,12 +31,7 @@ _MEMORY_EVERY_S = 60
 
 
 def _label(code) -> str:
-    path = code.co_filename
-    for marker in ("site-packages/", "/work/", "/lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{code.co_qualname} ({path}:{code.co_firstlineno})"
+    return f"{code.co_qualname} ({_short(code.co_filename)}:{code.co_firstlineno})"
 
 
 def _sample(out_path: str) -> None:
