@@ -1,7 +1,8 @@
 """Latencies and memory of the live system (`streamforge up`, CDC on) at a given rate, as a user sees them.
 
     python benchmarks/live_latency.py [--rate 500] [--seconds 60] [--no-cdc] [--gap 10s]
-        [--watermark-lag 2s] [--case-every 1] [--trace-every 60] [--profile DIR] [--profile-memory DIR]
+        [--watermark-lag 2s] [--case-every 1] [--early-panes 1m] [--trace-every 60] [--profile DIR]
+        [--profile-memory DIR]
 
 While the simulator publishes --rate events/s, a RAPID_ORDERS case (three orders by a new
 user, 100 ms apart, stamped with the clock) is published every second (--case-every), and the warehouse is read
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--case-every", type=float, default=1, help="seconds between injected RAPID_ORDERS cases")
     parser.add_argument("--gap", default=f"{GAP_S}s", help="the session gap (the shipped one is 30m)")
     parser.add_argument("--lateness", help="sessions' and revenue's allowed lateness (the shipped one is 10m)")
+    parser.add_argument("--early-panes", help="sessions' EARLY pane period, 0s for none (the shipped one is 1m)")
     parser.add_argument("--no-cdc", action="store_true", help="without PostgreSQL and the CDC job")
     parser.add_argument("--trace-every", type=float, default=60, help="seconds between memory samples")
     parser.add_argument("--profile", type=Path, help="write the jobs' sampled stack profiles to this folder")
@@ -138,8 +140,9 @@ def main() -> None:
         work, config = tmp / "live", tmp / "latency.toml"
         injected = open(tmp / "injected.jsonl", "wb")
         lateness = f'allowed_lateness = "{args.lateness}"\n' if args.lateness else ""
+        early = f'early_panes = "{args.early_panes}"\n' if args.early_panes else ""
         config.write_text(
-            f'[sessions]\ngap = "{args.gap}"\n{lateness}[revenue]\n{lateness}'
+            f'[sessions]\ngap = "{args.gap}"\n{early}{lateness}[revenue]\n{lateness}'
             f'[local_streaming]\nwatermark_lag = "{args.watermark_lag}"\n'
         )
         project = "latency-bench"

@@ -1,4 +1,4 @@
-"""Eleven fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
+"""Twelve fixes to Beam's bundle-based DirectRunner (the local streaming runner), applied together.
 
 1. Counters of every bundle after a step's first on a worker thread were lost. The executor
    gives each bundle a new MetricsContainer, but the thread's StateSampler caches the scoped
@@ -101,6 +101,13 @@ timers as the original, which still decides which of a key's timers are due.
     window). A bundle thaws the key's state (``_thaw``) instead of copying it, so it still
     never writes into the committed one; the timer index keeps what it needs beside the bytes.
     A state holding something that cannot be pickled stays an object.
+12. Beam's trigger driver defines a merge-context class inside ``process_elements``, so every
+    call that merges windows (every click of a session) made a new class: a type with its
+    methods, cells and a subclass entry, all reference cycles that only the garbage collector
+    frees. The collector then ran often and walked them, and its pauses stopped the one worker
+    thread (docs/live.md). ``_process_elements`` is Beam's method with that class defined once
+    (``_TriggerMergeContext``); fix 8 wraps it. The timer index (fix 2) also keeps its due times
+    as ints, so its heap entries are not objects the collector walks.
 
 Written as the upstream fixes would be, and applied only while a local streaming job runs
 (``patched_direct_runner()``), on the one Beam version they were written against: on any
@@ -138,7 +145,7 @@ from apache_beam.runners.direct.util import TimerFiring
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms import combiners, core, trigger, userstate
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.window import IntervalWindow
+from apache_beam.transforms.window import IntervalWindow, WindowFn
 from apache_beam.utils.counters import CounterFactory
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, TIME_GRANULARITY, Timestamp
 
@@ -156,25 +163,39 @@ class _Resting:
 
     __slots__ = ("blob", "earliest", "realtime", "empty")
 
-    def __init__(self, blob: bytes, earliest: Any, realtime: float | None, empty: bool) -> None:
+    def __init__(self, blob: bytes, earliest: int | None, realtime: float | None, empty: bool) -> None:
         self.blob, self.earliest, self.realtime, self.empty = blob, earliest, realtime, empty
 
 
-def _timer_index(state: Any) -> tuple[Any, float | None]:
-    """(earliest event-time timer, earliest processing-time timer in seconds), each None if unset."""
+def _nanos(timestamp: Any) -> int:
+    """A timestamp (a user timer's may be seconds) as an int that orders as it does: the timer
+    index compares ints, not Timestamps."""
+    if type(timestamp) is not Timestamp:
+        timestamp = Timestamp.of(timestamp)
+    return timestamp._total(Timestamp.NANOS_PRECISION)
+
+
+def _timer_index(state: Any) -> tuple[int | None, float | None]:
+    """(earliest event-time timer in ns, earliest processing-time timer in seconds), each None if unset."""
     earliest, realtime = None, None
     for timers in state.timers.values():
         for (_name, domain, _tag), timestamp in timers.items():
             if domain == TimeDomain.REAL_TIME:
                 if realtime is None or float(timestamp) < realtime:
                     realtime = float(timestamp)
-            elif earliest is None or timestamp < earliest:
-                earliest = timestamp
+            else:
+                at = _nanos(timestamp)
+                if earliest is None or at < earliest:
+                    earliest = at
     return earliest, realtime
 
 
 def _timestamp_of(micros: int) -> Timestamp:
-    return Timestamp(micros=micros)
+    """``Timestamp(micros=micros)`` without its argument checks (a thawed state has many)."""
+    timestamp = Timestamp.__new__(Timestamp)
+    timestamp._precision = Timestamp.MICROS_PRECISION
+    timestamp._seconds, timestamp._subseconds = divmod(micros, 1_000_000)
+    return timestamp
 
 
 def _reduce_timestamp(timestamp: Timestamp) -> Any:
@@ -284,8 +305,8 @@ class _IndexedKeyedStates(dict):
         super().__init__()
         self.written: set[Any] = set()
         self.mutex = threading.Lock()
-        self.heap: list[tuple[Any, int, Any]] = []  # (earliest event-time timer, tie-break, key)
-        self.due_at: dict[Any, Any] = {}  # key -> its entry's time in the heap
+        self.heap: list[tuple[int, int, Any]] = []  # (earliest event-time timer in ns, tie-break, key)
+        self.due_at: dict[Any, int] = {}  # key -> its entry's time in the heap
         self.realtime_heap: list[tuple[float, int, Any]] = []  # the same for processing-time timers
         self.realtime_due_at: dict[Any, float] = {}
         self.sequence = itertools.count()
@@ -357,7 +378,7 @@ class _IndexedKeyedStates(dict):
 
     def due(self, watermark: Any) -> list[Any]:
         """Keys with an event-time timer at or before ``watermark`` (taken out of the index)."""
-        keys, self.heap = self._take(self.heap, self.due_at, watermark)
+        keys, self.heap = self._take(self.heap, self.due_at, _nanos(watermark))
         return keys
 
     def due_realtime(self, now: float) -> list[Any]:
@@ -632,7 +653,7 @@ def _process_elements_collecting_garbage(
     collection timer, and is marked as holding elements no pane has shown yet unless it fired."""
     windowed_values = list(windowed_values)
     fired: set[Any] = set()
-    for pane in _ORIGINAL_PROCESS_ELEMENTS(self, state, windowed_values, output_watermark, input_watermark):
+    for pane in _process_elements(self, state, windowed_values, output_watermark, input_watermark):
         fired.update(pane.windows)
         yield pane
     merging = trigger.MergeableStateAdapter(state)
@@ -691,6 +712,91 @@ def _merge_state_of_merged_windows(state: Any, merging: Any, window: Any) -> Non
 
 
 _ORIGINAL_PROCESS_ELEMENTS = trigger.GeneralTriggerDriver.process_elements
+
+
+class _TriggerMergeContext(WindowFn.MergeContext):
+    """The merge context of ``GeneralTriggerDriver.process_elements``, defined once (fix 12)."""
+
+    def __init__(self, windows: Any, driver: Any, state: Any, merged_away: dict[Any, Any]) -> None:
+        super().__init__(windows)
+        self.driver, self.state, self.merged_away = driver, state, merged_away
+
+    def merge(self, to_be_merged: Any, merge_result: Any) -> None:
+        driver, state = self.driver, self.state
+        for window in to_be_merged:
+            if window != merge_result:
+                self.merged_away[window] = merge_result
+                # Clear state associated with PaneInfo since it is not preserved across merges.
+                state.clear_state(window, driver.INDEX)
+                state.clear_state(window, driver.NONSPECULATIVE_INDEX)
+        state.merge(to_be_merged, merge_result)
+        driver.trigger_fn.on_merge(to_be_merged, merge_result, state.at(merge_result, driver.clock))
+
+
+def _process_elements(
+    self: Any, state: Any, windowed_values: Any, output_watermark: Any, input_watermark: Any = MIN_TIMESTAMP
+) -> Iterator[Any]:
+    """``GeneralTriggerDriver.process_elements`` of Beam 2.77.0, line for line, except that its
+    merge context is one class (``_TriggerMergeContext``) instead of a class defined in every
+    call that merges (fix 12)."""
+    if self.is_merging:
+        state = trigger.MergeableStateAdapter(state)
+
+    windows_to_elements = collections.defaultdict(list)
+    for wv in windowed_values:
+        for window in wv.windows:
+            # ignore expired windows
+            if input_watermark > window.end + self.allowed_lateness:
+                continue
+            windows_to_elements[window].append((wv.value, wv.timestamp))
+
+    # First handle merging.
+    if self.is_merging:
+        old_windows = set(state.known_windows())
+        all_windows = old_windows.union(list(windows_to_elements))
+
+        if all_windows != old_windows:
+            merged_away: dict[Any, Any] = {}
+            self.window_fn.merge(_TriggerMergeContext(all_windows, self, state, merged_away))
+
+            merged_windows_to_elements = collections.defaultdict(list)
+            for window, values in windows_to_elements.items():
+                while window in merged_away:
+                    window = merged_away[window]
+                merged_windows_to_elements[window].extend(values)
+            windows_to_elements = merged_windows_to_elements
+
+            for window in merged_away:
+                state.clear_state(window, self.WATERMARK_HOLD)
+
+    # Next handle element adding.
+    for window, elements in windows_to_elements.items():
+        if state.get_state(window, self.TOMBSTONE):
+            continue
+        # Add watermark hold.
+        output_time = self.timestamp_combiner_impl.merge(
+            window,
+            (
+                element_output_time
+                for element_output_time in (
+                    self.timestamp_combiner_impl.assign_output_time(window, timestamp)
+                    for unused_value, timestamp in elements
+                )
+                if element_output_time >= output_watermark
+            ),
+        )
+        if output_time is not None:
+            state.add_state(window, self.WATERMARK_HOLD, output_time)
+
+        context = state.at(window, self.clock)
+        for value, _timestamp in elements:
+            state.add_state(window, self.ELEMENTS, value)
+            self.trigger_fn.on_element(value, window, context)
+
+        # Maybe fire this window.
+        if self.trigger_fn.should_fire(TimeDomain.WATERMARK, input_watermark, window, context):
+            finished = self.trigger_fn.on_fire(input_watermark, window, context)
+            yield self._output(window, finished, state, output_watermark, False)
 
 
 def _process_timer_collecting_garbage(
