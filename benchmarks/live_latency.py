@@ -131,6 +131,7 @@ def main() -> None:
         "injected.jsonl, to check the drain against SQL afterwards",
     )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` or `kill`: drain and stop `up` as Ctrl-C does
     gap_s = parse_duration(args.gap).total_seconds()
     from google.cloud import pubsub_v1
 
@@ -273,6 +274,10 @@ def main() -> None:
 
 def _seconds(value: str | float) -> float:
     return value if isinstance(value, float) else parse_timestamp(value).timestamp()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _read_warehouse(
