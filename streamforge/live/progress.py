@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,6 +21,7 @@ class JobProgress:
     pulled: int
     acked: int
     watermark_ms: int | None  # the lowest of the inputs' watermarks
+    acked_by_input: dict[str, int] = field(default_factory=dict)
 
 
 def write_job_progress(path: Path, inputs: Mapping[str, Mapping[str, Any]]) -> None:
@@ -39,5 +40,9 @@ def read_job_progress(path: Path) -> JobProgress | None:
     inputs = data["inputs"].values()
     marks = [i["watermark_ms"] for i in inputs if i["watermark_ms"] is not None]
     return JobProgress(
-        data["at"], sum(i["pulled"] for i in inputs), sum(i["acked"] for i in inputs), min(marks) if marks else None
+        data["at"],
+        sum(i["pulled"] for i in inputs),
+        sum(i["acked"] for i in inputs),
+        min(marks) if marks else None,
+        {path: i["acked"] for path, i in data["inputs"].items()},
     )

@@ -173,6 +173,7 @@ class LiveSystem:
         self.env: dict[str, str] = {}
         self.kafka = ""  # the broker's HOST:PORT with transport "kafka"
         self.secret = secrets.token_hex(16)
+        self.analytics_inputs: dict[str, str] = {}  # stream -> the analytics job's input path in its progress file
         check_project(settings.project)
 
     # -- starting ------------------------------------------------------------------------------
@@ -262,6 +263,7 @@ class LiveSystem:
         topics = self.config.topics
         if s.transport == "kafka":
             inputs = ("--input", f"kafka://{self.kafka}")  # each stream's topic from [topics]
+            self.analytics_inputs = {stream: getattr(topics, stream) for stream in STREAM_FILES}
         else:
             sub = f"pubsub://projects/{s.project}/subscriptions"
             inputs = (
@@ -270,6 +272,10 @@ class LiveSystem:
                 "--orders",
                 f"{sub}/{layout.subscription('analytics', topics.orders).id}",
             )
+            self.analytics_inputs = {
+                stream: f"projects/{s.project}/subscriptions/{layout.subscription('analytics', getattr(topics, stream)).id}"
+                for stream in STREAM_FILES
+            }
         self._streamforge(
             "analytics-job",
             "run",
@@ -472,27 +478,36 @@ class LiveSystem:
             f"--warehouse duckdb://{rebuilt}"
         )
 
-    def published_count(self) -> int:
-        """Messages the simulator sent (its record), malformed and repeated ones included."""
-        files = [self.settings.published / name for name in STREAM_FILES.values()]
-        return sum(sum(1 for _ in path.open("rb")) for path in files if path.exists())
+    def published_count(self) -> dict[str, int]:
+        """Messages the simulator sent (its record), by stream, malformed and repeated ones included."""
+        paths = {stream: self.settings.published / name for stream, name in STREAM_FILES.items()}
+        return {stream: sum(1 for _ in path.open("rb")) if path.exists() else 0 for stream, path in paths.items()}
 
     def _wait_until_taken(self, timeout: float = 120) -> None:
-        """Until the analytics job has taken every message the simulator published (and the CDC
-        job's count has stopped growing)."""
+        """Until the analytics job has taken, of each stream, every message the simulator
+        published (and the CDC job's count has stopped growing). Stream by stream: what another
+        producer published beside the simulator (a user's own orders) must not stand in for
+        clicks the job has not taken yet."""
         published = self.published_count()
-        deadline, last_cdc, steady = time.monotonic() + timeout, -1, 0
+        deadline, last_cdc, steady, behind = time.monotonic() + timeout, -1, 0, {}
         while time.monotonic() < deadline:
-            progress = read_progress(self.settings)
-            cdc = progress.acked.get("cdc", 0)
+            job = read_job_progress(self.settings.progress_file("analytics"))
+            taken = {} if job is None else job.acked_by_input
+            cdc = read_progress(self.settings, ("cdc",)).acked.get("cdc", 0)
             steady = steady + 1 if cdc == last_cdc else 0
             last_cdc = cdc
-            if progress.acked.get("analytics", 0) >= published and (not self.settings.cdc or steady >= 4):
+            behind = {
+                stream: count - taken.get(self.analytics_inputs.get(stream, stream), 0)
+                for stream, count in published.items()
+                if taken.get(self.analytics_inputs.get(stream, stream), 0) < count
+            }
+            if not behind and (not self.settings.cdc or steady >= 4):
                 return
             time.sleep(0.5)
+        short = "; ".join(f"{stream}: {count:,} not taken" for stream, count in behind.items())
         self.say(
-            f"the jobs had not taken everything published after {timeout:.0f} s; draining what they have "
-            "(the rest stays in the subscriptions)"
+            f"the jobs had not taken everything published after {timeout:.0f} s{f' ({short})' if short else ''}; "
+            "draining what they have (the rest stays in the subscriptions)"
         )
 
     def _wait_for_alerts(self, timeout: float = 30) -> None:
