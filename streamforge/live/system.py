@@ -496,11 +496,8 @@ class LiveSystem:
             cdc = read_progress(self.settings, ("cdc",)).acked.get("cdc", 0)
             steady = steady + 1 if cdc == last_cdc else 0
             last_cdc = cdc
-            behind = {
-                stream: count - taken.get(self.analytics_inputs.get(stream, stream), 0)
-                for stream, count in published.items()
-                if taken.get(self.analytics_inputs.get(stream, stream), 0) < count
-            }
+            missing = {s: n - taken.get(self.analytics_inputs.get(s, s), 0) for s, n in published.items()}
+            behind = {stream: count for stream, count in missing.items() if count > 0}
             if not behind and (not self.settings.cdc or steady >= 4):
                 return
             time.sleep(0.5)
