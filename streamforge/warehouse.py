@@ -33,6 +33,8 @@ _SNAPSHOT_COST = 10
 GATHER_S = 0.5
 #: A table's gathered rows are written at once when this many are waiting.
 _GATHER_ROWS = 50_000
+#: A table is written at most every this many times as long as its last statement took.
+_WRITE_COST = 4
 #: How long a writer waits for a reader that holds the file (readers hold it for one query).
 _OPEN_WAIT_S = 15.0
 
@@ -100,9 +102,11 @@ class _Gathered:
 class WarehouseWriter:
     """This process's one connection to a warehouse file, shared by every sink (thread-safe).
 
-    With ``gather_s`` (streaming runs), ``write`` gathers a table's rows for up to that long and
-    writes them in one statement, from the calling thread or the writer's own; ``flush`` and
-    ``close`` write what is gathered. Without it every ``write`` is written at once."""
+    With ``gather_s`` (streaming runs), ``write`` gathers a table's rows for that long (longer for
+    a table whose statements take long) and the writer's own thread writes them in one
+    statement and publishes the snapshots, so that a pipeline's worker does not wait for
+    DuckDB; ``flush`` and ``close`` write what is gathered. Without it every ``write`` is
+    written at once."""
 
     def __init__(
         self,
@@ -129,6 +133,8 @@ class WarehouseWriter:
         self._snapshot_interval = snapshot_every_s or 0.0
         self._written_since_snapshot = False
         self._gathered: dict[str, _Gathered] = {}
+        self._gathering = threading.Lock()  # guards _gathered; ``lock`` guards the connection
+        self._took: dict[str, float] = {}  # table -> how long its last gathered statement took
         self._failure: BaseException | None = None
         self._closing = threading.Event()
         self._gatherer: threading.Thread | None = None
@@ -145,13 +151,16 @@ class WarehouseWriter:
     ) -> None:
         """Write ``rows`` of ``table`` with ``statement(connection, rows)``: now, or gathered with
         the table's other rows (``rows`` by key: a later row of a key replaces the gathered one
-        if ``replace``, else the first stays)."""
-        with self.lock:
-            self._raise_failure()
-            if not self.gather_s:
+        if ``replace``, else the first stays). Gathered rows are written by the writer's thread:
+        the caller (a pipeline's worker) waits for a statement or a snapshot only when a table
+        has ``_GATHER_ROWS`` rows waiting."""
+        self._raise_failure()
+        if not self.gather_s:
+            with self.lock:
                 statement(self.connection, list(rows.values()) if isinstance(rows, dict) else rows)
                 self.wrote()
-                return
+            return
+        with self._gathering:
             gathered = self._gathered.get(table)
             if gathered is None:
                 gathered = self._gathered[table] = _Gathered(
@@ -165,31 +174,51 @@ class WarehouseWriter:
                         gathered.rows.setdefault(key, row)
             else:
                 gathered.rows.extend(rows)
-            if len(gathered.rows) >= _GATHER_ROWS or self.clock() - gathered.since >= self.gather_s:
+            full = len(gathered.rows) >= _GATHER_ROWS
+        if full:
+            with self.lock:
                 self._write_gathered(table)
 
     def flush(self) -> None:
         """Write every gathered row now (raises what a write from the writer's thread raised)."""
         with self.lock:
-            for table in list(self._gathered):
+            with self._gathering:
+                tables = list(self._gathered)
+            for table in tables:
                 self._write_gathered(table)
             self._raise_failure()
 
     def _write_gathered(self, table: str) -> None:
-        gathered = self._gathered.pop(table)
+        """Write ``table``'s gathered rows (holding ``lock``: tables are written in the order
+        their rows were taken from the gathering)."""
+        with self._gathering:
+            gathered = self._gathered.pop(table, None)
+        if gathered is None:
+            return
         rows = list(gathered.rows.values()) if isinstance(gathered.rows, dict) else gathered.rows
         if rows:
+            started = self.clock()
             gathered.statement(self.connection, rows)
+            self._took[table] = self.clock() - started
             self.wrote()
+
+    def _due(self, table: str, gathered: _Gathered) -> bool:
+        """A table is written ``gather_s`` after its first waiting row, or ``_WRITE_COST`` times as
+        long as its last statement took, if longer (a table that grows all day is written less
+        often, in larger statements, rather than taking the writer's whole time)."""
+        assert self.gather_s is not None
+        wait = max(self.gather_s, _WRITE_COST * self._took.get(table, 0.0))
+        return self.clock() - gathered.since >= wait
 
     def _write_when_due(self) -> None:
         assert self.gather_s is not None
         while not self._closing.wait(self.gather_s / 2):
             with self.lock:
                 try:
-                    for table, gathered in list(self._gathered.items()):
-                        if self.clock() - gathered.since >= self.gather_s:
-                            self._write_gathered(table)
+                    with self._gathering:
+                        due = [table for table, gathered in self._gathered.items() if self._due(table, gathered)]
+                    for table in due:
+                        self._write_gathered(table)
                 except BaseException as exc:  # noqa: BLE001 - raised in the pipeline's thread, at its next write
                     self._failure = self._failure or exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,46 @@ def test_a_streaming_writer_gathers_a_tables_rows_into_one_statement(tmp_path: P
         writer.close()
     assert statements == [5, 1]
     assert duckdb.connect(str(path), read_only=True).execute("SELECT v FROM t WHERE k = 9").fetchone() == ("last",)
+
+
+def test_a_pipeline_does_not_wait_for_a_gathered_statement(tmp_path: Path) -> None:
+    """A statement over a table of a million sessions took a quarter of a second, and the
+    pipeline's worker waited for it at its next write: the writer's own thread writes gathered
+    rows, and a write meanwhile only gathers. A table whose statement took long is written
+    less often (four times as long as its statement took, not every ``gather_s``)."""
+    writer = WarehouseWriter(str(tmp_path / "warehouse.duckdb"), snapshot_every_s=None, gather_s=0.1)
+    written: list[tuple[float, int]] = []  # (when, rows) of each statement
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(con, rows) -> None:
+        inside.set()
+        release.wait(30)
+        written.append((time.monotonic(), len(rows)))
+        con.executemany("INSERT OR REPLACE INTO t VALUES (?, ?)", [(r["k"], r["v"]) for r in rows])
+
+    try:
+        writer.ensure("t", "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v VARCHAR)")
+        writer.write("t", {(1,): {"k": 1, "v": "first"}}, slow)
+        assert inside.wait(10)  # the writer's thread is in the statement, holding the connection
+        worker = threading.Thread(target=writer.write, args=("t", {(2,): {"k": 2, "v": "next"}}, slow))
+        worker.start()
+        worker.join(10)
+        gathered_meanwhile = not worker.is_alive()
+        gathered_at = time.monotonic()
+        time.sleep(0.5)  # the first statement takes at least this long
+        release.set()
+        worker.join()
+        assert gathered_meanwhile  # before: the write waited for the statement to end
+        deadline = time.monotonic() + 20
+        while len(written) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [rows for _, rows in written] == [1, 1]
+        assert written[1][0] - gathered_at >= 4 * 0.5  # not every 0.1 s: four times the last statement
+    finally:
+        release.set()
+        writer.close()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [(1, "first"), (2, "next")]
 
 
 def test_a_failed_gathered_write_is_raised_to_the_next_writer(tmp_path: Path) -> None:
