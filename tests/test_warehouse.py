@@ -110,8 +110,8 @@ def test_a_streaming_writer_gathers_a_tables_rows_into_one_statement(tmp_path: P
 
 
 def test_a_pipeline_does_not_wait_for_a_gathered_statement(tmp_path: Path) -> None:
-    """A statement over a table of a million sessions took a quarter of a second, and the
-    pipeline's worker waited for it at its next write: the writer's own thread writes gathered
+    """A statement over a large table takes long, and the pipeline's worker waited for it at
+    its next write: the writer's own thread writes gathered
     rows, and a write meanwhile only gathers. A table whose statement took long is written
     less often (four times as long as its statement took, not every ``gather_s``)."""
     writer = WarehouseWriter(str(tmp_path / "warehouse.duckdb"), snapshot_every_s=None, gather_s=0.1)

@@ -206,14 +206,15 @@ class _WriteDuckDB(beam.DoFn):
         self.key, self.mode = table_key.columns, table_key.repeat
         self.written = Metrics.counter("warehouse", f"{self.table}_rows")
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "append": "INSERT"}[self.mode]
-        self.sql = f'{verb} INTO "{self.table}" BY NAME SELECT * FROM rows_batch AS kept'
+        self.insert_sql = f'{verb} INTO "{self.table}" BY NAME SELECT * FROM {{rows}} AS kept'
+        self.sql = self.insert_sql.format(rows="rows_batch")
         self.start, self.end, self.superseded = None, None, None
         if table_key.within:
             # A row within a longer row of another key was merged into it: not written if that
             # row is here already (a replay), and deleted when that row arrives. ``?`` is the
             # batch's earliest start, so that DuckDB skips the older part of the table. Found by
-            # joins (DuckDB hashes the batch and scans the table once): a correlated NOT EXISTS
-            # and DELETE ... EXISTS took 8 times as long on a table of a million sessions.
+            # joins, which DuckDB runs by hashing the batch: a correlated NOT EXISTS or
+            # DELETE ... EXISTS materialises the table's side (docs/platform-notes.md).
             _owner, self.start, self.end = table_key.within
             self.superseded = table_key.superseded_sql("kept", "longer")
             self.keys_sql = ", ".join(f"kept.{k}" for k in self.key)
@@ -258,7 +259,7 @@ class _WriteDuckDB(beam.DoFn):
                 if kept:
                     con.register("rows_kept", pa.Table.from_pylist(kept))
                     try:
-                        con.execute(self.sql.replace("FROM rows_batch AS kept", "FROM rows_kept AS kept"))
+                        con.execute(self.insert_sql.format(rows="rows_kept"))
                     finally:
                         con.unregister("rows_kept")
             doomed = self._keys(con, f'"{self.table}"', "rows_batch", f"kept.{self.start} >= ?", since)
